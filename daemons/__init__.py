@@ -1,0 +1,1 @@
+"""Command-line daemons: ``vscclient`` and ``ccid-passthru`` (in progress)."""

@@ -1,0 +1,15 @@
+"""asyncio adapters around the sans-IO VSCard connections: they only move bytes and await."""
+
+from .client import APDUHandler, Client, Reader, connect
+from .server import Server, Session, SessionHandler, serve
+
+__all__ = [
+    "APDUHandler",
+    "Client",
+    "Reader",
+    "Server",
+    "Session",
+    "SessionHandler",
+    "connect",
+    "serve",
+]

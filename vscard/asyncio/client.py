@@ -1,0 +1,286 @@
+"""asyncio client: connect a card side (readers and cards) to a VSCard host such as QEMU."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType, TracebackType
+
+import structlog
+
+from ..client import ClientConnection
+from ..constants import MAX_FRAME_SIZE, VSCARD_MINIMAL_READER_ID, ErrorCode
+from ..errors import ConnectionClosedError, ProtocolError, RequestRefusedError, VSCardError
+from ..events import APDURequest, FlushRequested, PeerInit, RequestAnswered, Unexpected
+from .stream import READ_SIZE, peer_name, set_nodelay
+
+log = structlog.get_logger("vscard.client")
+
+APDUHandler = Callable[[bytes], Awaitable[bytes]]
+"""Answers one command APDU with the card's response (data and SW1 SW2).
+
+Raising makes the client send VSC_Error for that APDU instead.
+"""
+
+#: Host APDUs queued per reader. A host sends one at a time; this bounds a misbehaving one.
+_READER_QUEUE_SIZE = 8
+
+
+class Reader:
+    """A reader this client announced to the host, with the card it may hold."""
+
+    def __init__(self, client: Client, reader_id: int, name: str, transmit: APDUHandler) -> None:
+        self._client = client
+        self.reader_id = reader_id
+        self.name = name
+        self.atr: bytes | None = None
+        """The inserted card's ATR, or None when the reader is empty."""
+        self._transmit = transmit
+        self._queue: asyncio.Queue[APDURequest | FlushRequested] = asyncio.Queue(_READER_QUEUE_SIZE)
+        # Held while the card works on an APDU, so a removal never cuts one off.
+        self._busy = asyncio.Lock()
+        self._worker = asyncio.create_task(self._serve(), name=f"vscard-reader-{reader_id}")
+
+    async def insert(self, atr: bytes) -> None:
+        """Announce a card (or a reset of it) with its ATR. The host may refuse the ATR."""
+        async with self._busy:
+            await self._client._request(lambda c: c.insert_card(self.reader_id, atr))
+            self.atr = atr
+
+    async def remove_card(self) -> None:
+        """Announce that the card left, once any APDU in progress has been answered."""
+        async with self._busy:
+            await self._client._request(lambda c: c.remove_card(self.reader_id))
+            self.atr = None
+
+    async def remove(self) -> None:
+        """Remove the card, if any, then the reader itself."""
+        if self.atr is not None:
+            await self.remove_card()
+        await self._client._request(lambda c: c.remove_reader(self.reader_id))
+        self._client._forget(self)
+
+    async def _serve(self) -> None:
+        client = self._client
+        while True:
+            item = await self._queue.get()
+            async with self._busy:
+                if isinstance(item, FlushRequested):
+                    client._conn.send_flush_complete(self.reader_id)
+                else:
+                    log.debug("vscard.apdu", reader_id=self.reader_id, command=item.apdu.hex())
+                    try:
+                        response = await self._transmit(item.apdu)
+                    except Exception as error:  # the card's failure must not end the client
+                        log.warning(
+                            "vscard.apdu_failed", reader_id=self.reader_id, error=repr(error)
+                        )
+                        client._conn.send_failure(self.reader_id, ErrorCode.GENERAL_ERROR)
+                    else:
+                        log.debug("vscard.apdu", reader_id=self.reader_id, response=response.hex())
+                        client._conn.send_response(self.reader_id, response)
+                await client._flush()
+
+
+class Client:
+    """A connection to a VSCard host. Create it with :func:`connect`."""
+
+    def __init__(
+        self,
+        stream_reader: asyncio.StreamReader,
+        stream_writer: asyncio.StreamWriter,
+        *,
+        timeout: float,
+        max_frame_size: int,
+    ) -> None:
+        self._stream_reader = stream_reader
+        self._writer = stream_writer
+        self._timeout = timeout
+        self._conn = ClientConnection(max_frame_size=max_frame_size)
+        self._replies: deque[asyncio.Future[RequestAnswered]] = deque()
+        self._readers: dict[int, Reader] = {}
+        self._peer_init: asyncio.Future[PeerInit] = asyncio.get_running_loop().create_future()
+        self._closed = asyncio.Event()
+        self._error: BaseException | None = None
+        self.peer = peer_name(stream_writer)
+        self._log = log.bind(peer=self.peer)
+        self._read_task = asyncio.create_task(self._read_loop(), name="vscard-client-read")
+
+    @property
+    def readers(self) -> Mapping[int, Reader]:
+        """Readers the host accepted, by the id it assigned."""
+        return MappingProxyType(self._readers)
+
+    @property
+    def host_version(self) -> int | None:
+        """The protocol version in the host's Init."""
+        return self._conn.peer_version
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is gone."""
+        return self._closed.is_set()
+
+    async def add_reader(self, name: str = "", *, transmit: APDUHandler) -> Reader:
+        """Announce a reader; ``transmit`` will answer the APDUs the host sends to its card."""
+        reply = await self._request(lambda c: c.add_reader(name))
+        reader = Reader(self, reply.reader_id, name, transmit)
+        self._readers[reply.reader_id] = reader
+        self._log.info("vscard.reader_added", reader_id=reply.reader_id, name=name)
+        return reader
+
+    async def close(self) -> None:
+        """Remove every card and reader (politely, as QEMU expects), then close the socket."""
+        if not self.closed:
+            with contextlib.suppress(VSCardError, TimeoutError, OSError):
+                for reader in list(self._readers.values()):
+                    await reader.remove()
+        await self._shutdown(None)
+
+    async def wait_closed(self) -> None:
+        """Wait until the host closes the connection (or :meth:`close` is called)."""
+        await self._closed.wait()
+        if self._error is not None:
+            raise self._error
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _handshake(self, *, reset: bool) -> None:
+        self._conn.send_init()
+        await self._flush()
+        try:
+            async with asyncio.timeout(self._timeout):
+                init = await asyncio.shield(self._peer_init)
+        except TimeoutError:
+            await self._shutdown(TimeoutError("host sent no Init"))
+            raise
+        self._log.info("vscard.connected", version=init.version)
+        if reset:
+            # QEMU keeps a card across reconnects; forget whatever the last client left there.
+            await self._request(lambda c: c.remove_reader(VSCARD_MINIMAL_READER_ID))
+
+    async def _request(self, queue: Callable[[ClientConnection], None]) -> RequestAnswered:
+        if self.closed:
+            raise ConnectionClosedError("connection to the VSCard host is closed")
+        queue(self._conn)
+        future: asyncio.Future[RequestAnswered] = asyncio.get_running_loop().create_future()
+        self._replies.append(future)
+        await self._flush()
+        try:
+            async with asyncio.timeout(self._timeout):
+                reply = await asyncio.shield(future)
+        except TimeoutError:
+            # Replies carry no id: once one is missing, later ones cannot be paired.
+            await self._shutdown(TimeoutError("host did not answer a request"))
+            raise
+        if reply.code != ErrorCode.SUCCESS:
+            raise RequestRefusedError(
+                type(reply.request).__name__, reply.request.reader_id, reply.code
+            )
+        return reply
+
+    async def _flush(self) -> None:
+        data = self._conn.data_to_send()
+        if data and not self._writer.is_closing():
+            self._writer.write(data)
+            await self._writer.drain()
+
+    def _forget(self, reader: Reader) -> None:
+        self._readers.pop(reader.reader_id, None)
+        reader._worker.cancel()
+
+    async def _read_loop(self) -> None:
+        error: BaseException | None = None
+        try:
+            while data := await self._stream_reader.read(READ_SIZE):
+                for event in self._conn.receive_data(data):
+                    await self._dispatch(event)
+                await self._flush()
+            self._log.info("vscard.disconnected")
+        except ProtocolError as exc:
+            self._log.warning("vscard.protocol_error", field=exc.field, error=str(exc))
+            error = exc
+        except OSError as exc:
+            self._log.warning("vscard.connection_lost", error=repr(exc))
+        await self._shutdown(error, from_reader=True)
+
+    async def _dispatch(
+        self, event: PeerInit | RequestAnswered | APDURequest | FlushRequested | Unexpected
+    ) -> None:
+        match event:
+            case PeerInit():
+                if not self._peer_init.done():
+                    self._peer_init.set_result(event)
+            case RequestAnswered():
+                future = self._replies.popleft()
+                if not future.done():
+                    future.set_result(event)
+            case APDURequest(reader_id) | FlushRequested(reader_id):
+                reader = self._readers.get(reader_id)
+                if reader is None:
+                    self._log.warning("vscard.unknown_reader", reader_id=reader_id)
+                    if isinstance(event, FlushRequested):
+                        self._conn.send_flush_complete(reader_id)
+                    else:
+                        self._conn.send_failure(reader_id)
+                else:
+                    await reader._queue.put(event)
+            case Unexpected(message, reason):
+                self._log.warning("vscard.unexpected", message=repr(message), reason=reason)
+
+    async def _shutdown(self, error: BaseException | None, *, from_reader: bool = False) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._error = error
+        if not from_reader:
+            self._read_task.cancel()
+        for reader in self._readers.values():
+            reader._worker.cancel()
+        closed = ConnectionClosedError("connection to the VSCard host closed")
+        futures: list[asyncio.Future[PeerInit] | asyncio.Future[RequestAnswered]]
+        futures = [self._peer_init, *self._replies]
+        for future in futures:
+            if not future.done():
+                future.set_exception(closed)
+                future.exception()  # mark retrieved: nobody may be waiting any more
+        self._replies.clear()
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+
+async def connect(
+    host: str,
+    port: int,
+    *,
+    timeout: float = 10.0,
+    reset: bool = True,
+    max_frame_size: int = MAX_FRAME_SIZE,
+) -> Client:
+    """Connect to a VSCard host (QEMU's ccid-card-passthru, or :func:`vscard.serve`).
+
+    Sends Init and waits for the host's (QEMU's own unsolicited one is usually lost), then,
+    with ``reset``, sends ReaderRemove(0) so state a previous client left behind is cleared.
+    ``host`` may be a name, an IPv4 or an IPv6 address. Each step waits at most ``timeout``
+    seconds.
+    """
+    async with asyncio.timeout(timeout):
+        stream_reader, stream_writer = await asyncio.open_connection(host, port)
+    set_nodelay(stream_writer)
+    client = Client(stream_reader, stream_writer, timeout=timeout, max_frame_size=max_frame_size)
+    await client._handshake(reset=reset)
+    return client

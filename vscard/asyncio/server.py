@@ -1,0 +1,355 @@
+"""asyncio server: accept VSCard clients (vscclient, SPICE-style) and use their cards."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from types import TracebackType
+
+import structlog
+
+from ..constants import MAX_FRAME_SIZE
+from ..errors import (
+    APDUFailedError,
+    CardRemovedError,
+    ConnectionClosedError,
+    ProtocolError,
+)
+from ..events import (
+    APDUAborted,
+    APDUFailed,
+    APDUResponse,
+    CardInserted,
+    CardRemoved,
+    FlushCompleted,
+    HostEvent,
+    PeerInit,
+    ReaderAdded,
+    ReaderRemoved,
+    Unexpected,
+)
+from ..host import DEFAULT_MAX_READERS, HostConnection, HostReader
+from .stream import READ_SIZE, peer_name, set_nodelay
+
+log = structlog.get_logger("vscard.server")
+
+SessionEvent = PeerInit | ReaderAdded | ReaderRemoved | CardInserted | CardRemoved
+"""What :meth:`Session.events` yields. APDU results go to :meth:`Session.transmit` instead."""
+
+SessionHandler = Callable[["Session"], Awaitable[None]]
+"""Runs once per accepted connection; the connection closes when it returns."""
+
+_DONE = object()
+
+
+class Session:
+    """One client connection to the server: its readers, their cards, and a way to use them."""
+
+    def __init__(
+        self,
+        stream_reader: asyncio.StreamReader,
+        stream_writer: asyncio.StreamWriter,
+        *,
+        max_readers: int,
+        max_frame_size: int,
+        event_queue_size: int,
+    ) -> None:
+        self._stream_reader = stream_reader
+        self._writer = stream_writer
+        self._conn = HostConnection(max_readers=max_readers, max_frame_size=max_frame_size)
+        # Bounded: a client that produces events faster than the application reads them
+        # stops being read (TCP backpressure) instead of growing this queue.
+        self._events: asyncio.Queue[SessionEvent | object] = asyncio.Queue(event_queue_size)
+        self._apdus: dict[int, asyncio.Future[bytes]] = {}
+        self._flushes: dict[int, asyncio.Future[None]] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._closed = asyncio.Event()
+        self.error: BaseException | None = None
+        """Why the connection ended, when it was not a clean close."""
+        self.peer = peer_name(stream_writer)
+        self._log = log.bind(peer=self.peer)
+
+    @property
+    def readers(self) -> Mapping[int, HostReader]:
+        """The client's readers by id (a live, read-only view)."""
+        return self._conn.readers
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is gone."""
+        return self._closed.is_set()
+
+    async def next_event(self) -> SessionEvent:
+        """Wait for the next reader or card event; raise ConnectionClosedError at the end."""
+        item = await self._events.get()
+        if item is _DONE:
+            self._events.put_nowait(_DONE)  # keep answering later calls the same way
+            raise ConnectionClosedError(f"VSCard client {self.peer} disconnected")
+        assert isinstance(item, PeerInit | ReaderAdded | ReaderRemoved | CardInserted | CardRemoved)
+        return item
+
+    async def events(self) -> AsyncIterator[SessionEvent]:
+        """Yield reader and card events until the connection closes."""
+        while True:
+            try:
+                yield await self.next_event()
+            except ConnectionClosedError:
+                return
+
+    async def transmit(self, reader_id: int, apdu: bytes) -> bytes:
+        """Send a command APDU to the card in ``reader_id``; return its response with SW1 SW2.
+
+        Concurrent calls on one reader wait their turn (VSCard allows one APDU in flight).
+        Raises :class:`APDUFailedError`, :class:`CardRemovedError`,
+        :class:`ConnectionClosedError`, :class:`UnknownReaderError` or :class:`NoCardError`.
+        """
+        lock = self._locks.setdefault(reader_id, asyncio.Lock())
+        async with lock:
+            if self.closed:
+                raise ConnectionClosedError(f"VSCard client {self.peer} disconnected")
+            self._conn.send_apdu(reader_id, apdu)
+            future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            self._apdus[reader_id] = future
+            self._log.debug("vscard.apdu", reader_id=reader_id, command=apdu.hex())
+            await self._flush()
+            response = await future
+            self._log.debug("vscard.apdu", reader_id=reader_id, response=response.hex())
+            return response
+
+    async def flush(self, reader_id: int) -> None:
+        """Send VSC_Flush and wait for the client's FlushComplete."""
+        self._conn.send_flush(reader_id)
+        future = self._flushes.setdefault(reader_id, asyncio.get_running_loop().create_future())
+        await self._flush()
+        await future
+
+    async def close(self) -> None:
+        """Close the connection."""
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        data = self._conn.data_to_send()
+        if data and not self._writer.is_closing():
+            self._writer.write(data)
+            await self._writer.drain()
+
+    async def _read_loop(self) -> None:
+        try:
+            while data := await self._stream_reader.read(READ_SIZE):
+                events = self._conn.receive_data(data)
+                await self._flush()
+                for event in events:
+                    await self._dispatch(event)
+            self._log.info("vscard.disconnected")
+        except ProtocolError as error:
+            self._log.warning(
+                "vscard.protocol_error",
+                field=error.field,
+                value=repr(error.value),
+                error=str(error),
+            )
+            self.error = error
+        except OSError as error:
+            self._log.warning("vscard.connection_lost", error=repr(error))
+            self.error = error
+        finally:
+            self._finish()
+
+    async def _dispatch(self, event: HostEvent) -> None:
+        match event:
+            case APDUResponse(reader_id, data):
+                self._resolve(reader_id, data)
+            case APDUFailed(reader_id, code):
+                self._resolve(reader_id, APDUFailedError(reader_id, code))
+            case APDUAborted(reader_id):
+                self._resolve(reader_id, CardRemovedError(reader_id))
+            case FlushCompleted(reader_id):
+                future = self._flushes.pop(reader_id, None)
+                if future is not None and not future.done():
+                    future.set_result(None)
+            case Unexpected(message, reason):
+                self._log.warning("vscard.unexpected", message=repr(message), reason=reason)
+            case _:
+                self._log.info(f"vscard.{_event_name(event)}", **_event_fields(event))
+                await self._events.put(event)
+
+    def _resolve(self, reader_id: int, result: bytes | BaseException) -> None:
+        future = self._apdus.pop(reader_id, None)
+        if future is None or future.done():
+            return
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+
+    def _finish(self) -> None:
+        self._closed.set()
+        closed = ConnectionClosedError(f"VSCard client {self.peer} disconnected")
+        futures: list[asyncio.Future[bytes] | asyncio.Future[None]]
+        futures = [*self._apdus.values(), *self._flushes.values()]
+        for future in futures:
+            if not future.done():
+                future.set_exception(closed)
+                future.exception()  # mark retrieved: the caller may have been cancelled
+        self._apdus.clear()
+        self._flushes.clear()
+        # Make room for the end marker: a reader of events must learn the session ended.
+        while self._events.full():
+            self._events.get_nowait()
+        self._events.put_nowait(_DONE)
+        self._writer.close()
+
+
+def _event_name(event: SessionEvent) -> str:
+    return {
+        PeerInit: "peer_init",
+        ReaderAdded: "reader_added",
+        ReaderRemoved: "reader_removed",
+        CardInserted: "card_inserted",
+        CardRemoved: "card_removed",
+    }[type(event)]
+
+
+def _event_fields(event: SessionEvent) -> dict[str, object]:
+    fields: dict[str, object] = {}
+    for field in dataclasses.fields(event):
+        value = getattr(event, field.name)
+        fields[field.name] = value.hex() if isinstance(value, bytes) else value
+    return fields
+
+
+class Server:
+    """A listening VSCard host. Create it with :func:`serve`."""
+
+    def __init__(
+        self,
+        handler: SessionHandler,
+        *,
+        max_connections: int,
+        max_readers: int,
+        max_frame_size: int,
+        event_queue_size: int,
+    ) -> None:
+        self._handler = handler
+        self._max_connections = max_connections
+        self._new_session = functools.partial(
+            Session,
+            max_readers=max_readers,
+            max_frame_size=max_frame_size,
+            event_queue_size=event_queue_size,
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets."""
+        assert self._server is not None
+        return tuple(self._server.sockets)
+
+    @property
+    def port(self) -> int:
+        """The port of the first listening socket (useful after ``port=0``)."""
+        port: int = self.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def connections(self) -> int:
+        """Client connections being served now."""
+        return len(self._tasks)
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled."""
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    def close(self) -> None:
+        """Stop listening and close every client connection."""
+        if self._server is not None:
+            self._server.close()
+        for task in self._tasks:
+            task.cancel()
+
+    async def wait_closed(self) -> None:
+        """Wait until the listener and every connection are closed."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+        await self.wait_closed()
+
+    async def _accept(
+        self, stream_reader: asyncio.StreamReader, stream_writer: asyncio.StreamWriter
+    ) -> None:
+        peer = peer_name(stream_writer)
+        if len(self._tasks) >= self._max_connections:
+            log.warning(
+                "vscard.connection_refused", peer=peer, max_connections=self._max_connections
+            )
+            stream_writer.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        set_nodelay(stream_writer)
+        session = self._new_session(stream_reader, stream_writer)
+        log.info("vscard.connection_opened", peer=peer)
+        reading = asyncio.create_task(session._read_loop(), name=f"vscard-read-{peer}")
+        try:
+            await self._handler(session)
+        except Exception as error:  # one application failure closes one connection only
+            log.exception("vscard.handler_failed", peer=peer, error=repr(error))
+        finally:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+            await session.close()
+            self._tasks.discard(task)
+            log.info("vscard.connection_closed", peer=peer)
+
+
+async def serve(
+    handler: SessionHandler,
+    host: str | None = None,
+    port: int = 0,
+    *,
+    max_connections: int = 64,
+    max_readers: int = DEFAULT_MAX_READERS,
+    max_frame_size: int = MAX_FRAME_SIZE,
+    event_queue_size: int = 64,
+) -> Server:
+    """Listen for VSCard clients on ``host`` (all interfaces when None) and ``port``.
+
+    Each connection is answered as QEMU's ccid-card-passthru would (see
+    :class:`vscard.host.HostConnection`) and handed to ``handler`` as a :class:`Session`.
+    Malformed input closes that connection only. Past ``max_connections`` new connections
+    are closed at once.
+    """
+    server = Server(
+        handler,
+        max_connections=max_connections,
+        max_readers=max_readers,
+        max_frame_size=max_frame_size,
+        event_queue_size=event_queue_size,
+    )
+    server._server = await asyncio.start_server(server._accept, host, port)
+    return server

@@ -1,0 +1,25 @@
+"""The bits of TCP both adapters share: socket options and a bounded read size."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+#: Bytes asked of the socket per read: one maximal VSCard frame.
+READ_SIZE = 65536
+
+
+def set_nodelay(writer: asyncio.StreamWriter) -> None:
+    """Turn Nagle off: every VSCard message is latency-bound (QEMU's APDU round trip)."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def peer_name(writer: asyncio.StreamWriter) -> str:
+    """``host:port`` (``[host]:port`` for IPv6) of the other end, for logs."""
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peer)

@@ -1,0 +1,54 @@
+"""Wire constants of QEMU's VSCard passthrough protocol (``vscard_common.h``, version 0.0.2)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+#: Bytes of every message header: type, reader_id and length, each a big-endian u32.
+HEADER_SIZE: Final = 12
+
+#: The Init magic as it appears on the wire. It is never byte-swapped.
+VSCARD_MAGIC: Final = b"VSCD"
+
+#: ``MAKE_VERSION(0, 0, 2)``: major << 21 | middle << 10 | minor.
+VSCARD_VERSION: Final = 2
+
+#: Reader id of messages that concern no reader (Init, a ReaderAdd before an id is assigned).
+VSCARD_UNDEFINED_READER_ID: Final = 0xFFFFFFFF
+
+#: The first reader id a host assigns.
+VSCARD_MINIMAL_READER_ID: Final = 0
+
+#: QEMU's receive buffer (``VSCARD_IN_SIZE``): the largest frame it accepts, header included.
+#: A bigger frame wedges QEMU's chardev forever, so it is also our default limit both ways.
+MAX_FRAME_SIZE: Final = 65536
+
+#: QEMU rejects a VSC_ATR longer than this.
+MAX_ATR_SIZE: Final = 40
+
+U32_MAX: Final = 0xFFFFFFFF
+
+
+class MessageType(enum.IntEnum):
+    """``VSCMsgType``: the first header field."""
+
+    INIT = 1
+    ERROR = 2
+    READER_ADD = 3
+    READER_REMOVE = 4
+    ATR = 5
+    CARD_REMOVE = 6
+    APDU = 7
+    FLUSH = 8
+    FLUSH_COMPLETE = 9
+
+
+class ErrorCode(enum.IntEnum):
+    """``VSCErrorCode``: the payload of a VSC_Error the host sends as a reply."""
+
+    SUCCESS = 0
+    GENERAL_ERROR = 1
+    CANNOT_ADD_MORE_READERS = 2
+    #: Spelled ``VSC_CARD_ALREAY_INSERTED`` upstream.
+    CARD_ALREADY_INSERTED = 3

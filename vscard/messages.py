@@ -1,0 +1,155 @@
+"""The nine VSCard messages as immutable values, one class per message type.
+
+Every message carries the ``reader_id`` of its header. Values are checked when a message
+is built, so a message that exists can always be encoded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .constants import (
+    U32_MAX,
+    VSCARD_UNDEFINED_READER_ID,
+    VSCARD_VERSION,
+    ErrorCode,
+    MessageType,
+)
+
+
+def _check_u32(name: str, value: int) -> None:
+    if not 0 <= value <= U32_MAX:
+        raise ValueError(f"{name} must fit in a u32, got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class Init:
+    """VSC_Init: opens the conversation in both directions.
+
+    The magic ``VSCD`` is implied; ``capabilities`` holds the u32 words after the version
+    (one word of 0 today; none are defined).
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.INIT
+
+    reader_id: int = VSCARD_UNDEFINED_READER_ID
+    version: int = VSCARD_VERSION
+    capabilities: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        _check_u32("reader_id", self.reader_id)
+        _check_u32("version", self.version)
+        if not self.capabilities:
+            raise ValueError("Init needs at least one capabilities word")
+        for word in self.capabilities:
+            _check_u32("capabilities word", word)
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """VSC_Error: the host's reply to a request, or the card side's answer to a failed APDU.
+
+    ``code`` is an :class:`ErrorCode` when the value is one. libcacard's vscclient sends its
+    APDU failures in host byte order (``0x01000000`` on x86), so any u32 is kept as is.
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.ERROR
+
+    reader_id: int
+    code: int = ErrorCode.SUCCESS
+
+    def __post_init__(self) -> None:
+        _check_u32("reader_id", self.reader_id)
+        _check_u32("code", self.code)
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderAdd:
+    """VSC_ReaderAdd: the card side has a new reader; the host answers with its id."""
+
+    TYPE: ClassVar[MessageType] = MessageType.READER_ADD
+
+    reader_id: int = VSCARD_UNDEFINED_READER_ID
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        _check_u32("reader_id", self.reader_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderRemove:
+    """VSC_ReaderRemove: the reader is gone (and with it any card)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.READER_REMOVE
+
+    reader_id: int
+
+    def __post_init__(self) -> None:
+        _check_u32("reader_id", self.reader_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ATR:
+    """VSC_ATR: a card was inserted or reset; ``atr`` is its Answer To Reset."""
+
+    TYPE: ClassVar[MessageType] = MessageType.ATR
+
+    reader_id: int
+    atr: bytes
+
+    def __post_init__(self) -> None:
+        _check_u32("reader_id", self.reader_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CardRemove:
+    """VSC_CardRemove: the card left the reader."""
+
+    TYPE: ClassVar[MessageType] = MessageType.CARD_REMOVE
+
+    reader_id: int
+
+    def __post_init__(self) -> None:
+        _check_u32("reader_id", self.reader_id)
+
+
+@dataclass(frozen=True, slots=True)
+class APDU:
+    """VSC_APDU: a command APDU (host to card side) or its response with SW1 SW2 (back)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.APDU
+
+    reader_id: int
+    data: bytes
+
+    def __post_init__(self) -> None:
+        _check_u32("reader_id", self.reader_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """VSC_Flush: the host asks the card side to finish what it has and say FlushComplete."""
+
+    TYPE: ClassVar[MessageType] = MessageType.FLUSH
+
+    reader_id: int
+
+    def __post_init__(self) -> None:
+        _check_u32("reader_id", self.reader_id)
+
+
+@dataclass(frozen=True, slots=True)
+class FlushComplete:
+    """VSC_FlushComplete: the answer to Flush."""
+
+    TYPE: ClassVar[MessageType] = MessageType.FLUSH_COMPLETE
+
+    reader_id: int
+
+    def __post_init__(self) -> None:
+        _check_u32("reader_id", self.reader_id)
+
+
+Message = Init | Error | ReaderAdd | ReaderRemove | ATR | CardRemove | APDU | Flush | FlushComplete
+"""Any VSCard message."""
