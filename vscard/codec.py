@@ -34,6 +34,10 @@ _FIXED_LENGTH: Final[dict[int, int]] = {
     MessageType.FLUSH_COMPLETE: 0,
 }
 _ERROR_CODES: Final = {code.value: code for code in ErrorCode}
+_CLASS_NAMES: Final = {
+    cls.TYPE: cls.__name__
+    for cls in (Init, Error, ReaderAdd, ReaderRemove, ATR, CardRemove, APDU, Flush, FlushComplete)
+}
 
 
 def encode(message: Message, *, max_frame_size: int = MAX_FRAME_SIZE) -> bytes:
@@ -110,7 +114,7 @@ def _check_header(msg_type: int, length: int, max_payload: int) -> None:
         )
     expected = _FIXED_LENGTH.get(msg_type)
     if expected is not None and length != expected:
-        name = MessageType(msg_type).name
+        name = _CLASS_NAMES[msg_type]
         raise ProtocolError(
             f"{name} payload must be {expected} bytes", field=f"{name}.length", value=length
         )
@@ -156,27 +160,25 @@ class Decoder:
         else:
             # Common case: nothing pending, so frames are cut straight out of ``data``.
             source = data
-        view = memoryview(source)
-        end = len(view)
         offset = 0
         messages: list[Message] = []
         max_payload = self._max_payload
         try:
-            while end - offset >= HEADER_SIZE:
-                msg_type, reader_id, length = _HEADER.unpack_from(view, offset)
-                if msg_type != MessageType.APDU or length > max_payload:
-                    _check_header(msg_type, length, max_payload)
-                start = offset + HEADER_SIZE
-                if end - start < length:
-                    break
-                offset = start + length
-                messages.append(_DECODERS[msg_type](reader_id, bytes(view[start:offset])))
+            with memoryview(source) as view:
+                end = len(view)
+                while end - offset >= HEADER_SIZE:
+                    msg_type, reader_id, length = _HEADER.unpack_from(view, offset)
+                    if msg_type != MessageType.APDU or length > max_payload:
+                        _check_header(msg_type, length, max_payload)
+                    start = offset + HEADER_SIZE
+                    if end - start < length:
+                        break
+                    offset = start + length
+                    messages.append(_DECODERS[msg_type](reader_id, bytes(view[start:offset])))
         except ProtocolError as error:
             self._error = error
             buffer.clear()
             raise
-        finally:
-            view.release()
         if buffer:
             del buffer[:offset]
         elif offset < end:
