@@ -1,0 +1,248 @@
+"""Our client against our server, in process: what an application sees on each side."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+import vscard
+from vscard import (
+    APDUFailedError,
+    CardInserted,
+    CardRemoved,
+    ConnectionClosedError,
+    PeerInit,
+    ReaderAdded,
+    ReaderRemoved,
+    RequestRefusedError,
+    Session,
+)
+
+ATR = bytes.fromhex("3BD518FF8091FE1FC38073C8211308")
+SELECT = bytes.fromhex("00A4040007A0000000790100")
+
+
+async def toy_card(apdu: bytes) -> bytes:
+    """Answers SELECT with 9000 and everything else with 6D00 (INS not supported)."""
+    return b"\x90\x00" if apdu[:2] == b"\x00\xa4" else b"\x6d\x00"
+
+
+class Host:
+    """A server whose handler records events and lets the test drive each session."""
+
+    def __init__(self) -> None:
+        self.sessions: asyncio.Queue[Session] = asyncio.Queue()
+        self.events: dict[str, list[object]] = {}
+        self.ended: dict[str, asyncio.Event] = {}
+
+    async def handler(self, session: Session) -> None:
+        log = self.events.setdefault(session.peer, [])
+        ended = self.ended.setdefault(session.peer, asyncio.Event())
+        await self.sessions.put(session)
+        try:
+            async for event in session.events():
+                log.append(event)
+        finally:
+            ended.set()
+
+
+@pytest.fixture
+async def host() -> AsyncIterator[tuple[Host, vscard.Server]]:
+    recorder = Host()
+    async with await vscard.serve(recorder.handler, "127.0.0.1", 0) as server:
+        yield recorder, server
+
+
+async def next_event(session: Session, kind: type) -> object:
+    event = await asyncio.wait_for(session.next_event(), 5)
+    assert isinstance(event, kind), event
+    return event
+
+
+async def test_full_reader_card_apdu_session() -> None:
+    events: asyncio.Queue[object] = asyncio.Queue()
+
+    async def handler(session: Session) -> None:
+        async for event in session.events():
+            await events.put(event)
+            if isinstance(event, CardInserted):
+                await events.put(await session.transmit(event.reader_id, SELECT))
+                await events.put(await session.transmit(event.reader_id, b"\x00\xca\x00\x00"))
+
+    server = await vscard.serve(handler, "127.0.0.1", 0)
+    async with server, await vscard.connect("127.0.0.1", server.port) as client:
+        assert client.host_version == 2
+        reader = await client.add_reader("Virtual Reader", transmit=toy_card)
+        assert reader.reader_id == 0
+        await reader.insert(ATR)
+        seen = [await asyncio.wait_for(events.get(), 5) for _ in range(5)]
+        assert seen == [
+            PeerInit(2, (0,)),
+            ReaderAdded(0, "Virtual Reader"),
+            CardInserted(0, ATR),
+            b"\x90\x00",
+            b"\x6d\x00",
+        ]
+        await reader.remove()
+        assert [await asyncio.wait_for(events.get(), 5) for _ in range(2)] == [
+            CardRemoved(0),
+            ReaderRemoved(0),
+        ]
+
+
+async def test_server_sees_readers_and_card_state(host: tuple[Host, vscard.Server]) -> None:
+    recorder, server = host
+    client = await vscard.connect("127.0.0.1", server.port)
+    session = await asyncio.wait_for(recorder.sessions.get(), 5)
+    first = await client.add_reader("first", transmit=toy_card)
+    second = await client.add_reader("second", transmit=toy_card)
+    await second.insert(ATR)
+    assert (first.reader_id, second.reader_id) == (0, 1)
+    assert session.readers[1].atr == ATR
+    assert not session.readers[0].card_present
+    assert await session.transmit(1, SELECT) == b"\x90\x00"
+    await client.close()
+    await asyncio.wait_for(recorder.ended[session.peer].wait(), 5)
+    # close() removes cards and readers before it hangs up, as QEMU expects.
+    assert recorder.events[session.peer][-3:] == [
+        ReaderRemoved(0),
+        CardRemoved(1),
+        ReaderRemoved(1),
+    ]
+
+
+async def test_card_failure_reaches_the_server_as_apdu_failed(
+    host: tuple[Host, vscard.Server],
+) -> None:
+    recorder, server = host
+
+    async def broken_card(apdu: bytes) -> bytes:
+        raise OSError("card reader unplugged")
+
+    async with await vscard.connect("127.0.0.1", server.port) as client:
+        session = await asyncio.wait_for(recorder.sessions.get(), 5)
+        reader = await client.add_reader(transmit=broken_card)
+        await reader.insert(ATR)
+        with pytest.raises(APDUFailedError) as caught:
+            await session.transmit(reader.reader_id, SELECT)
+        assert caught.value.code == vscard.ErrorCode.GENERAL_ERROR
+
+
+async def test_card_removal_waits_for_the_apdu_in_flight(host: tuple[Host, vscard.Server]) -> None:
+    recorder, server = host
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_card(apdu: bytes) -> bytes:
+        started.set()
+        await release.wait()
+        return b"\x90\x00"
+
+    async with await vscard.connect("127.0.0.1", server.port) as client:
+        session = await asyncio.wait_for(recorder.sessions.get(), 5)
+        reader = await client.add_reader(transmit=slow_card)
+        await reader.insert(ATR)
+        transmit = asyncio.create_task(session.transmit(reader.reader_id, SELECT))
+        await asyncio.wait_for(started.wait(), 5)
+        removal = asyncio.create_task(reader.remove_card())
+        await asyncio.sleep(0)  # one turn of the loop: the removal now waits for the card
+        assert not removal.done()
+        release.set()
+        # Had the removal gone first, the server would have raised CardRemovedError here.
+        assert await asyncio.wait_for(transmit, 5) == b"\x90\x00"
+        await asyncio.wait_for(removal, 5)
+        assert reader.atr is None
+
+
+async def test_flush_is_answered_after_earlier_apdus(host: tuple[Host, vscard.Server]) -> None:
+    recorder, server = host
+    async with await vscard.connect("127.0.0.1", server.port) as client:
+        session = await asyncio.wait_for(recorder.sessions.get(), 5)
+        reader = await client.add_reader(transmit=toy_card)
+        await reader.insert(ATR)
+        await asyncio.wait_for(session.flush(reader.reader_id), 5)
+
+
+async def test_refused_atr_raises_request_refused(host: tuple[Host, vscard.Server]) -> None:
+    _, server = host
+    async with await vscard.connect("127.0.0.1", server.port) as client:
+        reader = await client.add_reader(transmit=toy_card)
+        with pytest.raises(RequestRefusedError) as caught:
+            await reader.insert(bytes.fromhex("3B02AA"))
+        assert caught.value.code == vscard.ErrorCode.GENERAL_ERROR
+        assert reader.atr is None
+
+
+async def test_reader_limit_is_reported_to_the_client() -> None:
+    async def idle(session: Session) -> None:
+        async for _ in session.events():
+            pass
+
+    server = await vscard.serve(idle, "127.0.0.1", 0, max_readers=1)
+    async with server, await vscard.connect("127.0.0.1", server.port) as client:
+        await client.add_reader(transmit=toy_card)
+        with pytest.raises(RequestRefusedError) as caught:
+            await client.add_reader(transmit=toy_card)
+        assert caught.value.code == vscard.ErrorCode.CANNOT_ADD_MORE_READERS
+
+
+async def test_ipv6_loopback_works() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    recorder = Host()
+    try:
+        server = await vscard.serve(recorder.handler, "::1", 0)
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    async with server, await vscard.connect("::1", server.port) as client:
+        reader = await client.add_reader(transmit=toy_card)
+        session = await asyncio.wait_for(recorder.sessions.get(), 5)
+        assert session.peer.startswith("[::1]:")
+        await reader.insert(ATR)
+        assert await session.transmit(reader.reader_id, SELECT) == b"\x90\x00"
+
+
+async def test_server_close_ends_the_client_and_fails_pending_transmits(
+    host: tuple[Host, vscard.Server],
+) -> None:
+    recorder, server = host
+    started, never = asyncio.Event(), asyncio.Event()
+
+    async def stuck_card(apdu: bytes) -> bytes:
+        started.set()
+        await never.wait()
+        return b""
+
+    client = await vscard.connect("127.0.0.1", server.port)
+    session = await asyncio.wait_for(recorder.sessions.get(), 5)
+    reader = await client.add_reader(transmit=stuck_card)
+    await reader.insert(ATR)
+    transmit = asyncio.create_task(session.transmit(reader.reader_id, SELECT))
+    await asyncio.wait_for(started.wait(), 5)
+    server.close()
+    await asyncio.wait_for(server.wait_closed(), 5)
+    with pytest.raises((ConnectionClosedError, asyncio.CancelledError)):
+        await transmit
+    await asyncio.wait_for(client.wait_closed(), 5)
+    assert client.closed
+
+
+async def test_connect_times_out_against_a_host_that_never_sends_init() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        with pytest.raises(TimeoutError):
+            await vscard.connect("127.0.0.1", port, timeout=0.2)
+
+
+async def test_sockets_have_nagle_off(host: tuple[Host, vscard.Server]) -> None:
+    _, server = host
+    async with await vscard.connect("127.0.0.1", server.port) as client:
+        sock = client._writer.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

@@ -1,0 +1,142 @@
+"""Hostile or broken clients: each gets a typed error and loses only its own connection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+import vscard
+from vscard import ProtocolError, Session
+
+ATR = bytes.fromhex("3BD518FF8091FE1FC38073C8211308")
+
+
+async def echo_card(apdu: bytes) -> bytes:
+    return apdu + b"\x90\x00"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sessions: asyncio.Queue[Session] = asyncio.Queue()
+        self.finished: asyncio.Queue[Session] = asyncio.Queue()
+
+    async def handler(self, session: Session) -> None:
+        await self.sessions.put(session)
+        async for _ in session.events():
+            pass
+        await self.finished.put(session)
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Recorder, vscard.Server]]:
+    recorder = Recorder()
+    async with await vscard.serve(recorder.handler, "127.0.0.1", 0) as server:
+        yield recorder, server
+
+
+GARBAGE = bytes(range(256)) * 4
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        (GARBAGE, "header.type"),
+        (bytes.fromhex("00000007 00000000 FFFFFFFF") + bytes(1024), "header.length"),
+        (bytes.fromhex("00000001 FFFFFFFF 0000000C 4E4F5045 00000002 00000000"), "Init.magic"),
+        (bytes.fromhex("000000FF 00000000 00000000"), "header.type"),
+        (bytes.fromhex("00000002 00000000 00000001 01"), "Error.length"),
+    ],
+    ids=["garbage", "length-2^32-1", "wrong-magic", "unknown-type", "short-error"],
+)
+async def test_malformed_input_closes_only_that_connection(
+    served: tuple[Recorder, vscard.Server], payload: bytes, field: str
+) -> None:
+    recorder, server = served
+    # A well-behaved client with a card, mid-session.
+    good = await vscard.connect("127.0.0.1", server.port)
+    good_session = await asyncio.wait_for(recorder.sessions.get(), 5)
+    reader = await good.add_reader(transmit=echo_card)
+    await reader.insert(ATR)
+
+    # The hostile one.
+    stream_reader, stream_writer = await asyncio.open_connection("127.0.0.1", server.port)
+    bad_session = await asyncio.wait_for(recorder.sessions.get(), 5)
+    stream_writer.write(payload)
+    await stream_writer.drain()
+    # The server hangs up on it: EOF, with no reply to any of its bytes.
+    assert await asyncio.wait_for(stream_reader.read(), 5) == b""
+    assert await asyncio.wait_for(recorder.finished.get(), 5) is bad_session
+    assert isinstance(bad_session.error, ProtocolError)
+    assert bad_session.error.field == field
+    stream_writer.close()
+
+    # The good session goes on.
+    assert not good_session.closed
+    assert await good_session.transmit(reader.reader_id, b"\x00\xb0\x00\x00") == (
+        b"\x00\xb0\x00\x00\x90\x00"
+    )
+    assert server.connections == 1
+    await good.close()
+
+
+async def test_truncated_header_then_close_ends_the_session_cleanly(
+    served: tuple[Recorder, vscard.Server],
+) -> None:
+    recorder, server = served
+    _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    session = await asyncio.wait_for(recorder.sessions.get(), 5)
+    writer.write(bytes.fromhex("00000007 0000"))
+    await writer.drain()
+    writer.close()
+    assert await asyncio.wait_for(recorder.finished.get(), 5) is session
+    assert session.error is None
+    assert session.closed
+
+
+async def test_huge_length_is_refused_before_the_payload_is_read(
+    served: tuple[Recorder, vscard.Server],
+) -> None:
+    recorder, server = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    session = await asyncio.wait_for(recorder.sessions.get(), 5)
+    writer.write(bytes.fromhex("00000007 00000000 FFFFFFFF"))
+    await writer.drain()
+    # Nothing of the 4 GiB payload was sent: the header alone gets the connection closed.
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    assert isinstance(session.error, ProtocolError)
+    writer.close()
+
+
+async def test_connections_past_the_limit_are_closed_at_once() -> None:
+    async def hold(session: Session) -> None:
+        async for _ in session.events():
+            pass
+
+    async with await vscard.serve(hold, "127.0.0.1", 0, max_connections=2) as server:
+        clients = [await vscard.connect("127.0.0.1", server.port) for _ in range(2)]
+        with pytest.raises((vscard.ConnectionClosedError, ConnectionError, TimeoutError)):
+            await vscard.connect("127.0.0.1", server.port, timeout=5)
+        assert server.connections == 2
+        for client in clients:
+            await client.close()
+
+
+async def test_a_failing_handler_closes_only_its_own_connection() -> None:
+    calls = 0
+
+    async def sometimes_broken(session: Session) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("application bug")
+        async for _ in session.events():
+            pass
+
+    async with await vscard.serve(sometimes_broken, "127.0.0.1", 0) as server:
+        with pytest.raises((vscard.ConnectionClosedError, ConnectionError, TimeoutError)):
+            await vscard.connect("127.0.0.1", server.port, timeout=5)
+        async with await vscard.connect("127.0.0.1", server.port) as client:
+            reader = await client.add_reader(transmit=echo_card)
+            assert reader.reader_id == 0
