@@ -33,8 +33,9 @@ _FIXED_LENGTH: Final[dict[int, int]] = {
     MessageType.FLUSH: 0,
     MessageType.FLUSH_COMPLETE: 0,
 }
+_APDU_TYPE: Final = int(MessageType.APDU)
 _ERROR_CODES: Final = {code.value: code for code in ErrorCode}
-_CLASS_NAMES: Final = {
+_CLASS_NAMES: Final[dict[int, str]] = {
     cls.TYPE: cls.__name__
     for cls in (Init, Error, ReaderAdd, ReaderRemove, ATR, CardRemove, APDU, Flush, FlushComplete)
 }
@@ -91,15 +92,15 @@ def _decode_reader_add(reader_id: int, payload: bytes) -> ReaderAdd:
 
 
 _DECODERS: Final[dict[int, Callable[[int, bytes], Message]]] = {
-    MessageType.INIT: _decode_init,
-    MessageType.ERROR: _decode_error,
-    MessageType.READER_ADD: _decode_reader_add,
-    MessageType.READER_REMOVE: lambda reader_id, _: ReaderRemove(reader_id),
-    MessageType.ATR: ATR,
-    MessageType.CARD_REMOVE: lambda reader_id, _: CardRemove(reader_id),
-    MessageType.APDU: APDU,
-    MessageType.FLUSH: lambda reader_id, _: Flush(reader_id),
-    MessageType.FLUSH_COMPLETE: lambda reader_id, _: FlushComplete(reader_id),
+    int(MessageType.INIT): _decode_init,
+    int(MessageType.ERROR): _decode_error,
+    int(MessageType.READER_ADD): _decode_reader_add,
+    int(MessageType.READER_REMOVE): lambda reader_id, _: ReaderRemove(reader_id),
+    int(MessageType.ATR): ATR,
+    int(MessageType.CARD_REMOVE): lambda reader_id, _: CardRemove(reader_id),
+    int(MessageType.APDU): APDU,
+    int(MessageType.FLUSH): lambda reader_id, _: Flush(reader_id),
+    int(MessageType.FLUSH_COMPLETE): lambda reader_id, _: FlushComplete(reader_id),
 }
 
 
@@ -156,31 +157,30 @@ class Decoder:
         buffer = self._buffer
         if buffer:
             buffer += data
-            source: bytes | bytearray | memoryview = buffer
-        else:
+            source = bytes(buffer)
+            buffer.clear()
+        elif isinstance(data, bytes):
             # Common case: nothing pending, so frames are cut straight out of ``data``.
             source = data
+        else:
+            source = bytes(data)
+        end = len(source)
         offset = 0
         messages: list[Message] = []
         max_payload = self._max_payload
         try:
-            with memoryview(source) as view:
-                end = len(view)
-                while end - offset >= HEADER_SIZE:
-                    msg_type, reader_id, length = _HEADER.unpack_from(view, offset)
-                    if msg_type != MessageType.APDU or length > max_payload:
-                        _check_header(msg_type, length, max_payload)
-                    start = offset + HEADER_SIZE
-                    if end - start < length:
-                        break
-                    offset = start + length
-                    messages.append(_DECODERS[msg_type](reader_id, bytes(view[start:offset])))
+            while end - offset >= HEADER_SIZE:
+                msg_type, reader_id, length = _HEADER.unpack_from(source, offset)
+                if msg_type != _APDU_TYPE or length > max_payload:
+                    _check_header(msg_type, length, max_payload)
+                start = offset + HEADER_SIZE
+                if end - start < length:
+                    break
+                offset = start + length
+                messages.append(_DECODERS[msg_type](reader_id, source[start:offset]))
         except ProtocolError as error:
             self._error = error
-            buffer.clear()
             raise
-        if buffer:
-            del buffer[:offset]
-        elif offset < end:
-            buffer += source[offset:]
+        if offset < end:
+            buffer += memoryview(source)[offset:]
         return messages
