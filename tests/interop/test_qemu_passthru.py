@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +120,18 @@ async def test_high_level_client_runs_a_card_lifecycle_and_reconnects(qemu: Qemu
                 await reader.insert(bytes.fromhex("3B0F"))
             await reader.remove_card()
         assert client.closed
+
+
+async def test_the_example_program_drives_qemu(qemu: QemuPassthru) -> None:
+    example = Path(__file__).parents[2] / "examples" / "drive_qemu.py"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(example), "127.0.0.1", str(qemu.port), "--once",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        output, _ = await process.communicate()
+    text = output.decode()
+    assert process.returncode == 0, text
+    assert "reader_id 0" in text
+    assert "the host accepted it" in text
+    assert "Disconnected cleanly" in text
