@@ -1,0 +1,301 @@
+"""``vscclient HOST PORT``: connect local smart cards to a VSCard host (QEMU's
+ccid-card-passthru, or our ccid-passthru), as libcacard's vscclient does, reworked."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+import vscard
+
+from .console import Console, stdin_lines
+from .emul_options import (
+    EmulOptions,
+    EmulOptionsError,
+    HardwareType,
+    UseHardware,
+    parse_emul_options,
+    soft_reader_for_nicknames,
+)
+from .local_readers import HostMirror
+from .logconfig import LogFormat, configure_logging, level_from_debug
+from .pcsc_readers import PcscError, PcscWatcher, require_pyscard
+
+log = structlog.get_logger("daemons.vscclient")
+
+EPILOG = """\
+examples:
+  vscclient --card ~/mycard 127.0.0.1 2001
+      a card directory made by "cacard new ~/mycard"
+  vscclient -e 'db="sql:/etc/pki/nssdb" use_hw=no soft=(,Test,CAC,,cert1,cert2,cert3)' host 2001
+      an emulated CAC card from an NSS database, as libcacard's vscclient takes it
+  vscclient -c cert1 -c cert2 -c cert3 host 2001
+      the same with the default database /etc/pki/nssdb
+  vscclient --pcsc host 2001              every real PC/SC reader, with hotplug
+  vscclient --pcsc=Gemalto host 2001      only readers whose name contains Gemalto
+
+stdin commands: insert [id], remove [id], select id, list, debug [level], exit, quit, help
+"""
+
+#: Reconnect delays (seconds): doubled after each failure, capped.
+BACKOFF_FIRST, BACKOFF_CAP = 0.5, 30.0
+
+
+class UsageError(Exception):
+    """The command line cannot work; the message says why and what to do."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vscclient",
+        description="Connect smart cards (emulated or real) to a VSCard host such as QEMU's "
+        "ccid-card-passthru.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("host", help="the VSCard host (a name, IPv4 or IPv6 address)")
+    parser.add_argument("port", help="its TCP port (or service name)")
+    parser.add_argument(
+        "-c", dest="nicknames", action="append", default=[], metavar="NICK",
+        help="an NSS certificate nickname for the emulated card (repeatable, up to 100)",
+    )  # fmt: skip
+    parser.add_argument("-e", dest="emul", metavar="EMUL_ARGS", help="libcacard's options string")
+    parser.add_argument(
+        "-d", dest="debug", type=int, default=0, metavar="LEVEL",
+        help="log level: 0 state changes (default), 1 and up every APDU",
+    )  # fmt: skip
+    parser.add_argument(
+        "-p", dest="compare", action="store_true",
+        help="libcacard's compare mode (not supported: use --pcsc to forward a real card)",
+    )  # fmt: skip
+    parser.add_argument("--card", action="append", default=[], metavar="DIR",
+                        help="a card directory made by 'cacard new' (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--pcsc", nargs="?", const="", default=None, metavar="=READER",
+        help="forward real PC/SC readers: all, or (--pcsc=READER) those whose name contains READER",
+    )  # fmt: skip
+    parser.add_argument("--reconnect", action="store_true",
+                        help="retry a lost connection with capped backoff")  # fmt: skip
+    parser.add_argument("--log-format", choices=("console", "json"), default="console")
+    parser.add_argument("--timeout", type=float, default=10.0, help=argparse.SUPPRESS)
+    return parser
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the command line asks for, checked."""
+
+    host: str
+    port: int
+    emul: EmulOptions | None
+    card_dirs: tuple[str, ...]
+    pcsc: str | None
+    reconnect: bool
+    timeout: float
+
+
+def plan_from_args(args: argparse.Namespace) -> Plan:
+    try:
+        port = int(args.port)
+    except ValueError:
+        import socket
+
+        try:
+            port = socket.getservbyname(args.port, "tcp")
+        except OSError:
+            raise UsageError(f"port {args.port!r} is neither a number nor a service") from None
+    if not 0 < port < 65536:
+        raise UsageError(f"port {port} is out of range")
+    if len(args.nicknames) > 100:
+        raise UsageError("too many certificates: at most 100 -c options")
+    if args.compare:
+        raise UsageError(
+            "-p (compare emulation with a real card) is not supported; --pcsc forwards a real card"
+        )
+    emul: EmulOptions | None = None
+    if args.emul is not None or args.nicknames:
+        try:
+            emul = parse_emul_options(args.emul or "")
+        except EmulOptionsError as error:
+            raise UsageError(f"-e: {error}") from None
+        if args.nicknames:
+            soft = soft_reader_for_nicknames(args.nicknames)
+            emul = EmulOptions(emul.db, UseHardware.NO, emul.hw_type, emul.hw_params,
+                               (*emul.soft_readers, soft))  # fmt: skip
+    pcsc = args.pcsc
+    if emul is not None and emul.hw_type is HardwareType.PASSTHRU:
+        pcsc = pcsc if pcsc is not None else ""
+        emul = None
+    elif emul is not None and not emul.soft_readers:
+        raise UsageError(
+            "-e asks for NSS hardware tokens (use_hw without soft=), which vscclient does not "
+            "emulate: give soft=(...) or -c NICK for an emulated card, or --pcsc for real readers"
+        )
+    if emul is None and not args.card and pcsc is None:
+        raise UsageError("no card: give --card DIR, -e 'soft=(...)', -c NICK or --pcsc")
+    return Plan(args.host, port, emul, tuple(args.card), pcsc, args.reconnect, args.timeout)
+
+
+async def add_emulated_readers(plan: Plan, mirror: HostMirror) -> None:
+    """Readers with emulated cards, from card directories and NSS databases."""
+    if plan.card_dirs or plan.emul is not None:
+        raise UsageError(
+            "emulated cards (--card, -e soft=, -c) need the cacard package, which is not "
+            "available in this build yet; use --pcsc"
+        )
+
+
+class Daemon:
+    """One vscclient run: readers, console, and the connection (with reconnects)."""
+
+    def __init__(self, plan: Plan, log_format: LogFormat, debug: int) -> None:
+        self.plan = plan
+        self.mirror = HostMirror()
+        self._stop = asyncio.Event()
+        self._log_format = log_format
+        self._tasks: list[asyncio.Task[None]] = []
+        self.console = Console(
+            self.mirror, self._print, on_exit=self._stop.set, set_debug=self._set_debug
+        )
+        self.console.debug = debug
+
+    def _print(self, text: str) -> None:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    def _set_debug(self, level: int) -> None:
+        configure_logging(level_from_debug(level), self._log_format)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, read_stdin: bool = True) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stop.set)
+        await add_emulated_readers(self.plan, self.mirror)
+        if self.plan.pcsc is not None:
+            watcher = PcscWatcher(self.mirror, self.plan.pcsc or None)
+            self._tasks.append(asyncio.create_task(self._watch(watcher)))
+        if read_stdin:
+            self._tasks.append(asyncio.create_task(self._read_console()))
+        try:
+            return await self._connect_loop()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _watch(self, watcher: PcscWatcher) -> None:
+        try:
+            await watcher.run()
+        except PcscError as error:
+            log.error("vscclient.pcsc_failed", error=str(error))
+            self._stop.set()
+
+    async def _read_console(self) -> None:
+        lines = stdin_lines(asyncio.get_running_loop())
+        interactive = sys.stdin.isatty()
+        while True:
+            if interactive:
+                sys.stdout.write("> ")
+                sys.stdout.flush()
+            line = await lines.get()
+            if line is None:
+                if interactive:  # Ctrl-D at the prompt means "exit"
+                    self._stop.set()
+                else:  # a service's /dev/null or a closed pipe: just stop reading
+                    log.info("vscclient.stdin_closed")
+                return
+            await self.console.execute(line)
+
+    async def _connect_loop(self) -> int:
+        plan = self.plan
+        delay = BACKOFF_FIRST
+        while not self._stop.is_set():
+            try:
+                client = await vscard.connect(plan.host, plan.port, timeout=plan.timeout)
+            except (OSError, TimeoutError, vscard.VSCardError) as error:
+                log.warning("vscclient.connect_failed", host=plan.host, port=plan.port,
+                            error=str(error) or type(error).__name__)  # fmt: skip
+                if not plan.reconnect:
+                    return 1
+                if await self._wait_stop(delay):
+                    return 0
+                delay = min(delay * 2, BACKOFF_CAP)
+                continue
+            log.info("vscclient.connected", host=plan.host, port=plan.port)
+            try:
+                await self.mirror.attach(client)
+                delay = BACKOFF_FIRST
+                outcome = await self._serve(client)
+            except (vscard.VSCardError, TimeoutError, OSError) as error:
+                log.warning("vscclient.connection_failed", error=str(error) or type(error).__name__)
+                outcome = "lost"
+            self.mirror.detach()
+            if outcome == "stopped":
+                return 0
+            if not plan.reconnect:
+                return 1
+            if await self._wait_stop(delay):
+                return 0
+            delay = min(delay * 2, BACKOFF_CAP)
+        return 0
+
+    async def _serve(self, client: vscard.Client) -> str:
+        closed = asyncio.create_task(client.wait_closed())
+        stopping = asyncio.create_task(self._stop.wait())
+        await asyncio.wait({closed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not closed.done():
+            closed.cancel()
+            # A clean exit: CardRemove and ReaderRemove reach the host before the socket closes.
+            await client.close()
+            log.info("vscclient.disconnected", reason="stopped")
+            return "stopped"
+        error = closed.exception()
+        if error is not None:
+            log.error("vscclient.host_error", error=str(error))
+        else:
+            log.warning("vscclient.disconnected", reason="host closed the connection")
+        return "lost"
+
+    async def _wait_stop(self, delay: float) -> bool:
+        """Wait ``delay`` seconds unless asked to stop first; True if stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay)
+        return self._stop.is_set()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; a bare ``--pcsc`` never swallows HOST as a reader name."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return build_parser().parse_args(["--pcsc=" if arg == "--pcsc" else arg for arg in argv])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parse_args(argv)
+    configure_logging(level_from_debug(args.debug), args.log_format)
+    try:
+        plan = plan_from_args(args)
+        if plan.pcsc is not None:
+            require_pyscard()
+        daemon = Daemon(plan, args.log_format, args.debug)
+        return asyncio.run(daemon.run())
+    except (UsageError, PcscError) as error:
+        parser.exit(2, f"vscclient: {error}\n")
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
