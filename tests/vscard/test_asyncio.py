@@ -246,3 +246,25 @@ async def test_sockets_have_nagle_off(host: tuple[Host, vscard.Server]) -> None:
     async with await vscard.connect("127.0.0.1", server.port) as client:
         sock = client._writer.get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+async def test_many_connections_each_with_its_own_reader_table() -> None:
+    sessions: asyncio.Queue[Session] = asyncio.Queue()
+
+    async def handler(session: Session) -> None:
+        async for event in session.events():
+            if isinstance(event, CardInserted):
+                await sessions.put(session)
+
+    async with await vscard.serve(handler, "127.0.0.1", 0) as server:
+        clients = await asyncio.gather(
+            *(vscard.connect("127.0.0.1", server.port) for _ in range(50))
+        )
+        readers = await asyncio.gather(*(c.add_reader(transmit=toy_card) for c in clients))
+        assert {reader.reader_id for reader in readers} == {0}  # ids are per connection
+        await asyncio.gather(*(reader.insert(ATR) for reader in readers))
+        ready = [await asyncio.wait_for(sessions.get(), 5) for _ in range(50)]
+        answers = await asyncio.gather(*(s.transmit(0, SELECT) for s in ready))
+        assert answers == [b"\x90\x00"] * 50
+        assert server.connections == 50
+        await asyncio.gather(*(c.close() for c in clients))
