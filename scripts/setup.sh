@@ -6,7 +6,11 @@ VENV="$VSCARD_ROOT/.venv"
 
 # Debian packages the demo needs; the tests add their own to this list.
 DEMO_PACKAGES=(python3 python3-venv qemu-system-x86)
-TEST_PACKAGES=("${DEMO_PACKAGES[@]}")
+TEST_PACKAGES=("${DEMO_PACKAGES[@]}"
+    libssl3          # cacard's raw RSA path (libcrypto through ctypes)
+    libnss3-tools    # certutil/pk12util: NSS database card sources
+    softhsm2         # a real PKCS#11 token for cacard's token source
+)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

@@ -1,0 +1,373 @@
+"""A card from a PKCS#11 token: a real SoftHSM2 token, keys that never leave it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pkcs11
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from pkcs11 import Attribute, KeyType
+from pkcs11.util.rsa import decode_rsa_private_key
+from pkcs11.util.x509 import decode_x509_certificate
+from structlog.testing import capture_logs
+
+from cacard.keys import CardKey, KeyOperationError
+from cacard.pkcs11 import SOFTHSM2_MODULE, Token, TokenError, TokenKey, open_token
+from cacard.rsa import UnsupportedKeyError
+from tests.cacard.certificates import issue
+
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.skipif(
+        not Path(SOFTHSM2_MODULE).exists() or shutil.which("softhsm2-util") is None,
+        reason="SoftHSM2 is not installed (apt-get install softhsm2)",
+    ),
+]
+
+PIN = "77777777"
+SO_PIN = "12345678"
+LABEL = "vscard"
+MESSAGE = b"data to sign (max 100 bytes)\n"
+PSS = padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.DIGEST_LENGTH)
+OAEP = padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None)
+
+
+def softhsm(directory: Path, *, mechanisms: str = "ALL") -> Path:
+    """A SoftHSM2 set-up in ``directory`` with one empty token; returns its own module copy.
+
+    SoftHSM2 reads ``SOFTHSM2_CONF`` once, at C_Initialize, and python-pkcs11 initialises each
+    module path once per process: a copy of the module per set-up gives each its own instance.
+    """
+    (directory / "tokens").mkdir(parents=True)
+    config = directory / "softhsm2.conf"
+    config.write_text(
+        f"directories.tokendir = {directory / 'tokens'}\nobjectstore.backend = file\n"
+        f"log.level = ERROR\nslots.mechanisms = {mechanisms}\n"
+    )
+    os.environ["SOFTHSM2_CONF"] = str(config)
+    subprocess.run(
+        [
+            "softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            LABEL,
+            "--pin",
+            PIN,
+            "--so-pin",
+            SO_PIN,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    module = directory / "libsofthsm2.so"
+    shutil.copy(SOFTHSM2_MODULE, module)
+    pkcs11.lib(str(module))  # initialise now, while SOFTHSM2_CONF points here
+    return module
+
+
+def store_certificate(
+    session: pkcs11.Session, certificate: bytes, key_id: bytes, label: str
+) -> None:
+    attributes = decode_x509_certificate(certificate)
+    attributes.update({Attribute.TOKEN: True, Attribute.ID: key_id, Attribute.LABEL: label})
+    session.create_object(attributes)
+
+
+def import_rsa_key(
+    session: pkcs11.Session, key: rsa.RSAPrivateKey, key_id: bytes, label: str
+) -> None:
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    attributes = decode_rsa_private_key(der)
+    attributes.update(
+        {
+            Attribute.TOKEN: True,
+            Attribute.SENSITIVE: True,
+            Attribute.ID: key_id,
+            Attribute.LABEL: label,
+            Attribute.SIGN: True,
+            Attribute.DECRYPT: True,
+        }
+    )
+    session.create_object(attributes)
+    der_cert = issue(key.public_key(), label).public_bytes(serialization.Encoding.DER)
+    store_certificate(session, der_cert, key_id, label)
+
+
+def populate(module: Path) -> dict[str, rsa.RSAPrivateKey]:
+    """Three imported RSA keys (ID 01-03), one generated on the token (ID 04, unextractable),
+    one EC key (ID 05) and a certificate without a key (ID 06)."""
+    keys = {f"cert{i}": rsa.generate_private_key(65537, 2048) for i in (1, 2, 3)}
+    token = pkcs11.lib(str(module)).get_token(token_label=LABEL)
+    with token.open(rw=True, user_pin=PIN) as session:
+        # Stored out of order: the card lists them by CKA_ID.
+        for key_id, label in ((b"\x02", "cert2"), (b"\x01", "cert1"), (b"\x03", "cert3")):
+            import_rsa_key(session, keys[label], key_id, label)
+        public, _ = session.generate_keypair(
+            KeyType.RSA,
+            3072,
+            store=True,
+            id=b"\x04",
+            label="on-token",
+            private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False},
+        )
+        numbers = rsa.RSAPublicNumbers(
+            int.from_bytes(public[Attribute.PUBLIC_EXPONENT], "big"),
+            int.from_bytes(public[Attribute.MODULUS], "big"),
+        )
+        on_token = issue(numbers.public_key(), "on-token").public_bytes(serialization.Encoding.DER)
+        store_certificate(session, on_token, b"\x04", "on-token")
+        ec_cert = issue(ec.generate_private_key(ec.SECP256R1()).public_key(), "ec")
+        store_certificate(session, ec_cert.public_bytes(serialization.Encoding.DER), b"\x05", "ec")
+        orphan = issue(rsa.generate_private_key(65537, 2048).public_key(), "orphan")
+        store_certificate(
+            session, orphan.public_bytes(serialization.Encoding.DER), b"\x06", "orphan"
+        )
+    return keys
+
+
+@pytest.fixture(scope="module")
+def module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    saved = os.environ.get("SOFTHSM2_CONF")
+    path = softhsm(tmp_path_factory.mktemp("softhsm"))
+    yield path
+    if saved is None:
+        os.environ.pop("SOFTHSM2_CONF", None)
+    else:
+        os.environ["SOFTHSM2_CONF"] = saved
+
+
+@pytest.fixture(scope="module")
+def software_keys(module: Path) -> dict[str, rsa.RSAPrivateKey]:
+    return populate(module)
+
+
+@pytest.fixture
+def token(module: Path, software_keys: dict[str, rsa.RSAPrivateKey]) -> Iterator[Token]:
+    with capture_logs(), open_token(module, pin=PIN, token_label=LABEL) as opened:
+        yield opened
+
+
+def by_label(token: Token, label: str) -> CardKey:
+    return next(c.key for c in token.credentials if c.label == label)
+
+
+def encoded(key: CardKey, signature: bytes) -> bytes:
+    numbers = key.public_key.public_numbers()
+    return pow(int.from_bytes(signature, "big"), numbers.e, numbers.n).to_bytes(
+        key.key_size // 8, "big"
+    )
+
+
+def type1_block(size: int, payload: bytes) -> bytes:
+    return b"\x00\x01" + b"\xff" * (size - 3 - len(payload)) + b"\x00" + payload
+
+
+def sha256_digest_info(message: bytes) -> bytes:
+    return (
+        bytes.fromhex("3031300d060960864801650304020105000420") + hashlib.sha256(message).digest()
+    )
+
+
+def test_rsa_certificates_with_keys_become_credentials_in_cka_id_order(
+    module: Path, software_keys: dict[str, rsa.RSAPrivateKey]
+) -> None:
+    with capture_logs() as logs, open_token(module, pin=PIN) as token:
+        assert [c.label for c in token.credentials] == ["cert1", "cert2", "cert3", "on-token"]
+        assert [c.key.key_size for c in token.credentials] == [2048, 2048, 2048, 3072]
+        assert all(isinstance(c.key, TokenKey) and c.key.raw for c in token.credentials)
+    skipped = {e["label"]: e["reason"] for e in logs if e["event"] == "pkcs11_certificate_skipped"}
+    assert "not an RSA key" in skipped["ec"]
+    assert "0 RSA private keys" in skipped["orphan"]
+
+
+@pytest.mark.parametrize("label", ["cert1", "on-token"])
+def test_pkcs1_signature_blocks_give_signatures_the_certificate_verifies(
+    token: Token, label: str
+) -> None:
+    credential = next(c for c in token.credentials if c.label == label)
+    public = credential.certificate.public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
+    block = type1_block(credential.key.key_size // 8, sha256_digest_info(MESSAGE))
+    signature = credential.key.private_operation(block)
+    public.verify(signature, MESSAGE, padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_signatures_match_the_software_key_exactly(
+    token: Token, software_keys: dict[str, rsa.RSAPrivateKey]
+) -> None:
+    software = software_keys["cert2"]
+    key = by_label(token, "cert2")
+    pss_signature = software.sign(MESSAGE, PSS, hashes.SHA256())
+    assert key.private_operation(encoded(key, pss_signature)) == pss_signature
+    pkcs1_signature = software.sign(MESSAGE, padding.PKCS1v15(), hashes.SHA256())
+    assert key.private_operation(encoded(key, pkcs1_signature)) == pkcs1_signature
+
+
+@pytest.mark.parametrize("label", ["cert3", "on-token"])
+def test_pkcs1_and_oaep_ciphertexts_give_the_raw_block(token: Token, label: str) -> None:
+    key = by_label(token, label)
+    for scheme in (padding.PKCS1v15(), OAEP):
+        ciphertext = key.public_key.encrypt(b"1234567890\n", scheme)
+        block = key.private_operation(ciphertext)
+        assert encoded(key, block) == ciphertext
+    assert block[0] == 0
+
+
+def test_pss_block_signed_on_the_token_verifies(token: Token) -> None:
+    key = by_label(token, "on-token")
+    # Encode with a throwaway software key of the same size, then move the encoding across:
+    # PSS encoding depends only on the message, salt and modulus size.
+    throwaway = rsa.generate_private_key(65537, 3072)
+    numbers = throwaway.public_key().public_numbers()
+    signature = throwaway.sign(MESSAGE, PSS, hashes.SHA256())
+    em = pow(int.from_bytes(signature, "big"), numbers.e, numbers.n).to_bytes(384, "big")
+    key.public_key.verify(key.private_operation(em), MESSAGE, PSS, hashes.SHA256())
+
+
+def test_key_generated_on_the_token_cannot_be_read_from_it(module: Path, token: Token) -> None:
+    session = pkcs11.lib(str(module)).get_token(token_label=LABEL).open()
+    try:
+        private = session.get_key(object_class=pkcs11.ObjectClass.PRIVATE_KEY, id=b"\x04")
+        with pytest.raises(pkcs11.AttributeSensitive):
+            private[Attribute.PRIVATE_EXPONENT]
+        assert private[Attribute.EXTRACTABLE] is False
+    finally:
+        session.close()
+
+
+def test_labels_pick_certificates_in_the_given_order(module: Path, software_keys: object) -> None:
+    with open_token(module, pin=PIN, labels=["cert3", "cert1"]) as token:
+        assert [c.label for c in token.credentials] == ["cert3", "cert1"]
+
+
+@pytest.mark.parametrize(
+    ("labels", "error", "match"),
+    [
+        (["nope"], TokenError, r"no certificate labelled \['nope'\]"),
+        (["ec"], UnsupportedKeyError, "not an RSA key"),
+        (["orphan"], TokenError, "0 RSA private keys"),
+    ],
+)
+def test_a_requested_certificate_that_cannot_be_used_is_an_error(
+    module: Path, software_keys: object, labels: list[str], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        open_token(module, pin=PIN, labels=labels)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"pin": "00000000"}, "PinIncorrect"),
+        ({"pin": None}, "needs a PIN"),
+        ({"pin": PIN, "token_label": "other"}, "has no initialised token labelled 'other'"),
+    ],
+)
+def test_wrong_pin_missing_pin_and_unknown_token_are_errors(
+    module: Path, software_keys: object, kwargs: dict[str, str | None], match: str
+) -> None:
+    with pytest.raises(TokenError, match=match):
+        open_token(module, **kwargs)  # type: ignore[arg-type]
+
+
+def test_missing_module_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(TokenError, match="cannot load PKCS#11 module"):
+        open_token(tmp_path / "absent.so", pin=PIN)
+
+
+@pytest.mark.parametrize("length", [0, 255, 257])
+def test_block_of_the_wrong_length_is_refused(token: Token, length: int) -> None:
+    with pytest.raises(KeyOperationError, match=f"block is {length} bytes"):
+        by_label(token, "cert1").private_operation(b"\x00" * length)
+
+
+def test_block_not_below_the_modulus_is_refused(token: Token) -> None:
+    with pytest.raises(KeyOperationError, match="not below the modulus"):
+        by_label(token, "cert1").private_operation(b"\xff" * 256)
+
+
+def test_keys_stop_working_when_the_token_is_closed(module: Path, software_keys: object) -> None:
+    with open_token(module, pin=PIN) as token:
+        key = token.credentials[0].key
+    with pytest.raises(KeyOperationError, match="token refused"):
+        key.private_operation(type1_block(256, b"x"))
+
+
+def test_concurrent_operations_from_threads_stay_correct(token: Token) -> None:
+    key = by_label(token, "cert1")
+    ciphertexts = [key.public_key.encrypt(bytes([i]), padding.PKCS1v15()) for i in range(16)]
+    with ThreadPoolExecutor(4) as pool:
+        blocks = list(pool.map(key.private_operation, ciphertexts))
+    assert [block[-1:] for block in blocks] == [bytes([i]) for i in range(16)]
+
+
+@pytest.fixture(scope="module")
+def no_raw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A SoftHSM2 whose slots have CKM_RSA_X_509 switched off."""
+    saved = os.environ.get("SOFTHSM2_CONF")
+    # SoftHSM2 2.6.1 ignores the first name of a "-" (disable) list, hence the empty one.
+    module = softhsm(tmp_path_factory.mktemp("softhsm-no-raw"), mechanisms="-,CKM_RSA_X_509")
+    populate(module)
+    yield module
+    if saved is None:
+        os.environ.pop("SOFTHSM2_CONF", None)
+    else:
+        os.environ["SOFTHSM2_CONF"] = saved
+
+
+class TestTokenWithoutRawRsa:
+    """A token without raw RSA: libcacard's fallback."""
+
+    @pytest.fixture
+    def key(self, no_raw: Path) -> Iterator[CardKey]:
+        with capture_logs(), open_token(no_raw, pin=PIN, labels=["cert1"]) as token:
+            key = token.credentials[0].key
+            assert isinstance(key, TokenKey)
+            assert not key.raw, "the token does not list CKM_RSA_X_509, so the fallback is used"
+            yield key
+
+    def test_pkcs1_signature_block_is_signed_exactly(self, key: CardKey) -> None:
+        block = type1_block(256, sha256_digest_info(MESSAGE))
+        signature = key.private_operation(block)
+        key.public_key.verify(signature, MESSAGE, padding.PKCS1v15(), hashes.SHA256())
+        assert encoded(key, signature) == block
+
+    def test_pkcs1_ciphertext_is_rewrapped_around_the_same_plaintext(self, key: CardKey) -> None:
+        block = key.private_operation(key.public_key.encrypt(b"1234567890\n", padding.PKCS1v15()))
+        assert block == b"\x00\x02" + b"\x03" * (256 - 3 - 11) + b"\x00" + b"1234567890\n"
+
+    def test_pss_block_cannot_be_signed(self, key: CardKey) -> None:
+        throwaway = rsa.generate_private_key(65537, 2048)
+        numbers = throwaway.public_key().public_numbers()
+        signature = throwaway.sign(MESSAGE, PSS, hashes.SHA256())
+        em = pow(int.from_bytes(signature, "big"), numbers.e, numbers.n).to_bytes(256, "big")
+        try:
+            result = key.private_operation(em)
+        except KeyOperationError:
+            return  # the token found no type-2 padding
+        with pytest.raises(InvalidSignature):  # implicit rejection: a random "plaintext"
+            key.public_key.verify(result, MESSAGE, PSS, hashes.SHA256())
+
+    def test_raw_rsa_can_be_forced_off_on_a_token_that_has_it(
+        self, module: Path, software_keys: object
+    ) -> None:
+        with open_token(module, pin=PIN, labels=["cert1"], raw_rsa=False) as token:
+            key = token.credentials[0].key
+            assert isinstance(key, TokenKey)
+            assert not key.raw
+            signature = key.private_operation(type1_block(256, sha256_digest_info(MESSAGE)))
+            key.public_key.verify(signature, MESSAGE, padding.PKCS1v15(), hashes.SHA256())
