@@ -10,6 +10,12 @@ TEST_PACKAGES=("${DEMO_PACKAGES[@]}"
     libssl3          # cacard's raw RSA path (libcrypto through ctypes)
     libnss3-tools    # certutil/pk12util: NSS database card sources
     softhsm2         # a real PKCS#11 token for cacard's token source
+    # host PC/SC: a private pcscd with vsmartcard's vpcd, vicc as a stand-in card, OpenSC
+    pcscd vsmartcard-vpcd python3-virtualsmartcard python3-pycryptodome opensc
+    util-linux iproute2
+    libpcsclite-dev swig        # pyscard builds from source
+    # libcacard's C vscclient, built from Debian's source package
+    dpkg-dev gcc libc6-dev pkg-config libcacard-dev libglib2.0-dev
 )
 
 as_root() {

@@ -1,0 +1,1 @@
+"""libcacard's C reference client ``vscclient`` as a real peer, built from Debian's source."""
