@@ -80,6 +80,8 @@ async def qemu_passthru(
     """Start QEMU 7.2 paused (``-S``: devices realized, no guest code runs) and yield it."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
+        # QEMU ignores EOF on QMP: without this it outlives a killed test run.
+        "setpriv", "--pdeathsig", "KILL", "--",
         QEMU,
         "-accel", "tcg",
         "-machine", "pc",
