@@ -1,1 +1,47 @@
-"""A CAC (GSC-IS 2.1) smart-card emulator (in progress)."""
+"""A CAC (GSC-IS 2.1) smart-card emulator: the card OpenSC and libcacard's users know.
+
+The layers, bottom up:
+
+- :class:`CommandAPDU`, :class:`Response`, :class:`StatusWord` (:mod:`cacard.apdu`) and
+  SimpleTLV (:mod:`cacard.tlv`): the wire formats.
+- :class:`Card`: ATR, power, logical channels, GET RESPONSE chaining; its pure
+  ``transmit(apdu) -> response`` never raises. The applets (:mod:`cacard.applets`) and the PIN
+  (:mod:`cacard.pin`) sit behind it.
+- :class:`CardProfile` and :func:`new_card`: a CAC card from certificates with keys
+  (:class:`Credential`, whose :class:`CardKey` does the private-key operation).
+- :class:`CardStore` (a card directory), :func:`generate_card` (``cacard new``) and
+  :mod:`cacard.sources` (PEM, DER, PKCS#12 files).
+- :func:`serve_vpcd`: the card served to a local pcscd through vsmartcard's vpcd.
+"""
+
+from .apdu import CommandAPDU, Response, StatusWord
+from .card import CAC_ATR, Card, CardState
+from .generate import CardRequest, generate_card
+from .keys import CardKey, Credential, KeyOperationError
+from .pin import PinState
+from .profile import CardProfile, ProfileError, new_card
+from .store import CardInUseError, CardStore, StoreError
+from .vpcd import VpcdConnection, serve_vpcd
+
+__all__ = [
+    "CAC_ATR",
+    "Card",
+    "CardInUseError",
+    "CardKey",
+    "CardProfile",
+    "CardRequest",
+    "CardState",
+    "CardStore",
+    "CommandAPDU",
+    "Credential",
+    "KeyOperationError",
+    "PinState",
+    "ProfileError",
+    "Response",
+    "StatusWord",
+    "StoreError",
+    "VpcdConnection",
+    "generate_card",
+    "new_card",
+    "serve_vpcd",
+]

@@ -14,6 +14,7 @@ TEST_PACKAGES=("${DEMO_PACKAGES[@]}"
     pcscd vsmartcard-vpcd python3-virtualsmartcard python3-pycryptodome opensc
     util-linux iproute2
     libpcsclite-dev swig        # pyscard builds from source
+    usbip            # Debian's USB/IP tools as a real peer of our USB/IP server
     # libcacard's C vscclient, built from Debian's source package
     dpkg-dev gcc libc6-dev pkg-config libcacard-dev libglib2.0-dev
 )

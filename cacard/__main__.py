@@ -1,0 +1,7 @@
+"""``python -m cacard``: the ``cacard`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

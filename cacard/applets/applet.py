@@ -1,0 +1,80 @@
+"""What every applet is: an AID, the FCI a SELECT returns, and a command handler.
+
+An applet answers the commands it knows and returns ``None`` for the rest, which the card then
+handles in its ISO/IEC 7816-4 layer (VERIFY, GET CHALLENGE...) or refuses. An applet holds no
+per-channel state itself: a :class:`Selection` carries what one SELECT remembers (the current
+object, a half-received signing input), so the same applet can be selected on several logical
+channels at once.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from ..apdu import CommandAPDU, Response
+from ..tlv import ber_tlv
+
+#: GSC-IS registered application provider identifiers.
+RID_GSC_IS: Final = bytes.fromhex("A000000079")
+RID_DOD: Final = bytes.fromhex("A000000116")
+#: The Access Control Applet, which PKI applets name in their long properties.
+ACA_AID: Final = RID_GSC_IS + b"\x03\x00"
+
+TAG_FCI: Final = 0x6F
+TAG_DF_NAME: Final = 0x84
+TAG_FCI_PROPRIETARY: Final = 0xA5
+
+
+class CardServices(Protocol):
+    """What an applet may ask of the card it sits on."""
+
+    @property
+    def pin_verified(self) -> bool:
+        """Whether the PIN has been verified since the last reset."""
+        ...
+
+
+@dataclass(slots=True)
+class Selection:
+    """An applet selected on one logical channel and what that selection remembers.
+
+    ``object_id`` is the object SELECT P1=02 chose (the applet's first by default); ``chain``
+    holds the input of a chained PKI operation. A new SELECT makes a new selection, which is
+    how selecting an applet clears both.
+    """
+
+    applet: Applet
+    object_id: bytes | None = None
+    chain: bytearray = field(default_factory=bytearray)
+
+
+def fci(aid: bytes) -> bytes:
+    """``6F L 84 L <AID> A5 00``: the FCI libcacard's applets return (13 bytes for 7-byte AIDs)."""
+    return ber_tlv(TAG_FCI, ber_tlv(TAG_DF_NAME, aid) + ber_tlv(TAG_FCI_PROPRIETARY, b""))
+
+
+class Applet(abc.ABC):
+    """One application on the card, selected by its full AID."""
+
+    def __init__(self, aid: bytes, name: str) -> None:
+        self.aid = aid
+        self.name = name
+
+    def fci(self) -> bytes:
+        """The data SELECT returns when the host asks for the FCI."""
+        return fci(self.aid)
+
+    def select(self) -> Selection:
+        """A fresh selection of this applet."""
+        return Selection(self)
+
+    @abc.abstractmethod
+    def process(
+        self, command: CommandAPDU, selection: Selection, card: CardServices
+    ) -> Response | None:
+        """Answer ``command``, or return None to leave it to the card's ISO layer."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.aid.hex().upper()}>"

@@ -1,0 +1,262 @@
+"""The card: ATR, power, logical channels, SELECT by AID, GET RESPONSE chaining and the
+ISO/IEC 7816-4 commands that no applet answers (VERIFY, CHANGE REFERENCE DATA, GET CHALLENGE).
+
+:meth:`Card.transmit` is pure: bytes in, bytes out, no I/O, and it never raises. Every input gets
+a response ending in a valid status word; a bug answers ``6F00`` and is logged.
+
+Behaviour follows libcacard's card (``card_7816.c``, ``vcard.c``) where a host can tell, with
+these deliberate differences:
+
+- Response sizing is libcacard's and T=0's: data longer than Le (no Le counts as 0) is kept for
+  GET RESPONSE and announced with ``61xx``; any other command drops it.
+- Logical channels 0-3 are always open, each with its own selected applet (MANAGE CHANNEL is
+  refused, as libcacard does), but the channel bits of CLA are not mistaken for secure
+  messaging: libcacard answers ``6882`` to ISO commands on channels 2 and 3.
+- SELECT with P2=0C returns no FCI (ISO/IEC 7816-4); libcacard returns it anyway.
+- The ISO layer answers unknown instructions with ``6D00`` and unsupported classes with
+  ``6E00``/``6884``, where libcacard says ``6900`` to all three.
+- GET CHALLENGE returns random bytes; libcacard does not support it, so OpenSC's RNG failed.
+- VERIFY keeps a retry counter (:mod:`cacard.pin`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import structlog
+
+from .apdu import (
+    SHORT_MAX,
+    APDUFormatError,
+    CommandAPDU,
+    Response,
+    StatusWord,
+    bytes_remaining,
+    status,
+    success,
+)
+from .applets.applet import Applet, Selection
+from .pin import INS_CHANGE_REFERENCE_DATA, INS_VERIFY, SALT_SIZE, Pin, PinState
+
+log = structlog.get_logger(__name__)
+
+#: libcacard's CAC ATR: TA1 18, TB1 00, TC1 00 (T=0 only) and "sfte cd144".
+CAC_ATR: Final = bytes.fromhex("3B7A18000073667465206364313434")
+
+CHANNELS: Final = 4
+INS_SELECT: Final = 0xA4
+INS_GET_RESPONSE: Final = 0xC0
+INS_GET_CHALLENGE: Final = 0x84
+INS_MANAGE_CHANNEL: Final = 0x70
+P1_SELECT_BY_AID: Final = 0x04
+#: SELECT P2 bits b4-b3 set: no response data wanted.
+P2_NO_RESPONSE_DATA: Final = 0x0C
+#: CLA bits of secure messaging in the first interindustry class.
+CLA_SECURE_MESSAGING: Final = 0x0C
+CLA_CHANNEL: Final = 0x03
+# High nibbles of CLA: first interindustry (0), proprietary with the same coding (8-A), and the
+# proprietary B and C, which carry no channel.
+_CHANNEL_CLASSES: Final = frozenset({0x0, 0x8, 0x9, 0xA})
+_PLAIN_CLASSES: Final = frozenset({0xB, 0xC})
+_CHAINING_CLASS: Final = 0x1
+#: Instructions whose data must not appear in logs.
+_SECRET_INSTRUCTIONS: Final = frozenset({INS_VERIFY, INS_CHANGE_REFERENCE_DATA})
+
+
+@dataclass(frozen=True, slots=True)
+class CardState:
+    """What a card must keep across restarts (today: its PIN and retry counter)."""
+
+    pin: PinState
+
+
+#: Called with every new :class:`CardState` before the card answers the command that changed
+#: it. If it raises, the card answers ``6581`` (memory failure).
+StateSink = Callable[[CardState], None]
+
+
+def _channel(cla: int) -> int:
+    return cla & CLA_CHANNEL if cla >> 4 in _CHANNEL_CLASSES else 0
+
+
+def _redacted(apdu: bytes) -> str:
+    if len(apdu) > 5 and apdu[1] in _SECRET_INSTRUCTIONS:
+        return apdu[:5].hex() + "<redacted>"
+    return apdu.hex()
+
+
+class Card:
+    """A smart card made of ``applets``, with one PIN.
+
+    ``on_state_change`` receives the new :class:`CardState` whenever the PIN or its counter
+    changes, before the response leaves the card: persist it there. ``random`` supplies
+    GET CHALLENGE bytes and PIN salts.
+    """
+
+    def __init__(
+        self,
+        applets: Sequence[Applet],
+        pin: PinState,
+        *,
+        atr: bytes = CAC_ATR,
+        on_state_change: StateSink | None = None,
+        random: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.atr = atr
+        self.applets = {applet.aid: applet for applet in applets}
+        if len(self.applets) != len(applets):
+            raise ValueError("applet AIDs must be unique")
+        self._on_state_change = on_state_change
+        self._random = random
+        self._pin = Pin(pin, self._pin_changed)
+        self._channels: list[Selection | None] = [None] * CHANNELS
+        self._pending = b""
+        self.powered = True
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> CardState:
+        return CardState(self._pin.state)
+
+    @property
+    def pin_verified(self) -> bool:
+        return self._pin.verified
+
+    def selected(self, channel: int = 0) -> Applet | None:
+        """The applet selected on ``channel``, if any."""
+        selection = self._channels[channel]
+        return None if selection is None else selection.applet
+
+    def _pin_changed(self, pin: PinState) -> None:
+        if self._on_state_change is not None:
+            self._on_state_change(CardState(pin))
+
+    # -- power ------------------------------------------------------------------------------
+
+    def power_on(self) -> bytes:
+        """Cold reset: no applet selected, nothing pending, PIN not verified. Returns the ATR."""
+        self._clear_volatile()
+        self.powered = True
+        return self.atr
+
+    def reset(self) -> bytes:
+        """Warm reset: the same as :meth:`power_on` for this card."""
+        return self.power_on()
+
+    def power_off(self) -> None:
+        self._clear_volatile()
+        self.powered = False
+
+    def _clear_volatile(self) -> None:
+        self._channels = [None] * CHANNELS
+        self._pending = b""
+        self._pin.reset()
+
+    # -- APDUs ------------------------------------------------------------------------------
+
+    def transmit(self, apdu: bytes) -> bytes:
+        """Process one command APDU and return the response APDU. Never raises."""
+        try:
+            if not self.powered:
+                # A reader that sends an APDU has powered the card, whether it said so or not.
+                log.debug("cacard.implicit_power_on")
+                self.power_on()
+            response = self._process(bytes(apdu))
+        except Exception:
+            log.exception("cacard.internal_error", command=_redacted(bytes(apdu)))
+            self._pending = b""
+            response = status(StatusWord.NO_PRECISE_DIAGNOSIS)
+        raw = response.to_bytes()
+        log.debug("cacard.apdu", command=_redacted(bytes(apdu)), response=raw.hex())
+        return raw
+
+    def _process(self, raw: bytes) -> Response:
+        try:
+            command = CommandAPDU.from_bytes(raw)
+        except APDUFormatError as error:
+            log.debug("cacard.bad_apdu", field=error.field, value=error.value)
+            self._pending = b""
+            return status(StatusWord.WRONG_LENGTH)
+        if command.ins == INS_GET_RESPONSE:
+            return self._get_response(command)
+        self._pending = b""
+        channel = _channel(command.cla)
+        if command.ins == INS_SELECT and command.p1 == P1_SELECT_BY_AID:
+            answer = self._check_class(command.cla) or self._select(command, channel)
+            return self._sized(command, answer)
+        selection = self._channels[channel]
+        if selection is not None:
+            handled = selection.applet.process(command, selection, self)
+            if handled is not None:
+                return self._sized(command, handled)
+        answer = self._check_class(command.cla) or self._iso(command)
+        return self._sized(command, answer)
+
+    def _sized(self, command: CommandAPDU, answer: Response) -> Response:
+        """Keep data that exceed Le for GET RESPONSE, announcing it with ``61xx``."""
+        if answer.sw == StatusWord.SUCCESS and len(answer.data) > command.ne:
+            self._pending = answer.data
+            return status(bytes_remaining(len(answer.data)))
+        return answer
+
+    def _get_response(self, command: CommandAPDU) -> Response:
+        if command.p1 or command.p2:
+            return status(StatusWord.INCORRECT_P1_P2)
+        if not self._pending:
+            return status(StatusWord.REFERENCED_DATA_NOT_FOUND)
+        count = SHORT_MAX if command.le is None else command.le
+        chunk, self._pending = self._pending[:count], self._pending[count:]
+        if self._pending:
+            return Response(bytes_remaining(len(self._pending)), chunk)
+        return success(chunk)
+
+    @staticmethod
+    def _check_class(cla: int) -> Response | None:
+        """Why the ISO layer refuses ``cla``, or None if it accepts it."""
+        nibble = cla >> 4
+        if nibble in _CHANNEL_CLASSES:
+            if cla & CLA_SECURE_MESSAGING:
+                return status(StatusWord.SECURE_MESSAGING_NOT_SUPPORTED)
+            return None
+        if nibble in _PLAIN_CLASSES:
+            return None
+        if nibble == _CHAINING_CLASS:
+            return status(StatusWord.COMMAND_CHAINING_NOT_SUPPORTED)
+        return status(StatusWord.CLA_NOT_SUPPORTED)
+
+    def _select(self, command: CommandAPDU, channel: int) -> Response:
+        applet = self.applets.get(command.data)
+        if applet is None:
+            # An exact AID only; a miss leaves no applet selected, as on libcacard.
+            self._channels[channel] = None
+            return status(StatusWord.FILE_NOT_FOUND)
+        self._channels[channel] = applet.select()
+        log.debug("cacard.selected", applet=applet.name, channel=channel)
+        if command.p2 & P2_NO_RESPONSE_DATA == P2_NO_RESPONSE_DATA:
+            return status(StatusWord.SUCCESS)
+        return success(applet.fci())
+
+    def _iso(self, command: CommandAPDU) -> Response:
+        ins = command.ins
+        if ins == INS_VERIFY:
+            return self._pin.verify(command)
+        if ins == INS_CHANGE_REFERENCE_DATA:
+            return self._pin.change(command, self._random(SALT_SIZE))
+        if ins == INS_GET_CHALLENGE:
+            return self._get_challenge(command)
+        if ins == INS_MANAGE_CHANNEL:
+            return status(StatusWord.COMMAND_NOT_ALLOWED)
+        if ins == INS_SELECT:
+            return status(StatusWord.FUNCTION_NOT_SUPPORTED)
+        return status(StatusWord.INS_NOT_SUPPORTED)
+
+    def _get_challenge(self, command: CommandAPDU) -> Response:
+        if command.p1 or command.p2:
+            return status(StatusWord.INCORRECT_P1_P2)
+        if command.le is None or command.data:
+            return status(StatusWord.WRONG_LENGTH)
+        return success(self._random(command.le))

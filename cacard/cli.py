@@ -1,0 +1,262 @@
+"""The ``cacard`` command: make a card, look at it, serve it to pcscd.
+
+cacard new DIR [--pin PIN] [--certs N] [--key-size BITS] [--name NAME] [--pin-tries N]
+cacard import DIR (--cert CERT --key KEY | --pkcs12 FILE)... [--pin PIN] [--pin-tries N]
+cacard info DIR
+cacard serve-vpcd DIR [--host HOST] [--port 35963] [--once]
+cacard unblock DIR [--pin NEW_PIN]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Final
+
+import structlog
+from cryptography import x509
+
+from .applets.pki import MAX_PKI_APPLETS
+from .generate import (
+    DEFAULT_CERTIFICATES,
+    DEFAULT_KEY_SIZE,
+    DEFAULT_NAME,
+    CardRequest,
+    generate_card,
+)
+from .pin import DEFAULT_MAX_TRIES, DEFAULT_PIN, PinFormatError, PinState
+from .profile import card_id_from_certificate
+from .rsa import UnsupportedKeyError
+from .sources import SourceError, credential, load_certificate, load_private_key, read_pkcs12
+from .store import CardStore, CredentialFiles, NewCard, StoreError, create
+from .vpcd import VPCD_PORT, serve_vpcd
+
+log = structlog.get_logger(__name__)
+
+#: OpenSC's labels for PKI applets 0, 1, 2; the rest are "CAC Cert N".
+OPENSC_LABELS: Final = (
+    "CAC ID Certificate",
+    "CAC Email Signature Certificate",
+    "CAC Email Encryption Certificate",
+)
+#: Seconds between attempts to reach vpcd, doubling up to the maximum.
+RETRY_FIRST: Final = 0.5
+RETRY_MAX: Final = 5.0
+
+
+def _say(line: str) -> None:
+    """Write a line for the user (the CLI's output; logs go to stderr through structlog)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+class UsageError(Exception):
+    """Arguments that make no sense together."""
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cacard", description="A virtual CAC smart card.")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="-v: events, -vv: APDU traces"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    new = commands.add_parser("new", help="make a test card with a CA and fresh certificates")
+    new.add_argument("directory", metavar="DIR")
+    new.add_argument("--pin", default=DEFAULT_PIN, help=f"4-8 digits (default {DEFAULT_PIN})")
+    new.add_argument(
+        "--certs",
+        type=int,
+        default=DEFAULT_CERTIFICATES,
+        help=f"certificates, 1-{MAX_PKI_APPLETS} (default {DEFAULT_CERTIFICATES}: ID, "
+        "signature, encryption)",
+    )
+    new.add_argument("--key-size", type=int, default=DEFAULT_KEY_SIZE, metavar="BITS")
+    new.add_argument("--name", default=DEFAULT_NAME, help="the holder's name")
+    new.add_argument("--pin-tries", type=int, default=DEFAULT_MAX_TRIES, metavar="N")
+
+    imp = commands.add_parser("import", help="make a card from existing certificates and keys")
+    imp.add_argument("directory", metavar="DIR")
+    imp.add_argument("--cert", action="append", default=[], help="certificate (PEM or DER)")
+    imp.add_argument("--key", action="append", default=[], help="its private key (PEM or DER)")
+    imp.add_argument("--pkcs12", action="append", default=[], help="a PKCS#12 file")
+    imp.add_argument("--password", help="password of the keys or PKCS#12 files")
+    imp.add_argument("--pin", default=DEFAULT_PIN)
+    imp.add_argument("--pin-tries", type=int, default=DEFAULT_MAX_TRIES, metavar="N")
+
+    info = commands.add_parser("info", help="show what a card holds")
+    info.add_argument("directory", metavar="DIR")
+
+    serve = commands.add_parser("serve-vpcd", help="serve a card to pcscd through vpcd")
+    serve.add_argument("directory", metavar="DIR")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=VPCD_PORT)
+    serve.add_argument(
+        "--once", action="store_true", help="exit when vpcd goes away instead of reconnecting"
+    )
+
+    unblock = commands.add_parser("unblock", help="refill the PIN tries (administrator reset)")
+    unblock.add_argument("directory", metavar="DIR")
+    unblock.add_argument("--pin", help="set this new PIN as well")
+    return parser
+
+
+def _new(args: argparse.Namespace) -> int:
+    request = CardRequest(
+        pin=args.pin,
+        certificates=args.certs,
+        key_size=args.key_size,
+        name=args.name,
+        max_tries=args.pin_tries,
+    )
+    store = generate_card(args.directory, request)
+    _say(f"made card {store.path} (PIN {args.pin})")
+    return _info(store)
+
+
+def _import(args: argparse.Namespace) -> int:
+    if len(args.cert) != len(args.key):
+        raise UsageError("give one --key for every --cert, in the same order")
+    password = args.password.encode() if args.password is not None else None
+    pairs = [
+        (load_certificate(cert), load_private_key(key, password), key)
+        for cert, key in zip(args.cert, args.key, strict=True)
+    ]
+    pairs += [(*read_pkcs12(path, password), path) for path in args.pkcs12]
+    if not pairs:
+        raise UsageError("give at least one --cert/--key pair or --pkcs12 file")
+    for certificate, key, where in pairs:
+        credential(certificate, key, where=where)  # RSA, matching, of a size the card holds
+    files = [CredentialFiles(certificate, key) for certificate, key, _ in pairs]
+    pin = PinState.create(args.pin, max_tries=args.pin_tries)
+    card_id = card_id_from_certificate(files[0].certificate)
+    store = create(args.directory, NewCard(files, card_id, pin))
+    _say(f"made card {store.path}")
+    return _info(store)
+
+
+def _describe(certificate: x509.Certificate) -> str:
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+        names = [
+            name
+            for name in (
+                "digital_signature",
+                "content_commitment",
+                "key_encipherment",
+                "data_encipherment",
+            )
+            if getattr(usage, name)
+        ]
+    except x509.ExtensionNotFound:
+        names = ["(no key usage)"]
+    until = certificate.not_valid_after_utc.date().isoformat()
+    return f"{certificate.subject.rfc4514_string()}, until {until}, {' '.join(names)}"
+
+
+def _info(store: CardStore) -> int:
+    profile = store.load_profile()
+    pin = store.load_state().pin
+    serial = profile.card_id.hex()
+    _say(f"card       {store.path}")
+    _say(f"serial     {serial} (PKCS#11 token serial {serial[-16:]})")
+    _say(f"ATR        {profile.atr.hex(' ').upper()}")
+    if pin.blocked:
+        _say(f"PIN        BLOCKED (0 of {pin.max_tries} tries left; cacard unblock)")
+    else:
+        _say(f"PIN        {pin.tries_remaining} of {pin.max_tries} tries left")
+    for index, held in enumerate(profile.credentials):
+        label = OPENSC_LABELS[index] if index < len(OPENSC_LABELS) else f"CAC Cert {index + 1}"
+        _say(f"PKI {index}      key 00:{index + 1:02x} {label!r}, RSA-{held.key.key_size}")
+        _say(f"           {_describe(held.certificate)}")
+    for object_id, content in profile.data_objects.items():
+        _say(f"data       {object_id.label}: {len(content)} bytes")
+    return 0
+
+
+def _unblock(args: argparse.Namespace) -> int:
+    store = CardStore(args.directory)
+    with store.lock():
+        state = store.load_state()
+        store.save_state(type(state)(state.pin.unblocked(args.pin)))
+    _say(f"{store.path}: PIN unblocked" + (", new PIN set" if args.pin else ""))
+    return 0
+
+
+async def _serve(store: CardStore, host: str, port: int, once: bool) -> None:
+    card = store.open_card()
+    delay = RETRY_FIRST
+    while True:
+        try:
+            await serve_vpcd(card, host, port)
+            delay = RETRY_FIRST
+        except OSError as error:
+            log.warning("vpcd.unreachable", host=host, port=port, error=str(error), retry_in=delay)
+            if once:
+                raise
+            await asyncio.sleep(delay)  # a back-off, not synchronisation: vpcd may start later
+            delay = min(2 * delay, RETRY_MAX)
+            continue
+        if once:
+            return
+
+
+def _serve_vpcd(args: argparse.Namespace) -> int:
+    store = CardStore(args.directory)
+    with store.lock():
+        store.load_profile()  # fail now, not on the first connection
+        _say(f"serving {store.path} to vpcd at {args.host}:{args.port}")
+
+        async def main() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, task.cancel)
+            with contextlib.suppress(asyncio.CancelledError):
+                await _serve(store, args.host, args.port, args.once)
+
+        asyncio.run(main())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    handlers = {
+        "new": _new,
+        "import": _import,
+        "info": lambda a: _info(CardStore(a.directory)),
+        "serve-vpcd": _serve_vpcd,
+        "unblock": _unblock,
+    }
+    try:
+        return handlers[args.command](args)
+    except (
+        StoreError,
+        SourceError,
+        UsageError,
+        PinFormatError,
+        UnsupportedKeyError,
+        ValueError,
+        OSError,
+    ) as error:
+        sys.stderr.write(f"cacard: {error}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""A CAC card's contents, and the card made from them: which applets sit at which AIDs.
+
+The layout is libcacard's (``cac_card_init``): one PKI applet per credential, the ACA, the CCC,
+the data and empty container applets of a real CAC, the Access Control File, and the
+GlobalPlatform and Microsoft applets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .applets.aca import ACAApplet
+from .applets.applet import Applet
+from .applets.cac import CACApplet
+from .applets.ccc import CARD_ID_SIZE, ccc_applet
+from .applets.containers import (
+    EMPTY_APPLETS,
+    DataObjectId,
+    access_control_applet,
+    data_applet,
+    empty_applet,
+)
+from .applets.gp import GPApplet
+from .applets.msft import MSFTApplet
+from .applets.pki import MAX_PKI_APPLETS, PKIApplet
+from .card import CAC_ATR, Card, StateSink
+from .keys import Credential
+from .pin import PinState
+from .tlv import TLVError, decode
+
+#: The order of data applets on the card (libcacard's).
+DATA_APPLETS: Final = (
+    DataObjectId.GENERIC_02FB,
+    DataObjectId.PERSON_INSTANCE,
+    DataObjectId.PERSONNEL,
+    DataObjectId.PKI_CERTIFICATE,
+    DataObjectId.PKI_CREDENTIAL,
+    DataObjectId.GENERIC_1201,
+    DataObjectId.GENERIC_1202,
+)
+
+
+class ProfileError(ValueError):
+    """Card contents this card cannot hold; ``field`` names the part, ``value`` what it was."""
+
+    def __init__(self, reason: str, *, field: str, value: object) -> None:
+        super().__init__(f"{reason}: {field}={value}")
+        self.reason = reason
+        self.field = field
+        self.value = value
+
+
+def card_id_from_certificate(certificate: x509.Certificate) -> bytes:
+    """A card id that stays the same for the same first certificate (14 bytes of its SHA-256)."""
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    return hashlib.sha256(der).digest()[:CARD_ID_SIZE]
+
+
+def _check_credential(index: int, credential: Credential) -> None:
+    where = f"credentials[{index}]"
+    cert_key = credential.certificate.public_key()
+    if not isinstance(cert_key, rsa.RSAPublicKey):
+        raise ProfileError(
+            "OpenSC's CAC driver handles RSA only",
+            field=f"{where}.certificate",
+            value=type(cert_key).__name__,
+        )
+    if cert_key.public_numbers() != credential.key.public_key.public_numbers():
+        raise ProfileError(
+            "the key does not belong to the certificate",
+            field=f"{where}.key",
+            value=credential.certificate.subject.rfc4514_string(),
+        )
+
+
+@dataclass(frozen=True)
+class CardProfile:
+    """Everything about a card that does not change while it is used.
+
+    ``data_objects`` maps a data object to its content (SimpleTLV bytes); the others are empty.
+    """
+
+    credentials: tuple[Credential, ...]
+    card_id: bytes
+    atr: bytes = CAC_ATR
+    data_objects: Mapping[DataObjectId, bytes] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.credentials) <= MAX_PKI_APPLETS:
+            raise ProfileError(
+                f"a CAC card holds 1 to {MAX_PKI_APPLETS} certificates",
+                field="credentials",
+                value=len(self.credentials),
+            )
+        for index, credential in enumerate(self.credentials):
+            _check_credential(index, credential)
+        if len(self.card_id) != CARD_ID_SIZE:
+            raise ProfileError(
+                f"a card id is {CARD_ID_SIZE} bytes", field="card_id", value=self.card_id.hex()
+            )
+        for object_id, content in self.data_objects.items():
+            try:
+                decode(content)
+            except TLVError as error:
+                raise ProfileError(
+                    f"data object content is not SimpleTLV ({error.reason})",
+                    field=f"data_objects[{object_id.value.hex().upper()}]",
+                    value=len(content),
+                ) from None
+
+
+def cac_applets(profile: CardProfile) -> list[Applet]:
+    """The applets of a CAC card with ``profile``'s contents."""
+    pki: list[CACApplet] = [PKIApplet(i, c) for i, c in enumerate(profile.credentials)]
+    others: list[CACApplet] = [
+        ccc_applet(profile.card_id, len(pki)),
+        *(data_applet(oid, profile.data_objects.get(oid, b"")) for oid in DATA_APPLETS),
+        *(empty_applet(suffix) for suffix in EMPTY_APPLETS),
+        access_control_applet(),
+    ]
+    services = [*pki, *others]
+    return [
+        *services,
+        ACAApplet(services),
+        GPApplet(profile.card_id),
+        MSFTApplet(profile.card_id),
+    ]
+
+
+def new_card(
+    profile: CardProfile,
+    pin: PinState,
+    *,
+    on_state_change: StateSink | None = None,
+    random: Callable[[int], bytes] = os.urandom,
+) -> Card:
+    """A powered CAC card with ``profile``'s contents and PIN state ``pin``."""
+    return Card(
+        cac_applets(profile),
+        pin,
+        atr=profile.atr,
+        on_state_change=on_state_change,
+        random=random,
+    )
