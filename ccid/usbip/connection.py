@@ -1,0 +1,287 @@
+"""Sans-IO exporter side of one USB/IP connection: OP phase, then URB bookkeeping by seqnum.
+
+The connection decides everything a peer can see on the wire; the adapter only runs device
+work and moves bytes. States, and what moves between them:
+
+==================  ==========================================  ==================
+state               on                                          next state
+==================  ==========================================  ==================
+``OP``              OP_REQ_DEVLIST                              ``SEND_DEVLIST``
+``OP``              OP_REQ_IMPORT                               ``DECIDE_IMPORT``
+``SEND_DEVLIST``    :meth:`send_devlist`                        ``CLOSED``
+``DECIDE_IMPORT``   :meth:`accept_import`                       ``URB``
+``DECIDE_IMPORT``   :meth:`refuse_import`                       ``CLOSED``
+any                 :meth:`close`, a :class:`ProtocolError`     ``CLOSED``
+==================  ==========================================  ==================
+
+In ``URB`` every CMD_SUBMIT is recorded by seqnum until :meth:`complete` answers it. A
+CMD_UNLINK is answered at once, with its own seqnum: -104 (ECONNRESET) when its URB was still
+pending, which is then forgotten so no RET_SUBMIT for it is ever sent (Linux vhci drops the
+device when one comes), and 0 when the URB had already been answered.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Final
+
+from .codec import DEFAULT_MAX_TRANSFER_LENGTH, RequestDecoder, encode
+from .constants import (
+    URB_HEADER_SIZE,
+    USB_PORT_FEAT_RESET,
+    USB_REQ_SET_FEATURE,
+    USB_RT_PORT,
+    Direction,
+    OpStatus,
+    TransferFlags,
+    URBStatus,
+)
+from .errors import LocalProtocolError, ProtocolError
+from .events import (
+    DevlistRequested,
+    ImportRequested,
+    PortReset,
+    ServerEvent,
+    UnlinkRequested,
+    URBRefused,
+    URBSubmitted,
+)
+from .messages import (
+    CmdSubmit,
+    CmdUnlink,
+    ExportedDevice,
+    Message,
+    OpRepDevlist,
+    OpRepImport,
+    OpReqDevlist,
+    OpReqImport,
+    Request,
+    RetSubmit,
+    RetUnlink,
+)
+
+#: URBs one connection may have pending. Linux vhci keeps a handful per device (libccid: one
+#: bulk IN, one interrupt IN, one bulk OUT); the bound stops a peer from queueing unboundedly.
+DEFAULT_MAX_PENDING_URBS: Final = 64
+
+
+class State(enum.Enum):
+    """Where a :class:`ServerConnection` is (see the module's table)."""
+
+    OP = "op"
+    SEND_DEVLIST = "send_devlist"
+    DECIDE_IMPORT = "decide_import"
+    URB = "urb"
+    CLOSED = "closed"
+
+
+def is_port_reset(submit: CmdSubmit) -> bool:
+    """usbip-win2's device reset: hub-class SET_FEATURE(PORT_RESET) on ep0."""
+    setup = submit.setup
+    return (
+        submit.ep == 0
+        and setup[0] == USB_RT_PORT
+        and setup[1] == USB_REQ_SET_FEATURE
+        and int.from_bytes(setup[2:4], "little") == USB_PORT_FEAT_RESET
+    )
+
+
+class ServerConnection:
+    """One importer's connection, seen from the exporter. Bytes in, events and bytes out."""
+
+    def __init__(
+        self,
+        *,
+        max_pending_urbs: int = DEFAULT_MAX_PENDING_URBS,
+        max_transfer_length: int = DEFAULT_MAX_TRANSFER_LENGTH,
+    ) -> None:
+        if max_pending_urbs < 1:
+            raise ValueError(f"max_pending_urbs={max_pending_urbs} must be at least 1")
+        self._decoder = RequestDecoder(max_transfer_length=max_transfer_length)
+        self._max_pending = max_pending_urbs
+        # Bytes a peer may send before the OP decision is made: one maximal URB.
+        self._max_early = URB_HEADER_SIZE + max_transfer_length
+        self._pending: dict[int, CmdSubmit] = {}
+        self._outgoing = bytearray()
+        self._busid: str | None = None
+        self.state = State.OP
+        self.device: ExportedDevice | None = None
+        """The imported device, once :meth:`accept_import` was called."""
+
+    @property
+    def pending(self) -> Mapping[int, CmdSubmit]:
+        """URBs submitted and not yet answered, by seqnum (read-only view)."""
+        return MappingProxyType(self._pending)
+
+    def data_to_send(self) -> bytes:
+        """Return, and forget, the bytes queued for the peer (whole messages only)."""
+        data = bytes(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[ServerEvent]:
+        """Consume bytes from the importer; queue replies and return what to do.
+
+        After :meth:`accept_import`, call ``receive_data(b"")`` to process URBs that arrived
+        with the import request. Raises :class:`ProtocolError` on malformed input: the
+        connection is then ``CLOSED`` and the socket must close.
+        """
+        if self.state is State.CLOSED:
+            return []
+        events: list[ServerEvent] = []
+        try:
+            self._decoder.feed(data)
+            while self.state in (State.OP, State.URB):
+                request = self._decoder.next_request()
+                if request is None:
+                    break
+                self._handle(request, events)
+            if self._decoder.buffered > self._max_early and self.state is not State.URB:
+                raise ProtocolError(
+                    "bytes sent before the OP reply", field="stream", value=self._decoder.buffered
+                )
+        except ProtocolError:
+            self.close()
+            raise
+        return events
+
+    # -- OP phase -------------------------------------------------------------------------
+
+    def send_devlist(self, devices: Iterable[ExportedDevice]) -> None:
+        """Answer OP_REQ_DEVLIST; the exchange is then over (the peer closes)."""
+        self._expect(State.SEND_DEVLIST, "send_devlist")
+        self._send(OpRepDevlist(tuple(devices)))
+        self.state = State.CLOSED
+
+    def accept_import(self, device: ExportedDevice) -> None:
+        """Answer OP_REQ_IMPORT with ``device``, whose busid must be the one requested."""
+        self._expect(State.DECIDE_IMPORT, "accept_import")
+        if device.busid != self._busid:
+            # Both the Linux tool and usbip-win2 reject a reply with another busid.
+            raise LocalProtocolError(
+                f"busid {device.busid!r} does not answer the request for {self._busid!r}"
+            )
+        self._send(OpRepImport(OpStatus.OK, device.without_interfaces()))
+        self.device = device
+        self.state = State.URB
+        self._decoder.start_urb_phase()
+
+    def refuse_import(self, status: OpStatus) -> None:
+        """Answer OP_REQ_IMPORT with an error (NODEV for an unknown busid, DEV_BUSY if taken)."""
+        self._expect(State.DECIDE_IMPORT, "refuse_import")
+        if status == OpStatus.OK:
+            raise LocalProtocolError("refuse_import needs an error status")
+        self._send(OpRepImport(status))
+        self.state = State.CLOSED
+
+    # -- URB phase ------------------------------------------------------------------------
+
+    def complete(
+        self, seqnum: int, *, status: int = 0, data: bytes = b"", actual_length: int | None = None
+    ) -> bool:
+        """Answer pending URB ``seqnum`` with RET_SUBMIT; False if it is no longer pending.
+
+        An IN URB returns ``data``, at most ``transfer_buffer_length`` bytes (more raises
+        :class:`ValueError`: vhci would drop the device). An OUT URB returns ``actual_length``,
+        the bytes the device accepted (default: all of them). A short IN answer to a URB with
+        ``SHORT_NOT_OK`` gets status -121 (EREMOTEIO), as a host controller reports it.
+        False means the URB was unlinked, flushed by a port reset, or the connection closed:
+        nothing is sent, and its result must be dropped.
+        """
+        submit = self._pending.get(seqnum)
+        if submit is None or self.state is not State.URB:
+            return False
+        limit = submit.transfer_buffer_length
+        if submit.direction == Direction.IN:
+            if len(data) > limit or actual_length not in (None, len(data)):
+                raise ValueError(
+                    f"IN URB seqnum={seqnum} asked for {limit} bytes; got {len(data)} "
+                    f"(actual_length={actual_length})"
+                )
+            actual = len(data)
+            short = actual < limit and submit.transfer_flags & TransferFlags.SHORT_NOT_OK
+            if status == URBStatus.OK and short:
+                status = URBStatus.EREMOTEIO
+        else:
+            actual = limit if actual_length is None else actual_length
+            if data or not 0 <= actual <= limit:
+                raise ValueError(
+                    f"OUT URB seqnum={seqnum} of {limit} bytes: actual_length={actual}, "
+                    f"{len(data)} data bytes"
+                )
+        del self._pending[seqnum]
+        self._send(RetSubmit(seqnum, status, actual, data=data))
+        return True
+
+    def close(self) -> tuple[int, ...]:
+        """End the connection: nothing more is sent. Returns the seqnums left unanswered."""
+        left = tuple(self._pending)
+        self._pending.clear()
+        self.state = State.CLOSED
+        return left
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _expect(self, state: State, action: str) -> None:
+        if self.state is not state:
+            raise LocalProtocolError(f"{action} is not possible in state {self.state.name}")
+
+    def _send(self, message: Message) -> None:
+        self._outgoing += encode(message)
+
+    def _handle(self, request: Request, events: list[ServerEvent]) -> None:
+        match request:
+            case OpReqDevlist() if self.state is State.OP:
+                self.state = State.SEND_DEVLIST
+                events.append(DevlistRequested())
+            case OpReqImport(busid) if self.state is State.OP:
+                self._busid = busid
+                self.state = State.DECIDE_IMPORT
+                events.append(ImportRequested(busid))
+            case CmdSubmit():
+                self._check_devid("CMD_SUBMIT.devid", request.devid)
+                self._submit(request, events)
+            case CmdUnlink(seqnum, devid, unlink_seqnum):
+                self._check_devid("CMD_UNLINK.devid", devid)
+                cancelled = self._pending.pop(unlink_seqnum, None) is not None
+                status = URBStatus.ECONNRESET if cancelled else URBStatus.OK
+                self._send(RetUnlink(seqnum, status))
+                events.append(UnlinkRequested(seqnum, unlink_seqnum, cancelled))
+            case _:  # the decoder reads OP requests only in the OP state
+                raise AssertionError(f"{request!r} in state {self.state.name}")
+
+    def _check_devid(self, field: str, devid: int) -> None:
+        assert self.device is not None
+        # The Linux stub drops a connection whose URBs name another device.
+        if devid != self.device.devid:
+            raise ProtocolError(
+                f"not the imported device (devid 0x{self.device.devid:08X})",
+                field=field,
+                value=devid,
+            )
+
+    def _submit(self, submit: CmdSubmit, events: list[ServerEvent]) -> None:
+        seqnum = submit.seqnum
+        if seqnum in self._pending:
+            raise ProtocolError(
+                "a URB with this seqnum is pending", field="CMD_SUBMIT.seqnum", value=seqnum
+            )
+        if is_port_reset(submit):
+            cancelled = tuple(self._pending)
+            for victim in cancelled:
+                self._send(RetSubmit(victim, URBStatus.ESHUTDOWN))
+            self._pending.clear()
+            self._send(RetSubmit(seqnum, URBStatus.OK))
+            events.append(PortReset(seqnum, cancelled))
+            return
+        if len(self._pending) >= self._max_pending:
+            # What a host controller's usb_submit_urb says when it cannot take more.
+            self._send(RetSubmit(seqnum, URBStatus.ENOMEM))
+            events.append(
+                URBRefused(submit, URBStatus.ENOMEM, f"max_pending_urbs={self._max_pending}")
+            )
+            return
+        self._pending[seqnum] = submit
+        events.append(URBSubmitted(submit))

@@ -1,0 +1,484 @@
+"""asyncio USB/IP server: export any :class:`~ccid.usb.UsbDevice` to ``usbip attach``.
+
+The adapter moves bytes between sockets and :class:`~ccid.usbip.connection.ServerConnection`
+and runs each URB as a task on the device. Every message goes out in one write; an IN URB is
+a task parked in the device until data exist; CMD_UNLINK cancels that task. A connection that
+ends (EOF, a protocol error, :meth:`Server.remove_device`) cancels its URBs, resets the device
+and frees it for the next import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType, TracebackType
+from typing import Final
+
+import structlog
+
+from ..usb import Stall, UsbDevice
+from .codec import DEFAULT_MAX_TRANSFER_LENGTH
+from .connection import DEFAULT_MAX_PENDING_URBS, ServerConnection, State
+from .constants import USBIP_PORT, Direction, OpStatus, URBStatus
+from .errors import ProtocolError
+from .events import (
+    DevlistRequested,
+    ImportRequested,
+    PortReset,
+    ServerEvent,
+    UnlinkRequested,
+    URBRefused,
+    URBSubmitted,
+)
+from .messages import CmdSubmit, ExportedDevice, check_busid
+from .stream import READ_SIZE, peer_name, set_nodelay
+
+log = structlog.get_logger("ccid.usbip")
+
+DEFAULT_MAX_CONNECTIONS: Final = 64
+#: Seconds a new connection has to send its OP request (the tools send it at once).
+DEFAULT_OP_TIMEOUT: Final = 10.0
+#: ``busnum`` of every exported device: there is no real bus behind them.
+BUSNUM: Final = 1
+
+
+class Export:
+    """A device the server exports under :attr:`busid`, and who has imported it."""
+
+    def __init__(self, device: UsbDevice, record: ExportedDevice) -> None:
+        self.device = device
+        self.record = record
+        """What OP_REP_DEVLIST and OP_REP_IMPORT say about the device."""
+        self.imports = 0
+        """Successful imports so far."""
+        self._session: _Session | None = None
+        self._changed = asyncio.Event()
+
+    @property
+    def busid(self) -> str:
+        return self.record.busid
+
+    @property
+    def importer(self) -> str | None:
+        """``host:port`` of the connection that holds the device now, or None."""
+        return self._session.peer if self._session is not None else None
+
+    async def wait_imported(self, count: int = 1) -> None:
+        """Wait until the device has been imported ``count`` times in total."""
+        while self.imports < count:
+            await self._changed.wait()
+
+    async def wait_released(self) -> None:
+        """Wait until no connection holds the device (its URBs cancelled, device reset)."""
+        while self._session is not None:
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+
+class _Session:
+    """One TCP connection: an OP exchange, then URBs for the device it imported."""
+
+    def __init__(
+        self,
+        server: Server,
+        stream_reader: asyncio.StreamReader,
+        stream_writer: asyncio.StreamWriter,
+    ) -> None:
+        self._server = server
+        self._reader = stream_reader
+        self._writer = stream_writer
+        self._conn = ServerConnection(
+            max_pending_urbs=server._max_pending_urbs,
+            max_transfer_length=server._max_transfer_length,
+        )
+        self._export: Export | None = None
+        self._urbs: dict[int, asyncio.Task[None]] = {}
+        self._detaching = False
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        """The task that serves this connection (the server's accept callback)."""
+        self.peer = peer_name(stream_writer)
+        self._log = log.bind(peer=self.peer)
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.timeout(self._server._op_timeout):
+                while self._conn.state is State.OP:
+                    if not await self._receive():
+                        return
+            # From here on no deadline: an IN URB may rightly stay parked for minutes.
+            while self._conn.state is State.URB:
+                if not await self._receive():
+                    self._log.info("usbip.disconnected")
+                    return
+                # Backpressure: a peer that does not read its replies stops being read.
+                await self._writer.drain()
+        except ProtocolError as error:
+            self._log.warning(
+                "usbip.protocol_error", field=error.field, value=repr(error.value), error=str(error)
+            )
+        except TimeoutError:
+            self._log.warning("usbip.op_timeout", timeout=self._server._op_timeout)
+        except OSError as error:
+            self._log.warning("usbip.connection_lost", error=repr(error))
+        finally:
+            await self._detach()
+
+    def abort(self, reason: str) -> None:
+        """End the connection now: the device is being removed or the server closes."""
+        # Dropping the transport wakes whatever the session awaits (a read, a drain) with EOF
+        # or a reset; cancelling the session task instead would trip asyncio's stream callback.
+        if not self._detaching:
+            self._log.info("usbip.aborting", reason=reason)
+            self._writer.transport.abort()
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _receive(self) -> bool:
+        data = await self._reader.read(READ_SIZE)
+        if not data:
+            return False
+        events = self._conn.receive_data(data)
+        while events:
+            state = self._conn.state
+            for event in events:
+                await self._handle(event)
+            # An accepted import lets URBs that came with the request through.
+            events = self._conn.receive_data(b"") if self._conn.state is not state else []
+        self._write()
+        return True
+
+    def _write(self) -> None:
+        data = self._conn.data_to_send()
+        if data and not self._writer.is_closing():
+            self._writer.write(data)
+
+    async def _handle(self, event: ServerEvent) -> None:
+        match event:
+            case URBSubmitted(submit):
+                self._log.debug(
+                    "usbip.urb",
+                    seqnum=submit.seqnum,
+                    ep=submit.ep,
+                    direction=submit.direction.name,
+                    length=submit.transfer_buffer_length,
+                    setup=submit.setup.hex() if submit.ep == 0 else None,
+                )
+                task = asyncio.create_task(self._run(submit), name=f"usbip-urb-{submit.seqnum}")
+                self._urbs[submit.seqnum] = task
+                task.add_done_callback(functools.partial(self._forget, submit.seqnum))
+            case UnlinkRequested(seqnum, unlink_seqnum, cancelled):
+                self._log.debug(
+                    "usbip.unlink", seqnum=seqnum, unlink_seqnum=unlink_seqnum, cancelled=cancelled
+                )
+                victim = self._urbs.pop(unlink_seqnum, None) if cancelled else None
+                if victim is not None:
+                    victim.cancel()
+            case PortReset(seqnum, cancelled):
+                await self._cancel(cancelled)
+                assert self._export is not None
+                self._reset_device(self._export)
+                self._log.info("usbip.port_reset", seqnum=seqnum, cancelled=len(cancelled))
+            case URBRefused(submit, status, reason):
+                self._log.warning(
+                    "usbip.urb_refused", seqnum=submit.seqnum, status=int(status), reason=reason
+                )
+            case DevlistRequested():
+                records = [export.record for export in self._server._exports.values()]
+                self._conn.send_devlist(records)
+                self._log.info("usbip.devlist", devices=len(records))
+            case ImportRequested(busid):
+                claimed = self._server._claim(busid, self)
+                if isinstance(claimed, Export):
+                    self._export = claimed
+                    self._conn.accept_import(claimed.record)
+                    self._log.info("usbip.imported", busid=busid)
+                else:
+                    self._conn.refuse_import(claimed)
+                    self._log.info("usbip.import_refused", busid=busid, status=claimed.name)
+
+    def _forget(self, seqnum: int, task: asyncio.Task[None]) -> None:
+        if self._urbs.get(seqnum) is task:
+            del self._urbs[seqnum]
+
+    async def _run(self, submit: CmdSubmit) -> None:
+        status, data, accepted = await self._call_device(submit)
+        # No await between the device's return and complete(): an unlink read in between
+        # would cancel a URB whose data the device has already handed over.
+        if self._conn.complete(submit.seqnum, status=status, data=data, actual_length=accepted):
+            self._log.debug(
+                "usbip.ret_submit",
+                seqnum=submit.seqnum,
+                status=status,
+                actual_length=len(data) if submit.direction == Direction.IN else accepted,
+            )
+            self._write()
+
+    async def _call_device(self, submit: CmdSubmit) -> tuple[int, bytes, int | None]:
+        assert self._export is not None
+        device = self._export.device
+        try:
+            if submit.ep == 0:
+                setup = submit.setup_packet
+                answer = await device.control(setup, submit.data)
+                if submit.direction == Direction.IN:
+                    return URBStatus.OK, self._fit(submit, answer, setup.wLength), None
+                return URBStatus.OK, b"", None
+            if submit.direction == Direction.IN:
+                # A huge IN URB is legal; it is served in pieces of at most max_transfer_length.
+                length = min(submit.transfer_buffer_length, self._server._max_transfer_length)
+                data = await device.transfer_in(0x80 | submit.ep, length)
+                return URBStatus.OK, self._fit(submit, data, length), None
+            accepted = await device.transfer_out(submit.ep, submit.data)
+            if not 0 <= accepted <= len(submit.data):
+                self._log.error(
+                    "usbip.device_error",
+                    seqnum=submit.seqnum,
+                    error=f"accepted {accepted} of {len(submit.data)} bytes",
+                )
+                return URBStatus.EPROTO, b"", 0
+            return URBStatus.OK, b"", accepted
+        except Stall:
+            self._log.debug("usbip.stall", seqnum=submit.seqnum, ep=submit.ep)
+            return URBStatus.EPIPE, b"", 0
+        except Exception as error:  # a device bug fails this URB, not the connection
+            self._log.exception("usbip.device_error", seqnum=submit.seqnum, error=repr(error))
+            return URBStatus.EPROTO, b"", 0
+
+    def _fit(self, submit: CmdSubmit, data: bytes, asked: int) -> bytes:
+        limit = min(asked, submit.transfer_buffer_length)
+        if len(data) > limit:
+            # Never more than asked: Linux vhci drops the device (older kernels crashed).
+            self._log.error(
+                "usbip.device_overrun", seqnum=submit.seqnum, length=len(data), limit=limit
+            )
+            return data[:limit]
+        return data
+
+    async def _cancel(self, seqnums: Iterable[int]) -> None:
+        tasks = [task for seqnum in seqnums if (task := self._urbs.pop(seqnum, None)) is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _reset_device(self, export: Export) -> None:
+        try:
+            export.device.reset()
+        except Exception as error:  # a device bug must not keep the device claimed
+            self._log.exception("usbip.device_error", busid=export.busid, error=repr(error))
+
+    async def _detach(self) -> None:
+        self._detaching = True
+        left = self._conn.close()
+        await self._cancel(list(self._urbs))
+        export = self._export
+        if export is not None:
+            self._reset_device(export)
+            self._server._release(export, self)
+            self._log.info("usbip.detached", busid=export.busid, cancelled=len(left))
+        self._writer.close()
+        try:
+            # A peer that never reads its last reply must not hold the connection open.
+            async with asyncio.timeout(self._server._op_timeout):
+                await self._writer.wait_closed()
+        except TimeoutError:
+            self._writer.transport.abort()
+        except OSError:
+            pass
+
+
+class Server:
+    """A USB/IP server. Create it with :func:`serve`; add and remove devices at any time."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_pending_urbs: int = DEFAULT_MAX_PENDING_URBS,
+        max_transfer_length: int = DEFAULT_MAX_TRANSFER_LENGTH,
+        op_timeout: float = DEFAULT_OP_TIMEOUT,
+    ) -> None:
+        self._max_connections = max_connections
+        self._max_pending_urbs = max_pending_urbs
+        self._max_transfer_length = max_transfer_length
+        self._op_timeout = op_timeout
+        self._exports: dict[str, Export] = {}
+        self._devnum = 0
+        self._sessions: set[_Session] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def exports(self) -> Mapping[str, Export]:
+        """Exported devices by busid (read-only view)."""
+        return MappingProxyType(self._exports)
+
+    def add_device(
+        self, device: UsbDevice, *, busid: str | None = None, path: str | None = None
+    ) -> Export:
+        """Export ``device``; ``busid`` defaults to the next free ``1-N``.
+
+        Raises :class:`ValueError` for a busid in use or one that does not fit the wire.
+        """
+        self._devnum += 1
+        if busid is None:
+            while f"{BUSNUM}-{self._devnum}" in self._exports:
+                self._devnum += 1
+            busid = f"{BUSNUM}-{self._devnum}"
+        check_busid(busid)
+        if busid in self._exports:
+            raise ValueError(f"busid {busid!r} is already exported")
+        record = ExportedDevice.from_summary(
+            device.summary,
+            busid=busid,
+            busnum=BUSNUM,
+            devnum=self._devnum,
+            path=path if path is not None else f"/vscard/usb{BUSNUM}/{busid}",
+        )
+        export = Export(device, record)
+        self._exports[busid] = export
+        log.info(
+            "usbip.device_added",
+            busid=busid,
+            vid_pid=f"{record.idVendor:04x}:{record.idProduct:04x}",
+            speed=int(record.speed),
+        )
+        return export
+
+    async def remove_device(self, busid: str) -> None:
+        """Stop exporting ``busid``; its importer, if any, is disconnected first.
+
+        Returns once the device is released (URBs cancelled, device reset). Raises
+        :class:`KeyError` for a busid that is not exported.
+        """
+        export = self._exports.pop(busid)
+        if export._session is not None:
+            export._session.abort(f"device {busid} removed")
+        await export.wait_released()
+        log.info("usbip.device_removed", busid=busid)
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets."""
+        assert self._server is not None
+        return tuple(self._server.sockets)
+
+    @property
+    def port(self) -> int:
+        """The port of the first listening socket (useful after ``port=0``)."""
+        port: int = self.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def connections(self) -> int:
+        """Connections being served now."""
+        return len(self._sessions)
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled."""
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    def close(self) -> None:
+        """Stop listening and close every connection (each detaches its device)."""
+        if self._server is not None:
+            self._server.close()
+        for session in self._sessions:
+            session.abort("server closing")
+
+    async def wait_closed(self) -> None:
+        """Wait until the listener and every connection are closed."""
+        tasks = [session.task for session in self._sessions]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+        await self.wait_closed()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _claim(self, busid: str, session: _Session) -> Export | OpStatus:
+        export = self._exports.get(busid)
+        if export is None:
+            return OpStatus.NODEV
+        if export._session is not None:
+            return OpStatus.DEV_BUSY
+        export._session = session
+        export.imports += 1
+        export._notify()
+        return export
+
+    def _release(self, export: Export, session: _Session) -> None:
+        if export._session is session:
+            export._session = None
+            export._notify()
+
+    async def _accept(
+        self, stream_reader: asyncio.StreamReader, stream_writer: asyncio.StreamWriter
+    ) -> None:
+        if len(self._sessions) >= self._max_connections:
+            log.warning(
+                "usbip.connection_refused",
+                peer=peer_name(stream_writer),
+                max_connections=self._max_connections,
+            )
+            stream_writer.close()
+            return
+        set_nodelay(stream_writer, keepalive=True)
+        session = _Session(self, stream_reader, stream_writer)
+        self._sessions.add(session)
+        log.info("usbip.connection_opened", peer=session.peer)
+        try:
+            await session.run()
+        finally:
+            self._sessions.discard(session)
+            log.info("usbip.connection_closed", peer=session.peer)
+
+
+async def serve(
+    devices: Iterable[UsbDevice] = (),
+    host: str | None = "127.0.0.1",
+    port: int = USBIP_PORT,
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    max_pending_urbs: int = DEFAULT_MAX_PENDING_URBS,
+    max_transfer_length: int = DEFAULT_MAX_TRANSFER_LENGTH,
+    op_timeout: float = DEFAULT_OP_TIMEOUT,
+) -> Server:
+    """Listen for USB/IP importers on ``host`` (all interfaces when None) and ``port``.
+
+    ``devices`` are exported as ``1-1``, ``1-2``... (:meth:`Server.add_device` adds more).
+    Past ``max_connections`` new connections are closed at once; a connection may have
+    ``max_pending_urbs`` URBs pending (more are answered -12, ENOMEM) and send OUT URBs of up
+    to ``max_transfer_length`` bytes (a bigger one closes it before its data is read); an IN
+    URB gets at most that many bytes. A connection that has not sent its OP request after
+    ``op_timeout`` seconds is closed.
+    """
+    server = Server(
+        max_connections=max_connections,
+        max_pending_urbs=max_pending_urbs,
+        max_transfer_length=max_transfer_length,
+        op_timeout=op_timeout,
+    )
+    for device in devices:
+        server.add_device(device)
+    server._server = await asyncio.start_server(server._accept, host, port)
+    log.info("usbip.listening", host=host, port=server.port)
+    return server
