@@ -25,6 +25,10 @@ class LocalCard(Protocol):
     @property
     def atr(self) -> bytes: ...
 
+    def power_on(self) -> None:
+        """The card goes into a reader: cold reset (an emulated card forgets its login)."""
+        ...
+
     async def transmit(self, apdu: bytes) -> bytes:
         """Send a command APDU; return the response with SW1 SW2 (unchanged)."""
         ...
@@ -113,6 +117,7 @@ class HostMirror:
             if reader.card is None:
                 return False
             reader.inserted = True
+            reader.card.power_on()
             log.info("vscclient.card_inserted", index=reader.index, atr=reader.card.atr.hex())
             if reader.remote is not None:
                 await self._announce_card(reader)

@@ -77,6 +77,9 @@ class PcscCard:
     def atr(self) -> bytes:
         return self._atr
 
+    def power_on(self) -> None:
+        """Nothing to do: a real card was powered by its reader when it went in."""
+
     async def transmit(self, apdu: bytes) -> bytes:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._transmit, apdu)

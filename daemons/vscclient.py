@@ -9,6 +9,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import structlog
@@ -24,6 +25,7 @@ from .emul_options import (
     parse_emul_options,
     soft_reader_for_nicknames,
 )
+from .emulated_cards import CardSourceError, open_card_directory, open_nss_cards
 from .local_readers import HostMirror
 from .logconfig import LogFormat, configure_logging, level_from_debug
 from .pcsc_readers import PcscError, PcscWatcher, require_pyscard
@@ -81,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--pcsc", nargs="?", const="", default=None, metavar="=READER",
         help="forward real PC/SC readers: all, or (--pcsc=READER) those whose name contains READER",
     )  # fmt: skip
+    parser.add_argument(
+        "--pin", help="PIN of a card made from an NSS database without a password "
+        "(default 77777777; with a password, the password is the PIN, as in libcacard)",
+    )  # fmt: skip
+    parser.add_argument("--nss-password-file", metavar="FILE",
+                        help="the NSS database password, on the first line of FILE")  # fmt: skip
     parser.add_argument("--reconnect", action="store_true",
                         help="retry a lost connection with capped backoff")  # fmt: skip
     parser.add_argument("--log-format", choices=("console", "json"), default="console")
@@ -99,6 +107,8 @@ class Plan:
     pcsc: str | None
     reconnect: bool
     timeout: float
+    pin: str | None = None
+    nss_password_file: str | None = None
 
 
 def plan_from_args(args: argparse.Namespace) -> Plan:
@@ -140,16 +150,37 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         )
     if emul is None and not args.card and pcsc is None:
         raise UsageError("no card: give --card DIR, -e 'soft=(...)', -c NICK or --pcsc")
-    return Plan(args.host, port, emul, tuple(args.card), pcsc, args.reconnect, args.timeout)
+    return Plan(
+        args.host, port, emul, tuple(args.card), pcsc, args.reconnect, args.timeout,
+        pin=args.pin, nss_password_file=args.nss_password_file,
+    )  # fmt: skip
 
 
-async def add_emulated_readers(plan: Plan, mirror: HostMirror) -> None:
+async def add_emulated_readers(plan: Plan, mirror: HostMirror, stack: ExitStack) -> None:
     """Readers with emulated cards, from card directories and NSS databases."""
-    if plan.card_dirs or plan.emul is not None:
-        raise UsageError(
-            "emulated cards (--card, -e soft=, -c) need the cacard package, which is not "
-            "available in this build yet; use --pcsc"
-        )
+    try:
+        for directory in plan.card_dirs:
+            card = await asyncio.to_thread(open_card_directory, directory, stack)
+            await mirror.add_reader(mirror.new_reader(f"vscard {card.name}", card))
+        if plan.emul is not None:
+            password = _read_password(plan.nss_password_file)
+            cards = await asyncio.to_thread(
+                open_nss_cards, plan.emul, password=password, pin=plan.pin
+            )
+            for name, nss_card in cards:
+                await mirror.add_reader(mirror.new_reader(name, nss_card))
+    except CardSourceError as error:
+        raise UsageError(str(error)) from None
+
+
+def _read_password(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        with open(path) as file:
+            return file.readline().rstrip("\n")
+    except OSError as error:
+        raise UsageError(f"--nss-password-file: {error}") from None
 
 
 class Daemon:
@@ -161,6 +192,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._log_format = log_format
         self._tasks: list[asyncio.Task[None]] = []
+        # Card directories stay locked (one server per card) until the run ends.
+        self._cards = ExitStack()
         self.console = Console(
             self.mirror, self._print, on_exit=self._stop.set, set_debug=self._set_debug
         )
@@ -181,7 +214,7 @@ class Daemon:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stop.set)
-        await add_emulated_readers(self.plan, self.mirror)
+        await add_emulated_readers(self.plan, self.mirror, self._cards)
         if self.plan.pcsc is not None:
             watcher = PcscWatcher(self.mirror, self.plan.pcsc or None)
             self._tasks.append(asyncio.create_task(self._watch(watcher)))
@@ -193,6 +226,7 @@ class Daemon:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._cards.close()
 
     async def _watch(self, watcher: PcscWatcher) -> None:
         try:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pytest
 
 import vscard
+from cacard import CAC_ATR, CardRequest, generate_card
 from daemons.vscclient import Daemon, Plan, UsageError, main, parse_args, plan_from_args
 from vscard import (
     APDU,
@@ -21,11 +24,16 @@ from vscard import (
     ReaderRemove,
 )
 
+from ..interop.guest.nssdb import make_nssdb
+
 CARD_ATR = bytes.fromhex("3B7A180000736674652063643134 34".replace(" ", ""))
 
 
 class ToyCard:
     atr = CARD_ATR
+
+    def power_on(self) -> None:
+        pass
 
     async def transmit(self, apdu: bytes) -> bytes:
         return apdu[:2] + b"\x90\x00"
@@ -199,3 +207,50 @@ def test_usage_errors_exit_2_with_the_reason(capsys: pytest.CaptureFixture[str])
         main(["h", "1"])
     assert caught.value.code == 2
     assert "no card" in capsys.readouterr().err
+
+
+PKI_SELECT = bytes.fromhex("00A4040007A0000000790100")
+
+
+async def run_against_our_server(plan: Plan) -> tuple[CardInserted, bytes]:
+    """Run vscclient until our server has seen the card and selected its first PKI applet."""
+    seen: asyncio.Queue[tuple[CardInserted, bytes]] = asyncio.Queue()
+
+    async def handle(session: vscard.Session) -> None:
+        async for event in session.events():
+            if isinstance(event, CardInserted):
+                await seen.put((event, await session.transmit(event.reader_id, PKI_SELECT)))
+
+    async with await vscard.serve(handle, "127.0.0.1", 0) as server:
+        daemon = Daemon(replace(plan, port=server.port), "console", 0)
+        run = asyncio.create_task(daemon.run(read_stdin=False))
+        result = await asyncio.wait_for(seen.get(), 30)
+        daemon.stop()
+        assert await asyncio.wait_for(run, 10) == 0
+    return result
+
+
+async def test_a_cacard_directory_is_served_as_a_cac_card(tmp_path: Path) -> None:
+    generate_card(tmp_path / "card", CardRequest(key_size=1024, pin_iterations=1))
+    args = parse_args(["--card", str(tmp_path / "card"), "127.0.0.1", "1"])
+    event, response = await run_against_our_server(plan_from_args(args))
+    assert event.atr == CAC_ATR
+    assert response[-2:] in (b"\x90\x00", b"\x61\x0d")
+
+
+@pytest.mark.interop
+@pytest.mark.skipif(shutil.which("certutil") is None, reason="needs certutil (libnss3-tools)")
+async def test_the_seed_nss_syntax_serves_the_database_certificates(tmp_path: Path) -> None:
+    db = make_nssdb(tmp_path / "db")
+    emul = f'db="sql:{db.directory}" use_hw=no soft=(,Test,CAC,,cert1,cert2,cert3)'
+    event, response = await run_against_our_server(
+        plan_from_args(parse_args(["-e", emul, "127.0.0.1", "1"]))
+    )
+    assert event.atr == CAC_ATR
+    assert response[-2:] in (b"\x90\x00", b"\x61\x0d")
+
+
+def test_a_card_directory_that_is_not_one_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--card", str(tmp_path), "127.0.0.1", "1"])
+    assert caught.value.code == 2
