@@ -1,0 +1,210 @@
+"""asyncio adapter: the sans-IO reader as a :class:`ccid.usb.UsbDevice` a USB/IP server exports.
+
+It only moves bytes and time: ep0 requests go to :class:`~ccid.control.ControlPipe`, bulk-OUT
+bytes to :class:`~ccid.reader.Reader`; IN transfers wait (parked, never answered empty) until
+the reader has a message for them; the card's ``transmit`` runs as a task, and a loop timer
+calls the reader when a time extension is due.
+
+Every IN transfer takes its bytes from the reader in the same step that returns them, with no
+await in between, so an IN transfer cancelled by CMD_UNLINK never loses data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from .card import Card
+from .configuration import ReaderConfiguration
+from .constants import NOTIFY_SLOT_CHANGE_SIZE
+from .control import ControlPipe
+from .descriptors import BULK_IN, BULK_OUT, INTERRUPT_IN, ReaderDescriptors
+from .errors import CCIDError
+from .events import APDUCancelled, APDURequested, ICCReset
+from .reader import Reader
+from .slot import SlotState
+from .usb import DeviceSummary, SetupPacket, Stall
+
+log = structlog.get_logger("ccid.device")
+
+
+class CCIDDevice:
+    """A virtual USB CCID reader with one slot. Cards come and go with :meth:`insert_card`
+    and :meth:`remove_card`; a USB/IP server exports it as any :class:`~ccid.usb.UsbDevice`.
+    """
+
+    def __init__(self, config: ReaderConfiguration | None = None) -> None:
+        self.config = config if config is not None else ReaderConfiguration()
+        self.descriptors = ReaderDescriptors.from_configuration(self.config)
+        self._reader = Reader(self.config)
+        self._control = ControlPipe(self.descriptors, self._reader)
+        self._card: Card | None = None
+        self._transmits: dict[int, asyncio.Task[None]] = {}
+        self._bulk_in_ready = asyncio.Event()
+        self._interrupt_ready = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: float | None = None
+
+    # -- the card side --------------------------------------------------------------------
+
+    @property
+    def card(self) -> Card | None:
+        """The card in the slot."""
+        return self._card
+
+    @property
+    def slot_state(self) -> SlotState:
+        """Absent, present-inactive or present-active."""
+        return self._reader.slot_state
+
+    @property
+    def reader(self) -> Reader:
+        """The sans-IO reader behind this device (read its state; do not drive it)."""
+        return self._reader
+
+    def insert_card(self, card: Card) -> None:
+        """Put ``card`` in the slot (replacing any card there); the host is notified.
+
+        Raises :class:`ValueError` when its ATR is one libccid cannot take.
+        """
+        self._reader.insert_card(card.atr)
+        self._card = card
+        self._sync()
+
+    def remove_card(self) -> None:
+        """Take the card out; an APDU it was working on is answered with an error at once."""
+        self._reader.remove_card()
+        self._card = None
+        self._sync()
+
+    async def aclose(self) -> None:
+        """Stop the card's work and the timer (as a USB reset would) and wait for them."""
+        tasks = list(self._transmits.values())
+        self.reset()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- ccid.usb.UsbDevice ---------------------------------------------------------------
+
+    @property
+    def summary(self) -> DeviceSummary:
+        """08E6:4433 (by default), full speed, one interface of class 0x0B."""
+        return self.descriptors.summary
+
+    async def control(self, setup: SetupPacket, data: bytes) -> bytes:
+        """An ep0 request: standard and CCID class requests; :class:`Stall` for the rest."""
+        try:
+            return self._control.handle(setup, data)
+        finally:
+            self._sync()
+
+    async def transfer_in(self, endpoint: int, length: int) -> bytes:
+        """Bulk-IN: the next response, at most ``length`` bytes of it at a time. Interrupt-IN:
+        the next NotifySlotChange. Both wait until there is one; neither returns b""."""
+        if endpoint == BULK_IN:
+            if length <= 0:
+                return b""
+            while True:
+                data = self._reader.read_bulk_in(length)
+                if data:
+                    self._sync()
+                    return data
+                await self._bulk_in_ready.wait()
+        if endpoint == INTERRUPT_IN:
+            if length < NOTIFY_SLOT_CHANGE_SIZE:
+                raise Stall(f"interrupt IN of {length} bytes cannot hold a NotifySlotChange")
+            while True:
+                message = self._reader.read_interrupt_in()
+                if message is not None:
+                    self._sync()
+                    return message
+                await self._interrupt_ready.wait()
+        raise Stall(f"no IN endpoint 0x{endpoint:02X}")
+
+    async def transfer_out(self, endpoint: int, data: bytes) -> int:
+        """Bulk-OUT bytes, accepted whole at once (the card works on them in a task).
+
+        A header announcing a message over dwMaxCCIDMessageLength stalls the transfer.
+        """
+        if endpoint != BULK_OUT:
+            raise Stall(f"no OUT endpoint 0x{endpoint:02X}")
+        try:
+            self._reader.receive_bulk_out(data, asyncio.get_running_loop().time())
+        except CCIDError as error:
+            # The reader dropped the bytes; the next transfer starts a new message.
+            raise Stall(str(error)) from error
+        finally:
+            self._sync()
+        return len(data)
+
+    def reset(self) -> None:
+        """USB port reset: unconfigured, nothing in flight, the card (if any) unpowered."""
+        self._control.reset()
+        self._sync()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _sync(self) -> None:
+        """Act on what the reader asks for; wake parked IN transfers; set the timer."""
+        reader = self._reader
+        while (event := reader.next_event()) is not None:
+            match event:
+                case APDURequested(request, apdu):
+                    card = self._card
+                    assert card is not None, "the reader sends APDUs only to a present card"
+                    self._transmits[request] = asyncio.get_running_loop().create_task(
+                        self._transmit(card, request, apdu), name=f"ccid-transmit-{request}"
+                    )
+                case APDUCancelled(request):
+                    task = self._transmits.pop(request, None)
+                    if task is not None:
+                        task.cancel()
+                case ICCReset(active):
+                    if self._card is not None:
+                        log.debug("ccid.icc_reset", active=active)
+                        try:
+                            self._card.reset()
+                        except Exception as error:  # a card's fault must not end the reader
+                            log.warning("ccid.card_reset_failed", error=repr(error))
+        _set(self._bulk_in_ready, reader.bulk_in_pending)
+        _set(self._interrupt_ready, reader.interrupt_pending)
+        self._schedule_timer(reader.get_timer())
+
+    async def _transmit(self, card: Card, request: int, apdu: bytes) -> None:
+        try:
+            response = await card.transmit(apdu)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the card's failure must not end the reader
+            log.warning("ccid.card_failed", request=request, error=repr(error))
+            self._transmits.pop(request, None)
+            self._reader.apdu_failed(request)
+        else:
+            self._transmits.pop(request, None)
+            self._reader.apdu_response(request, response)
+        self._sync()
+
+    def _schedule_timer(self, deadline: float | None) -> None:
+        if deadline == self._timer_deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_deadline = deadline
+        if deadline is not None:
+            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_deadline = None
+        self._reader.handle_timer(asyncio.get_running_loop().time())
+        self._sync()
+
+
+def _set(event: asyncio.Event, value: bool) -> None:
+    if value:
+        event.set()
+    else:
+        event.clear()

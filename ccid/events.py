@@ -1,0 +1,46 @@
+"""What the sans-IO :class:`~ccid.reader.Reader` asks of the side that owns the card.
+
+The reader decides *when* the card is used; whoever holds the card (an asyncio adapter, a
+test) does the work and reports back to the reader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class APDURequested:
+    """Send ``apdu`` to the card, then call ``Reader.apdu_response(request, ...)``.
+
+    Or ``Reader.apdu_failed(request)`` when the card gives no answer. ``request`` tells this
+    APDU from any earlier one whose answer arrives late.
+    """
+
+    request: int
+    apdu: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class APDUCancelled:
+    """The APDU ``request`` will not be answered (card removed, abort, USB reset): stop it.
+
+    A result reported for it afterwards is ignored.
+    """
+
+    request: int
+
+
+@dataclass(frozen=True, slots=True)
+class ICCReset:
+    """The host powered the card up (cold or warm reset) or down, or the USB bus was reset.
+
+    A real card loses its volatile state (selected applets, verified PINs) at that point, so
+    the card should too. ``active`` says whether the card is powered afterwards.
+    """
+
+    active: bool
+
+
+ReaderEvent = APDURequested | APDUCancelled | ICCReset
+"""Anything :meth:`Reader.next_event` returns."""

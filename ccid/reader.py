@@ -1,0 +1,668 @@
+"""The CCID reader, sans-IO: bulk-OUT bytes in, bulk-IN and interrupt-IN messages out.
+
+Every PC_to_RDR command gets exactly one answer of the type the spec gives it, echoing its
+bSlot and bSeq, except an XfrBlock sent to the card, answered when the card is done (or with
+an error if the card goes away first), and a PC_to_RDR_Abort, answered when both halves of
+the abort procedure are in. The host learns of cards coming and going by a NotifySlotChange
+on the interrupt endpoint, sent only on a real change.
+
+Deliberate choices, each against a fault of QEMU's usb-ccid (``vscard-and-qemu.md`` §3):
+
+- Extended APDU level: APDUs and responses up to 64 KiB pass whole; a message longer than
+  dwMaxCCIDMessageLength - 10 is chained with wLevelParameter / bChainParameter.
+- A command that comes while an XfrBlock is with the card gets CMD_SLOT_BUSY (0xE0).
+- While the card works, a time extension (bStatus 0x80, bError 1) goes out every
+  ``time_extension_interval`` seconds, well inside libccid's 3 s read timeout. Time enters
+  only through :meth:`Reader.receive_bulk_out` and :meth:`Reader.handle_timer`.
+- An answer is matched to its request, never to "the oldest one". libccid does not check
+  bSeq on XfrBlock answers, so a late answer the host never read would become the answer to
+  its next APDU: every new command first drops responses the host has not read (except the
+  abort half that completes an abort procedure, so CMD_ABORTED still reaches the host).
+- A card removed mid-APDU answers the XfrBlock at once (bStatus 0x42, bError ICC_MUTE).
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+from collections import deque
+from dataclasses import dataclass
+
+import structlog
+
+from .atr import parse_atr
+from .codec import CommandDecoder, encode
+from .configuration import ReaderConfiguration
+from .constants import (
+    GEMALTO_GET_FIRMWARE_VERSION,
+    HEADER_SIZE,
+    MAX_APDU_SIZE,
+    TIME_EXTENSION_MULTIPLIER,
+    ChainParameter,
+    ClockCommand,
+    CommandStatus,
+    ICCStatus,
+    LevelParameter,
+    PowerSelect,
+    SlotError,
+)
+from .descriptors import ReaderDescriptors
+from .errors import CCIDError
+from .events import APDUCancelled, APDURequested, ICCReset, ReaderEvent
+from .messages import (
+    Command,
+    PC_to_RDR_Abort,
+    PC_to_RDR_Escape,
+    PC_to_RDR_GetParameters,
+    PC_to_RDR_GetSlotStatus,
+    PC_to_RDR_IccClock,
+    PC_to_RDR_IccPowerOff,
+    PC_to_RDR_IccPowerOn,
+    PC_to_RDR_Mechanical,
+    PC_to_RDR_ResetParameters,
+    PC_to_RDR_Secure,
+    PC_to_RDR_SetDataRateAndClockFrequency,
+    PC_to_RDR_SetParameters,
+    PC_to_RDR_T0APDU,
+    PC_to_RDR_XfrBlock,
+    RDR_to_PC_DataBlock,
+    RDR_to_PC_DataRateAndClockFrequency,
+    RDR_to_PC_Escape,
+    RDR_to_PC_NotifySlotChange,
+    RDR_to_PC_Parameters,
+    RDR_to_PC_SlotStatus,
+    Response,
+    UnknownCommand,
+)
+from .parameters import STRUCTURE_SIZE, ProtocolParameters
+from .response_queue import ResponseQueue
+from .slot import Slot, SlotEvent, SlotState
+
+log = structlog.get_logger("ccid.reader")
+
+_GEMALTO_VENDOR = 0x08E6
+_TWO_WORDS = struct.Struct("<II")
+
+# Commands whose response type is a SlotStatus, a DataBlock or a Parameters: used to answer
+# busy and bad-slot errors with the response type the command calls for.
+_SLOT_STATUS_COMMANDS = (
+    PC_to_RDR_IccPowerOff,
+    PC_to_RDR_GetSlotStatus,
+    PC_to_RDR_IccClock,
+    PC_to_RDR_T0APDU,
+    PC_to_RDR_Mechanical,
+    PC_to_RDR_Abort,
+    UnknownCommand,
+)
+_DATA_BLOCK_COMMANDS = (PC_to_RDR_IccPowerOn, PC_to_RDR_XfrBlock, PC_to_RDR_Secure)
+_PARAMETERS_COMMANDS = (
+    PC_to_RDR_GetParameters,
+    PC_to_RDR_ResetParameters,
+    PC_to_RDR_SetParameters,
+)
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """The XfrBlock the card is working on."""
+
+    request: int
+    bSeq: int
+    deadline: float  # when the next time extension is due
+
+
+@dataclass(slots=True)
+class _Abort:
+    """The abort procedure under way: which halves (class request, bulk command) are in."""
+
+    bSeq: int
+    request_seen: bool
+    command_seen: bool
+
+
+class Reader:
+    """A one-slot CCID reader at extended APDU level. Create one per USB device."""
+
+    def __init__(self, config: ReaderConfiguration | None = None) -> None:
+        self._config = config if config is not None else ReaderConfiguration()
+        # The class descriptor's clock and data rate are what SetDataRateAndClockFrequency
+        # reports; building it from the same configuration keeps the two in step.
+        self._ccid = ReaderDescriptors.from_configuration(self._config).ccid
+        self._max_data = self._config.max_message_length - HEADER_SIZE
+        self._decoder = CommandDecoder(max_message_length=self._config.max_message_length)
+        self._slot = Slot()
+        self._responses = ResponseQueue()
+        self._notify_pending = False
+        self._events: deque[ReaderEvent] = deque()
+        self._requests = itertools.count(1)
+        self._in_flight: _InFlight | None = None
+        self._command_chain: bytearray | None = None
+        self._response_chain: bytes | None = None
+        self._abort: _Abort | None = None
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def slot_state(self) -> SlotState:
+        """Absent, present-inactive or present-active."""
+        return self._slot.state
+
+    @property
+    def atr(self) -> bytes | None:
+        """The present card's ATR."""
+        atr = self._slot.atr
+        return None if atr is None else atr.raw
+
+    @property
+    def parameters(self) -> ProtocolParameters | None:
+        """The protocol parameters in force while a card is present."""
+        return self._slot.parameters
+
+    @property
+    def busy(self) -> bool:
+        """An XfrBlock is with the card, or an abort procedure is under way."""
+        return self._in_flight is not None or self._abort is not None
+
+    @property
+    def bulk_in_pending(self) -> bool:
+        """A response waits for a bulk-IN transfer."""
+        return bool(self._responses)
+
+    @property
+    def queued_responses(self) -> int:
+        """Responses not yet read to their end."""
+        return len(self._responses)
+
+    @property
+    def interrupt_pending(self) -> bool:
+        """A NotifySlotChange waits for an interrupt-IN transfer."""
+        return self._notify_pending
+
+    # -- input from the host --------------------------------------------------------------
+
+    def receive_bulk_out(self, data: bytes | bytearray | memoryview, now: float) -> None:
+        """Consume bulk-OUT bytes (split anywhere) at time ``now``; answer what they complete.
+
+        Raises :class:`CCIDError` when a header announces a message longer than
+        dwMaxCCIDMessageLength; commands before it were handled, the bytes after it are
+        dropped, and the next call starts a new message.
+        """
+        self._decoder.feed(data)
+        while True:
+            try:
+                command = self._decoder.next_command()
+            except CCIDError as error:
+                log.warning("ccid.bad_message", field=error.field, value=error.value)
+                raise
+            if command is None:
+                return
+            self._handle(command, now)
+
+    def read_bulk_in(self, max_length: int) -> bytes:
+        """Take up to ``max_length`` bytes of the next response (b"" when there is none).
+
+        A response longer than ``max_length`` is handed out over several calls; one call
+        never mixes two responses.
+        """
+        return self._responses.read(max_length)
+
+    def read_interrupt_in(self) -> bytes | None:
+        """Take the pending NotifySlotChange (2 bytes), or None when nothing changed."""
+        if not self._notify_pending:
+            return None
+        self._notify_pending = False
+        message = RDR_to_PC_NotifySlotChange.for_slot0(
+            present=self._slot.state is not SlotState.ABSENT, changed=True
+        )
+        log.debug("ccid.notify_slot_change", bmSlotICCState=message.bmSlotICCState.hex())
+        return encode(message)
+
+    def abort_request(self, bSlot: int, bSeq: int) -> bool:
+        """The ABORT class request (wValue = bSeq << 8 | bSlot) arrived on ep0.
+
+        The command in progress is answered with CMD_ABORTED; the PC_to_RDR_Abort with the
+        same bSeq is answered once both have arrived. Returns False (stall the request) when
+        the slot does not exist.
+        """
+        if bSlot != 0:
+            return False
+        log.info("ccid.abort_request", bSeq=bSeq)
+        held = self._abort
+        if held is None or not held.command_seen or held.bSeq != bSeq:
+            self._drop_unread(bSeq)
+        self._abort_work()
+        if held is not None and held.command_seen:
+            if held.bSeq == bSeq:
+                self._abort = None
+                self._answer(RDR_to_PC_SlotStatus(0, bSeq, self._slot.icc_status))
+                return True
+            # The held PC_to_RDR_Abort belongs to another procedure: it cannot complete.
+            self._answer(self._failure(PC_to_RDR_Abort(0, held.bSeq), SlotError.BAD_SEQ))
+        self._abort = _Abort(bSeq, request_seen=True, command_seen=False)
+        return True
+
+    def discard_partial_command(self) -> None:
+        """Forget the bytes of a command not yet complete (CLEAR_FEATURE(HALT) on bulk-OUT)."""
+        if self._decoder.buffered:
+            log.info("ccid.partial_command_dropped", length=self._decoder.buffered)
+        self._decoder.clear()
+
+    def reset(self) -> None:
+        """USB reset or SET_CONFIGURATION: drop every message, command and answer in flight.
+
+        The card stays in the slot but loses power, as with a physical reader.
+        """
+        self._decoder.clear()
+        self._responses.clear()
+        self._notify_pending = False
+        self._command_chain = None
+        self._response_chain = None
+        self._abort = None
+        if self._in_flight is not None:
+            self._events.append(APDUCancelled(self._in_flight.request))
+            self._in_flight = None
+        if self._slot.apply(SlotEvent.USB_RESET) is SlotState.PRESENT_ACTIVE:
+            self._events.append(ICCReset(active=False))
+
+    # -- input from the card side ---------------------------------------------------------
+
+    def insert_card(self, atr: bytes) -> None:
+        """A card arrived (replacing any card present). Raises ValueError for a bad ATR."""
+        parsed = parse_atr(atr)
+        if self._slot.state is not SlotState.ABSENT:
+            self._card_gone()
+        self._slot.apply(SlotEvent.INSERT, parsed)
+        self._notify_pending = True
+        log.info("ccid.card_inserted", atr=atr.hex())
+
+    def remove_card(self) -> None:
+        """The card left. An XfrBlock it was working on is answered with ICC_MUTE at once."""
+        if self._slot.state is SlotState.ABSENT:
+            return
+        self._card_gone()
+        self._slot.apply(SlotEvent.REMOVE)
+        self._notify_pending = True
+        log.info("ccid.card_removed")
+
+    def apdu_response(self, request: int, response: bytes) -> None:
+        """The card answered APDU ``request`` with ``response`` (data and SW1 SW2)."""
+        flight = self._take_in_flight(request)
+        if flight is None:
+            return
+        log.debug("ccid.apdu", bSeq=flight.bSeq, response=response.hex())
+        if len(response) > MAX_APDU_SIZE:
+            log.warning("ccid.response_too_long", bSeq=flight.bSeq, length=len(response))
+            self._answer(self._data_block_failure(flight.bSeq, SlotError.XFR_OVERRUN))
+            return
+        self._response_chain = response
+        self._send_response_block(flight.bSeq, first=True)
+
+    def apdu_failed(self, request: int) -> None:
+        """The card gave no answer to APDU ``request``: the host gets ICC_MUTE."""
+        flight = self._take_in_flight(request)
+        if flight is not None:
+            self._answer(self._data_block_failure(flight.bSeq, SlotError.ICC_MUTE))
+
+    def next_event(self) -> ReaderEvent | None:
+        """The next thing the card side must do, or None."""
+        return self._events.popleft() if self._events else None
+
+    # -- time -----------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must next be called, or None when no timer is needed."""
+        return None if self._in_flight is None else self._in_flight.deadline
+
+    def handle_timer(self, now: float) -> None:
+        """Send a time extension if one is due at ``now`` and the host has read everything."""
+        flight = self._in_flight
+        if flight is None or now < flight.deadline:
+            return
+        # An unread message means the host is not waiting yet; one extension per read.
+        if not self._responses:
+            self._answer(
+                RDR_to_PC_DataBlock(
+                    0,
+                    flight.bSeq,
+                    self._slot.icc_status,
+                    CommandStatus.TIME_EXTENSION,
+                    TIME_EXTENSION_MULTIPLIER,
+                )
+            )
+        flight.deadline = now + self._config.time_extension_interval
+
+    # -- commands -------------------------------------------------------------------------
+
+    def _handle(self, command: Command, now: float) -> None:
+        log.debug(
+            "ccid.command",
+            bMessageType=type(command).__name__,
+            bSlot=command.bSlot,
+            bSeq=command.bSeq,
+            dwLength=len(command.abData),
+        )
+        completes_abort = (
+            isinstance(command, PC_to_RDR_Abort)
+            and command.bSlot == 0
+            and self._abort is not None
+            and self._abort.request_seen
+            and self._abort.bSeq == command.bSeq
+        )
+        if not completes_abort:
+            self._drop_unread(command.bSeq)
+        if command.bSlot != 0:
+            self._answer(self._failure(command, SlotError.BAD_SLOT, ICCStatus.NOT_PRESENT))
+            return
+        if isinstance(command, PC_to_RDR_Abort):
+            self._abort_command(command)
+            return
+        if self.busy:
+            self._answer(self._failure(command, SlotError.CMD_SLOT_BUSY))
+            return
+        match command:
+            case PC_to_RDR_IccPowerOn():
+                self._power_on(command)
+            case PC_to_RDR_IccPowerOff():
+                self._power_off(command)
+            case PC_to_RDR_GetSlotStatus():
+                self._slot_status(command)
+            case PC_to_RDR_XfrBlock():
+                self._xfr_block(command, now)
+            case PC_to_RDR_GetParameters() | PC_to_RDR_ResetParameters():
+                self._get_parameters(command)
+            case PC_to_RDR_SetParameters():
+                self._set_parameters(command)
+            case PC_to_RDR_Escape():
+                self._escape(command)
+            case PC_to_RDR_IccClock():
+                self._icc_clock(command)
+            case PC_to_RDR_SetDataRateAndClockFrequency():
+                self._set_data_rate(command)
+            case _:
+                # T0APDU, Secure (bPINSupport 0), Mechanical (dwMechanical 0) and unknown
+                # message types: not supported, in the response type each one calls for.
+                self._answer(self._failure(command, SlotError.CMD_NOT_SUPPORTED))
+
+    def _power_on(self, command: PC_to_RDR_IccPowerOn) -> None:
+        if command.abData:
+            self._answer(self._failure(command, SlotError.BAD_DWLENGTH))
+        elif command.bPowerSelect > max(PowerSelect):
+            self._answer(self._failure(command, SlotError.BAD_OFFSET_7))
+        elif self._slot.atr is None:
+            self._answer(self._failure(command, SlotError.ICC_MUTE))
+        else:
+            self._drop_chains()
+            self._slot.apply(SlotEvent.POWER_ON)
+            self._events.append(ICCReset(active=True))
+            self._answer(
+                RDR_to_PC_DataBlock(
+                    0, command.bSeq, self._slot.icc_status, abData=self._slot.atr.raw
+                )
+            )
+
+    def _power_off(self, command: PC_to_RDR_IccPowerOff) -> None:
+        if command.abData:
+            self._answer(self._failure(command, SlotError.BAD_DWLENGTH))
+            return
+        self._drop_chains()
+        if self._slot.apply(SlotEvent.POWER_OFF) is SlotState.PRESENT_ACTIVE:
+            self._events.append(ICCReset(active=False))
+        # Powering off an empty slot is done already: libccid treats a failure as an error.
+        self._answer(RDR_to_PC_SlotStatus(0, command.bSeq, self._slot.icc_status))
+
+    def _slot_status(self, command: PC_to_RDR_GetSlotStatus) -> None:
+        if command.abData:
+            self._answer(self._failure(command, SlotError.BAD_DWLENGTH))
+        else:
+            # No card is a state, not a failure (bStatus 0x02, as libccid expects).
+            self._answer(RDR_to_PC_SlotStatus(0, command.bSeq, self._slot.icc_status))
+
+    def _xfr_block(self, command: PC_to_RDR_XfrBlock, now: float) -> None:
+        level = command.wLevelParameter
+        if self._slot.state is not SlotState.PRESENT_ACTIVE:
+            self._drop_chains()
+            self._answer(self._failure(command, SlotError.ICC_MUTE))
+            return
+        if level == LevelParameter.NEXT_RESPONSE:
+            if self._response_chain is None or command.abData:
+                self._drop_chains()
+                self._answer(self._failure(command, SlotError.BAD_LEVELPARAMETER))
+            else:
+                self._send_response_block(command.bSeq, first=False)
+            return
+        # Any other block means the host wants no more of an earlier chained response.
+        self._response_chain = None
+        if level in (LevelParameter.BEGIN_AND_END, LevelParameter.BEGIN):
+            self._command_chain = bytearray()
+        elif level not in (LevelParameter.CONTINUE, LevelParameter.END) or (
+            self._command_chain is None
+        ):
+            self._drop_chains()
+            self._answer(self._failure(command, SlotError.BAD_LEVELPARAMETER))
+            return
+        chain = self._command_chain
+        assert chain is not None
+        if len(chain) + len(command.abData) > MAX_APDU_SIZE:
+            self._drop_chains()
+            self._answer(self._failure(command, SlotError.XFR_OVERRUN))
+            return
+        chain += command.abData
+        if level in (LevelParameter.BEGIN, LevelParameter.CONTINUE):
+            self._answer(
+                RDR_to_PC_DataBlock(
+                    0,
+                    command.bSeq,
+                    self._slot.icc_status,
+                    bChainParameter=ChainParameter.NEXT_COMMAND,
+                )
+            )
+            return
+        self._command_chain = None
+        request = next(self._requests)
+        self._in_flight = _InFlight(
+            request, command.bSeq, now + self._config.time_extension_interval
+        )
+        apdu = bytes(chain)
+        log.debug("ccid.apdu", bSeq=command.bSeq, request=request, command=apdu.hex())
+        self._events.append(APDURequested(request, apdu))
+
+    def _get_parameters(self, command: PC_to_RDR_GetParameters | PC_to_RDR_ResetParameters) -> None:
+        if command.abData:
+            self._answer(self._failure(command, SlotError.BAD_DWLENGTH))
+        elif self._slot.state is SlotState.ABSENT:
+            self._answer(self._failure(command, SlotError.ICC_MUTE))
+        else:
+            if isinstance(command, PC_to_RDR_ResetParameters):
+                self._slot.reset_parameters()
+            self._answer(self._parameters(command.bSeq))
+
+    def _set_parameters(self, command: PC_to_RDR_SetParameters) -> None:
+        size = STRUCTURE_SIZE.get(command.bProtocolNum)
+        if self._slot.state is SlotState.ABSENT:
+            self._answer(self._failure(command, SlotError.ICC_MUTE))
+        elif size is None:
+            self._answer(self._failure(command, SlotError.BAD_OFFSET_7))
+        elif len(command.abData) != size:
+            self._answer(self._failure(command, SlotError.BAD_DWLENGTH))
+        else:
+            # At APDU level nothing is framed with these, so any values are accepted and kept.
+            self._slot.parameters = ProtocolParameters(command.bProtocolNum, command.abData)
+            self._answer(self._parameters(command.bSeq))
+
+    def _escape(self, command: PC_to_RDR_Escape) -> None:
+        if (
+            self._config.idVendor == _GEMALTO_VENDOR
+            and command.abData == GEMALTO_GET_FIRMWARE_VERSION
+        ):
+            self._answer(
+                RDR_to_PC_Escape(
+                    0,
+                    command.bSeq,
+                    self._slot.icc_status,
+                    abData=self._config.firmware_id.encode(),
+                )
+            )
+        else:
+            # Gemalto's GET_FIRMWARE_FEATURES (0x6A) among others: libccid accepts the failure.
+            self._answer(self._failure(command, SlotError.CMD_NOT_SUPPORTED))
+
+    def _icc_clock(self, command: PC_to_RDR_IccClock) -> None:
+        if command.abData:
+            self._answer(self._failure(command, SlotError.BAD_DWLENGTH))
+        elif self._slot.state is SlotState.ABSENT:
+            self._answer(self._failure(command, SlotError.ICC_MUTE))
+        elif command.bClockCommand != ClockCommand.RESTART:
+            # The clock never stops (dwFeatures has no CLOCK_STOP); restarting it is a no-op.
+            self._answer(self._failure(command, SlotError.BAD_OFFSET_7))
+        else:
+            self._answer(RDR_to_PC_SlotStatus(0, command.bSeq, self._slot.icc_status))
+
+    def _set_data_rate(self, command: PC_to_RDR_SetDataRateAndClockFrequency) -> None:
+        if len(command.abData) != _TWO_WORDS.size:
+            self._answer(self._failure(command, SlotError.BAD_DWLENGTH))
+            return
+        clock, rate = _TWO_WORDS.unpack(command.abData)
+        # Clock and rate are automatic (dwFeatures 0x10, 0x20): only the values in use stand.
+        if clock != self._ccid.dwDefaultClock:
+            self._answer(self._failure(command, SlotError.BAD_CLOCK_FREQUENCY))
+        elif rate != self._ccid.dwDataRate:
+            self._answer(self._failure(command, SlotError.BAD_DATA_RATE))
+        else:
+            self._answer(self._data_rate(command.bSeq))
+
+    def _abort_command(self, command: PC_to_RDR_Abort) -> None:
+        if command.abData:
+            self._answer(self._failure(command, SlotError.BAD_DWLENGTH))
+            return
+        held = self._abort
+        if held is None:
+            # The bulk half came first: abort now, answer once the class request is in.
+            self._abort_work()
+            self._abort = _Abort(command.bSeq, request_seen=False, command_seen=True)
+        elif not held.request_seen:
+            self._answer(self._failure(command, SlotError.CMD_SLOT_BUSY))
+        elif held.bSeq != command.bSeq:
+            self._answer(self._failure(command, SlotError.BAD_SEQ))
+        else:
+            self._abort = None
+            self._answer(RDR_to_PC_SlotStatus(0, command.bSeq, self._slot.icc_status))
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _answer(self, response: Response) -> None:
+        log.debug(
+            "ccid.response",
+            bMessageType=type(response).__name__,
+            bSeq=response.bSeq,
+            bStatus=response.bStatus,
+            bError=response.bError,
+        )
+        self._responses.put(encode(response))
+
+    def _send_response_block(self, bSeq: int, *, first: bool) -> None:
+        remaining = self._response_chain
+        assert remaining is not None
+        block, rest = remaining[: self._max_data], remaining[self._max_data :]
+        self._response_chain = rest or None
+        if first:
+            chain = ChainParameter.BEGIN if rest else ChainParameter.BEGIN_AND_END
+        else:
+            chain = ChainParameter.CONTINUE if rest else ChainParameter.END
+        self._answer(
+            RDR_to_PC_DataBlock(0, bSeq, self._slot.icc_status, bChainParameter=chain, abData=block)
+        )
+
+    def _take_in_flight(self, request: int) -> _InFlight | None:
+        flight = self._in_flight
+        if flight is None or flight.request != request:
+            log.debug("ccid.late_answer_dropped", request=request)
+            return None
+        self._in_flight = None
+        return flight
+
+    def _card_gone(self) -> None:
+        """The card left: answer its XfrBlock, forget chained blocks."""
+        self._drop_chains()
+        flight = self._in_flight
+        if flight is not None:
+            self._in_flight = None
+            self._events.append(APDUCancelled(flight.request))
+            self._answer(
+                RDR_to_PC_DataBlock(
+                    0,
+                    flight.bSeq,
+                    ICCStatus.NOT_PRESENT,
+                    CommandStatus.FAILED,
+                    SlotError.ICC_MUTE,
+                )
+            )
+
+    def _abort_work(self) -> None:
+        """Abort procedure: the command in progress ends with CMD_ABORTED."""
+        self._drop_chains()
+        flight = self._in_flight
+        if flight is not None:
+            self._in_flight = None
+            self._events.append(APDUCancelled(flight.request))
+            self._answer(self._data_block_failure(flight.bSeq, SlotError.CMD_ABORTED))
+
+    def _drop_unread(self, bSeq: int) -> None:
+        """A new command: what the host has not read it will never read (see the module doc).
+
+        The half of an abort procedure that completes it keeps them: the host reads the
+        aborted command's CMD_ABORTED answer, then the abort's SlotStatus.
+        """
+        dropped = self._responses.clear()
+        if dropped:
+            log.warning("ccid.unread_responses_dropped", count=dropped, bSeq=bSeq)
+
+    def _drop_chains(self) -> None:
+        self._command_chain = None
+        self._response_chain = None
+
+    def _data_block_failure(self, bSeq: int, error: SlotError) -> RDR_to_PC_DataBlock:
+        return RDR_to_PC_DataBlock(0, bSeq, self._slot.icc_status, CommandStatus.FAILED, error)
+
+    def _parameters(self, bSeq: int) -> RDR_to_PC_Parameters:
+        return RDR_to_PC_Parameters(
+            0, bSeq, self._slot.icc_status, CommandStatus.PROCESSED, 0, *self._parameter_fields()
+        )
+
+    def _parameter_fields(self) -> tuple[int, bytes]:
+        parameters = self._slot.parameters
+        if parameters is None:
+            return 0, b""
+        return parameters.bProtocolNum, parameters.abProtocolDataStructure
+
+    def _data_rate(self, bSeq: int) -> RDR_to_PC_DataRateAndClockFrequency:
+        return RDR_to_PC_DataRateAndClockFrequency(
+            0,
+            bSeq,
+            self._slot.icc_status,
+            dwClockFrequency=self._ccid.dwDefaultClock,
+            dwDataRate=self._ccid.dwDataRate,
+        )
+
+    def _failure(
+        self, command: Command, error: SlotError, icc: ICCStatus | None = None
+    ) -> Response:
+        """The failed answer to ``command``, in the response type the command calls for."""
+        head = (
+            command.bSlot,
+            command.bSeq,
+            self._slot.icc_status if icc is None else icc,
+            CommandStatus.FAILED,
+            int(error),
+        )
+        if isinstance(command, _DATA_BLOCK_COMMANDS):
+            return RDR_to_PC_DataBlock(*head)
+        if isinstance(command, _PARAMETERS_COMMANDS):
+            return RDR_to_PC_Parameters(*head, *self._parameter_fields())
+        if isinstance(command, PC_to_RDR_Escape):
+            return RDR_to_PC_Escape(*head)
+        if isinstance(command, PC_to_RDR_SetDataRateAndClockFrequency):
+            return RDR_to_PC_DataRateAndClockFrequency(
+                *head, self._ccid.dwDefaultClock, self._ccid.dwDataRate
+            )
+        assert isinstance(command, _SLOT_STATUS_COMMANDS)
+        return RDR_to_PC_SlotStatus(*head)
