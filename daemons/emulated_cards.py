@@ -25,7 +25,7 @@ class CardSourceError(Exception):
 
 
 class EmulatedCard:
-    """A :class:`cacard.card.Card` as a local card.
+    """A :class:`cacard.card.Card` as a local card, and as a card in a :mod:`ccid` reader.
 
     ``transmit`` runs in a worker thread: a private-key operation takes milliseconds in memory
     and may take far longer on a PKCS#11 token, and the event loop must keep serving meanwhile.
@@ -41,6 +41,10 @@ class EmulatedCard:
         return self._card.atr
 
     def power_on(self) -> None:
+        self._card.power_on()
+
+    def reset(self) -> None:
+        """A reader powered the card up or down (``ccid.Card``)."""
         self._card.power_on()
 
     async def transmit(self, apdu: bytes) -> bytes:

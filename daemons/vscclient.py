@@ -65,32 +65,56 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("host", help="the VSCard host (a name, IPv4 or IPv6 address)")
     parser.add_argument("port", help="its TCP port (or service name)")
     parser.add_argument(
-        "-c", dest="nicknames", action="append", default=[], metavar="NICK",
+        "-c",
+        dest="nicknames",
+        action="append",
+        default=[],
+        metavar="NICK",
         help="an NSS certificate nickname for the emulated card (repeatable, up to 100)",
-    )  # fmt: skip
+    )
     parser.add_argument("-e", dest="emul", metavar="EMUL_ARGS", help="libcacard's options string")
     parser.add_argument(
-        "-d", dest="debug", type=int, default=0, metavar="LEVEL",
+        "-d",
+        dest="debug",
+        type=int,
+        default=0,
+        metavar="LEVEL",
         help="log level: 0 state changes (default), 1 and up every APDU",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "-p", dest="compare", action="store_true",
+        "-p",
+        dest="compare",
+        action="store_true",
         help="libcacard's compare mode (not supported: use --pcsc to forward a real card)",
-    )  # fmt: skip
-    parser.add_argument("--card", action="append", default=[], metavar="DIR",
-                        help="a card directory made by 'cacard new' (repeatable)")  # fmt: skip
+    )
     parser.add_argument(
-        "--pcsc", nargs="?", const="", default=None, metavar="=READER",
+        "--card",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a card directory made by 'cacard new' (repeatable)",
+    )
+    parser.add_argument(
+        "--pcsc",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="=READER",
         help="forward real PC/SC readers: all, or (--pcsc=READER) those whose name contains READER",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--pin", help="PIN of a card made from an NSS database without a password "
+        "--pin",
+        help="PIN of a card made from an NSS database without a password "
         "(default 77777777; with a password, the password is the PIN, as in libcacard)",
-    )  # fmt: skip
-    parser.add_argument("--nss-password-file", metavar="FILE",
-                        help="the NSS database password, on the first line of FILE")  # fmt: skip
-    parser.add_argument("--reconnect", action="store_true",
-                        help="retry a lost connection with capped backoff")  # fmt: skip
+    )
+    parser.add_argument(
+        "--nss-password-file",
+        metavar="FILE",
+        help="the NSS database password, on the first line of FILE",
+    )
+    parser.add_argument(
+        "--reconnect", action="store_true", help="retry a lost connection with capped backoff"
+    )
     parser.add_argument("--log-format", choices=("console", "json"), default="console")
     parser.add_argument("--timeout", type=float, default=10.0, help=argparse.SUPPRESS)
     return parser
@@ -137,8 +161,9 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
             raise UsageError(f"-e: {error}") from None
         if args.nicknames:
             soft = soft_reader_for_nicknames(args.nicknames)
-            emul = EmulOptions(emul.db, UseHardware.NO, emul.hw_type, emul.hw_params,
-                               (*emul.soft_readers, soft))  # fmt: skip
+            emul = EmulOptions(
+                emul.db, UseHardware.NO, emul.hw_type, emul.hw_params, (*emul.soft_readers, soft)
+            )
     pcsc = args.pcsc
     if emul is not None and emul.hw_type is HardwareType.PASSTHRU:
         pcsc = pcsc if pcsc is not None else ""
@@ -151,9 +176,16 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     if emul is None and not args.card and pcsc is None:
         raise UsageError("no card: give --card DIR, -e 'soft=(...)', -c NICK or --pcsc")
     return Plan(
-        args.host, port, emul, tuple(args.card), pcsc, args.reconnect, args.timeout,
-        pin=args.pin, nss_password_file=args.nss_password_file,
-    )  # fmt: skip
+        args.host,
+        port,
+        emul,
+        tuple(args.card),
+        pcsc,
+        args.reconnect,
+        args.timeout,
+        pin=args.pin,
+        nss_password_file=args.nss_password_file,
+    )
 
 
 async def add_emulated_readers(plan: Plan, mirror: HostMirror, stack: ExitStack) -> None:
@@ -258,8 +290,12 @@ class Daemon:
             try:
                 client = await vscard.connect(plan.host, plan.port, timeout=plan.timeout)
             except (OSError, TimeoutError, vscard.VSCardError) as error:
-                log.warning("vscclient.connect_failed", host=plan.host, port=plan.port,
-                            error=str(error) or type(error).__name__)  # fmt: skip
+                log.warning(
+                    "vscclient.connect_failed",
+                    host=plan.host,
+                    port=plan.port,
+                    error=str(error) or type(error).__name__,
+                )
                 if not plan.reconnect:
                     return 1
                 if await self._wait_stop(delay):

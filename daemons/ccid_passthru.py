@@ -1,0 +1,266 @@
+"""``ccid-passthru --listen 2001``: what QEMU's ccid-card-passthru + usb-ccid do, without QEMU.
+
+Every reader a VSCard client (our vscclient, libcacard's, a SPICE-style client) adds becomes a
+virtual USB CCID reader exported over USB/IP, so any Linux host can ``usbip attach`` it.
+``--card DIR`` adds readers with an in-process emulated card and no client at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+import vscard
+from ccid import CCIDDevice
+from ccid.configuration import ReaderConfiguration
+from ccid.usbip import Server as USBIPServer
+from ccid.usbip import serve as serve_usbip
+
+from .emulated_cards import CardSourceError, EmulatedCard, open_card_directory
+from .listen_address import ListenAddress, listen_address
+from .logconfig import configure_logging, level_from_debug
+
+log = structlog.get_logger("daemons.ccid_passthru")
+
+EPILOG = """\
+examples:
+  ccid-passthru --listen 2001
+      VSCard clients on port 2001 (all interfaces); their readers on USB/IP 127.0.0.1:3240
+  vscclient --card ~/mycard 127.0.0.1 2001          (a client, elsewhere)
+  usbip --tcp-port 3240 list -r 127.0.0.1 ; usbip attach -r 127.0.0.1 -b 1-1
+  ccid-passthru --card ~/mycard                       an emulated card, no client needed
+"""
+
+
+class RemoteCard:
+    """A card in a VSCard client's reader, as a :class:`ccid.card.Card`."""
+
+    def __init__(self, session: vscard.Session, reader_id: int, atr: bytes) -> None:
+        self._session = session
+        self._reader_id = reader_id
+        self._atr = atr
+
+    @property
+    def atr(self) -> bytes:
+        return self._atr
+
+    async def transmit(self, apdu: bytes) -> bytes:
+        return await self._session.transmit(self._reader_id, apdu)
+
+    def reset(self) -> None:
+        """VSCard has no reset message: the client's card keeps its state, as under QEMU."""
+
+
+@dataclass
+class _Exported:
+    device: CCIDDevice
+    busid: str
+
+
+class Passthru:
+    """Maps VSCard readers and cards onto exported USB/IP devices."""
+
+    def __init__(self, usbip: USBIPServer) -> None:
+        self._usbip = usbip
+        self.busids: set[str] = set()
+        """Busids exported now."""
+        self._changed = asyncio.Event()
+
+    def export(self, name: str) -> _Exported:
+        device = CCIDDevice(ReaderConfiguration(product=f"vscard: {name}"[:120]))
+        export = self._usbip.add_device(device)
+        self.busids.add(export.busid)
+        self._notify()
+        return _Exported(device, export.busid)
+
+    async def unexport(self, exported: _Exported) -> None:
+        await self._usbip.remove_device(exported.busid)
+        await exported.device.aclose()
+        self.busids.discard(exported.busid)
+        self._notify()
+
+    async def wait_for_devices(self, count: int) -> set[str]:
+        """Wait until exactly ``count`` devices are exported; return their busids."""
+        while len(self.busids) != count:
+            changed = self._changed
+            await changed.wait()
+        return set(self.busids)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def handle(self, session: vscard.Session) -> None:
+        """One VSCard connection: its readers live exactly as long as it does."""
+        exported: dict[int, _Exported] = {}
+        slog = log.bind(peer=session.peer)
+        try:
+            async for event in session.events():
+                match event:
+                    case vscard.ReaderAdded(reader_id, name):
+                        exported[reader_id] = self.export(name or f"reader {reader_id}")
+                        slog.info(
+                            "passthru.device_exported",
+                            reader_id=reader_id,
+                            busid=exported[reader_id].busid,
+                            name=name,
+                        )
+                    case vscard.CardInserted(reader_id, atr) if reader_id in exported:
+                        try:
+                            exported[reader_id].device.insert_card(
+                                RemoteCard(session, reader_id, atr)
+                            )
+                        except ValueError as error:
+                            slog.warning(
+                                "passthru.card_refused",
+                                reader_id=reader_id,
+                                atr=atr.hex(),
+                                error=str(error),
+                            )
+                            continue
+                        slog.info(
+                            "passthru.card_inserted",
+                            reader_id=reader_id,
+                            busid=exported[reader_id].busid,
+                            atr=atr.hex(),
+                        )
+                    case vscard.CardRemoved(reader_id) if reader_id in exported:
+                        exported[reader_id].device.remove_card()
+                        slog.info(
+                            "passthru.card_removed",
+                            reader_id=reader_id,
+                            busid=exported[reader_id].busid,
+                        )
+                    case vscard.ReaderRemoved(reader_id) if reader_id in exported:
+                        gone = exported.pop(reader_id)
+                        await self.unexport(gone)
+                        slog.info(
+                            "passthru.device_unplugged", reader_id=reader_id, busid=gone.busid
+                        )
+        finally:
+            for reader_id, gone in exported.items():
+                await self.unexport(gone)
+                slog.info(
+                    "passthru.device_unplugged",
+                    reader_id=reader_id,
+                    busid=gone.busid,
+                    reason="client disconnected",
+                )
+            if session.error is not None:
+                slog.warning("passthru.client_error", error=str(session.error))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ccid-passthru",
+        description="Accept VSCard clients and export each of their readers as a USB CCID "
+        "reader over USB/IP.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--listen",
+        type=listen_address(None),
+        metavar="[HOST:]PORT",
+        help="accept VSCard clients here (all interfaces when HOST is omitted)",
+    )
+    parser.add_argument(
+        "--usbip",
+        type=listen_address("127.0.0.1"),
+        default=ListenAddress("127.0.0.1", 3240),
+        metavar="[HOST:]PORT",
+        help="export readers over USB/IP here (default 127.0.0.1:3240)",
+    )
+    parser.add_argument(
+        "--card",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also export a reader with this emulated card (repeatable)",
+    )
+    parser.add_argument(
+        "-d",
+        "--debug",
+        type=int,
+        nargs="?",
+        const=1,
+        default=0,
+        metavar="LEVEL",
+        help="log every APDU (and URB) at debug level",
+    )
+    parser.add_argument("--log-format", choices=("console", "json"), default="console")
+    return parser
+
+
+async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
+    with contextlib.ExitStack() as cards:
+        emulated: list[EmulatedCard] = []
+        try:
+            for directory in args.card:
+                emulated.append(await asyncio.to_thread(open_card_directory, directory, cards))
+        except CardSourceError as error:
+            log.error("passthru.card_failed", error=str(error))
+            return 2
+        try:
+            usbip = await serve_usbip((), args.usbip.host, args.usbip.port)
+        except OSError as error:
+            log.error("passthru.listen_failed", address=str(args.usbip), error=str(error))
+            return 1
+        async with usbip:
+            passthru = Passthru(usbip)
+            for card in emulated:
+                exported = passthru.export(card.name)
+                exported.device.insert_card(card)
+                log.info("passthru.device_exported", busid=exported.busid, card=card.name)
+            vscard_server: vscard.Server | None = None
+            if args.listen is not None:
+                try:
+                    vscard_server = await vscard.serve(
+                        passthru.handle, args.listen.host, args.listen.port
+                    )
+                except OSError as error:
+                    log.error("passthru.listen_failed", address=str(args.listen), error=str(error))
+                    return 1
+            log.info(
+                "passthru.ready",
+                vscard=str(ListenAddress(args.listen.host, vscard_server.port))
+                if vscard_server is not None and args.listen is not None
+                else None,
+                usbip=str(ListenAddress(args.usbip.host, usbip.port)),
+            )
+            try:
+                await stop.wait()
+            finally:
+                log.info("passthru.stopping")
+                if vscard_server is not None:
+                    vscard_server.close()
+                    await vscard_server.wait_closed()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.listen is None and not args.card:
+        parser.error("nothing to export: give --listen [HOST:]PORT and/or --card DIR")
+    configure_logging(level_from_debug(args.debug), args.log_format)
+
+    async def main_task() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await run(args, stop)
+
+    return asyncio.run(main_task())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
