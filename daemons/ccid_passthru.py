@@ -195,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help="log every APDU (and URB) at debug level",
     )
+    parser.add_argument(
+        "--max-clients",
+        type=int,
+        default=256,
+        metavar="N",
+        help="VSCard connections served at once; more are closed (default 256)",
+    )
     parser.add_argument("--log-format", choices=("console", "json"), default="console")
     return parser
 
@@ -223,7 +230,10 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
             if args.listen is not None:
                 try:
                     vscard_server = await vscard.serve(
-                        passthru.handle, args.listen.host, args.listen.port
+                        passthru.handle,
+                        args.listen.host,
+                        args.listen.port,
+                        max_connections=args.max_clients,
                     )
                 except OSError as error:
                     log.error("passthru.listen_failed", address=str(args.listen), error=str(error))
