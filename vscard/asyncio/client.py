@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from ssl import SSLContext
 from types import MappingProxyType, TracebackType
 
 import structlog
@@ -270,16 +271,21 @@ async def connect(
     timeout: float = 10.0,
     reset: bool = True,
     max_frame_size: int = MAX_FRAME_SIZE,
+    ssl: SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> Client:
     """Connect to a VSCard host (QEMU's ccid-card-passthru, or :func:`vscard.serve`).
 
     Sends Init and waits for the host's (QEMU's own unsolicited one is usually lost), then,
     with ``reset``, sends ReaderRemove(0) so state a previous client left behind is cleared.
     ``host`` may be a name, an IPv4 or an IPv6 address. Each step waits at most ``timeout``
-    seconds.
+    seconds. With ``ssl`` (see :mod:`vscard.tls`) the channel is TLS; the host's certificate
+    must match ``server_hostname`` (default: ``host``).
     """
     async with asyncio.timeout(timeout):
-        stream_reader, stream_writer = await asyncio.open_connection(host, port)
+        stream_reader, stream_writer = await asyncio.open_connection(
+            host, port, ssl=ssl, server_hostname=server_hostname if ssl is not None else None
+        )
     set_nodelay(stream_writer)
     client = Client(stream_reader, stream_writer, timeout=timeout, max_frame_size=max_frame_size)
     await client._handshake(reset=reset)

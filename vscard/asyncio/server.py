@@ -7,7 +7,9 @@ import contextlib
 import dataclasses
 import functools
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from ssl import SSLContext
 from types import TracebackType
 
 import structlog
@@ -33,7 +35,7 @@ from ..events import (
     Unexpected,
 )
 from ..host import DEFAULT_MAX_READERS, HostConnection, HostReader
-from .stream import READ_SIZE, peer_name, set_nodelay
+from .stream import READ_SIZE, IPAddress, IPNetwork, peer_address, peer_name, set_nodelay
 
 log = structlog.get_logger("vscard.server")
 
@@ -237,9 +239,18 @@ class Server:
         max_readers: int,
         max_frame_size: int,
         event_queue_size: int,
+        ssl: SSLContext | None = None,
+        allow: Sequence[IPNetwork] | None = None,
+        max_connections_per_source: int | None = None,
+        tls_handshake_timeout: float = 10.0,
     ) -> None:
         self._handler = handler
         self._max_connections = max_connections
+        self._ssl = ssl
+        self._allow = None if allow is None else tuple(allow)
+        self._max_per_source = max_connections_per_source
+        self._per_source: Counter[IPAddress] = Counter()
+        self._tls_handshake_timeout = tls_handshake_timeout
         self._new_session = functools.partial(
             Session,
             max_readers=max_readers,
@@ -297,22 +308,61 @@ class Server:
         self.close()
         await self.wait_closed()
 
+    def _refusal(self, address: IPAddress | None) -> dict[str, object] | None:
+        """Why a new connection from ``address`` must be closed at once, if it must."""
+        if len(self._tasks) >= self._max_connections:
+            return {"reason": "max_connections", "max_connections": self._max_connections}
+        if self._allow is not None and (
+            address is None or not any(address in network for network in self._allow)
+        ):
+            return {"reason": "not in the allow list"}
+        if (
+            self._max_per_source is not None
+            and address is not None
+            and self._per_source[address] >= self._max_per_source
+        ):
+            return {"reason": "max_connections_per_source", "limit": self._max_per_source}
+        return None
+
     async def _accept(
         self, stream_reader: asyncio.StreamReader, stream_writer: asyncio.StreamWriter
     ) -> None:
         peer = peer_name(stream_writer)
-        if len(self._tasks) >= self._max_connections:
-            log.warning(
-                "vscard.connection_refused", peer=peer, max_connections=self._max_connections
-            )
+        address = peer_address(stream_writer)
+        refusal = self._refusal(address)
+        if refusal is not None:
+            log.warning("vscard.connection_refused", peer=peer, **refusal)
             stream_writer.close()
             return
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        if address is not None:
+            self._per_source[address] += 1
+        try:
+            await self._serve_connection(peer, stream_reader, stream_writer)
+        finally:
+            self._tasks.discard(task)
+            if address is not None:
+                self._per_source[address] -= 1
+                if not self._per_source[address]:
+                    del self._per_source[address]
+
+    async def _serve_connection(
+        self, peer: str, stream_reader: asyncio.StreamReader, stream_writer: asyncio.StreamWriter
+    ) -> None:
         set_nodelay(stream_writer)
+        if self._ssl is not None:
+            try:
+                await stream_writer.start_tls(
+                    self._ssl, ssl_handshake_timeout=self._tls_handshake_timeout
+                )
+            except (OSError, TimeoutError) as error:  # ssl.SSLError is an OSError
+                log.warning("vscard.tls_refused", peer=peer, error=str(error) or repr(error))
+                stream_writer.transport.abort()
+                return
         session = self._new_session(stream_reader, stream_writer)
-        log.info("vscard.connection_opened", peer=peer)
+        log.info("vscard.connection_opened", peer=peer, tls=self._ssl is not None)
         reading = asyncio.create_task(session._read_loop(), name=f"vscard-read-{peer}")
         try:
             await self._handler(session)
@@ -323,7 +373,6 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 await reading
             await session.close()
-            self._tasks.discard(task)
             log.info("vscard.connection_closed", peer=peer)
 
 
@@ -336,13 +385,18 @@ async def serve(
     max_readers: int = DEFAULT_MAX_READERS,
     max_frame_size: int = MAX_FRAME_SIZE,
     event_queue_size: int = 64,
+    ssl: SSLContext | None = None,
+    allow: Sequence[IPNetwork] | None = None,
+    max_connections_per_source: int | None = None,
 ) -> Server:
     """Listen for VSCard clients on ``host`` (all interfaces when None) and ``port``.
 
     Each connection is answered as QEMU's ccid-card-passthru would (see
     :class:`vscard.host.HostConnection`) and handed to ``handler`` as a :class:`Session`.
-    Malformed input closes that connection only. Past ``max_connections`` new connections
-    are closed at once.
+    Malformed input closes that connection only. Past ``max_connections`` (or
+    ``max_connections_per_source`` from one address) new connections are closed at once, and so
+    are connections from addresses outside ``allow`` when it is given. With ``ssl`` (see
+    :mod:`vscard.tls`) every connection is TLS; a failed handshake is logged and closed.
     """
     server = Server(
         handler,
@@ -350,6 +404,9 @@ async def serve(
         max_readers=max_readers,
         max_frame_size=max_frame_size,
         event_queue_size=event_queue_size,
+        ssl=ssl,
+        allow=allow,
+        max_connections_per_source=max_connections_per_source,
     )
     server._server = await asyncio.start_server(server._accept, host, port)
     return server
