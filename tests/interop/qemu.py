@@ -75,7 +75,7 @@ def qemu_available() -> bool:
 
 @asynccontextmanager
 async def qemu_passthru(
-    extra_args: Sequence[str] = (), *, timeout: float = 30.0
+    extra_args: Sequence[str] = (), *, chardev_options: str = "", timeout: float = 30.0
 ) -> AsyncIterator[QemuPassthru]:
     """Start QEMU 7.2 paused (``-S``: devices realized, no guest code runs) and yield it."""
     port = free_port()
@@ -91,7 +91,8 @@ async def qemu_passthru(
         "-qmp", "stdio",
         "-usb",
         "-device", "usb-ccid,id=ccid",
-        "-chardev", f"socket,id=vsc,server=on,wait=off,host=127.0.0.1,port={port},nodelay=on",
+        "-chardev",
+        f"socket,id=vsc,server=on,wait=off,host=127.0.0.1,port={port},nodelay=on{chardev_options}",
         "-device", "ccid-card-passthru,chardev=vsc,id=card",
         *extra_args,
         stdin=asyncio.subprocess.PIPE,
