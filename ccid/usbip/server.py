@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import Final
 
@@ -33,7 +33,7 @@ from .events import (
     URBSubmitted,
 )
 from .messages import CmdSubmit, ExportedDevice, check_busid
-from .stream import READ_SIZE, peer_name, set_nodelay
+from .stream import READ_SIZE, IPNetwork, peer_address, peer_name, set_nodelay
 
 log = structlog.get_logger("ccid.usbip")
 
@@ -304,7 +304,9 @@ class Server:
         max_pending_urbs: int = DEFAULT_MAX_PENDING_URBS,
         max_transfer_length: int = DEFAULT_MAX_TRANSFER_LENGTH,
         op_timeout: float = DEFAULT_OP_TIMEOUT,
+        allow: Sequence[IPNetwork] | None = None,
     ) -> None:
+        self._allow = None if allow is None else tuple(allow)
         self._max_connections = max_connections
         self._max_pending_urbs = max_pending_urbs
         self._max_transfer_length = max_transfer_length
@@ -433,12 +435,15 @@ class Server:
     async def _accept(
         self, stream_reader: asyncio.StreamReader, stream_writer: asyncio.StreamWriter
     ) -> None:
+        refusal: dict[str, object] | None = None
         if len(self._sessions) >= self._max_connections:
-            log.warning(
-                "usbip.connection_refused",
-                peer=peer_name(stream_writer),
-                max_connections=self._max_connections,
-            )
+            refusal = {"reason": "max_connections", "max_connections": self._max_connections}
+        elif self._allow is not None:
+            address = peer_address(stream_writer)
+            if address is None or not any(address in network for network in self._allow):
+                refusal = {"reason": "not in the allow list"}
+        if refusal is not None:
+            log.warning("usbip.connection_refused", peer=peer_name(stream_writer), **refusal)
             stream_writer.close()
             return
         set_nodelay(stream_writer, keepalive=True)
@@ -461,8 +466,11 @@ async def serve(
     max_pending_urbs: int = DEFAULT_MAX_PENDING_URBS,
     max_transfer_length: int = DEFAULT_MAX_TRANSFER_LENGTH,
     op_timeout: float = DEFAULT_OP_TIMEOUT,
+    allow: Sequence[IPNetwork] | None = None,
 ) -> Server:
     """Listen for USB/IP importers on ``host`` (all interfaces when None) and ``port``.
+
+    With ``allow``, connections from other addresses are closed at once.
 
     ``devices`` are exported as ``1-1``, ``1-2``... (:meth:`Server.add_device` adds more).
     Past ``max_connections`` new connections are closed at once; a connection may have
@@ -476,6 +484,7 @@ async def serve(
         max_pending_urbs=max_pending_urbs,
         max_transfer_length=max_transfer_length,
         op_timeout=op_timeout,
+        allow=allow,
     )
     for device in devices:
         server.add_device(device)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from typing import Final
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Bytes asked of the socket per read. A read never holds more than this plus one message.
 READ_SIZE: Final = 65536
@@ -36,3 +40,17 @@ def peer_name(writer: asyncio.StreamWriter) -> str:
         host, port = peer[0], peer[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(peer)
+
+
+def peer_address(writer: asyncio.StreamWriter) -> IPAddress | None:
+    """The other end's IP address (an IPv4-mapped IPv6 one as IPv4), if it has one."""
+    peer = writer.get_extra_info("peername")
+    if not isinstance(peer, tuple) or not peer:
+        return None
+    try:
+        address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address

@@ -1,0 +1,28 @@
+"""The USB/IP server's allow list: importers from other addresses are closed at once."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+
+from ccid.usbip import serve
+
+OP_REQ_DEVLIST = bytes.fromhex("0111 8005 00000000")
+
+
+async def devlist_from(source: str, port: int) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    writer.write(OP_REQ_DEVLIST)
+    try:
+        return await asyncio.wait_for(reader.read(), 5)
+    except ConnectionResetError:
+        return b""
+    finally:
+        writer.close()
+
+
+async def test_only_allowed_importers_get_the_device_list() -> None:
+    allow = [ipaddress.ip_network("127.0.0.1/32")]
+    async with await serve(port=0, allow=allow) as server:
+        assert (await devlist_from("127.0.0.1", server.port))[:4] == bytes.fromhex("0111 0005")
+        assert await devlist_from("127.0.0.2", server.port) == b""
