@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from ssl import SSLContext
 
 import structlog
 
@@ -22,6 +24,7 @@ from ccid import CCIDDevice
 from ccid.configuration import ReaderConfiguration
 from ccid.usbip import Server as USBIPServer
 from ccid.usbip import serve as serve_usbip
+from vscard.tls import server_context
 
 from .emulated_cards import CardSourceError, EmulatedCard, open_card_directory
 from .listen_address import ListenAddress, listen_address
@@ -195,6 +198,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help="log every APDU (and URB) at debug level",
     )
+    parser.add_argument("--tls-cert", metavar="FILE", help="serve VSCard over TLS with this cert")
+    parser.add_argument("--tls-key", metavar="FILE", help="the TLS certificate's key")
+    parser.add_argument(
+        "--tls-ca", metavar="FILE", help="require client certificates signed by this CA (mTLS)"
+    )
+    parser.add_argument(
+        "--allow",
+        type=ipaddress.ip_network,
+        action="append",
+        metavar="CIDR",
+        help="accept VSCard clients only from these networks (repeatable)",
+    )
+    parser.add_argument(
+        "--usbip-allow",
+        type=ipaddress.ip_network,
+        action="append",
+        metavar="CIDR",
+        help="accept USB/IP importers only from these networks (repeatable)",
+    )
+    parser.add_argument(
+        "--max-clients-per-source",
+        type=int,
+        default=32,
+        metavar="N",
+        help="VSCard connections from one address at once (default 32)",
+    )
     parser.add_argument(
         "--max-clients",
         type=int,
@@ -206,7 +235,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def warn_about_exposure(args: argparse.Namespace) -> None:
+    """A card is a credential: say so when a listener is open to the network unguarded."""
+    if not _loopback(args.usbip.host) and not args.usbip_allow:
+        log.warning(
+            "passthru.usbip_exposed",
+            address=str(args.usbip),
+            advice="USB/IP has no encryption: give --usbip-allow CIDR or keep it on loopback",
+        )
+    if (
+        args.listen is not None
+        and not _loopback(args.listen.host)
+        and args.tls_cert is None
+        and not args.allow
+    ):
+        log.warning(
+            "passthru.vscard_exposed",
+            address=str(args.listen),
+            advice="give --tls-cert/--tls-key (and --tls-ca) or --allow CIDR",
+        )
+
+
 async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
+    tls: SSLContext | None = None
+    if args.tls_cert is not None or args.tls_key is not None:
+        try:
+            tls = server_context(args.tls_cert, args.tls_key, args.tls_ca)
+        except (OSError, TypeError, ValueError) as error:
+            log.error("passthru.tls_failed", error=str(error))
+            return 2
     with contextlib.ExitStack() as cards:
         emulated: list[EmulatedCard] = []
         try:
@@ -215,8 +281,9 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
         except CardSourceError as error:
             log.error("passthru.card_failed", error=str(error))
             return 2
+        warn_about_exposure(args)
         try:
-            usbip = await serve_usbip((), args.usbip.host, args.usbip.port)
+            usbip = await serve_usbip((), args.usbip.host, args.usbip.port, allow=args.usbip_allow)
         except OSError as error:
             log.error("passthru.listen_failed", address=str(args.usbip), error=str(error))
             return 1
@@ -234,6 +301,9 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
                         args.listen.host,
                         args.listen.port,
                         max_connections=args.max_clients,
+                        max_connections_per_source=args.max_clients_per_source,
+                        allow=args.allow,
+                        ssl=tls,
                     )
                 except OSError as error:
                     log.error("passthru.listen_failed", address=str(args.listen), error=str(error))
@@ -260,6 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.listen is None and not args.card:
         parser.error("nothing to export: give --listen [HOST:]PORT and/or --card DIR")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_ca is not None and args.tls_cert is None:
+        parser.error("--tls-ca needs --tls-cert and --tls-key")
     configure_logging(level_from_debug(args.debug), args.log_format)
 
     async def main_task() -> int:

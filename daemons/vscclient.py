@@ -11,10 +11,12 @@ import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from ssl import SSLContext
 
 import structlog
 
 import vscard
+from vscard.tls import client_context
 
 from .console import Console, stdin_lines
 from .emul_options import (
@@ -113,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the NSS database password, on the first line of FILE",
     )
     parser.add_argument(
+        "--tls-ca", metavar="FILE", help="speak TLS, trusting host certificates this CA signed"
+    )
+    parser.add_argument("--tls-cert", metavar="FILE", help="client certificate (mutual TLS)")
+    parser.add_argument("--tls-key", metavar="FILE", help="the client certificate's key")
+    parser.add_argument(
+        "--tls-server-name", metavar="NAME", help="name the host's certificate must carry"
+    )
+    parser.add_argument(
         "--reconnect", action="store_true", help="retry a lost connection with capped backoff"
     )
     parser.add_argument("--log-format", choices=("console", "json"), default="console")
@@ -133,6 +143,8 @@ class Plan:
     timeout: float
     pin: str | None = None
     nss_password_file: str | None = None
+    ssl: SSLContext | None = None
+    server_hostname: str | None = None
 
 
 def plan_from_args(args: argparse.Namespace) -> Plan:
@@ -175,6 +187,14 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         )
     if emul is None and not args.card and pcsc is None:
         raise UsageError("no card: give --card DIR, -e 'soft=(...)', -c NICK or --pcsc")
+    tls: SSLContext | None = None
+    if args.tls_ca is not None:
+        try:
+            tls = client_context(args.tls_ca, args.tls_cert, args.tls_key)
+        except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+            raise UsageError(f"--tls-*: {error}") from None
+    elif args.tls_cert or args.tls_key or args.tls_server_name:
+        raise UsageError("--tls-cert, --tls-key and --tls-server-name need --tls-ca")
     return Plan(
         args.host,
         port,
@@ -185,6 +205,8 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         args.timeout,
         pin=args.pin,
         nss_password_file=args.nss_password_file,
+        ssl=tls,
+        server_hostname=args.tls_server_name,
     )
 
 
@@ -288,7 +310,13 @@ class Daemon:
         delay = BACKOFF_FIRST
         while not self._stop.is_set():
             try:
-                client = await vscard.connect(plan.host, plan.port, timeout=plan.timeout)
+                client = await vscard.connect(
+                    plan.host,
+                    plan.port,
+                    timeout=plan.timeout,
+                    ssl=plan.ssl,
+                    server_hostname=plan.server_hostname,
+                )
             except (OSError, TimeoutError, vscard.VSCardError) as error:
                 log.warning(
                     "vscclient.connect_failed",

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).parents[2]
 
@@ -20,6 +21,16 @@ class PassthruProcess:
     process: asyncio.subprocess.Process
     vscard_port: int
     usbip_port: int
+    log: asyncio.Queue[dict[str, Any]] | None = None
+    """Its JSON log events after the ready line, with ``capture_log``."""
+
+    async def log_event(self, name: str) -> dict[str, Any]:
+        """The next log event called ``name`` (earlier others are skipped)."""
+        assert self.log is not None, "start it with capture_log=True"
+        while True:
+            event = await self.log.get()
+            if event.get("event") == name:
+                return event
 
     @property
     def pid(self) -> int:
@@ -40,17 +51,20 @@ def _port(address: str) -> int:
 
 
 @asynccontextmanager
-async def running_passthru(extra: Sequence[str] = ()) -> AsyncIterator[PassthruProcess]:
-    """``ccid-passthru --listen 127.0.0.1:0 --usbip 127.0.0.1:0`` until the block ends."""
+async def running_passthru(
+    extra: Sequence[str] = (), *, listen: str = "127.0.0.1:0", capture_log: bool = False
+) -> AsyncIterator[PassthruProcess]:
+    """``ccid-passthru --listen 127.0.0.1:0 --usbip 127.0.0.1:0 EXTRA`` until the block ends."""
     process = await asyncio.create_subprocess_exec(
         "setpriv", "--pdeathsig", "KILL", "--",
         sys.executable, "-m", "daemons.ccid_passthru",
-        "--listen", "127.0.0.1:0", "--usbip", "127.0.0.1:0", "--log-format", "json", *extra,
+        "--listen", listen, "--usbip", "127.0.0.1:0", "--log-format", "json", *extra,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     assert process.stderr is not None
     drain: asyncio.Task[None] | None = None
+    log: asyncio.Queue[dict[str, Any]] | None = asyncio.Queue() if capture_log else None
     try:
         async with asyncio.timeout(30):
             while True:
@@ -58,11 +72,13 @@ async def running_passthru(extra: Sequence[str] = ()) -> AsyncIterator[PassthruP
                 if not line:
                     raise RuntimeError("ccid-passthru exited before it was ready")
                 event = json.loads(line)
+                if log is not None:
+                    log.put_nowait(event)
                 if event["event"] == "passthru.ready":
                     break
         # Keep reading its log so a full pipe never blocks it.
-        drain = asyncio.create_task(_drain(process.stderr))
-        yield PassthruProcess(process, _port(event["vscard"]), _port(event["usbip"]))
+        drain = asyncio.create_task(_drain(process.stderr, log))
+        yield PassthruProcess(process, _port(event["vscard"]), _port(event["usbip"]), log)
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
@@ -75,6 +91,7 @@ async def running_passthru(extra: Sequence[str] = ()) -> AsyncIterator[PassthruP
             drain.cancel()
 
 
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
+async def _drain(stream: asyncio.StreamReader, log: asyncio.Queue[dict[str, Any]] | None) -> None:
+    while line := await stream.readline():
+        if log is not None:
+            log.put_nowait(json.loads(line))
