@@ -220,9 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-clients-per-source",
         type=int,
-        default=32,
+        default=64,
         metavar="N",
-        help="VSCard connections from one address at once (default 32)",
+        help="VSCard connections from one address at once (default 64)",
     )
     parser.add_argument(
         "--max-clients",

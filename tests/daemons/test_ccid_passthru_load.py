@@ -69,7 +69,7 @@ async def xfr(client: Client, seq: int, apdu: bytes) -> bytes:
 @pytest.mark.interop
 @pytest.mark.skipif(shutil.which("usbip") is None, reason="needs Debian's usbip tool")
 async def test_a_hundred_clients_each_get_a_device_usbip_lists() -> None:
-    async with running_passthru() as passthru:
+    async with running_passthru(["--max-clients-per-source", "128"]) as passthru:
         clients = await asyncio.gather(
             *(connect_with_card(passthru.vscard_port) for _ in range(100))
         )
