@@ -15,6 +15,7 @@ from ..client import ClientConnection
 from ..constants import MAX_FRAME_SIZE, VSCARD_MINIMAL_READER_ID, ErrorCode
 from ..errors import ConnectionClosedError, ProtocolError, RequestRefusedError, VSCardError
 from ..events import APDURequest, FlushRequested, PeerInit, RequestAnswered, Unexpected
+from ..trace import apdu_trace
 from .stream import READ_SIZE, peer_name, set_nodelay
 
 log = structlog.get_logger("vscard.client")
@@ -71,7 +72,9 @@ class Reader:
                 if isinstance(item, FlushRequested):
                     client._conn.send_flush_complete(self.reader_id)
                 else:
-                    log.debug("vscard.apdu", reader_id=self.reader_id, command=item.apdu.hex())
+                    log.debug(
+                        "vscard.apdu", reader_id=self.reader_id, command=apdu_trace(item.apdu)
+                    )
                     try:
                         response = await self._transmit(item.apdu)
                     except Exception as error:  # the card's failure must not end the client

@@ -1,0 +1,18 @@
+"""PINs never reach logs: VERIFY-family command data is masked in APDU traces."""
+
+import pytest
+
+from vscard.trace import apdu_trace
+
+
+@pytest.mark.parametrize("ins", [0x20, 0x21, 0x24, 0x25, 0x2C, 0x2D])
+def test_pin_bearing_commands_show_their_header_only(ins: int) -> None:
+    apdu = bytes([0x00, ins, 0x00, 0x80, 0x08]) + b"12345678"
+    trace = apdu_trace(apdu)
+    assert trace == f"00{ins:02x}008008<8 bytes masked>"
+    assert b"12345678".hex() not in trace
+
+
+def test_other_commands_are_shown_whole() -> None:
+    assert apdu_trace(bytes.fromhex("00A4040007A0000000790100")) == "00a4040007a0000000790100"
+    assert apdu_trace(bytes.fromhex("0020008000")) == "0020008000"  # a status query: no PIN
