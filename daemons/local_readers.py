@@ -16,6 +16,8 @@ import structlog
 
 import vscard
 
+from .card_guard import CardGuard
+
 log = structlog.get_logger("daemons.vscclient")
 
 
@@ -49,18 +51,21 @@ class LocalReader:
     """Whether the card is in the reader (an emulated card can be taken out and put back)."""
     remote: vscard.Reader | None = field(default=None, repr=False)
     """Its twin on the host, while connected and accepted."""
+    guard: CardGuard = field(default_factory=CardGuard, repr=False)
+    """What the host may do to the card."""
 
     async def transmit(self, apdu: bytes) -> bytes:
         card = self.card
         if card is None or not self.inserted:
             raise NoCardInReaderError(self.name)
-        return await card.transmit(apdu)
+        return await self.guard.transmit(card, apdu)
 
 
 class HostMirror:
     """Keeps the host's readers and cards in step with the local ones."""
 
-    def __init__(self) -> None:
+    def __init__(self, guard: CardGuard | None = None) -> None:
+        self.guard = guard if guard is not None else CardGuard()
         self.readers: list[LocalReader] = []
         self._client: vscard.Client | None = None
         # One change at a time, so the host sees them in the order they happened.
@@ -74,7 +79,7 @@ class HostMirror:
         """A local reader with the next free console index (not yet announced)."""
         used = {reader.index for reader in self.readers}
         index = next(i for i in range(len(used) + 1) if i not in used)
-        return LocalReader(index, name, card, inserted=card is not None)
+        return LocalReader(index, name, card, inserted=card is not None, guard=self.guard)
 
     def find(self, index: int) -> LocalReader | None:
         return next((reader for reader in self.readers if reader.index == index), None)

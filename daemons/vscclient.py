@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ssl import SSLContext
 
 import structlog
@@ -18,6 +18,7 @@ import structlog
 import vscard
 from vscard.tls import client_context
 
+from .card_guard import ApduPolicy, CardGuard
 from .console import Console, stdin_lines
 from .emul_options import (
     EmulOptions,
@@ -115,6 +116,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="the NSS database password, on the first line of FILE",
     )
     parser.add_argument(
+        "--pin-guard",
+        type=int,
+        default=1,
+        metavar="N",
+        help="answer 6983 to a VERIFY that could leave a card fewer than N PIN tries "
+        "(default 1; 0 turns the guard off)",
+    )
+    parser.add_argument(
+        "--allow-ins",
+        type=_hex_list,
+        default=frozenset(),
+        metavar="HEX,...",
+        help="forward only these instructions (e.g. a4,b0,c0,20,ca,2a); others get 6D00",
+    )
+    parser.add_argument(
+        "--allow-aid",
+        type=bytes.fromhex,
+        action="append",
+        default=[],
+        metavar="HEX",
+        help="allow SELECT of applets whose AID starts with HEX only (repeatable); others 6A82",
+    )
+    parser.add_argument(
         "--tls-ca", metavar="FILE", help="speak TLS, trusting host certificates this CA signed"
     )
     parser.add_argument("--tls-cert", metavar="FILE", help="client certificate (mutual TLS)")
@@ -128,6 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-format", choices=("console", "json"), default="console")
     parser.add_argument("--timeout", type=float, default=10.0, help=argparse.SUPPRESS)
     return parser
+
+
+def _hex_list(text: str) -> frozenset[int]:
+    try:
+        values = frozenset(int(item, 16) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected hex bytes like a4,b0") from None
+    if any(not 0 <= value <= 0xFF for value in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: each instruction is one byte")
+    return values
 
 
 @dataclass(frozen=True)
@@ -145,6 +179,7 @@ class Plan:
     nss_password_file: str | None = None
     ssl: SSLContext | None = None
     server_hostname: str | None = None
+    guard: CardGuard = field(default_factory=CardGuard)
 
 
 def plan_from_args(args: argparse.Namespace) -> Plan:
@@ -159,6 +194,8 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
             raise UsageError(f"port {args.port!r} is neither a number nor a service") from None
     if not 0 < port < 65536:
         raise UsageError(f"port {port} is out of range")
+    if not 0 <= args.pin_guard <= 15:
+        raise UsageError(f"--pin-guard {args.pin_guard}: a card counts 0 to 15 tries")
     if len(args.nicknames) > 100:
         raise UsageError("too many certificates: at most 100 -c options")
     if args.compare:
@@ -207,6 +244,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         nss_password_file=args.nss_password_file,
         ssl=tls,
         server_hostname=args.tls_server_name,
+        guard=CardGuard(args.pin_guard, ApduPolicy(args.allow_ins, frozenset(args.allow_aid))),
     )
 
 
@@ -242,7 +280,7 @@ class Daemon:
 
     def __init__(self, plan: Plan, log_format: LogFormat, debug: int) -> None:
         self.plan = plan
-        self.mirror = HostMirror()
+        self.mirror = HostMirror(plan.guard)
         self._stop = asyncio.Event()
         self._log_format = log_format
         self._tasks: list[asyncio.Task[None]] = []
