@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import structlog
 
+from vscard.trace import command_trace, response_trace
+
 from .atr import parse_atr
 from .codec import CommandDecoder, encode
 from .configuration import ReaderConfiguration
@@ -289,7 +291,7 @@ class Reader:
         flight = self._take_in_flight(request)
         if flight is None:
             return
-        log.debug("ccid.apdu", bSeq=flight.bSeq, response=response.hex())
+        log.debug("ccid.apdu", bSeq=flight.bSeq, response=response_trace(response))
         if len(response) > MAX_APDU_SIZE:
             log.warning("ccid.response_too_long", bSeq=flight.bSeq, length=len(response))
             self._answer(self._data_block_failure(flight.bSeq, SlotError.XFR_OVERRUN))
@@ -463,7 +465,7 @@ class Reader:
             request, command.bSeq, now + self._config.time_extension_interval
         )
         apdu = bytes(chain)
-        log.debug("ccid.apdu", bSeq=command.bSeq, request=request, command=apdu.hex())
+        log.debug("ccid.apdu", bSeq=command.bSeq, request=request, command=command_trace(apdu))
         self._events.append(APDURequested(request, apdu))
 
     def _get_parameters(self, command: PC_to_RDR_GetParameters | PC_to_RDR_ResetParameters) -> None:

@@ -15,6 +15,7 @@ TEST_PACKAGES=("${DEMO_PACKAGES[@]}"
     util-linux iproute2
     libpcsclite-dev swig        # pyscard builds from source
     usbip            # Debian's USB/IP tools as a real peer of our USB/IP server
+    tshark           # its usbip and usbccid dissectors check our bytes
     # libcacard's C vscclient, built from Debian's source package
     dpkg-dev gcc libc6-dev pkg-config libcacard-dev libglib2.0-dev
 )

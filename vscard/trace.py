@@ -17,3 +17,29 @@ def apdu_trace(apdu: bytes) -> str:
     if len(apdu) > 5 and apdu[1] in SECRET_INSTRUCTIONS:
         return f"{apdu[:5].hex()}<{len(apdu) - 5} bytes masked>"
     return apdu.hex()
+
+
+class Trace:
+    """Bytes for a debug line, rendered (hex; PINs masked in commands) only when the line is
+    written: a filtered-out debug line must not cost a hex copy of every 64 KiB APDU."""
+
+    __slots__ = ("_command", "_data")
+
+    def __init__(self, data: bytes, *, command: bool) -> None:
+        self._data = data
+        self._command = command
+
+    def __repr__(self) -> str:
+        return apdu_trace(self._data) if self._command else self._data.hex()
+
+    __str__ = __repr__
+
+
+def command_trace(apdu: bytes) -> Trace:
+    """A command APDU for a log line (PIN-bearing data masked)."""
+    return Trace(apdu, command=True)
+
+
+def response_trace(response: bytes) -> Trace:
+    """A response APDU for a log line."""
+    return Trace(response, command=False)

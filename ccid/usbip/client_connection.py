@@ -71,7 +71,7 @@ class ClientConnection:
         self._pending: dict[int, CmdSubmit] = {}
         self._unlinks: dict[int, int] = {}
         self._next_seqnum = first_seqnum & _U32
-        self._outgoing = bytearray()
+        self._outgoing: list[bytes] = []  # encoded messages, joined once per write
         self._busid = ""
         self.state = ClientState.IDLE
         self.device: ExportedDevice | None = None
@@ -84,7 +84,7 @@ class ClientConnection:
 
     def data_to_send(self) -> bytes:
         """Return, and forget, the bytes queued for the server."""
-        data = bytes(self._outgoing)
+        data = b"".join(self._outgoing)  # one message: no copy
         self._outgoing.clear()
         return data
 
@@ -182,7 +182,7 @@ class ClientConnection:
             raise LocalProtocolError(f"{action} is not possible in state {self.state.name}")
 
     def _send(self, message: Message) -> None:
-        self._outgoing += encode(message)
+        self._outgoing.append(encode(message))
 
     def _pending_submit(self, seqnum: int) -> CmdSubmit | None:
         return self._pending.get(seqnum)

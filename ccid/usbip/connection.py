@@ -104,7 +104,7 @@ class ServerConnection:
         # Bytes a peer may send before the OP decision is made: one maximal URB.
         self._max_early = URB_HEADER_SIZE + max_transfer_length
         self._pending: dict[int, CmdSubmit] = {}
-        self._outgoing = bytearray()
+        self._outgoing: list[bytes] = []  # encoded messages, joined once per write
         self._busid: str | None = None
         self.state = State.OP
         self.device: ExportedDevice | None = None
@@ -117,7 +117,7 @@ class ServerConnection:
 
     def data_to_send(self) -> bytes:
         """Return, and forget, the bytes queued for the peer (whole messages only)."""
-        data = bytes(self._outgoing)
+        data = b"".join(self._outgoing)  # one message: no copy
         self._outgoing.clear()
         return data
 
@@ -229,7 +229,7 @@ class ServerConnection:
             raise LocalProtocolError(f"{action} is not possible in state {self.state.name}")
 
     def _send(self, message: Message) -> None:
-        self._outgoing += encode(message)
+        self._outgoing.append(encode(message))
 
     def _handle(self, request: Request, events: list[ServerEvent]) -> None:
         match request:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from vscard.trace import apdu_trace
+from vscard.trace import apdu_trace, command_trace, response_trace
 
 
 @pytest.mark.parametrize("ins", [0x20, 0x21, 0x24, 0x25, 0x2C, 0x2D])
@@ -16,3 +16,9 @@ def test_pin_bearing_commands_show_their_header_only(ins: int) -> None:
 def test_other_commands_are_shown_whole() -> None:
     assert apdu_trace(bytes.fromhex("00A4040007A0000000790100")) == "00a4040007a0000000790100"
     assert apdu_trace(bytes.fromhex("0020008000")) == "0020008000"  # a status query: no PIN
+
+
+def test_lazy_traces_render_only_when_written_and_mask_commands() -> None:
+    verify = bytes.fromhex("0020008008") + b"12345678"
+    assert repr(command_trace(verify)) == "0020008008<8 bytes masked>"
+    assert str(response_trace(b"\x90\x00")) == "9000"

@@ -15,7 +15,7 @@ from ..client import ClientConnection
 from ..constants import MAX_FRAME_SIZE, VSCARD_MINIMAL_READER_ID, ErrorCode
 from ..errors import ConnectionClosedError, ProtocolError, RequestRefusedError, VSCardError
 from ..events import APDURequest, FlushRequested, PeerInit, RequestAnswered, Unexpected
-from ..trace import apdu_trace
+from ..trace import command_trace, response_trace
 from .stream import READ_SIZE, peer_name, set_nodelay
 
 log = structlog.get_logger("vscard.client")
@@ -73,7 +73,7 @@ class Reader:
                     client._conn.send_flush_complete(self.reader_id)
                 else:
                     log.debug(
-                        "vscard.apdu", reader_id=self.reader_id, command=apdu_trace(item.apdu)
+                        "vscard.apdu", reader_id=self.reader_id, command=command_trace(item.apdu)
                     )
                     try:
                         response = await self._transmit(item.apdu)
@@ -83,7 +83,11 @@ class Reader:
                         )
                         client._conn.send_failure(self.reader_id, ErrorCode.GENERAL_ERROR)
                     else:
-                        log.debug("vscard.apdu", reader_id=self.reader_id, response=response.hex())
+                        log.debug(
+                            "vscard.apdu",
+                            reader_id=self.reader_id,
+                            response=response_trace(response),
+                        )
                         client._conn.send_response(self.reader_id, response)
                 await client._flush()
 

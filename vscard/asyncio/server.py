@@ -35,7 +35,7 @@ from ..events import (
     Unexpected,
 )
 from ..host import DEFAULT_MAX_READERS, HostConnection, HostReader
-from ..trace import apdu_trace
+from ..trace import command_trace, response_trace
 from .stream import READ_SIZE, IPAddress, IPNetwork, peer_address, peer_name, set_nodelay
 
 log = structlog.get_logger("vscard.server")
@@ -117,10 +117,10 @@ class Session:
             self._conn.send_apdu(reader_id, apdu)
             future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
             self._apdus[reader_id] = future
-            self._log.debug("vscard.apdu", reader_id=reader_id, command=apdu_trace(apdu))
+            self._log.debug("vscard.apdu", reader_id=reader_id, command=command_trace(apdu))
             await self._flush()
             response = await future
-            self._log.debug("vscard.apdu", reader_id=reader_id, response=response.hex())
+            self._log.debug("vscard.apdu", reader_id=reader_id, response=response_trace(response))
             return response
 
     async def flush(self, reader_id: int) -> None:
