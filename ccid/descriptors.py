@@ -282,11 +282,14 @@ class ReaderDescriptors:
     @classmethod
     def from_configuration(cls, config: ReaderConfiguration) -> ReaderDescriptors:
         """The descriptors of a reader configured by ``config``."""
+        # QEMU's usb-ccid order, which libccid is known to take. The interrupt endpoint comes
+        # first so that Wireshark, which keys an interface's payload dissector by the type of
+        # its last endpoint, reads the bulk traffic as CCID.
         endpoints = (
-            EndpointDescriptor(BULK_OUT, EndpointDescriptor.TRANSFER_BULK, MAX_PACKET_SIZE),
-            EndpointDescriptor(BULK_IN, EndpointDescriptor.TRANSFER_BULK, MAX_PACKET_SIZE),
             # 8 bytes hold libccid's whole interrupt read; full-speed bInterval is in ms.
             EndpointDescriptor(INTERRUPT_IN, EndpointDescriptor.TRANSFER_INTERRUPT, 8, 255),
+            EndpointDescriptor(BULK_IN, EndpointDescriptor.TRANSFER_BULK, MAX_PACKET_SIZE),
+            EndpointDescriptor(BULK_OUT, EndpointDescriptor.TRANSFER_BULK, MAX_PACKET_SIZE),
         )
         interface = InterfaceDescriptor(bNumEndpoints=len(endpoints))
         ccid = CCIDClassDescriptor(dwMaxCCIDMessageLength=config.max_message_length)

@@ -25,7 +25,8 @@ CCID = bytes.fromhex(
     "36 21 1001 00 07 03000000 A00F0000 A00F0000 00 002A0000 16400500 00 FE000000"
     " 00000000 00000000 FE040400 12000100 FF FF 0000 00 01"
 )
-ENDPOINTS = bytes.fromhex("07 05 03 02 4000 00  07 05 82 02 4000 00  07 05 81 03 0800 FF")
+# In QEMU's order: interrupt IN, bulk IN, bulk OUT.
+ENDPOINTS = bytes.fromhex("07 05 81 03 0800 FF  07 05 82 02 4000 00  07 05 03 02 4000 00")
 
 # QEMU 7.2's usb-ccid class descriptor (vscard-and-qemu.md §3.2), to check the layout
 # against a descriptor libccid is known to read.

@@ -17,14 +17,11 @@ and packet-usb-ccid.c of that version):
   every CMD_SUBMIT, RET_SUBMIT, CMD_UNLINK and RET_UNLINK, and hands each URB to ``usb``, which
   decodes the enumeration fully: device and configuration descriptors (with our 54-byte CCID
   class descriptor, through ``usbccid``), strings, SET_CONFIGURATION.
-- ``usbccid`` is not reached through the interface class over USB/IP: the usb dissector learns
-  the transfer type of a non-control URB from the endpoint descriptors but stores it once per
-  interface, so the last endpoint descriptor (ours is the interrupt IN, 0x81) wins and bulk
-  payloads are looked up in the interrupt table, where usbccid is not registered (with the
-  interrupt endpoint listed first the class lookup works, all three endpoints then go to
-  usbccid). ``-d usb.product==0x08e64433,usbccid`` works: every bulk and interrupt message is
-  then named (``usb.device`` would need key 0, as the USB/IP path never fills in the bus and
-  device address it keys by).
+- ``usbccid`` is reached through the interface class with no option, because our reader lists
+  its interrupt endpoint first (as QEMU's does): the usb dissector stores one transfer type per
+  interface, from the *last* endpoint descriptor, and looks the payload dissector up by it;
+  with the interrupt endpoint last, bulk payloads were looked up in the interrupt table, where
+  usbccid is not registered (``-d usb.product==0x08e64433,usbccid`` was then needed).
 - ``usbccid`` does not reassemble a message spread over several transfers: the first piece
   shows the header (its dwLength longer than the piece), each later piece is read as a message
   of its own (our zero-filled data: ``Unknown (0x00)``). With the payload left to the data
@@ -347,12 +344,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Session]:
 
 
 def tshark(recorded: tuple[Path, Session], *args: str) -> str:
-    """Decode the capture: USB/IP on the server's port, CCID for our VID:PID."""
+    """Decode the capture: USB/IP on the server's port; CCID is found by interface class."""
     path, session = recorded
-    decode_as = [
-        *("-d", f"tcp.port=={session.port},usbip"),
-        *("-d", "usb.product==0x08e64433,usbccid"),
-    ]
+    decode_as = ["-d", f"tcp.port=={session.port},usbip"]
     command = [TSHARK, "-r", str(path), *decode_as, *args]
     return subprocess.run(command, capture_output=True, check=True, text=True, timeout=120).stdout
 
