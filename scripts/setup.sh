@@ -16,6 +16,8 @@ TEST_PACKAGES=("${DEMO_PACKAGES[@]}"
     libpcsclite-dev swig        # pyscard builds from source
     usbip            # Debian's USB/IP tools as a real peer of our USB/IP server
     tshark           # its usbip and usbccid dissectors check our bytes
+    # the test guest: its kernel comes from Debian's package, its userspace from these
+    busybox-static libccid opensc-pkcs11 pcsc-tools openssl
     # libcacard's C vscclient, built from Debian's source package
     dpkg-dev gcc libc6-dev pkg-config libcacard-dev libglib2.0-dev
 )

@@ -1,0 +1,544 @@
+"""What the guest verifies: small shell snippets, each reported as one ``@@CHECK@@`` line.
+
+A :class:`Check` is a name and a busybox ``sh`` body whose exit status is the verdict; whatever
+it prints is sent back to the host. Checks run one after another in a fresh ``sh`` under a
+guest-side ``timeout``, so one hanging tool does not cost the others their result. The helpers
+of :data:`GUEST_LIBRARY` (``vs_poll``, ``vs_wait``, ...) are available to every body.
+
+Checks that need the host to do something in the middle (remove the card, unplug the reader)
+call ``vs_wait <token>``: the guest prints ``@@WAIT <token>@@`` and blocks until the host
+answers on the console (see :mod:`.console`). The tokens used here are the constants
+``REMOVE_CARD``, ``INSERT_CARD`` and ``REMOVE_READER``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .console import valid_name
+
+#: Host actions asked for by the checks below.
+REMOVE_CARD = "remove-card"
+INSERT_CARD = "insert-card"
+REMOVE_READER = "remove-reader"
+STOP_SERVING = "stop-serving"
+
+#: OpenSC's name for the CAC driver (``opensc-tool -n``).
+CAC_DRIVER = "Common Access Card (CAC)"
+
+DEFAULT_PIN = "77777777"
+
+#: Where the guest reaches the host's loopback under QEMU user networking.
+HOST_ADDRESS = "10.0.2.2"
+GUEST_ADDRESS = "10.0.2.15/24"
+
+#: How long a check may run in the guest before it is killed and reported as failed (and the
+#: run stops there). The slowest normal check, a sign with pkcs11-tool, takes about 1.5 s.
+DEFAULT_CHECK_SECONDS = 45
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verdict from the guest."""
+
+    name: str
+    body: str
+    """Commands for busybox ``sh``; exit status 0 means PASS. Output goes to the report."""
+    fatal: bool = False
+    """A failure skips every later check (used for setup steps nothing works without)."""
+    seconds: int = DEFAULT_CHECK_SECONDS
+
+    def __post_init__(self) -> None:
+        if not valid_name(self.name):
+            raise ValueError(f"check name {self.name!r} must match [A-Za-z0-9_.:-]+")
+        if self.seconds <= 0:
+            raise ValueError(f"check {self.name}: seconds must be positive, not {self.seconds}")
+
+
+GUEST_LIBRARY = r"""
+# Sourced by every check. Names start with vs_ to stay out of the way.
+VS=/run/vscard
+
+vs_ms() {  # milliseconds since boot
+    read -r vs_up vs_rest </proc/uptime
+    vs_s=${vs_up%.*}
+    vs_c=${vs_up#*.}
+    echo $((vs_s * 1000 + ${vs_c#0} * 10))
+}
+
+vs_poll() {  # SECONDS COMMAND...: retry COMMAND until it succeeds; prints the last try's output
+    vs_deadline=$(($(vs_ms) + $1 * 1000))
+    shift
+    vs_tries=0
+    while :; do
+        vs_tries=$((vs_tries + 1))
+        if "$@" >"$VS/poll.out" 2>&1; then
+            cat "$VS/poll.out"
+            return 0
+        fi
+        if [ "$(vs_ms)" -ge "$vs_deadline" ]; then
+            cat "$VS/poll.out"
+            echo "(still failing after $vs_tries tries: $*)"
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+vs_wait() {  # TOKEN [SECONDS]: ask the host to act and wait for its answer on the console
+    printf '@@WAIT %s@@\n' "$1" >/dev/console
+    while read -r -t "${2:-120}" vs_line </dev/console; do
+        case $vs_line in
+            *"@@GO $1@@"*) echo "host did: $1"; return 0 ;;
+            *"@@NOGO $1@@"*) echo "host could not: $1"; return 1 ;;
+        esac
+    done
+    echo "no answer from the host to: $1"
+    return 1
+}
+
+vs_ccid_interfaces() {  # sysfs USB interfaces of class 0x0B (smart card)
+    for vs_class in /sys/bus/usb/devices/*/bInterfaceClass; do
+        [ -r "$vs_class" ] && [ "$(cat "$vs_class")" = 0b ] && echo "${vs_class%/*}"
+    done
+    return 0
+}
+
+vs_ccid_present() {
+    vs_found=$(vs_ccid_interfaces)
+    [ -n "$vs_found" ] || { echo "no USB interface of class 0b"; return 1; }
+    for vs_if in $vs_found; do
+        vs_dev=${vs_if%:*}
+        echo "$vs_if: $(cat "$vs_dev/idVendor"):$(cat "$vs_dev/idProduct")" \
+            "$(cat "$vs_dev/manufacturer" 2>/dev/null) / $(cat "$vs_dev/product" 2>/dev/null)"
+    done
+}
+
+vs_ccid_absent() {
+    vs_found=$(vs_ccid_interfaces)
+    [ -z "$vs_found" ] || { echo "still there: $vs_found"; return 1; }
+    echo "no USB interface of class 0b"
+}
+
+vs_readers() {  # opensc-tool -l; succeeds if pcscd lists a reader whose line contains $1
+    vs_out=$(opensc-tool -l 2>&1)
+    echo "$vs_out"
+    echo "$vs_out" | grep -E '^[0-9]+ +(Yes|No) ' | grep -qF -- "$1"
+}
+
+vs_card() {  # succeeds if a reader reports a card (Yes) or, with "No", no card
+    vs_out=$(opensc-tool -l 2>&1)
+    echo "$vs_out"
+    echo "$vs_out" | grep -qE "^[0-9]+ +$1 "
+}
+
+vs_no_card_anywhere() {  # no reader reports a card (or there is no reader)
+    vs_out=$(opensc-tool -l 2>&1)
+    echo "$vs_out"
+    ! echo "$vs_out" | grep -qE "^[0-9]+ +Yes "
+}
+
+vs_key_id() {  # the ID of certificate number $1 (1-based); its private key has the same ID
+    pkcs11-tool -O --type cert 2>/dev/null |
+        awk -v n="$1" '/ID:/ { if (++i == n) { print $2; exit } }'
+}
+"""
+
+
+def _q(value: str) -> str:
+    return shlex.quote(value)
+
+
+# --- setup steps ----------------------------------------------------------------------------
+
+
+def load_modules(*groups: str) -> Check:
+    """insmod the image's module groups (``usb``, ``usbip``, ``net``)."""
+    return Check(
+        "setup.modules",
+        f"load-modules {' '.join(_q(g) for g in groups)} && lsmod",
+        fatal=True,
+    )
+
+
+def network_up() -> Check:
+    """Configure eth0 statically for QEMU user networking."""
+    body = f"""
+vs_poll 10 test -e /sys/class/net/eth0 || exit 1
+ip addr add {GUEST_ADDRESS} dev eth0 && ip link set eth0 up &&
+    ip route add default via {HOST_ADDRESS} && ip addr show eth0
+"""
+    return Check("setup.network", body, fatal=True)
+
+
+def usbip_attach(port: int, busid: str, host: str = HOST_ADDRESS) -> Check:
+    """``usbip attach`` the host's device (retried briefly, the server may still be starting).
+
+    (No ``usbip port`` here: while the kernel still enumerates the new device it fails.)
+    """
+    body = f"""
+vs_poll 15 usbip --tcp-port {port} attach -r {_q(host)} -b {_q(busid)}
+"""
+    return Check("setup.usbip-attach", body, fatal=True)
+
+
+def usbip_reader(port: int, busid: str, host: str = HOST_ADDRESS) -> tuple[Check, ...]:
+    """Attach the server's ``busid``, wait for the CCID device, start pcscd."""
+    return (usbip_attach(port, busid, host), ccid_device(), start_pcscd())
+
+
+def usbip_export(busid: str) -> Check:
+    """Bind ``busid`` to usbip-host and start ``usbipd`` (a reference USB/IP server)."""
+    body = f"""
+usbip bind -b {_q(busid)} || exit 1
+usbipd -D || exit 1
+vs_poll 10 sh -c 'netstat -ltn | grep -q ":3240 "' || exit 1
+usbip list -l
+"""
+    return Check("setup.usbip-export", body, fatal=True)
+
+
+def serve(token: str = STOP_SERVING, seconds: int = 600) -> Check:
+    """Keep running (serving) until the host answers ``token``."""
+    return Check("serve", f"vs_wait {_q(token)} {seconds}", seconds=seconds + 10)
+
+
+def ccid_device(seconds: int = 30) -> Check:
+    """A USB interface of class 0x0B shows up (the kernel enumerated the reader)."""
+    return Check("setup.ccid-device", f"vs_poll {seconds} vs_ccid_present", fatal=True)
+
+
+def start_pcscd() -> Check:
+    """Start pcscd (debug log in /run/vscard/pcscd.log) once the reader exists: no hotplug."""
+    body = """
+setsid pcscd --foreground --debug >"$VS/pcscd.log" 2>&1 </dev/null &
+vs_poll 15 test -S /run/pcscd/pcscd.comm || { cat "$VS/pcscd.log"; exit 1; }
+echo "pcscd is up"
+"""
+    return Check("setup.pcscd", body, fatal=True)
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+def reader_listed(name_contains: str = "", seconds: int = 20) -> Check:
+    """pcscd/libccid list a reader (``opensc-tool -l``) whose name contains ``name_contains``."""
+    return Check("reader-listed", f"vs_poll {seconds} vs_readers {_q(name_contains)}")
+
+
+def atr(expected: bytes | None = None, seconds: int = 20) -> Check:
+    """A card is present and ``opensc-tool -a`` prints its ATR (equal to ``expected``)."""
+    body = f"vs_poll {seconds} opensc-tool -a || exit 1\n"
+    if expected is not None:
+        want = expected.hex()
+        body += f"""
+got=$(opensc-tool -a 2>/dev/null | grep -iE '^[0-9a-f]{{2}}(:[0-9a-f]{{2}})*$' | tr -d ':' |
+    tr A-F a-f)
+[ "$got" = {want} ] || {{ echo "expected ATR {want}, got $got"; exit 1; }}
+"""
+    return Check("atr", body)
+
+
+def card_driver(expected: str = CAC_DRIVER) -> Check:
+    """OpenSC picks the card driver named ``expected`` (``opensc-tool -n``)."""
+    body = f"""
+out=$(opensc-tool -n 2>&1); status=$?
+echo "$out"
+[ $status -eq 0 ] && echo "$out" | grep -qxF -- {_q(expected)}
+"""
+    return Check("card-driver", body)
+
+
+def _count_body(command: str, counts: Sequence[tuple[str, str, int | None]]) -> str:
+    lines = [f"{command} >$VS/objects 2>&1; status=$?", "cat $VS/objects", "ok=$status"]
+    for label, pattern, want in counts:
+        if want is None:
+            continue
+        lines.append(f"n=$(grep -cE {_q(pattern)} $VS/objects)")
+        lines.append(f'echo "{label}: $n (want {want})"')
+        lines.append(f"[ $n -eq {want} ] || ok=1")
+    lines.append("exit $ok")
+    return "\n".join(lines) + "\n"
+
+
+def pkcs15_objects(certificates: int | None = 3, private_keys: int | None = 3) -> Check:
+    """``pkcs15-tool -D`` shows that many X.509 certificates and private RSA keys."""
+    body = _count_body(
+        "pkcs15-tool -D",
+        (
+            ("certificates", r"^X\.509 Certificate \[", certificates),
+            ("private RSA keys", r"^Private RSA Key \[", private_keys),
+        ),
+    )
+    return Check("pkcs15-objects", body)
+
+
+def pkcs11_slots() -> Check:
+    """``pkcs11-tool -L`` lists a slot with a token in it."""
+    body = """
+out=$(pkcs11-tool -L 2>&1); status=$?
+echo "$out"
+[ $status -eq 0 ] && echo "$out" | grep -q 'token label'
+"""
+    return Check("pkcs11-slots", body)
+
+
+def pkcs11_objects(
+    certificates: int | None = 3, private_keys: int | None = 3, *, pin: str = DEFAULT_PIN
+) -> Check:
+    """Logged in, ``pkcs11-tool -O`` shows that many certificate and private key objects.
+
+    (The CAC's private keys are private objects: without a login they are not listed.)
+    """
+    body = _count_body(
+        f"pkcs11-tool --login --pin {_q(pin)} -O",
+        (
+            ("certificates", r"^Certificate Object", certificates),
+            ("private keys", r"^Private Key Object", private_keys),
+        ),
+    )
+    return Check("pkcs11-objects", body)
+
+
+#: pkcs11-tool mechanism -> the openssl verification of its signature over $VS/data.
+_VERIFY = {
+    "RSA-PKCS": "openssl pkeyutl -verify -pubin -inkey $VS/pub.pem -in $VS/data -sigfile $VS/sig",
+    **{
+        f"{digest.upper()}-RSA-PKCS": (
+            f"openssl dgst -{digest} -verify $VS/pub.pem -signature $VS/sig $VS/data"
+        )
+        for digest in ("sha1", "sha224", "sha256", "sha384", "sha512")
+    },
+    **{
+        f"{digest.upper()}-RSA-PKCS-PSS": (
+            f"openssl dgst -{digest} -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest"
+            " -verify $VS/pub.pem -signature $VS/sig $VS/data"
+        )
+        for digest in ("sha1", "sha224", "sha256", "sha384", "sha512")
+    },
+}
+
+#: Mechanisms :func:`sign_verify` knows how to verify.
+SIGN_MECHANISMS = tuple(_VERIFY)
+
+_KEY_PREAMBLE = """
+id={key_id}
+[ -n "$id" ] || {{ echo "no certificate number {key}"; pkcs11-tool -O; exit 1; }}
+echo "key ID $id"
+pkcs11-tool --read-object --type cert --id "$id" -o $VS/cert.der >/dev/null 2>&1 ||
+    {{ echo "no certificate with ID $id"; exit 1; }}
+openssl x509 -inform DER -in $VS/cert.der -noout -subject || exit 1
+openssl x509 -inform DER -in $VS/cert.der -noout -pubkey >$VS/pub.pem || exit 1
+printf 'vscard guest test data %s\\n' "$(vs_ms)" >$VS/data
+"""
+
+
+def _key_preamble(key: int, key_id: str | None) -> str:
+    """Shell that sets $id (the ``key``-th certificate's ID, or ``key_id``) and $VS/pub.pem."""
+    chosen = _q(key_id) if key_id is not None else f'"$(vs_key_id {key})"'
+    return _KEY_PREAMBLE.format(key=key, key_id=chosen)
+
+
+def _key_suffix(key: int, key_id: str | None) -> str:
+    if key_id is not None:
+        return f".id{key_id}"
+    return "" if key == 1 else f".key{key}"
+
+
+def sign_verify(
+    mechanism: str = "SHA256-RSA-PKCS",
+    *,
+    key: int = 1,
+    key_id: str | None = None,
+    pin: str = DEFAULT_PIN,
+) -> Check:
+    """Log in, sign with the ``key``-th private key (or the one with ``key_id``), and verify the
+    signature with openssl against the matching certificate."""
+    if mechanism not in _VERIFY:
+        raise ValueError(f"cannot verify {mechanism}; known: {', '.join(SIGN_MECHANISMS)}")
+    body = (
+        _key_preamble(key, key_id)
+        + f"""
+pkcs11-tool --login --pin {_q(pin)} --sign -m {mechanism} --id "$id" \\
+    -i $VS/data -o $VS/sig || exit 1
+echo "signature: $(wc -c <$VS/sig) bytes"
+{_VERIFY[mechanism]}
+"""
+    )
+    return Check(f"sign.{mechanism}{_key_suffix(key, key_id)}", body)
+
+
+def decrypt(*, key: int = 1, key_id: str | None = None, pin: str = DEFAULT_PIN) -> Check:
+    """Encrypt to the ``key``-th certificate (openssl, PKCS#1 v1.5); the card decrypts it."""
+    body = (
+        _key_preamble(key, key_id)
+        + f"""
+openssl pkeyutl -encrypt -pubin -inkey $VS/pub.pem -in $VS/data -out $VS/enc || exit 1
+pkcs11-tool --login --pin {_q(pin)} --decrypt -m RSA-PKCS --id "$id" \\
+    -i $VS/enc -o $VS/dec || exit 1
+cmp $VS/data $VS/dec && echo "decrypted: $(cat $VS/dec)"
+"""
+    )
+    return Check(f"decrypt.RSA-PKCS{_key_suffix(key, key_id)}", body)
+
+
+def card_reinserted(seconds: int = 20) -> Check:
+    """pcscd sees the card leave after ``remove-card`` and come back after ``insert-card``."""
+    body = f"""
+vs_poll {seconds} vs_card Yes >/dev/null || {{ echo "no card to begin with"; exit 1; }}
+vs_wait {REMOVE_CARD} || exit 1
+vs_poll {seconds} vs_card No || exit 1
+vs_wait {INSERT_CARD} || exit 1
+vs_poll {seconds} vs_card Yes || exit 1
+opensc-tool -a
+"""
+    return Check("card-reinserted", body, seconds=3 * seconds + 60)
+
+
+def reader_removed(*, device_gone: bool = True, seconds: int = 20) -> Check:
+    """After ``remove-reader``, pcscd reports no card; with ``device_gone``, the USB device left.
+
+    Without udevd pcscd gets no hotplug events, so it keeps listing the reader (with no card).
+    Whether the USB device goes away depends on the setup: it does when QEMU unplugs usb-ccid
+    (emulated, QMP ``device_del``) or a USB/IP server drops the device; it stays for a VSCard
+    ReaderRemove on ccid-card-passthru (QEMU keeps usb-ccid attached): use ``device_gone=False``.
+    """
+    gone = f"vs_poll {seconds} vs_ccid_absent || exit 1\n" if device_gone else ""
+    body = f"""
+vs_wait {REMOVE_READER} || exit 1
+{gone}echo "pcscd now says:"
+vs_poll {seconds} vs_no_card_anywhere
+"""
+    return Check("reader-removed", body, seconds=2 * seconds + 150)
+
+
+def usbip_list(port: int, busid: str, host: str = HOST_ADDRESS) -> Check:
+    """``usbip list -r`` shows the server's ``busid``."""
+    body = f"""
+out=$(usbip --tcp-port {port} list -r {_q(host)} 2>&1); status=$?
+echo "$out"
+[ $status -eq 0 ] && echo "$out" | grep -qE {_q(f"^ *{busid}: ")}
+"""
+    return Check("usbip-list", body)
+
+
+def usbip_detach(seconds: int = 20) -> Check:
+    """``usbip detach`` every imported port; the CCID device disappears."""
+    body = f"""
+usbip port
+ports=$(usbip port 2>/dev/null | sed -n 's/^Port \\([0-9]*\\): <Port in Use>.*/\\1/p')
+[ -n "$ports" ] || {{ echo "no imported port"; exit 1; }}
+for p in $ports; do usbip detach -p "$p" || exit 1; done
+vs_poll {seconds} vs_ccid_absent
+"""
+    return Check("usbip-detach", body)
+
+
+def standard_card_checks(
+    *,
+    certificates: int = 3,
+    private_keys: int = 3,
+    mechanism: str = "SHA256-RSA-PKCS",
+    driver: str = CAC_DRIVER,
+) -> tuple[Check, ...]:
+    """What a CAC card with a reader must pass: the reference card's list."""
+    return (
+        reader_listed(),
+        atr(),
+        card_driver(driver),
+        pkcs15_objects(certificates, private_keys),
+        pkcs11_slots(),
+        pkcs11_objects(certificates, private_keys),
+        sign_verify(mechanism),
+    )
+
+
+# --- the script -----------------------------------------------------------------------------
+
+_RUNNER = r"""
+vs_failed=0
+vs_run() {  # INDEX NAME SECONDS FATAL
+    vs_start=$(vs_ms)
+    timeout -s KILL "$3" sh -c ". $VS/lib.sh; . $VS/check.$1" >"$VS/out.$1" 2>&1 </dev/null
+    vs_status=$?
+    vs_end=$(vs_ms)
+    if [ $vs_status -eq 0 ]; then
+        vs_verdict=PASS
+    else
+        vs_verdict=FAIL
+        vs_failed=1
+        {
+            [ $vs_status -eq 137 ] && echo "(killed after $3 s; the checks after it did not run)"
+            echo "(exit status $vs_status)"
+            if [ -r "$VS/pcscd.log" ]; then
+                echo "--- pcscd log, last 40 lines ---"
+                tail -n 40 "$VS/pcscd.log"
+            fi
+        } >>"$VS/out.$1"
+    fi
+    printf '@@CHECK %s %s %s %s@@\n' "$2" $vs_verdict $((vs_end - vs_start)) \
+        "$(base64 -w 0 "$VS/out.$1")"
+    if [ -n "${VS_HUMAN:-}" ]; then  # interactive: the same, readable
+        echo "== $2: $vs_verdict ($((vs_end - vs_start)) ms)"
+        [ $vs_verdict = PASS ] || sed 's/^/   /' "$VS/out.$1"
+    fi
+    # A check killed for its time wedged something (pcscd waiting on the reader, usually):
+    # later checks would only wait too, so stop like after a fatal failure.
+    [ $vs_verdict = PASS ] || { [ "$4" = 0 ] && [ $vs_status -ne 137 ]; }
+}
+
+vs_log() {  # NAME FILE
+    [ -r "$2" ] && printf '@@LOG %s %s@@\n' "$1" "$(base64 -w 0 "$2")"
+}
+"""
+
+
+def guest_script(
+    checks: Sequence[Check], *, logs: bool | None = None, interactive: bool = False
+) -> str:
+    """The script the guest's /init runs: write the checks to files, run them, report.
+
+    ``logs``: send pcscd's log and dmesg as ``@@LOG@@`` lines (None: only if a check failed).
+    ``interactive``: end with a shell on the console instead of powering off.
+    """
+    names = [check.name for check in checks]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"check names must be unique: {', '.join(duplicates)}")
+    delimiter = f"VSCARD_EOF_{secrets.token_hex(8)}"
+    parts = [
+        "#!/bin/sh",
+        "VS=/run/vscard",
+        f"VS_HUMAN={'1' if interactive else ''}",
+        'mkdir -p "$VS"',
+        "stty -echo </dev/console 2>/dev/null",
+        f"cat >\"$VS/lib.sh\" <<'{delimiter}'",
+        GUEST_LIBRARY,
+        delimiter,
+        ". $VS/lib.sh",
+        _RUNNER,
+    ]
+    for index, check in enumerate(checks):
+        parts += [f"cat >\"$VS/check.{index}\" <<'{delimiter}'", check.body.strip("\n"), delimiter]
+    parts.append("echo '@@BEGIN@@'")
+    parts.append("while :; do")
+    for index, check in enumerate(checks):
+        fatal = 1 if check.fatal else 0
+        parts.append(f"    vs_run {index} {check.name} {check.seconds} {fatal} || break")
+    parts += ["    break", "done"]
+    if logs is None:
+        parts.append('if [ "$vs_failed" = 1 ]; then')
+    else:
+        parts.append(f"if {'true' if logs else 'false'}; then")
+    parts += [
+        '    vs_log pcscd "$VS/pcscd.log"',
+        '    dmesg >"$VS/dmesg" 2>&1 && vs_log dmesg "$VS/dmesg"',
+        "fi",
+        "echo '@@END@@'",
+    ]
+    if interactive:
+        parts += ["stty echo </dev/console", "setsid cttyhack sh -l"]
+    return "\n".join(parts) + "\n"
