@@ -11,11 +11,23 @@ The layers, bottom up:
   (:class:`Credential`, whose :class:`CardKey` does the private-key operation).
 - :class:`CardStore` (a card directory), :func:`generate_card` (``cacard new``) and
   :mod:`cacard.sources` (PEM, DER, PKCS#12 files).
+- :func:`open_backend`: the card a :class:`CardDirectory`, an :class:`NssDatabase`
+  (:mod:`cacard.nss`) or a :class:`Pkcs11Token` (:mod:`cacard.pkcs11`) backs, with its PIN.
+- :data:`CAC_ATR` (libcacard's, T=0) and :data:`CAC_ATR_T1` (T=0 and T=1): :mod:`cacard.atr`.
 - :func:`serve_vpcd`: the card served to a local pcscd through vsmartcard's vpcd.
 """
 
 from .apdu import CommandAPDU, Response, StatusWord
-from .card import CAC_ATR, Card, CardState
+from .atr import CAC_ATR, CAC_ATR_T1
+from .backends import (
+    Backend,
+    BackendError,
+    CardDirectory,
+    NssDatabase,
+    Pkcs11Token,
+    open_backend,
+)
+from .card import Card, CardState
 from .generate import CardRequest, generate_card
 from .keys import CardKey, Credential, KeyOperationError
 from .pin import PinState
@@ -25,7 +37,11 @@ from .vpcd import VpcdConnection, serve_vpcd
 
 __all__ = [
     "CAC_ATR",
+    "CAC_ATR_T1",
+    "Backend",
+    "BackendError",
     "Card",
+    "CardDirectory",
     "CardInUseError",
     "CardKey",
     "CardProfile",
@@ -35,7 +51,9 @@ __all__ = [
     "CommandAPDU",
     "Credential",
     "KeyOperationError",
+    "NssDatabase",
     "PinState",
+    "Pkcs11Token",
     "ProfileError",
     "Response",
     "StatusWord",
@@ -43,5 +61,6 @@ __all__ = [
     "VpcdConnection",
     "generate_card",
     "new_card",
+    "open_backend",
     "serve_vpcd",
 ]

@@ -28,6 +28,8 @@ from typing import Final
 
 import structlog
 
+from vscard.trace import apdu_trace
+
 from .apdu import (
     SHORT_MAX,
     APDUFormatError,
@@ -39,12 +41,10 @@ from .apdu import (
     success,
 )
 from .applets.applet import Applet, Selection
+from .atr import CAC_ATR as CAC_ATR
 from .pin import INS_CHANGE_REFERENCE_DATA, INS_VERIFY, SALT_SIZE, Pin, PinState
 
 log = structlog.get_logger(__name__)
-
-#: libcacard's CAC ATR: TA1 18, TB1 00, TC1 00 (T=0 only) and "sfte cd144".
-CAC_ATR: Final = bytes.fromhex("3B7A18000073667465206364313434")
 
 CHANNELS: Final = 4
 INS_SELECT: Final = 0xA4
@@ -62,8 +62,6 @@ CLA_CHANNEL: Final = 0x03
 _CHANNEL_CLASSES: Final = frozenset({0x0, 0x8, 0x9, 0xA})
 _PLAIN_CLASSES: Final = frozenset({0xB, 0xC})
 _CHAINING_CLASS: Final = 0x1
-#: Instructions whose data must not appear in logs.
-_SECRET_INSTRUCTIONS: Final = frozenset({INS_VERIFY, INS_CHANGE_REFERENCE_DATA})
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +78,6 @@ StateSink = Callable[[CardState], None]
 
 def _channel(cla: int) -> int:
     return cla & CLA_CHANNEL if cla >> 4 in _CHANNEL_CLASSES else 0
-
-
-def _redacted(apdu: bytes) -> str:
-    if len(apdu) > 5 and apdu[1] in _SECRET_INSTRUCTIONS:
-        return apdu[:5].hex() + "<redacted>"
-    return apdu.hex()
 
 
 class Card:
@@ -167,11 +159,11 @@ class Card:
                 self.power_on()
             response = self._process(bytes(apdu))
         except Exception:
-            log.exception("cacard.internal_error", command=_redacted(bytes(apdu)))
+            log.exception("cacard.internal_error", command=apdu_trace(bytes(apdu)))
             self._pending = b""
             response = status(StatusWord.NO_PRECISE_DIAGNOSIS)
         raw = response.to_bytes()
-        log.debug("cacard.apdu", command=_redacted(bytes(apdu)), response=raw.hex())
+        log.debug("cacard.apdu", command=apdu_trace(bytes(apdu)), response=raw.hex())
         return raw
 
     def _process(self, raw: bytes) -> Response:

@@ -1,10 +1,19 @@
 """The ``cacard`` command: make a card, look at it, serve it to pcscd.
 
-cacard new DIR [--pin PIN] [--certs N] [--key-size BITS] [--name NAME] [--pin-tries N]
-cacard import DIR (--cert CERT --key KEY | --pkcs12 FILE)... [--pin PIN] [--pin-tries N]
+cacard new DIR [--pin PIN] [--certs N] [--key-size BITS] [--name NAME] [--pin-tries N] [--atr ATR]
+cacard import DIR (--cert CERT --key KEY | --pkcs12 FILE)... [--pin PIN] [--pin-tries N] [--atr ATR]
 cacard info DIR
-cacard serve-vpcd DIR [--host HOST] [--port 35963] [--once]
+cacard serve-vpcd BACKEND [--host HOST] [--port 35963] [--once]
+    BACKEND is one of
+    DIR                                   a card directory
+    --nss DB --cert NICK... [--nss-password-file FILE]
+                                          an NSS database, certificates by nickname
+    --pkcs11 MODULE [--token LABEL] [--cert LABEL...] [--token-pin-file FILE]
+                                          a PKCS#11 token, certificates by CKA_LABEL
+    and the last two take [--pin PIN] [--pin-tries N] [--atr ATR]
 cacard unblock DIR [--pin NEW_PIN]
+
+ATR is ``cac`` (libcacard's, T=0; the default), ``cac-t1`` (T=0 and T=1) or hex.
 """
 
 from __future__ import annotations
@@ -16,12 +25,23 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Final
 
 import structlog
 from cryptography import x509
 
 from .applets.pki import MAX_PKI_APPLETS
+from .atr import CAC_ATR, NAMED_ATRS, ATRError, atr_from_name, protocols
+from .backends import (
+    Backend,
+    BackendError,
+    CardDirectory,
+    NssDatabase,
+    Pkcs11Token,
+    open_backend,
+)
+from .card import Card
 from .generate import (
     DEFAULT_CERTIFICATES,
     DEFAULT_KEY_SIZE,
@@ -59,6 +79,27 @@ class UsageError(Exception):
     """Arguments that make no sense together."""
 
 
+_ATR_HELP = f"{' or '.join(NAMED_ATRS)} (default: cac, T=0 only; cac-t1 offers T=1 too) or hex"
+#: serve-vpcd options that only some backends take, by destination, with their spelling.
+_BACKEND_OPTIONS: Final = {
+    "cert": ("--cert", ("nss", "pkcs11")),
+    "token": ("--token", ("pkcs11",)),
+    "nss_password_file": ("--nss-password-file", ("nss",)),
+    "token_pin_file": ("--token-pin-file", ("pkcs11",)),
+    "pin": ("--pin", ("nss", "pkcs11")),
+    "pin_tries": ("--pin-tries", ("nss", "pkcs11")),
+    "atr": ("--atr", ("nss", "pkcs11")),
+}
+
+
+def _atr(text: str) -> bytes:
+    """argparse type for --atr."""
+    try:
+        return atr_from_name(text)
+    except ATRError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _configure_logging(verbosity: int) -> None:
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
     structlog.configure(
@@ -87,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--key-size", type=int, default=DEFAULT_KEY_SIZE, metavar="BITS")
     new.add_argument("--name", default=DEFAULT_NAME, help="the holder's name")
     new.add_argument("--pin-tries", type=int, default=DEFAULT_MAX_TRIES, metavar="N")
+    new.add_argument("--atr", type=_atr, default=CAC_ATR, help=_ATR_HELP)
 
     imp = commands.add_parser("import", help="make a card from existing certificates and keys")
     imp.add_argument("directory", metavar="DIR")
@@ -96,12 +138,41 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--password", help="password of the keys or PKCS#12 files")
     imp.add_argument("--pin", default=DEFAULT_PIN)
     imp.add_argument("--pin-tries", type=int, default=DEFAULT_MAX_TRIES, metavar="N")
+    imp.add_argument("--atr", type=_atr, default=CAC_ATR, help=_ATR_HELP)
 
     info = commands.add_parser("info", help="show what a card holds")
     info.add_argument("directory", metavar="DIR")
 
-    serve = commands.add_parser("serve-vpcd", help="serve a card to pcscd through vpcd")
-    serve.add_argument("directory", metavar="DIR")
+    serve = commands.add_parser(
+        "serve-vpcd",
+        help="serve a card to pcscd through vpcd",
+        description="Serve a card directory (DIR), a card backed by an NSS database (--nss) or "
+        "one backed by a PKCS#11 token (--pkcs11). The card PIN of the last two is --pin, "
+        "else the database password or token PIN, else 77777777; their PIN retry counter "
+        "lives in memory (a restart refills it).",
+    )
+    serve.add_argument("directory", metavar="DIR", nargs="?", help="a card directory")
+    serve.add_argument("--nss", metavar="DB", help='an NSS database: "sql:DIR"')
+    serve.add_argument("--pkcs11", metavar="MODULE", help="a PKCS#11 module (.so)")
+    serve.add_argument(
+        "--cert",
+        action="append",
+        metavar="NAME",
+        help="a certificate with its key, by NSS nickname or PKCS#11 label; repeat, in card "
+        "order (PKCS#11 default: every RSA certificate with its key, by CKA_ID)",
+    )
+    serve.add_argument("--token", metavar="LABEL", help="the PKCS#11 token, by label")
+    serve.add_argument(
+        "--nss-password-file", metavar="FILE", help="the database password: FILE's first line"
+    )
+    serve.add_argument(
+        "--token-pin-file", metavar="FILE", help="the token's user PIN: FILE's first line"
+    )
+    serve.add_argument(
+        "--pin", help="the card PIN (default: the database password or token PIN, else 77777777)"
+    )
+    serve.add_argument("--pin-tries", type=int, metavar="N", help="default 3")
+    serve.add_argument("--atr", type=_atr, help=_ATR_HELP)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=VPCD_PORT)
     serve.add_argument(
@@ -121,6 +192,7 @@ def _new(args: argparse.Namespace) -> int:
         key_size=args.key_size,
         name=args.name,
         max_tries=args.pin_tries,
+        atr=args.atr,
     )
     store = generate_card(args.directory, request)
     _say(f"made card {store.path} (PIN {args.pin})")
@@ -143,7 +215,7 @@ def _import(args: argparse.Namespace) -> int:
     files = [CredentialFiles(certificate, key) for certificate, key, _ in pairs]
     pin = PinState.create(args.pin, max_tries=args.pin_tries)
     card_id = card_id_from_certificate(files[0].certificate)
-    store = create(args.directory, NewCard(files, card_id, pin))
+    store = create(args.directory, NewCard(files, card_id, pin, atr=args.atr))
     _say(f"made card {store.path}")
     return _info(store)
 
@@ -173,7 +245,8 @@ def _info(store: CardStore) -> int:
     serial = profile.card_id.hex()
     _say(f"card       {store.path}")
     _say(f"serial     {serial} (PKCS#11 token serial {serial[-16:]})")
-    _say(f"ATR        {profile.atr.hex(' ').upper()}")
+    offered = " ".join(f"T={t}" for t in protocols(profile.atr))
+    _say(f"ATR        {profile.atr.hex(' ').upper()} ({offered})")
     if pin.blocked:
         _say(f"PIN        BLOCKED (0 of {pin.max_tries} tries left; cacard unblock)")
     else:
@@ -196,8 +269,7 @@ def _unblock(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(store: CardStore, host: str, port: int, once: bool) -> None:
-    card = store.open_card()
+async def _serve(card: Card, host: str, port: int, once: bool) -> None:
     delay = RETRY_FIRST
     while True:
         try:
@@ -214,11 +286,68 @@ async def _serve(store: CardStore, host: str, port: int, once: bool) -> None:
             return
 
 
+def _read_secret(path: str, option: str) -> str:
+    """The first line of ``path``, without its line end (a secret never goes on argv)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.readline().rstrip("\r\n")
+    except OSError as error:
+        raise UsageError(f"{option} {path}: {error.strerror or error}") from None
+
+
+def _backend(args: argparse.Namespace) -> Backend:
+    """The backend serve-vpcd's arguments describe, checked for options that do not apply."""
+    chosen = [
+        kind
+        for kind, value in (
+            ("directory", args.directory),
+            ("nss", args.nss),
+            ("pkcs11", args.pkcs11),
+        )
+        if value is not None
+    ]
+    if len(chosen) != 1:
+        raise UsageError("give one card: DIR, --nss DB or --pkcs11 MODULE")
+    (kind,) = chosen
+    misplaced = [
+        spelling
+        for name, (spelling, kinds) in _BACKEND_OPTIONS.items()
+        if getattr(args, name) is not None and kind not in kinds
+    ]
+    if misplaced:
+        where = {"directory": "a card directory", "nss": "--nss", "pkcs11": "--pkcs11"}[kind]
+        raise UsageError(f"{', '.join(misplaced)}: not for {where}")
+    if kind == "directory":
+        return CardDirectory(Path(args.directory))
+    pin_tries = DEFAULT_MAX_TRIES if args.pin_tries is None else args.pin_tries
+    atr = CAC_ATR if args.atr is None else args.atr
+    if kind == "nss":
+        if not args.cert:
+            raise UsageError("--nss: name its certificates with --cert NICKNAME")
+        password = None
+        if args.nss_password_file is not None:
+            password = _read_secret(args.nss_password_file, "--nss-password-file")
+        return NssDatabase(
+            args.nss, tuple(args.cert), password, pin=args.pin, max_tries=pin_tries, atr=atr
+        )
+    token_pin = None
+    if args.token_pin_file is not None:
+        token_pin = _read_secret(args.token_pin_file, "--token-pin-file")
+    return Pkcs11Token(
+        args.pkcs11,
+        token_label=args.token,
+        labels=tuple(args.cert) if args.cert else None,
+        token_pin=token_pin,
+        pin=args.pin,
+        max_tries=pin_tries,
+        atr=atr,
+    )
+
+
 def _serve_vpcd(args: argparse.Namespace) -> int:
-    store = CardStore(args.directory)
-    with store.lock():
-        store.load_profile()  # fail now, not on the first connection
-        _say(f"serving {store.path} to vpcd at {args.host}:{args.port}")
+    backend = _backend(args)
+    with open_backend(backend) as card:  # fail now, not on the first connection
+        _say(f"serving {backend.description} to vpcd at {args.host}:{args.port}")
 
         async def main() -> None:
             task = asyncio.current_task()
@@ -227,7 +356,7 @@ def _serve_vpcd(args: argparse.Namespace) -> int:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, task.cancel)
             with contextlib.suppress(asyncio.CancelledError):
-                await _serve(store, args.host, args.port, args.once)
+                await _serve(card, args.host, args.port, args.once)
 
         asyncio.run(main())
     return 0
@@ -248,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (
         StoreError,
         SourceError,
+        BackendError,
         UsageError,
         PinFormatError,
         UnsupportedKeyError,

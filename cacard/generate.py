@@ -30,6 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 from .applets.ccc import CARD_ID_SIZE
 from .applets.containers import DataObjectId
 from .applets.pki import MAX_PKI_APPLETS
+from .atr import CAC_ATR, ATRError, atr_problem
 from .pin import DEFAULT_ITERATIONS, DEFAULT_MAX_TRIES, DEFAULT_PIN, PinState, check_pin
 from .rsa import check_rsa_key_size
 from .store import CardStore, CredentialFiles, NewCard, create
@@ -111,6 +112,8 @@ class CardRequest:
     name: str = DEFAULT_NAME
     max_tries: int = DEFAULT_MAX_TRIES
     pin_iterations: int = DEFAULT_ITERATIONS
+    #: libcacard's CAC ATR by default; :data:`cacard.atr.CAC_ATR_T1` offers T=1 as well.
+    atr: bytes = CAC_ATR
 
     def __post_init__(self) -> None:
         if not 1 <= self.certificates <= MAX_PKI_APPLETS:
@@ -121,6 +124,8 @@ class CardRequest:
         check_pin(self.pin)
         if not self.name.strip():
             raise ValueError("the holder's name must not be empty")
+        if (problem := atr_problem(self.atr)) is not None:
+            raise ATRError(problem, value=self.atr.hex().upper())
 
 
 def _certificate(
@@ -203,6 +208,7 @@ def generate_card(directory: str | os.PathLike[str], request: CardRequest) -> Ca
             credentials,
             card_id,
             pin,
+            atr=request.atr,
             data_objects={DataObjectId.PERSON_INSTANCE: person_instance(request.name)},
             extra_files={"ca.pem": ca.public_bytes(serialization.Encoding.PEM)},
         ),

@@ -31,7 +31,8 @@ from .applets.containers import (
 from .applets.gp import GPApplet
 from .applets.msft import MSFTApplet
 from .applets.pki import MAX_PKI_APPLETS, PKIApplet
-from .card import CAC_ATR, Card, StateSink
+from .atr import CAC_ATR, atr_problem
+from .card import Card, StateSink
 from .keys import Credential
 from .pin import PinState
 from .tlv import TLVError, decode
@@ -102,6 +103,8 @@ class CardProfile:
             )
         for index, credential in enumerate(self.credentials):
             _check_credential(index, credential)
+        if (problem := atr_problem(self.atr)) is not None:
+            raise ProfileError(problem, field="atr", value=self.atr.hex().upper())
         if len(self.card_id) != CARD_ID_SIZE:
             raise ProfileError(
                 f"a card id is {CARD_ID_SIZE} bytes", field="card_id", value=self.card_id.hex()

@@ -17,6 +17,7 @@ Layout (format version 1)::
     {"format": "cacard-card", "version": 1,
      "card_id": "<14 bytes, hex>",            the CUID card id, OpenSC's token serial
      "atr": "<hex>",                          optional; libcacard's CAC ATR by default
+                                              (cacard.atr: T=1 needs a right TCK)
      "credentials": [{"certificate": "cert-1.pem", "key": "key-1.pem", "label": "ID"}, ...],
      "data_objects": {"0200": "person-instance.tlv"}}          optional
 
@@ -47,10 +48,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from vscard.atr import atr_problem
-
 from .applets.containers import DataObjectId
-from .card import CAC_ATR, Card, CardState
+from .atr import CAC_ATR, atr_problem
+from .card import Card, CardState
 from .keys import Credential
 from .pin import PinReference, PinState
 from .profile import CardProfile, ProfileError, new_card

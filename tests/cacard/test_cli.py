@@ -10,6 +10,7 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from cacard.atr import CAC_ATR_T1
 from cacard.cli import main
 from cacard.store import CardStore
 
@@ -106,6 +107,18 @@ def test_unblock_refills_the_tries(tmp_path: Path, capsys: pytest.CaptureFixture
         (["import", "{dir}"], "at least one"),
         (["import", "{dir}", "--cert", "x.pem"], "one --key for every --cert"),
         (["serve-vpcd", "{dir}"], "not a card directory"),
+        (["serve-vpcd"], "give one card: DIR, --nss DB or --pkcs11 MODULE"),
+        (["serve-vpcd", "{dir}", "--nss", "sql:{dir}"], "give one card"),
+        (["serve-vpcd", "{dir}", "--pin", "1234", "--atr", "cac"], "--pin, --atr: not for a card"),
+        (["serve-vpcd", "--nss", "sql:{dir}"], "name its certificates with --cert"),
+        (["serve-vpcd", "--nss", "sql:{dir}", "--cert", "a", "--token", "t"], "--token: not for"),
+        (["serve-vpcd", "--pkcs11", "m.so", "--nss-password-file", "f"], "not for --pkcs11"),
+        (["serve-vpcd", "--nss", "sql:{dir}", "--cert", "a", "--pin", "12"], "4 to 8 digits"),
+        (
+            ["serve-vpcd", "--nss", "sql:{dir}", "--cert", "a", "--nss-password-file", "{dir}/no"],
+            "--nss-password-file {dir}/no: No such file",
+        ),
+        (["serve-vpcd", "--pkcs11", "{dir}/absent.so"], "cannot load PKCS#11 module"),
     ],
 )
 def test_errors_are_one_line_on_stderr_and_exit_1(
@@ -114,4 +127,27 @@ def test_errors_are_one_line_on_stderr_and_exit_1(
     assert main([arg.format(dir=tmp_path) for arg in argv]) == 1
     err = capsys.readouterr().err
     assert err.startswith("cacard: ")
-    assert message in err
+    assert message.format(dir=tmp_path) in err
+
+
+def test_new_can_make_a_card_that_offers_t1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    card = tmp_path / "card"
+    assert main(["new", str(card), "--certs", "1", "--key-size", "1024", "--atr", "cac-t1"]) == 0
+    assert CardStore(card).load_profile().atr == CAC_ATR_T1
+    capsys.readouterr()
+    assert main(["info", str(card)]) == 0
+    assert "3B FA 18 00 00 80 31 FE 45 73 66 74 65 20 63 64 31 34 34 FA (T=0 T=1)" in (
+        capsys.readouterr().out
+    )
+
+
+def test_an_atr_a_card_cannot_have_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["new", str(tmp_path / "card"), "--atr", "3BFA1800008031FE4573667465206364313434"])
+    assert exited.value.code == 2
+    assert "needs a TCK byte" in capsys.readouterr().err
+    assert not (tmp_path / "card").exists()

@@ -9,6 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from cacard.applets.containers import DataObjectId
+from cacard.atr import CAC_ATR_T1
 from cacard.generate import CardRequest, generate_card, person_instance
 from cacard.store import CardStore
 from cacard.tlv import TLV, decode
@@ -78,8 +79,16 @@ def test_two_cards_get_different_serials(tmp_path: Path) -> None:
         ({"certificates": 11}, "1 to 10"),
         ({"key_size": 512}, "1024-4096"),
         ({"name": " "}, "name"),
+        ({"atr": bytes.fromhex("3B02AA")}, "lacks the interface"),
     ],
 )
 def test_requests_a_card_cannot_hold_are_refused(change: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         CardRequest(**change)  # type: ignore[arg-type]
+
+
+def test_a_card_can_offer_t1(tmp_path: Path) -> None:
+    request = CardRequest(certificates=1, key_size=1024, pin_iterations=1, atr=CAC_ATR_T1)
+    store = generate_card(tmp_path / "card", request)
+    assert CardStore(store.path).load_profile().atr == CAC_ATR_T1
+    assert CardStore(store.path).open_card().power_on() == CAC_ATR_T1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,14 +15,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from pkcs11 import Attribute, KeyType
-from pkcs11.util.rsa import decode_rsa_private_key
-from pkcs11.util.x509 import decode_x509_certificate
 from structlog.testing import capture_logs
 
 from cacard.keys import CardKey, KeyOperationError
 from cacard.pkcs11 import SOFTHSM2_MODULE, Token, TokenError, TokenKey, open_token
 from cacard.rsa import UnsupportedKeyError
 from tests.cacard.certificates import issue
+from tests.cacard.softhsm import LABEL, PIN, import_rsa_key, softhsm, store_certificate
 
 pytestmark = [
     pytest.mark.interop,
@@ -33,78 +31,9 @@ pytestmark = [
     ),
 ]
 
-PIN = "77777777"
-SO_PIN = "12345678"
-LABEL = "vscard"
 MESSAGE = b"data to sign (max 100 bytes)\n"
 PSS = padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.DIGEST_LENGTH)
 OAEP = padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None)
-
-
-def softhsm(directory: Path, *, mechanisms: str = "ALL") -> Path:
-    """A SoftHSM2 set-up in ``directory`` with one empty token; returns its own module copy.
-
-    SoftHSM2 reads ``SOFTHSM2_CONF`` once, at C_Initialize, and python-pkcs11 initialises each
-    module path once per process: a copy of the module per set-up gives each its own instance.
-    """
-    (directory / "tokens").mkdir(parents=True)
-    config = directory / "softhsm2.conf"
-    config.write_text(
-        f"directories.tokendir = {directory / 'tokens'}\nobjectstore.backend = file\n"
-        f"log.level = ERROR\nslots.mechanisms = {mechanisms}\n"
-    )
-    os.environ["SOFTHSM2_CONF"] = str(config)
-    subprocess.run(
-        [
-            "softhsm2-util",
-            "--init-token",
-            "--free",
-            "--label",
-            LABEL,
-            "--pin",
-            PIN,
-            "--so-pin",
-            SO_PIN,
-        ],
-        check=True,
-        capture_output=True,
-    )
-    module = directory / "libsofthsm2.so"
-    shutil.copy(SOFTHSM2_MODULE, module)
-    pkcs11.lib(str(module))  # initialise now, while SOFTHSM2_CONF points here
-    return module
-
-
-def store_certificate(
-    session: pkcs11.Session, certificate: bytes, key_id: bytes, label: str
-) -> None:
-    attributes = decode_x509_certificate(certificate)
-    attributes.update({Attribute.TOKEN: True, Attribute.ID: key_id, Attribute.LABEL: label})
-    session.create_object(attributes)
-
-
-def import_rsa_key(
-    session: pkcs11.Session, key: rsa.RSAPrivateKey, key_id: bytes, label: str
-) -> None:
-    der = key.private_bytes(
-        serialization.Encoding.DER,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    attributes = decode_rsa_private_key(der)
-    attributes.update(
-        {
-            Attribute.TOKEN: True,
-            Attribute.SENSITIVE: True,
-            Attribute.ID: key_id,
-            Attribute.LABEL: label,
-            Attribute.SIGN: True,
-            Attribute.DECRYPT: True,
-        }
-    )
-    session.create_object(attributes)
-    der_cert = issue(key.public_key(), label).public_bytes(serialization.Encoding.DER)
-    store_certificate(session, der_cert, key_id, label)
 
 
 def populate(module: Path) -> dict[str, rsa.RSAPrivateKey]:

@@ -73,3 +73,9 @@ def test_the_same_first_certificate_gives_the_same_card_id() -> None:
     assert len(first) == 14
     assert first == card_id_from_certificate(credential(0).certificate)
     assert first != card_id_from_certificate(credential(1).certificate)
+
+
+def test_the_atr_is_checked() -> None:
+    with pytest.raises(ProfileError) as caught:
+        CardProfile((credential(0),), CARD_ID, atr=bytes.fromhex("3B02AA"))
+    assert caught.value.field == "atr"

@@ -1,20 +1,19 @@
 """A ``cacard new`` card served through our vpcd bridge, used by real OpenSC (0.23) tools
 through a private pcscd: detection, PKCS#15 and PKCS#11 listings, login, signatures and
-decryptions checked with ``cryptography``, the PIN retry counter, data objects, and
-``pkcs11-tool --test``.
+decryptions checked with ``cryptography``, the PIN retry counter, data objects,
+``pkcs11-tool --test``, and a card whose ATR offers T=1 (``cacard new --atr cac-t1``).
 
 The card runs as ``python -m cacard serve-vpcd`` in the private pcscd's network namespace, on
-vpcd slot 1; the PIN-blocking test serves a card of its own on slot 0 meanwhile. Every OpenSC
-command names its reader.
+vpcd slot 1; the PIN-blocking and T=1 tests serve cards of their own on slot 0 meanwhile. Every
+OpenSC command names its reader. (Cards backed by NSS and PKCS#11:
+``test_cacard_opensc_backends.py``.)
 """
 
 from __future__ import annotations
 
-import os
-import shutil
+import re
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,22 +26,25 @@ pytest.importorskip("smartcard", reason="pyscard (the 'pcsc' extra) is not insta
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from smartcard.CardConnection import CardConnection
 from smartcard.System import readers
 
 from cacard.applets.containers import DataObjectId
+from cacard.atr import CAC_ATR_T1
 from cacard.store import CardStore
 
+from . import opensc
+from .opensc import OAEP_SHA256, Reader, cacard, sha256_digest_info
 from .pcsc import fixtures
-from .pcsc.fixtures import wait_for_card
-from .pcsc.pcscd import PDEATHSIG, Pcscd
+from .pcsc.pcscd import Pcscd
 
 pcscd = fixtures.pcscd
+opensc_env = opensc.opensc_env
 
 pytestmark = [
     pytest.mark.interop,
     pytest.mark.skipif(
-        not all(shutil.which(tool) for tool in ("opensc-tool", "pkcs15-tool", "pkcs11-tool")),
-        reason="OpenSC tools are not installed (Debian package opensc)",
+        opensc.missing_tools(), reason="OpenSC tools are not installed (Debian package opensc)"
     ),
 ]
 
@@ -52,35 +54,13 @@ NEW_PIN = "24681357"
 SLOT = 1
 PIN_TEST_SLOT = 0
 MESSAGE = b"sign me, cacard\n"
-# OpenSC's file cache would serve one card's files to another with the same serial; off.
-OPENSC_CONF = "app default {\n  framework pkcs15 {\n    use_file_caching = no;\n  }\n}\n"
 
 
 @dataclass
-class ServedCard:
+class ServedCard(Reader):
     """A card directory served to the private pcscd by a ``cacard serve-vpcd`` process."""
 
     store: CardStore
-    env: dict[str, str]
-    workdir: Path
-    slot: int
-    reader: str
-
-    def run(self, tool: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run an OpenSC tool on this card's reader."""
-        if tool == "pkcs11-tool":
-            where = ["--slot-description", self.reader]
-        else:
-            where = ["--reader", str(self.slot)]
-        argv = (tool, *where, *argv)
-        result = subprocess.run(
-            argv, env=self.env, capture_output=True, text=True, timeout=120, check=False
-        )
-        if check and result.returncode:
-            pytest.fail(
-                f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-            )
-        return result
 
     def certificate(self, index: int) -> x509.Certificate:
         return self.store.load_profile().credentials[index].certificate
@@ -89,10 +69,6 @@ class ServedCard:
         key = self.certificate(index).public_key()
         assert isinstance(key, rsa.RSAPublicKey)
         return key
-
-
-def cacard(*argv: str) -> list[str]:
-    return [sys.executable, "-m", "cacard", *argv]
 
 
 def make_card(directory: Path, *extra: str) -> CardStore:
@@ -107,35 +83,14 @@ def make_card(directory: Path, *extra: str) -> CardStore:
     return CardStore(directory)
 
 
-def serve(pcscd: Pcscd, store: CardStore, workdir: Path, slot: int) -> subprocess.Popen[bytes]:
+def serve(
+    pcscd: Pcscd, store: CardStore, workdir: Path, slot: int, *, verbosity: str = "-v"
+) -> subprocess.Popen[bytes]:
     """Start serving ``store`` on vpcd ``slot`` and wait until PC/SC sees the card."""
-    log = (workdir / "serve.log").open("ab")
-    argv = [
-        *PDEATHSIG,
-        *pcscd.netns_argv(),
-        *cacard("-v", "serve-vpcd", str(store.path), "--port", str(pcscd.card_port(slot))),
-    ]
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    try:
-        wait_for_card(pcscd.reader_name(slot), present=True)
-    except TimeoutError:
-        process.kill()
-        process.wait()
-        pytest.fail(f"the card never appeared:\n{(workdir / 'serve.log').read_text()}")
-    return process
+    return opensc.serve(pcscd, [str(store.path)], workdir, slot, verbosity=verbosity)
 
 
-def stop(pcscd: Pcscd, process: subprocess.Popen[bytes], slot: int) -> None:
-    process.terminate()
-    assert process.wait(10) == 0  # SIGTERM is a clean shutdown
-    wait_for_card(pcscd.reader_name(slot), present=False)
-
-
-@pytest.fixture(scope="module")
-def opensc_env(pcscd: Pcscd, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    conf = tmp_path_factory.mktemp("opensc") / "opensc.conf"
-    conf.write_text(OPENSC_CONF)
-    return {**os.environ, **pcscd.client_env(), "OPENSC_CONF": str(conf)}
+stop = opensc.stop
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +101,7 @@ def served(
     store = make_card(workdir / "card")
     process = serve(pcscd, store, workdir, SLOT)
     try:
-        yield ServedCard(store, opensc_env, workdir, SLOT, pcscd.reader_name(SLOT))
+        yield ServedCard(opensc_env, workdir, SLOT, pcscd.reader_name(SLOT), store)
     finally:
         stop(pcscd, process, SLOT)
 
@@ -194,19 +149,7 @@ def test_data_objects_read(served: ServedCard) -> None:
 
 
 def sign(served: ServedCard, key_id: str, mechanism: str, data: bytes) -> bytes:
-    source, target = served.workdir / "in", served.workdir / "sig"
-    source.write_bytes(data)
-    served.run(
-        "pkcs11-tool", "--login", "--pin", PIN, "--sign", "--id", key_id,
-        "-m", mechanism, "-i", str(source), "-o", str(target),
-    )  # fmt: skip
-    return target.read_bytes()
-
-
-def sha256_digest_info(data: bytes) -> bytes:
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(data)
-    return bytes.fromhex("3031300d060960864801650304020105000420") + digest.finalize()
+    return served.sign(PIN, key_id, mechanism, data)
 
 
 @pytest.mark.parametrize(("key_id", "index"), [("0001", 0), ("0002", 1)])
@@ -229,13 +172,7 @@ def test_sha256_rsa_pkcs_pss_signature_verifies(served: ServedCard) -> None:
 
 
 def decrypt(served: ServedCard, mechanism: str, ciphertext: bytes, *options: str) -> bytes:
-    source, target = served.workdir / "ct", served.workdir / "pt"
-    source.write_bytes(ciphertext)
-    served.run(
-        "pkcs11-tool", "--login", "--pin", PIN, "--decrypt", "--id", "0003",
-        "-m", mechanism, *options, "-i", str(source), "-o", str(target),
-    )  # fmt: skip
-    return target.read_bytes()
+    return served.decrypt(PIN, "0003", mechanism, ciphertext, *options)
 
 
 def test_rsa_pkcs_decryption_gives_the_plaintext(served: ServedCard) -> None:
@@ -246,8 +183,7 @@ def test_rsa_pkcs_decryption_gives_the_plaintext(served: ServedCard) -> None:
 def test_rsa_pkcs_oaep_decryption_gives_the_plaintext(served: ServedCard) -> None:
     oaep = padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None)
     ciphertext = served.public_key(2).encrypt(b"a secret", oaep)
-    options = ("--hash-algorithm", "SHA256", "--mgf", "MGF1-SHA256")
-    assert decrypt(served, "RSA-PKCS-OAEP", ciphertext, *options) == b"a secret"
+    assert decrypt(served, "RSA-PKCS-OAEP", ciphertext, *OAEP_SHA256) == b"a secret"
 
 
 def test_pkcs11_tool_test_passes(served: ServedCard) -> None:
@@ -278,20 +214,14 @@ def test_an_apdu_round_trip_through_vpcd_takes_well_under_44_ms(served: ServedCa
     assert statistics.median(times) < 0.005, f"median {statistics.median(times) * 1e3:.1f} ms"
 
 
-def opensc_status(card: ServedCard) -> str:
-    """VERIFY without data, sent raw by opensc-tool: the card's own report of the counter."""
-    out = card.run("opensc-tool", "-s", "00 20 00 00").stdout
-    return (out.rsplit("SW1=0x", 1)[1][:2] + out.rsplit("SW2=0x", 1)[1][:2]).upper()
-
-
 def test_pin_change_then_wrong_pins_count_down_and_block_the_card_even_across_restarts(
     pcscd: Pcscd, opensc_env: dict[str, str], tmp_path: Path
 ) -> None:
     store = make_card(tmp_path / "card", "--certs", "1", "--key-size", "1024")
-    card = ServedCard(store, opensc_env, tmp_path, PIN_TEST_SLOT, pcscd.reader_name(PIN_TEST_SLOT))
+    card = ServedCard(opensc_env, tmp_path, PIN_TEST_SLOT, pcscd.reader_name(PIN_TEST_SLOT), store)
     process = serve(pcscd, store, tmp_path, PIN_TEST_SLOT)
     try:
-        assert opensc_status(card) == "63C3"
+        assert card.pin_status() == "63C3"
         # CHANGE REFERENCE DATA, which OpenSC sends for --change-pin; the new PIN is persisted.
         card.run("pkcs11-tool", "--login", "--pin", PIN, "--change-pin", "--new-pin", NEW_PIN)
         assert CardStore(store.path).load_state().pin.reference.matches(NEW_PIN.encode())
@@ -300,7 +230,7 @@ def test_pin_change_then_wrong_pins_count_down_and_block_the_card_even_across_re
             result = card.run("pkcs11-tool", "--login", "--pin", WRONG_PIN, "-O", check=False)
             assert "CKR_PIN_INCORRECT" in result.stderr
             assert CardStore(store.path).load_state().pin.tries_remaining == left
-            assert opensc_status(card) == ("6983" if left == 0 else f"63C{left}")
+            assert card.pin_status() == ("6983" if left == 0 else f"63C{left}")
         result = card.run("pkcs11-tool", "--login", "--pin", NEW_PIN, "-O", check=False)
         assert "CKR_PIN_LOCKED" in result.stderr
     finally:
@@ -309,6 +239,37 @@ def test_pin_change_then_wrong_pins_count_down_and_block_the_card_even_across_re
     try:
         result = card.run("pkcs11-tool", "--login", "--pin", NEW_PIN, "-O", check=False)
         assert "CKR_PIN_LOCKED" in result.stderr
-        assert opensc_status(card) == "6983"
+        assert card.pin_status() == "6983"
     finally:
         stop(pcscd, process, PIN_TEST_SLOT)
+
+
+def test_a_card_offering_t1_is_still_a_cac_and_gets_le_so_no_get_response(
+    pcscd: Pcscd, opensc_env: dict[str, str], tmp_path: Path
+) -> None:
+    store = make_card(tmp_path / "card", "--certs", "1", "--key-size", "1024", "--atr", "cac-t1")
+    card = ServedCard(opensc_env, tmp_path, PIN_TEST_SLOT, pcscd.reader_name(PIN_TEST_SLOT), store)
+    process = serve(pcscd, store, tmp_path, PIN_TEST_SLOT, verbosity="-vv")
+    try:
+        atr = card.run("opensc-tool", "-a").stdout.split()
+        assert bytes.fromhex("".join(atr).replace(":", "")) == CAC_ATR_T1
+        (reader,) = [r for r in readers() if str(r) == card.reader]
+        connection = reader.createConnection()
+        connection.connect()  # T=0 or T=1, as OpenSC asks: pcscd picks T=1
+        try:
+            assert connection.getProtocol() == CardConnection.T1_protocol
+        finally:
+            connection.disconnect()
+        # OpenSC's CAC driver finds the card by its applets, not by its ATR.
+        assert card.run("opensc-tool", "-n").stdout.strip() == "Common Access Card (CAC)"
+        signature = sign(card, "0001", "SHA256-RSA-PKCS", MESSAGE)
+        card.public_key(0).verify(signature, MESSAGE, padding.PKCS1v15(), hashes.SHA256())
+    finally:
+        stop(pcscd, process, PIN_TEST_SLOT)
+    commands = re.findall(
+        r"cacard\.apdu\s+command=([0-9a-z<>]+)", (tmp_path / "serve.log").read_text()
+    )
+    # Under T=1 OpenSC sends Le: READ BUFFER asks for its 2 bytes, and with a 1024-bit key every
+    # answer fits its Le, so nothing is left for GET RESPONSE (under T=0 every one needs it).
+    assert "0052000002010202" in commands
+    assert not [command for command in commands if command.startswith("00c0")]

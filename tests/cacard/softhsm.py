@@ -1,0 +1,94 @@
+"""SoftHSM2 tokens for tests: a set-up of their own, and certificates with keys stored on them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pkcs11
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pkcs11 import Attribute
+from pkcs11.util.rsa import decode_rsa_private_key
+from pkcs11.util.x509 import decode_x509_certificate
+
+from cacard.pkcs11 import SOFTHSM2_MODULE
+
+from .certificates import issue
+
+PIN = "77777777"
+SO_PIN = "12345678"
+LABEL = "vscard"
+
+
+def softhsm_missing() -> bool:
+    """Whether SoftHSM2 (Debian package softhsm2) is absent."""
+    return not Path(SOFTHSM2_MODULE).exists() or shutil.which("softhsm2-util") is None
+
+
+def softhsm(directory: Path, *, mechanisms: str = "ALL") -> Path:
+    """A SoftHSM2 set-up in ``directory`` with one empty token; returns its own module copy.
+
+    SoftHSM2 reads ``SOFTHSM2_CONF`` once, at C_Initialize, and python-pkcs11 initialises each
+    module path once per process: a copy of the module per set-up gives each its own instance.
+    """
+    (directory / "tokens").mkdir(parents=True)
+    config = directory / "softhsm2.conf"
+    config.write_text(
+        f"directories.tokendir = {directory / 'tokens'}\nobjectstore.backend = file\n"
+        f"log.level = ERROR\nslots.mechanisms = {mechanisms}\n"
+    )
+    os.environ["SOFTHSM2_CONF"] = str(config)
+    subprocess.run(
+        [
+            "softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            LABEL,
+            "--pin",
+            PIN,
+            "--so-pin",
+            SO_PIN,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    module = directory / "libsofthsm2.so"
+    shutil.copy(SOFTHSM2_MODULE, module)
+    pkcs11.lib(str(module))  # initialise now, while SOFTHSM2_CONF points here
+    return module
+
+
+def store_certificate(
+    session: pkcs11.Session, certificate: bytes, key_id: bytes, label: str
+) -> None:
+    attributes = decode_x509_certificate(certificate)
+    attributes.update({Attribute.TOKEN: True, Attribute.ID: key_id, Attribute.LABEL: label})
+    session.create_object(attributes)
+
+
+def import_rsa_key(
+    session: pkcs11.Session, key: rsa.RSAPrivateKey, key_id: bytes, label: str
+) -> None:
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    attributes = decode_rsa_private_key(der)
+    attributes.update(
+        {
+            Attribute.TOKEN: True,
+            Attribute.SENSITIVE: True,
+            Attribute.ID: key_id,
+            Attribute.LABEL: label,
+            Attribute.SIGN: True,
+            Attribute.DECRYPT: True,
+        }
+    )
+    session.create_object(attributes)
+    der_cert = issue(key.public_key(), label).public_bytes(serialization.Encoding.DER)
+    store_certificate(session, der_cert, key_id, label)

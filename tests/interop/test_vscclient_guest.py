@@ -1,0 +1,88 @@
+"""Our vscclient -> real QEMU 7.2 ccid-card-passthru -> a Linux guest's pcscd, libccid, OpenSC."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from cacard import CardRequest, generate_card
+from tests.interop.guest import checks
+from tests.interop.guest.runner import Guest, PassthruSetup
+
+from .our_vscclient import running_vscclient
+
+if TYPE_CHECKING:  # the fixtures module is a plugin: importing it first defeats assert rewriting
+    from tests.interop.guest.fixtures import StartGuest
+    from tests.interop.guest.nssdb import NssDb
+
+pytest_plugins = ("tests.interop.guest.fixtures",)
+
+pytestmark = pytest.mark.interop
+
+
+@pytest.fixture(scope="module")
+def card_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("cards") / "card"
+    generate_card(directory, CardRequest())  # RSA-2048, PIN 77777777, like the reference card
+    return directory
+
+
+async def serve_guest(start_guest: StartGuest, args: list[str], *, decrypt_key: int) -> None:
+    """Run the standard checks, a decrypt, and a removal/re-insertion from vscclient's stdin
+    followed by another signature, with our vscclient serving the passthru port."""
+    async with start_guest(
+        PassthruSetup(),
+        [
+            *checks.standard_card_checks(),
+            checks.decrypt(key=decrypt_key),
+            checks.card_reinserted(),
+            checks.sign_verify("SHA256-RSA-PKCS", key=2),
+        ],
+        timeout=150,
+    ) as guest:
+        assert guest.passthru_port is not None
+        async with running_vscclient([*args, "127.0.0.1", str(guest.passthru_port)]) as client:
+            await client.event("vscclient.connected")
+
+            async def remove_card(guest: Guest) -> None:
+                await client.command("remove 0")
+                await client.event("vscclient.card_removed")
+
+            async def insert_card(guest: Guest) -> None:
+                await client.command("insert 0")
+                await client.event("vscclient.card_inserted")
+
+            guest.actions[checks.REMOVE_CARD] = remove_card
+            guest.actions[checks.INSERT_CARD] = insert_card
+            result = await guest.wait()
+    assert result.passed, result.report()
+
+
+async def test_a_cacard_directory_in_the_guest(start_guest: StartGuest, card_dir: Path) -> None:
+    # cacard new: ID, signature and encryption certificates; only the third may decrypt.
+    await serve_guest(start_guest, ["--card", str(card_dir)], decrypt_key=3)
+
+
+async def test_an_nss_database_through_the_seed_syntax(
+    start_guest: StartGuest, reference_nssdb: NssDb
+) -> None:
+    emul = f'db="sql:{reference_nssdb.directory}" use_hw=no soft=(,Test,CAC,,cert1,cert2,cert3)'
+    await serve_guest(start_guest, ["-e", emul], decrypt_key=1)
+
+
+async def test_the_guest_logs_in_after_a_reconnect(start_guest: StartGuest, card_dir: Path) -> None:
+    """vscclient killed and started again: QEMU keeps its state, our handshake resets it."""
+    async with start_guest(PassthruSetup(), checks.standard_card_checks(), timeout=150) as guest:
+        assert guest.passthru_port is not None
+        args = ["--card", str(card_dir), "127.0.0.1", str(guest.passthru_port)]
+        async with running_vscclient(args) as first:
+            await first.event("vscclient.connected")
+            first.process.kill()
+            await first.wait()
+        async with running_vscclient(args) as second:
+            await second.event("vscclient.connected")
+            result = await asyncio.wait_for(guest.wait(), 150)
+    assert result.passed, result.report()
