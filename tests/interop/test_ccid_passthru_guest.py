@@ -1,0 +1,105 @@
+"""Our USB/IP-exported CCID reader in a Linux guest: ``usbip attach`` -> vhci-hcd -> pcscd ->
+libccid -> OpenSC, fed by our vscclient, by libcacard's vscclient, or by an in-process card."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from cacard import CardRequest, generate_card
+from tests.daemons.passthru_process import running_passthru
+from tests.interop.guest import checks
+from tests.interop.guest.runner import Guest, UsbipSetup
+
+from .our_vscclient import running_vscclient
+
+if TYPE_CHECKING:  # the fixtures module is a plugin: importing it first defeats assert rewriting
+    from tests.interop.guest.fixtures import RunGuest, StartGuest
+    from tests.interop.guest.nssdb import NssDb
+
+pytest_plugins = ("tests.interop.guest.fixtures",)
+
+pytestmark = pytest.mark.interop
+
+BUSID = "1-1"  # the first reader ccid-passthru exports
+
+
+@pytest.fixture(scope="module")
+def card_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("cards") / "card"
+    generate_card(directory, CardRequest())  # RSA-2048, PIN 77777777, like the reference card
+    return directory
+
+
+async def test_our_vscclient_through_ccid_passthru(start_guest: StartGuest, card_dir: Path) -> None:
+    async with running_passthru() as passthru:
+        args = ["--card", str(card_dir), "127.0.0.1", str(passthru.vscard_port)]
+        async with running_vscclient(args) as client:
+            await client.event("vscclient.connected")
+            await client.event("vscard.reader_added")  # the host accepted the reader
+            async with start_guest(
+                UsbipSetup(passthru.usbip_port, BUSID),
+                [
+                    *checks.standard_card_checks(),
+                    checks.decrypt(key=3),  # cacard new: the third certificate encrypts
+                    checks.card_reinserted(),
+                    checks.sign_verify("SHA256-RSA-PKCS", key=2),
+                    checks.reader_removed(device_gone=True),
+                ],
+                timeout=180,
+            ) as guest:
+
+                async def remove_card(guest: Guest) -> None:
+                    await client.command("remove 0")
+                    await client.event("vscclient.card_removed")
+
+                async def insert_card(guest: Guest) -> None:
+                    await client.command("insert 0")
+                    await client.event("vscclient.card_inserted")
+
+                async def exit_vscclient(guest: Guest) -> None:
+                    # vscclient's exit removes its reader: ccid-passthru unplugs the device.
+                    await client.command("exit")
+                    assert await client.wait() == 0
+
+                guest.actions[checks.REMOVE_CARD] = remove_card
+                guest.actions[checks.INSERT_CARD] = insert_card
+                guest.actions[checks.REMOVE_READER] = exit_vscclient
+                result = await guest.wait()
+    assert result.passed, result.report()
+
+
+async def test_libcacards_vscclient_through_ccid_passthru(
+    run_guest: RunGuest, reference_nssdb: NssDb
+) -> None:
+    libcacard = pytest.importorskip("tests.interop.libcacard.vscclient")
+    missing = libcacard.missing_host_prerequisites()
+    if missing:
+        pytest.skip(f"building vscclient needs: {', '.join(missing)}")
+    binary = await asyncio.to_thread(libcacard.build_vscclient)
+    emul_args = libcacard.soft_card_args(reference_nssdb.directory, reference_nssdb.nicknames)
+    async with (
+        running_passthru(capture_log=True) as passthru,
+        libcacard.run_vscclient(binary, "127.0.0.1", passthru.vscard_port, emul_args, debug=0),
+    ):
+        await asyncio.wait_for(passthru.log_event("passthru.card_inserted"), 30)
+        result = await run_guest(
+            UsbipSetup(passthru.usbip_port, BUSID),
+            [*checks.standard_card_checks(), checks.decrypt()],
+            timeout=150,
+        )
+    assert result.passed, result.report()
+
+
+async def test_an_emulated_card_alone(run_guest: RunGuest, card_dir: Path) -> None:
+    """``ccid-passthru --card DIR``: QEMU's ccid-card-emulated without QEMU, no client at all."""
+    async with running_passthru(["--card", str(card_dir)]) as passthru:
+        result = await run_guest(
+            UsbipSetup(passthru.usbip_port, BUSID),
+            [*checks.standard_card_checks(), checks.decrypt(key=3)],
+            timeout=150,
+        )
+    assert result.passed, result.report()
