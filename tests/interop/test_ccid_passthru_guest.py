@@ -10,11 +10,15 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cacard import CardRequest, generate_card
+from daemons.vscclient import Daemon, Plan
 from tests.daemons.passthru_process import running_passthru
 from tests.interop.guest import checks
 from tests.interop.guest.runner import Guest, UsbipSetup
 
 from .our_vscclient import running_vscclient
+from .pcsc import fixtures as pcsc_fixtures
+from .pcsc.vicc import ISO7816_ATR, Vicc
+from .test_vscclient_guest import SELECT_MF
 
 if TYPE_CHECKING:  # the fixtures module is a plugin: importing it first defeats assert rewriting
     from tests.interop.guest.fixtures import RunGuest, StartGuest
@@ -23,6 +27,9 @@ if TYPE_CHECKING:  # the fixtures module is a plugin: importing it first defeats
 pytest_plugins = ("tests.interop.guest.fixtures",)
 
 pytestmark = pytest.mark.interop
+
+pcscd = pcsc_fixtures.pcscd
+vicc = pcsc_fixtures.vicc
 
 BUSID = "1-1"  # the first reader ccid-passthru exports
 
@@ -102,4 +109,24 @@ async def test_an_emulated_card_alone(run_guest: RunGuest, card_dir: Path) -> No
             [*checks.standard_card_checks(), checks.decrypt(key=3)],
             timeout=150,
         )
+    assert result.passed, result.report()
+
+
+async def test_a_real_reader_through_ccid_passthru(run_guest: RunGuest, vicc: Vicc) -> None:
+    """vscclient --pcsc forwards vicc (a T=1 card) to ccid-passthru; unlike QEMU's T=0-only
+    usb-ccid, our reader offers T=1, so the guest exchanges APDUs with it."""
+    async with running_passthru(capture_log=True) as passthru:
+        plan = Plan("127.0.0.1", passthru.vscard_port, None, (), vicc.reader_name, False, 10)
+        daemon = Daemon(plan, "console", 0)
+        run = asyncio.create_task(daemon.run(read_stdin=False))
+        try:
+            await asyncio.wait_for(passthru.log_event("passthru.card_inserted"), 30)
+            result = await run_guest(
+                UsbipSetup(passthru.usbip_port, BUSID),
+                [checks.reader_listed(), checks.atr(ISO7816_ATR), SELECT_MF],
+                timeout=120,
+            )
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(run, 10)
     assert result.passed, result.report()

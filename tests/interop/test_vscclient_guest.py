@@ -9,10 +9,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cacard import CardRequest, generate_card
+from daemons.vscclient import Daemon, Plan
 from tests.interop.guest import checks
+from tests.interop.guest.checks import Check
 from tests.interop.guest.runner import Guest, PassthruSetup
 
 from .our_vscclient import running_vscclient
+from .pcsc import fixtures as pcsc_fixtures
+from .pcsc.vicc import ISO7816_ATR, Vicc
 
 if TYPE_CHECKING:  # the fixtures module is a plugin: importing it first defeats assert rewriting
     from tests.interop.guest.fixtures import StartGuest
@@ -21,6 +25,9 @@ if TYPE_CHECKING:  # the fixtures module is a plugin: importing it first defeats
 pytest_plugins = ("tests.interop.guest.fixtures",)
 
 pytestmark = pytest.mark.interop
+
+pcscd = pcsc_fixtures.pcscd
+vicc = pcsc_fixtures.vicc
 
 
 @pytest.fixture(scope="module")
@@ -85,4 +92,35 @@ async def test_the_guest_logs_in_after_a_reconnect(start_guest: StartGuest, card
         async with running_vscclient(args) as second:
             await second.event("vscclient.connected")
             result = await asyncio.wait_for(guest.wait(), 150)
+    assert result.passed, result.report()
+
+
+SELECT_MF = Check(
+    "apdu.select-mf",
+    'out=$(opensc-tool -r 0 -s "00 A4 00 0C 02 3F 00" 2>&1); echo "$out"\n'
+    'echo "$out" | grep -q "SW1=0x90, SW2=0x00"',
+)
+
+
+async def test_a_real_reader_forwarded_with_pcsc(start_guest: StartGuest, vicc: Vicc) -> None:
+    """pcscd + vpcd + vicc on the host stand in for a real reader; vscclient --pcsc forwards
+    it unchanged and the guest sees vicc's ATR.
+
+    The guest cannot exchange APDUs with this card through QEMU: vicc's ATR offers T=1 only and
+    QEMU 7.2's usb-ccid is a T=0 reader, so pcscd's PTS to T=1 fails ("Protocol T=1 not
+    supported by reader"). The same card through our ccid-passthru, which offers both, does
+    (``test_ccid_passthru_guest.py::test_a_real_reader_through_ccid_passthru``).
+    """
+    async with start_guest(
+        PassthruSetup(), [checks.reader_listed(), checks.atr(ISO7816_ATR)], timeout=120
+    ) as guest:
+        assert guest.passthru_port is not None
+        plan = Plan("127.0.0.1", guest.passthru_port, None, (), vicc.reader_name, False, 10)
+        daemon = Daemon(plan, "console", 0)
+        run = asyncio.create_task(daemon.run(read_stdin=False))
+        try:
+            result = await guest.wait()
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(run, 10)
     assert result.passed, result.report()
