@@ -29,7 +29,7 @@ class VscclientProcess:
             except ValueError:
                 self.events.put_nowait({"event": "text", "line": line.decode(errors="replace")})
 
-    async def event(self, name: str, timeout: float = 30) -> dict[str, Any]:
+    async def event(self, name: str, timeout: float = 60) -> dict[str, Any]:
         """The next log event called ``name``."""
         async with asyncio.timeout(timeout):
             while True:

@@ -14,6 +14,7 @@ from tests.interop.guest import checks
 from tests.interop.guest.checks import Check
 from tests.interop.guest.runner import Guest, PassthruSetup
 
+from ..tls_pki import make_tls_files
 from .our_vscclient import running_vscclient
 from .pcsc import fixtures as pcsc_fixtures
 from .pcsc.vicc import ISO7816_ATR, Vicc
@@ -123,4 +124,25 @@ async def test_a_real_reader_forwarded_with_pcsc(start_guest: StartGuest, vicc: 
         finally:
             daemon.stop()
             await asyncio.wait_for(run, 10)
+    assert result.passed, result.report()
+
+
+async def test_over_tls_to_qemu_the_guest_signs(
+    start_guest: StartGuest, card_dir: Path, tmp_path: Path
+) -> None:
+    """vscclient drives QEMU's TLS chardev (tls-creds-x509, verify-peer=on) with mutual TLS."""
+    pki = make_tls_files(tmp_path / "pki")
+    async with start_guest(
+        PassthruSetup(tls_dir=pki.directory), checks.standard_card_checks(), timeout=150
+    ) as guest:
+        assert guest.passthru_port is not None
+        args = [
+            "--card", str(card_dir),
+            "--tls-ca", str(pki.ca), "--tls-cert", str(pki.client_cert),
+            "--tls-key", str(pki.client_key), "--tls-server-name", "localhost",
+            "127.0.0.1", str(guest.passthru_port),
+        ]  # fmt: skip
+        async with running_vscclient(args) as client:
+            await client.event("vscclient.connected")
+            result = await guest.wait()
     assert result.passed, result.report()

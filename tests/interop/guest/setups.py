@@ -44,10 +44,13 @@ CONTROLLERS: Mapping[str, str] = {"uhci": "piix3-usb-uhci", "xhci": "qemu-xhci"}
 class PassthruSetup:
     """(a) ``usb-ccid`` + ``ccid-card-passthru`` listening on ``127.0.0.1:port``.
 
-    ``port`` 0 lets QEMU pick a free one; :attr:`Guest.passthru_port` tells which.
+    ``port`` 0 lets QEMU pick a free one; :attr:`Guest.passthru_port` tells which. With
+    ``tls_dir`` (QEMU's tls-creds-x509 layout: ca-cert.pem, server-cert.pem, server-key.pem) the
+    chardev speaks TLS and requires a client certificate (``verify-peer=on``).
     """
 
     port: int = 0
+    tls_dir: Path | None = None
     name: str = field(default="passthru", init=False)
 
 
@@ -178,6 +181,10 @@ def qemu_args(
     args += ["-device", f"usb-ccid,id={READER_ID},bus=usb.0"]
     if isinstance(setup, PassthruSetup):
         chardev = f"socket,id=vsc,server=on,wait=off,host=127.0.0.1,port={setup.port},nodelay=on"
+        if setup.tls_dir is not None:
+            tls = f"tls-creds-x509,id=tls0,dir={setup.tls_dir},endpoint=server,verify-peer=on"
+            args += ["-object", tls]
+            chardev += ",tls-creds=tls0"
         args += ["-chardev", chardev]
         args += ["-device", f"ccid-card-passthru,id={CARD_ID},chardev=vsc"]
     else:
