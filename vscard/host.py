@@ -83,6 +83,11 @@ class HostConnection:
         self._outgoing = bytearray()
 
     @property
+    def buffered(self) -> int:
+        """Bytes of an incomplete frame received so far."""
+        return self._decoder.buffered
+
+    @property
     def readers(self) -> Mapping[int, HostReader]:
         """The client's readers by id (read-only view)."""
         return MappingProxyType(self._readers)

@@ -140,3 +140,50 @@ async def test_a_failing_handler_closes_only_its_own_connection() -> None:
         async with await vscard.connect("127.0.0.1", server.port) as client:
             reader = await client.add_reader(transmit=echo_card)
             assert reader.reader_id == 0
+
+
+async def test_a_slow_loris_client_is_closed_while_others_carry_on() -> None:
+    recorder = Recorder()
+    server = await vscard.serve(recorder.handler, "127.0.0.1", 0, frame_timeout=0.5)
+    async with server:
+        good = await vscard.connect("127.0.0.1", server.port)
+        good_session = await asyncio.wait_for(recorder.sessions.get(), 5)
+        reader = await good.add_reader(transmit=echo_card)
+        await reader.insert(ATR)
+        _stream_reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        slow_session = await asyncio.wait_for(recorder.sessions.get(), 5)
+
+        async def trickle() -> None:
+            # A byte at a time of a header that never ends, faster than any read timeout.
+            for byte in bytes.fromhex("00000007 00000000 00000010") * 100:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+
+        trickling = asyncio.create_task(trickle())
+        try:
+            assert await asyncio.wait_for(recorder.finished.get(), 10) is slow_session
+            assert isinstance(slow_session.error, TimeoutError)
+            # All the while, the good session works.
+            apdu = b"\x00\xca\x00\x00"
+            assert await good_session.transmit(reader.reader_id, apdu) == apdu + b"\x90\x00"
+        finally:
+            trickling.cancel()
+            writer.close()
+        await good.close()
+
+
+async def test_bytes_left_by_a_dead_client_never_reach_the_next_one(
+    served: tuple[Recorder, vscard.Server],
+) -> None:
+    """QEMU keeps a dead client's partial frame and misparses the next client's Init."""
+    recorder, server = served
+    _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(bytes.fromhex("00000007 00000000 00000100 DEADBEEF"))  # 7 bytes short of 256
+    await writer.drain()
+    writer.close()
+    await asyncio.wait_for(recorder.finished.get(), 5)
+    async with await vscard.connect("127.0.0.1", server.port) as client:
+        reader = await client.add_reader(transmit=echo_card)
+        await reader.insert(ATR)
+        assert reader.reader_id == 0

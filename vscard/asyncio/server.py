@@ -60,9 +60,12 @@ class Session:
         max_readers: int,
         max_frame_size: int,
         event_queue_size: int,
+        frame_timeout: float = 10.0,
     ) -> None:
         self._stream_reader = stream_reader
         self._writer = stream_writer
+        self._frame_timeout = frame_timeout
+        self._partial_deadline: float | None = None
         self._conn = HostConnection(max_readers=max_readers, max_frame_size=max_frame_size)
         # Bounded: a client that produces events faster than the application reads them
         # stops being read (TCP backpressure) instead of growing this queue.
@@ -144,9 +147,20 @@ class Session:
             self._writer.write(data)
             await self._writer.drain()
 
+    async def _read(self) -> bytes:
+        """The next bytes; an incomplete frame must be finished within ``frame_timeout``."""
+        if not self._conn.buffered:
+            self._partial_deadline = None
+            return await self._stream_reader.read(READ_SIZE)
+        loop = asyncio.get_running_loop()
+        if self._partial_deadline is None:
+            self._partial_deadline = loop.time() + self._frame_timeout
+        async with asyncio.timeout_at(self._partial_deadline):
+            return await self._stream_reader.read(READ_SIZE)
+
     async def _read_loop(self) -> None:
         try:
-            while data := await self._stream_reader.read(READ_SIZE):
+            while data := await self._read():
                 events = self._conn.receive_data(data)
                 await self._flush()
                 for event in events:
@@ -158,6 +172,14 @@ class Session:
                 field=error.field,
                 value=repr(error.value),
                 error=str(error),
+            )
+            self.error = error
+        except TimeoutError as error:
+            # A slow-loris client holds one connection slot, never the others', and not long.
+            self._log.warning(
+                "vscard.frame_timeout",
+                buffered=self._conn.buffered,
+                frame_timeout=self._frame_timeout,
             )
             self.error = error
         except OSError as error:
@@ -244,6 +266,7 @@ class Server:
         allow: Sequence[IPNetwork] | None = None,
         max_connections_per_source: int | None = None,
         tls_handshake_timeout: float = 10.0,
+        frame_timeout: float = 10.0,
     ) -> None:
         self._handler = handler
         self._max_connections = max_connections
@@ -257,6 +280,7 @@ class Server:
             max_readers=max_readers,
             max_frame_size=max_frame_size,
             event_queue_size=event_queue_size,
+            frame_timeout=frame_timeout,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
@@ -389,6 +413,7 @@ async def serve(
     ssl: SSLContext | None = None,
     allow: Sequence[IPNetwork] | None = None,
     max_connections_per_source: int | None = None,
+    frame_timeout: float = 10.0,
 ) -> Server:
     """Listen for VSCard clients on ``host`` (all interfaces when None) and ``port``.
 
@@ -397,7 +422,9 @@ async def serve(
     Malformed input closes that connection only. Past ``max_connections`` (or
     ``max_connections_per_source`` from one address) new connections are closed at once, and so
     are connections from addresses outside ``allow`` when it is given. With ``ssl`` (see
-    :mod:`vscard.tls`) every connection is TLS; a failed handshake is logged and closed.
+    :mod:`vscard.tls`) every connection is TLS; a failed handshake is logged and closed. A
+    frame begun must be complete within ``frame_timeout`` seconds (a slow-loris client is
+    closed); an idle connection between frames may stay.
     """
     server = Server(
         handler,
@@ -408,6 +435,7 @@ async def serve(
         ssl=ssl,
         allow=allow,
         max_connections_per_source=max_connections_per_source,
+        frame_timeout=frame_timeout,
     )
     server._server = await asyncio.start_server(server._accept, host, port)
     return server
