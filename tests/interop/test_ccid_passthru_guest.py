@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cacard import CardRequest, generate_card
+from cacard.atr import CAC_ATR_T1
 from daemons.vscclient import Daemon, Plan
 from tests.daemons.passthru_process import running_passthru
 from tests.interop.guest import checks
+from tests.interop.guest.checks import Check
 from tests.interop.guest.runner import Guest, UsbipSetup
 
 from .our_vscclient import running_vscclient
@@ -39,6 +41,26 @@ def card_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("cards") / "card"
     generate_card(directory, CardRequest())  # RSA-2048, PIN 77777777, like the reference card
     return directory
+
+
+def large_response(size: int = 1024) -> Check:
+    """One APDU whose response is ``size`` bytes (GET CHALLENGE with an extended Le) arrives
+    whole: QEMU's usb-ccid drops any response over 374 bytes.
+
+    OpenSC sends an extended APDU only when the card driver declares support; the CAC driver
+    does not (its own APDUs are short), so ``opensc-tool`` is told to use the SmartCard-HSM
+    driver, which declares it and whose set-up does not depend on the card. The APDU reaches
+    the card unchanged either way.
+    """
+    le = f"{size >> 8:02X} {size & 0xFF:02X}"
+    body = f"""
+out=$(opensc-tool -c sc-hsm -r 0 -s "00 84 00 00 00 {le}" 2>&1); echo "$out"
+echo "$out" | grep -q "SW1=0x90, SW2=0x00" || exit 1
+bytes=$(echo "$out" | sed -n '/^Received/,$p' | grep -oE '^([0-9A-F]{{2}} )+' | wc -w)
+echo "response data: $bytes bytes"
+[ "$bytes" -eq {size} ]
+"""
+    return Check(f"large-response.{size}", body)
 
 
 async def test_our_vscclient_through_ccid_passthru(start_guest: StartGuest, card_dir: Path) -> None:
@@ -101,12 +123,19 @@ async def test_libcacards_vscclient_through_ccid_passthru(
     assert result.passed, result.report()
 
 
-async def test_an_emulated_card_alone(run_guest: RunGuest, card_dir: Path) -> None:
-    """``ccid-passthru --card DIR``: QEMU's ccid-card-emulated without QEMU, no client at all."""
+async def test_an_emulated_card_alone(run_guest: RunGuest, tmp_path: Path) -> None:
+    """``ccid-passthru --card DIR``: QEMU's ccid-card-emulated without QEMU, no client at all;
+    and a response over 374 bytes in one APDU.
+
+    The card offers T=1 as well (``cacard new --atr cac-t1``): over T=0 OpenSC turns an extended
+    APDU into a short one, and our reader, unlike QEMU's, lets pcscd pick T=1.
+    """
+    card_dir = tmp_path / "card"
+    generate_card(card_dir, CardRequest(atr=CAC_ATR_T1))
     async with running_passthru(["--card", str(card_dir)]) as passthru:
         result = await run_guest(
             UsbipSetup(passthru.usbip_port, BUSID),
-            [*checks.standard_card_checks(), checks.decrypt(key=3)],
+            [*checks.standard_card_checks(), checks.decrypt(key=3), large_response(1024)],
             timeout=150,
         )
     assert result.passed, result.report()
