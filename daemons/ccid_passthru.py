@@ -22,10 +22,12 @@ import structlog
 import vscard
 from ccid import CCIDDevice
 from ccid.configuration import ReaderConfiguration
+from ccid.usbip import DEFAULT_MAX_CONNECTIONS as USBIP_MAX_CONNECTIONS
 from ccid.usbip import Server as USBIPServer
 from ccid.usbip import serve as serve_usbip
 from vscard.tls import server_context
 
+from . import event_loop
 from .emulated_cards import CardSourceError, EmulatedCard, open_card_directory
 from .listen_address import ListenAddress, listen_address
 from .logconfig import configure_logging, level_from_debug
@@ -231,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="VSCard connections served at once; more are closed (default 256)",
     )
+    parser.add_argument(
+        "--usbip-max-clients",
+        type=int,
+        default=USBIP_MAX_CONNECTIONS,
+        metavar="N",
+        help=f"USB/IP connections served at once (default {USBIP_MAX_CONNECTIONS})",
+    )
     parser.add_argument("--log-format", choices=("console", "json"), default="console")
     return parser
 
@@ -283,7 +292,13 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
             return 2
         warn_about_exposure(args)
         try:
-            usbip = await serve_usbip((), args.usbip.host, args.usbip.port, allow=args.usbip_allow)
+            usbip = await serve_usbip(
+                (),
+                args.usbip.host,
+                args.usbip.port,
+                allow=args.usbip_allow,
+                max_connections=args.usbip_max_clients,
+            )
         except OSError as error:
             log.error("passthru.listen_failed", address=str(args.usbip), error=str(error))
             return 1
@@ -343,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             loop.add_signal_handler(sig, stop.set)
         return await run(args, stop)
 
-    return asyncio.run(main_task())
+    return event_loop.run(main_task())
 
 
 if __name__ == "__main__":

@@ -1,19 +1,24 @@
-"""Emulated CAC cards (``cacard``) as local cards: from card directories and NSS databases."""
+"""Emulated CAC cards (``cacard``) as local cards: card directories, NSS databases, PKCS#11
+tokens. Each is opened through :func:`cacard.backends.open_backend`, whose table says what the
+card PIN and its retry counter are for each."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+from pathlib import Path
 
 import structlog
 
-from cacard import CardProfile, CardStore, PinState, StoreError, new_card
+from cacard.backends import (
+    Backend,
+    BackendError,
+    CardDirectory,
+    NssDatabase,
+    open_backend,
+)
 from cacard.card import Card
-from cacard.nss import NssError, load_nss
-from cacard.pin import DEFAULT_PIN, PinFormatError
-from cacard.profile import ProfileError, card_id_from_certificate
-from cacard.rsa import UnsupportedKeyError
 
 from .emul_options import EmulOptions
 
@@ -51,24 +56,29 @@ class EmulatedCard:
         return await asyncio.to_thread(self._card.transmit, apdu)
 
 
-def open_card_directory(directory: str, stack: contextlib.ExitStack) -> EmulatedCard:
-    """The card in a ``cacard new`` directory, held (flock) for as long as ``stack`` lives."""
-    store = CardStore(directory)
+def open_backend_card(backend: Backend, name: str, stack: contextlib.ExitStack) -> EmulatedCard:
+    """The card ``backend`` describes, held (lock, token session) for as long as ``stack``."""
     try:
-        stack.enter_context(store.lock())
-        card = store.open_card()
-    except (StoreError, ProfileError, UnsupportedKeyError, OSError) as error:
-        raise CardSourceError(f"--card {directory}: {error}") from None
-    return EmulatedCard(card, os.path.basename(os.path.normpath(directory)) or directory)
+        card = stack.enter_context(open_backend(backend))
+    except (BackendError, OSError, ValueError) as error:
+        raise CardSourceError(f"{backend.description}: {error}") from None
+    log.info("vscclient.card_loaded", source=backend.description)
+    return EmulatedCard(card, name)
+
+
+def open_card_directory(directory: str, stack: contextlib.ExitStack) -> EmulatedCard:
+    """The card in a ``cacard new`` / ``cacard import`` directory, locked while ``stack`` lives."""
+    name = os.path.basename(os.path.normpath(directory)) or directory
+    return open_backend_card(CardDirectory(Path(directory)), name, stack)
 
 
 def open_nss_cards(
-    options: EmulOptions, *, password: str | None, pin: str | None
+    options: EmulOptions, *, password: str | None, pin: str | None, stack: contextlib.ExitStack
 ) -> list[tuple[str, EmulatedCard]]:
-    """One card per ``soft=(...)`` reader, its certificates and keys read from the NSS DB.
+    """One card per ``soft=(...)`` reader, its certificates and keys from the NSS database.
 
-    The card PIN is the database password, as in libcacard; a database without one gets
-    ``pin`` (default 77777777). Unlike libcacard, which then accepts any PIN, the card keeps a
+    The card PIN is ``pin``, else the database password (libcacard's rule), else 77777777;
+    unlike libcacard, which accepts any PIN for a database without a password, the card keeps a
     real PIN with a retry counter.
     """
     cards = []
@@ -76,20 +86,11 @@ def open_nss_cards(
         if reader.slot:
             raise CardSourceError(
                 f"soft=({reader.slot},...): NSS token slots other than the internal one are "
-                "not supported; open a hardware token through PKCS#11 instead"
+                "not supported; open a hardware token with --pkcs11 instead"
             )
         try:
-            nss = load_nss(options.database, reader.certificates, password)
-            card_pin = nss.pin or pin or DEFAULT_PIN
-            profile = CardProfile(
-                credentials=nss.credentials,
-                card_id=card_id_from_certificate(nss.credentials[0].certificate),
-            )
-            card = new_card(profile, PinState.create(card_pin))
-        except (NssError, ProfileError, UnsupportedKeyError, PinFormatError) as error:
-            raise CardSourceError(
-                f"soft=(,{reader.name},...) from {options.database}: {error}"
-            ) from None
-        log.info("vscclient.nss_card_loaded", reader=reader.name, certificates=len(nss.credentials))
-        cards.append((reader.name, EmulatedCard(card, reader.name)))
+            backend = NssDatabase(options.database, reader.certificates, password, pin)
+        except ValueError as error:
+            raise CardSourceError(f"soft=(,{reader.name},...): {error}") from None
+        cards.append((reader.name, open_backend_card(backend, reader.name, stack)))
     return cards

@@ -16,8 +16,10 @@ from ssl import SSLContext
 import structlog
 
 import vscard
+from cacard.backends import Pkcs11Token
 from vscard.tls import client_context
 
+from . import event_loop
 from .card_guard import ApduPolicy, CardGuard
 from .console import Console, stdin_lines
 from .emul_options import (
@@ -28,7 +30,12 @@ from .emul_options import (
     parse_emul_options,
     soft_reader_for_nicknames,
 )
-from .emulated_cards import CardSourceError, open_card_directory, open_nss_cards
+from .emulated_cards import (
+    CardSourceError,
+    open_backend_card,
+    open_card_directory,
+    open_nss_cards,
+)
 from .local_readers import HostMirror
 from .logconfig import LogFormat, configure_logging, level_from_debug
 from .pcsc_readers import PcscError, PcscWatcher, require_pyscard
@@ -106,9 +113,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="forward real PC/SC readers: all, or (--pcsc=READER) those whose name contains READER",
     )
     parser.add_argument(
+        "--pkcs11",
+        metavar="MODULE",
+        help="an emulated card whose keys stay on a PKCS#11 token (e.g. libsofthsm2.so)",
+    )
+    parser.add_argument("--token", metavar="LABEL", help="the token, when the module has several")
+    parser.add_argument(
+        "--token-cert",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="certificates by label, in card order (default: every RSA one with its key)",
+    )
+    parser.add_argument(
+        "--token-pin-file", metavar="FILE", help="the token's user PIN, on the first line of FILE"
+    )
+    parser.add_argument(
         "--pin",
-        help="PIN of a card made from an NSS database without a password "
-        "(default 77777777; with a password, the password is the PIN, as in libcacard)",
+        help="the PIN of a card from an NSS database or a PKCS#11 token (default: the database "
+        "password or token PIN, as in libcacard, else 77777777)",
     )
     parser.add_argument(
         "--nss-password-file",
@@ -177,6 +200,10 @@ class Plan:
     timeout: float
     pin: str | None = None
     nss_password_file: str | None = None
+    pkcs11: str | None = None
+    token_label: str | None = None
+    token_certificates: tuple[str, ...] = ()
+    token_pin_file: str | None = None
     ssl: SSLContext | None = None
     server_hostname: str | None = None
     guard: CardGuard = field(default_factory=CardGuard)
@@ -222,8 +249,12 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
             "-e asks for NSS hardware tokens (use_hw without soft=), which vscclient does not "
             "emulate: give soft=(...) or -c NICK for an emulated card, or --pcsc for real readers"
         )
-    if emul is None and not args.card and pcsc is None:
-        raise UsageError("no card: give --card DIR, -e 'soft=(...)', -c NICK or --pcsc")
+    if emul is None and not args.card and pcsc is None and args.pkcs11 is None:
+        raise UsageError(
+            "no card: give --card DIR, -e 'soft=(...)', -c NICK, --pkcs11 MODULE or --pcsc"
+        )
+    if args.pkcs11 is None and (args.token or args.token_cert or args.token_pin_file):
+        raise UsageError("--token, --token-cert and --token-pin-file need --pkcs11 MODULE")
     tls: SSLContext | None = None
     if args.tls_ca is not None:
         try:
@@ -242,6 +273,10 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         args.timeout,
         pin=args.pin,
         nss_password_file=args.nss_password_file,
+        pkcs11=args.pkcs11,
+        token_label=args.token,
+        token_certificates=tuple(args.token_cert),
+        token_pin_file=args.token_pin_file,
         ssl=tls,
         server_hostname=args.tls_server_name,
         guard=CardGuard(args.pin_guard, ApduPolicy(args.allow_ins, frozenset(args.allow_aid))),
@@ -255,24 +290,35 @@ async def add_emulated_readers(plan: Plan, mirror: HostMirror, stack: ExitStack)
             card = await asyncio.to_thread(open_card_directory, directory, stack)
             await mirror.add_reader(mirror.new_reader(f"vscard {card.name}", card))
         if plan.emul is not None:
-            password = _read_password(plan.nss_password_file)
+            password = _read_password(plan.nss_password_file, "--nss-password-file")
             cards = await asyncio.to_thread(
-                open_nss_cards, plan.emul, password=password, pin=plan.pin
+                open_nss_cards, plan.emul, password=password, pin=plan.pin, stack=stack
             )
             for name, nss_card in cards:
                 await mirror.add_reader(mirror.new_reader(name, nss_card))
+        if plan.pkcs11 is not None:
+            token = Pkcs11Token(
+                plan.pkcs11,
+                plan.token_label,
+                plan.token_certificates or None,
+                _read_password(plan.token_pin_file, "--token-pin-file"),
+                plan.pin,
+            )
+            name = f"PKCS#11 {plan.token_label or 'token'}"
+            card = await asyncio.to_thread(open_backend_card, token, name, stack)
+            await mirror.add_reader(mirror.new_reader(name, card))
     except CardSourceError as error:
         raise UsageError(str(error)) from None
 
 
-def _read_password(path: str | None) -> str | None:
+def _read_password(path: str | None, option: str) -> str | None:
     if path is None:
         return None
     try:
         with open(path) as file:
             return file.readline().rstrip("\n")
     except OSError as error:
-        raise UsageError(f"--nss-password-file: {error}") from None
+        raise UsageError(f"{option}: {error}") from None
 
 
 class Daemon:
@@ -426,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if plan.pcsc is not None:
             require_pyscard()
         daemon = Daemon(plan, args.log_format, args.debug)
-        return asyncio.run(daemon.run())
+        return event_loop.run(daemon.run())
     except (UsageError, PcscError) as error:
         parser.exit(2, f"vscclient: {error}\n")
     except KeyboardInterrupt:

@@ -42,7 +42,7 @@ async def test_vscclient_reaches_ccid_passthru_over_mutual_tls(
         argv = [
             "--card", str(card_dir), "--tls-ca", str(pki.ca),
             "--tls-cert", str(pki.client_cert), "--tls-key", str(pki.client_key),
-            "127.0.0.1", str(passthru.vscard_port),
+            "--timeout", "30", "127.0.0.1", str(passthru.vscard_port),
         ]  # fmt: skip
         daemon = Daemon(plan_from_args(parse_args(argv)), "console", 0)
         run = asyncio.create_task(daemon.run(read_stdin=False))
@@ -60,7 +60,7 @@ async def test_an_untrusted_client_certificate_is_refused_and_logged(
         argv = [
             "--card", str(card_dir), "--tls-ca", str(pki.ca),
             "--tls-cert", str(pki.intruder_cert), "--tls-key", str(pki.intruder_key),
-            "127.0.0.1", str(passthru.vscard_port),
+            "--timeout", "30", "127.0.0.1", str(passthru.vscard_port),
         ]  # fmt: skip
         daemon = Daemon(plan_from_args(parse_args(argv)), "console", 0)
         assert await asyncio.wait_for(daemon.run(read_stdin=False), 20) == 1

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 import vscard
 from cacard import CAC_ATR, CardRequest, generate_card
@@ -254,3 +256,36 @@ def test_a_card_directory_that_is_not_one_is_a_usage_error(tmp_path: Path) -> No
     with pytest.raises(SystemExit) as caught:
         main(["--card", str(tmp_path), "127.0.0.1", "1"])
     assert caught.value.code == 2
+
+
+@pytest.mark.interop
+async def test_a_pkcs11_token_card_keeps_its_keys_on_the_token(tmp_path: Path) -> None:
+    pkcs11 = pytest.importorskip("pkcs11")
+    from ..cacard.softhsm import LABEL, PIN, import_rsa_key, softhsm, softhsm_missing
+
+    if softhsm_missing():
+        pytest.skip("needs SoftHSM2 (Debian softhsm2)")
+    saved = os.environ.get("SOFTHSM2_CONF")
+    try:
+        module = softhsm(tmp_path / "softhsm")
+        token = pkcs11.lib(str(module)).get_token(token_label=LABEL)
+        with token.open(rw=True, user_pin=PIN) as session:
+            import_rsa_key(session, rsa.generate_private_key(65537, 2048), b"\x01", "id")
+        pin_file = tmp_path / "pin"
+        pin_file.write_text(PIN + "\n")
+        argv = ["--pkcs11", str(module), "--token", LABEL, "--token-pin-file", str(pin_file)]
+        event, response = await run_against_our_server(
+            plan_from_args(parse_args([*argv, "127.0.0.1", "1"]))
+        )
+    finally:
+        if saved is None:
+            os.environ.pop("SOFTHSM2_CONF", None)
+        else:
+            os.environ["SOFTHSM2_CONF"] = saved
+    assert event.atr == CAC_ATR
+    assert response[-2:] in (b"\x90\x00", b"\x61\x0d")
+
+
+def test_token_options_need_a_module() -> None:
+    with pytest.raises(UsageError, match="need --pkcs11"):
+        plan_from_args(parse_args(["--pcsc", "--token", "x", "h", "1"]))
