@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
-import time
 from collections.abc import Callable
 
 import structlog
@@ -25,6 +24,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from benchmarks.report import Figure, Section, Target
+from benchmarks.timing import rate
 from cacard.card import Card
 from cacard.keys import Credential
 from cacard.pin import PinState
@@ -34,25 +35,6 @@ from cacard.rsa import SoftwareKey
 MESSAGE = b"data to sign (max 100 bytes)\n"
 PIN = "77777777"
 CHUNK = 240
-
-
-def rate(step: Callable[[], object], seconds: float) -> float:
-    """Operations per second: the best of five runs of about ``seconds / 5`` each."""
-    calls = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(calls):
-            step()
-        if time.perf_counter() - start > seconds / 5:
-            break
-        calls *= 2
-    best = 0.0
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(calls):
-            step()
-        best = max(best, calls / (time.perf_counter() - start))
-    return best
 
 
 def make_card(key: rsa.RSAPrivateKey) -> Card:
@@ -123,33 +105,52 @@ def t0_operation(card: Card, block: bytes) -> Callable[[], bytes]:
     return run
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
-    args = parser.parse_args()
+def run_card(seconds: float = 1.0) -> Section:
+    """Operations per second through ``Card.transmit`` against ``cryptography``'s sign."""
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-
     key = rsa.generate_private_key(65537, 2048)
     card = make_card(key)
-    baseline = rate(lambda: key.sign(MESSAGE, padding.PKCS1v15(), hashes.SHA256()), args.seconds)
-    rows: list[tuple[str, float]] = [("cryptography RSA-2048 sign (baseline)", baseline)]
+    baseline = rate(lambda: key.sign(MESSAGE, padding.PKCS1v15(), hashes.SHA256()), seconds)
+    rows: list[tuple[str, float]] = []
     for name, block in blocks(key).items():
-        rows.append((f"transmit: {name}", rate(t1_operation(card, block), args.seconds)))
+        rows.append((f"transmit: {name}", rate(t1_operation(card, block), seconds)))
     type1 = blocks(key)["sign PKCS#1 v1.5"]
-    rows.append(
-        ("transmit: sign PKCS#1 v1.5, T=0 form", rate(t0_operation(card, type1), args.seconds))
-    )
+    rows.append(("transmit: sign PKCS#1 v1.5, T=0 form", rate(t0_operation(card, type1), seconds)))
     select = bytes.fromhex("00A4040C07A000000116DB00")
     read = bytes.fromhex("8052000002010200")
     rows.append(
         (
             "transmit: SELECT + READ BUFFER (no crypto)",
-            rate(lambda: (card.transmit(select), card.transmit(read)), args.seconds),
+            rate(lambda: (card.transmit(select), card.transmit(read)), seconds),
         )
     )
+    return Section(
+        "card",
+        "RSA-2048 operations through cacard's Card.transmit (the APDUs OpenSC sends) against "
+        "cryptography's RSA-2048 PKCS#1 v1.5 sign",
+        [
+            Figure(
+                name,
+                value,
+                "ops/s",
+                baseline,
+                "cryptography RSA-2048 sign",
+                Target("at_least", 0.9) if "crypto)" not in name else None,
+            )
+            for name, value in rows
+        ],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    result = run_card(parser.parse_args().seconds)
+    baseline = result.figures[0].baseline or 0
     print(f"{'operation':46} {'ops/s':>10} {'ratio':>7}")
-    for name, value in rows:
-        print(f"{name:46} {value:10.0f} {value / baseline:7.2f}")
+    print(f"{'cryptography RSA-2048 sign (baseline)':46} {baseline:10.0f} {1:7.2f}")
+    for figure in result.figures:
+        print(f"{figure.name:46} {figure.value:10.0f} {figure.ratio or 0:7.2f}")
 
 
 if __name__ == "__main__":

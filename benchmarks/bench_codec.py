@@ -1,9 +1,12 @@
-"""VSCard codec throughput beside a bare ``struct`` floor measured in the same run.
+"""Codec throughput beside a bare ``struct`` floor measured in the same run: VSCard, CCID and
+USB/IP.
 
-An APDU frame of QEMU's usual shape (12-byte header + 261-byte payload: a short APDU with
-Lc=255, Le) is encoded and decoded; the floor does only the header ``struct`` work plus the
-payload copy that any decoder must make. The ratio (ours / floor) is what to watch: absolute
-rates move with the machine.
+VSCard: an APDU frame of QEMU's usual shape (12-byte header + 261-byte payload: a short APDU
+with Lc=255, Le) is encoded and decoded. CCID: the same APDU in a PC_to_RDR_XfrBlock (10-byte
+header). USB/IP: that XfrBlock in a CMD_SUBMIT bulk OUT (48-byte header), decoded by the
+server's :class:`~ccid.usbip.codec.RequestDecoder`. Each floor does only the header ``struct``
+work plus the payload copy that any decoder must make. The ratio (ours / floor) is what to
+watch (target >= 0.5): absolute rates move with the machine.
 
 Run: ``python -m benchmarks.bench_codec [--seconds 0.5]``.
 """
@@ -12,10 +15,17 @@ from __future__ import annotations
 
 import argparse
 import struct
-import time
 from collections.abc import Callable
 
 import vscard
+from benchmarks.report import Figure, Section, Target
+from benchmarks.timing import rate
+from ccid.codec import decode_command
+from ccid.codec import encode as encode_ccid
+from ccid.messages import PC_to_RDR_XfrBlock
+from ccid.usbip import CmdSubmit, Direction
+from ccid.usbip import encode as encode_usbip
+from ccid.usbip.codec import RequestDecoder
 
 HEADER = struct.Struct(">III")
 PAYLOAD = bytes(range(256)) + bytes(5)  # 261 bytes
@@ -24,26 +34,14 @@ FRAME = vscard.encode(MESSAGE)
 BATCH = 1000
 STREAM = FRAME * BATCH
 
+CCID_HEADER = struct.Struct("<BIBBBBB")
+XFR_BLOCK = PC_to_RDR_XfrBlock(0, 1, PAYLOAD)
+CCID_FRAME = encode_ccid(XFR_BLOCK)
 
-def rate(step: Callable[[], object], frames_per_call: int, seconds: float) -> float:
-    """Best of five runs, in frames per second."""
-    best = 0.0
-    calls = 1
-    while True:  # size the loop so one run lasts about seconds / 5
-        start = time.perf_counter()
-        for _ in range(calls):
-            step()
-        elapsed = time.perf_counter() - start
-        if elapsed > seconds / 5:
-            break
-        calls *= 2
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(calls):
-            step()
-        elapsed = time.perf_counter() - start
-        best = max(best, calls * frames_per_call / elapsed)
-    return best
+USBIP_HEADER = struct.Struct(">IIIIIIiiii8s")
+CMD_SUBMIT = CmdSubmit(1, 0x10001, Direction.OUT, 2, 0, len(CCID_FRAME), data=CCID_FRAME)
+USBIP_FRAME = encode_usbip(CMD_SUBMIT)
+TARGET = Target("at_least", 0.5)
 
 
 def floor_encode() -> bytes:
@@ -65,24 +63,80 @@ def floor_decode_batch() -> int:
     return offset
 
 
+def ccid_floor_encode() -> bytes:
+    return CCID_HEADER.pack(0x6F, len(PAYLOAD), 0, 1, 0, 0, 0) + PAYLOAD
+
+
+def ccid_floor_decode() -> tuple[int, int, bytes]:
+    kind, length, *_ = CCID_HEADER.unpack_from(CCID_FRAME)
+    return kind, length, CCID_FRAME[10 : 10 + length]
+
+
+def usbip_floor_encode() -> bytes:
+    header = USBIP_HEADER.pack(1, 1, 0x10001, 0, 2, 0, len(CCID_FRAME), 0, 0, 0, bytes(8))
+    return header + CCID_FRAME
+
+
+def usbip_decoder_step() -> Callable[[], object]:
+    decoder = RequestDecoder()
+    decoder.start_urb_phase()
+
+    def step() -> object:
+        decoder.feed(USBIP_FRAME)
+        return decoder.next_request()
+
+    return step
+
+
+def usbip_floor_decode() -> tuple[int, bytes]:
+    buffer = bytearray(USBIP_FRAME)  # what arrives from the socket
+    fields = USBIP_HEADER.unpack_from(buffer)
+    length = fields[6]
+    return fields[1], bytes(buffer[48 : 48 + length])
+
+
+def run_codec(seconds: float = 0.5) -> Section:
+    """Encode/decode rates of the three codecs and their floors, as figures."""
+    decoder = vscard.Decoder()
+    rows = [
+        ("VSCard encode APDU frame", rate(lambda: vscard.encode(MESSAGE), seconds),
+         rate(floor_encode, seconds)),
+        ("VSCard decode, one frame per feed", rate(lambda: decoder.feed(FRAME), seconds),
+         rate(floor_decode, seconds)),
+        (f"VSCard decode, {BATCH} frames per feed",
+         rate(lambda: decoder.feed(STREAM), seconds, BATCH),
+         rate(floor_decode_batch, seconds, BATCH)),
+        ("CCID encode XfrBlock", rate(lambda: encode_ccid(XFR_BLOCK), seconds),
+         rate(ccid_floor_encode, seconds)),
+        ("CCID decode XfrBlock", rate(lambda: decode_command(CCID_FRAME), seconds),
+         rate(ccid_floor_decode, seconds)),
+        ("USB/IP encode CMD_SUBMIT", rate(lambda: encode_usbip(CMD_SUBMIT), seconds),
+         rate(usbip_floor_encode, seconds)),
+        ("USB/IP decode CMD_SUBMIT", rate(usbip_decoder_step(), seconds),
+         rate(usbip_floor_decode, seconds)),
+    ]  # fmt: skip
+    return Section(
+        "codec",
+        f"frames/s of each codec beside a bare struct floor (APDU of {len(PAYLOAD)} bytes)",
+        [
+            Figure(name, ours, "frames/s", floor, "struct floor", TARGET)
+            for name, ours, floor in rows
+        ],
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=0.5, help="time per measurement")
-    seconds = parser.parse_args().seconds
-
-    decoder = vscard.Decoder()
-    rows = [
-        ("encode APDU frame", rate(lambda: vscard.encode(MESSAGE), 1, seconds),
-         rate(floor_encode, 1, seconds)),
-        ("decode, one frame per feed", rate(lambda: decoder.feed(FRAME), 1, seconds),
-         rate(floor_decode, 1, seconds)),
-        (f"decode, {BATCH} frames per feed", rate(lambda: decoder.feed(STREAM), BATCH, seconds),
-         rate(floor_decode_batch, BATCH, seconds)),
-    ]  # fmt: skip
+    result = run_codec(parser.parse_args().seconds)
     print(f"APDU frame: {len(FRAME)} bytes (12-byte header + {len(PAYLOAD)}-byte payload)")
-    print(f"{'operation':32} {'vscard frames/s':>16} {'struct floor':>14} {'ratio':>7}")
-    for name, ours, floor in rows:
-        print(f"{name:32} {ours:16,.0f} {floor:14,.0f} {ours / floor:7.2f}")
+    print(f"{'operation':36} {'frames/s':>12} {'struct floor':>14} {'ratio':>7}")
+    for figure in result.figures:
+        assert figure.baseline is not None
+        print(
+            f"{figure.name:36} {figure.value:12,.0f} {figure.baseline:14,.0f} "
+            f"{figure.ratio or 0:7.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ directly, no USB/IP), the asyncio TCP floor (the baseline server's CPU), and the
 USB/IP server's adapter (a task per URB, its bookkeeping and logging), plus what the layers lose
 to cold caches between syscalls (alone they run warm), so the rest is an upper bound.
 
-Run: ``python -m benchmarks.bench_usbip [--count 4000]``; ``taskset -c 1 python -m ...`` puts
-both processes on one core (the child inherits the affinity).
+Run: ``python -m benchmarks.bench_usbip [--count 4000] [--loop asyncio|uvloop]``;
+``taskset -c 1 python -m ...`` puts both processes on one core (the child inherits the affinity).
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from benchmarks.report import Figure, Section
+from benchmarks.timing import LoopName
+from benchmarks.timing import run as run_on
 from ccid import CCIDDevice, MemoryCard, Reader, ReaderConfiguration
 from ccid.card import TEST_ATR
 from ccid.codec import encode
@@ -160,12 +163,14 @@ class ServerProcess:
         self._stdout = process.stdout
 
     @classmethod
-    async def start(cls) -> tuple[ServerProcess, int, int]:
+    async def start(cls, loop: LoopName) -> tuple[ServerProcess, int, int]:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "benchmarks.bench_usbip",
             "--serve",
+            "--loop",
+            loop,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -369,8 +374,13 @@ class Layers:
         )
 
 
-async def run(count: int, rounds: int) -> None:
-    server, usbip_port, echo_port = await ServerProcess.start()
+async def run(count: int, rounds: int, loop: LoopName = "asyncio") -> Section:
+    server, usbip_port, echo_port = await ServerProcess.start(loop)
+    result = Section(
+        f"usbip ({loop})",
+        "USB/IP client -> our USB/IP server + CCID reader + in-process card (another process), "
+        "against asyncio TCP moving the same bytes",
+    )
     try:
         client = await import_device("1-1", port=usbip_port)
         await client.control(SetupPacket(0x00, 9, 1, 0, 0))  # SET_CONFIGURATION(1)
@@ -392,10 +402,26 @@ async def run(count: int, rounds: int) -> None:
                 await measure(server, usbip, n // rounds, ours)
                 await measure(server, plain, n // rounds, floor)
             report(scenario, ours, floor, await Layers.measure(scenario, n))
+            for label, fraction in (("p50", 0.5), ("p99", 0.99)):
+                result.figures.append(
+                    Figure(f"USB/IP {scenario.name} {label} latency", ours.percentile_us(fraction),
+                           "us", floor.percentile_us(fraction), f"asyncio TCP {label}", loop=loop)
+                )  # fmt: skip
+            result.figures.append(
+                Figure(f"USB/IP {scenario.name} rt/s", ours.rate, "rt/s", floor.rate,
+                       "asyncio TCP rt/s", loop=loop)
+            )  # fmt: skip
         writer.close()
         await client.close()
     finally:
         await server.stop()
+    return result
+
+
+def run_usbip(count: int = 4000, rounds: int = 5, loop: LoopName = "asyncio") -> Section:
+    """Measure every scenario on ``loop`` (both processes) and return the figures."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    return run_on(run(count, rounds, loop), loop)
 
 
 def report(scenario: Scenario, ours: Measurement, floor: Measurement, layers: Layers) -> None:
@@ -434,10 +460,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=4000, help="round trips per small APDU")
     parser.add_argument("--rounds", type=int, default=5, help="alternating blocks per path")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    asyncio.run(serve_both() if args.serve else run(args.count, args.rounds))
+    if args.serve:
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+        run_on(serve_both(), args.loop)
+    else:
+        run_usbip(args.count, args.rounds, args.loop)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,210 @@
+"""Run every benchmark and write a report: ``report.json`` (for tools), ``report.md`` and
+``report.png`` (for people).
+
+Every figure sits beside a baseline measured in the same run on the same machine; the JSON has
+each figure, its baseline and ratio, its target and whether it was met, and the machine (CPU
+model, cores, Python, kernel, date). The network benchmarks run on asyncio's own loop and on
+uvloop when it is installed. The chain comparison runs pinned to one CPU (``--cpu``, like
+``taskset -c``); the scale benchmark uses the whole machine. The vpcd benchmark needs root and
+pcscd and is not part of this run (``python -m benchmarks.bench_vpcd``).
+
+Run: ``python -m benchmarks.run_all [--quick] [--out DIR]`` (default ``benchmark-report/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.bench_card import run_card
+from benchmarks.bench_chain import run_chain
+from benchmarks.bench_codec import run_codec
+from benchmarks.bench_rsa import run_rsa
+from benchmarks.bench_scale import run_scale
+from benchmarks.bench_usbip import run_usbip
+from benchmarks.report import Figure, Section, machine_info
+from benchmarks.timing import LoopName, uvloop_available
+
+
+def pinned(cpu: int | None, measure: Callable[[], Section]) -> Section:
+    """Run ``measure`` with this process (and the children it starts) on ``cpu`` only."""
+    if cpu is None or cpu not in os.sched_getaffinity(0):
+        return measure()
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        section = measure()
+    finally:
+        os.sched_setaffinity(0, before)
+    section.notes.append(f"every process pinned to CPU {cpu}")
+    return section
+
+
+def run_everything(quick: bool, cpu: int | None) -> list[Section]:
+    loops: list[LoopName] = ["asyncio", "uvloop"] if uvloop_available() else ["asyncio"]
+    seconds = 0.3 if quick else 1.0
+    steps: list[tuple[str, Callable[[], Section]]] = [
+        ("codec", lambda: run_codec(seconds / 2)),
+        ("rsa", lambda: pinned(cpu, lambda: run_rsa(seconds))),
+        ("card", lambda: pinned(cpu, lambda: run_card(seconds))),
+    ]
+    count = 800 if quick else 4000
+
+    def usbip(loop: LoopName) -> Section:
+        return pinned(cpu, lambda: run_usbip(count, 4, loop))
+
+    def chain(loop: LoopName) -> Section:
+        return pinned(cpu, lambda: run_chain(count, 8, loop))
+
+    def scale(loop: LoopName) -> Section:
+        return run_scale((1, 10, 100) if quick else (1, 10, 100, 1000), 2 if quick else 5, loop)
+
+    for measure in (usbip, chain, scale):
+        for loop in loops:
+            steps.append((f"{measure.__name__} {loop}", functools.partial(measure, loop)))
+    sections = []
+    for name, step in steps:
+        started = time.monotonic()
+        print(f"{name}...", flush=True)
+        sections.append(step())
+        print(f"{name}: {time.monotonic() - started:.0f} s", flush=True)
+    return sections
+
+
+def loop_gain(sections: list[Section]) -> Section:
+    """uvloop over asyncio for every network figure measured on both."""
+    result = Section("event loop", "uvloop against asyncio's own loop, same figure, same run")
+    figures: dict[tuple[str, str], Figure] = {}
+    for section in sections:
+        for figure in section.figures:
+            if figure.loop is not None:
+                figures[(figure.name, figure.loop)] = figure
+    for (name, loop), figure in figures.items():
+        other = figures.get((name, "asyncio"))
+        if loop == "uvloop" and other is not None and "vs libcacard" not in name:
+            # The chain's own figures appear once per baseline: keep one copy.
+            name = name.replace(" vs floor", "")
+            higher_is_better = figure.unit.endswith("/s")
+            gain = figure.value / other.value if higher_is_better else other.value / figure.value
+            result.figures.append(
+                Figure(f"uvloop gain: {name}", gain, "x",
+                       note=f"asyncio {other.value:,.0f}, uvloop {figure.value:,.0f} "
+                       f"{figure.unit}; above 1: uvloop is better")
+            )  # fmt: skip
+    return result
+
+
+def markdown(report: dict[str, Any]) -> str:
+    machine = report["machine"]
+    lines = [
+        "# vscard benchmark report",
+        "",
+        f"- command: `{report['command']}`",
+        f"- machine: {machine['cpu_model']}, {machine['cores']} cores, "
+        f"Python {machine['python']}, Linux {machine['kernel']}, uvloop {machine['uvloop']}",
+        f"- date: {machine['date']}; load average at start {machine['load_average']}",
+        "",
+    ]
+    for section in report["sections"]:
+        lines += [f"## {section['name']}", "", section["description"], ""]
+        lines += [
+            "| figure | value | baseline | ratio | target | met |",
+            "|---|---|---|---|---|---|",
+        ]
+        for f in section["figures"]:
+            ratio = "" if f["ratio"] is None else f"{f['ratio']:.2f}"
+            baseline = (
+                "" if f["baseline"] is None else f"{f['baseline']:,.1f} ({f['baseline_name']})"
+            )
+            target = "" if f["target"] is None else f["target"]["text"]
+            met = {None: "", True: "yes", False: "**no**"}[f["met"]]
+            if f["met"] is not None and f["margin"] is not None:
+                met += f" ({f['margin']:+.0%})"
+            value = f"{f['value']:,.1f} {f['unit']}"
+            if f["note"]:
+                value += f" ({f['note']})"
+            lines.append(f"| {f['name']} | {value} | {baseline} | {ratio} | {target} | {met} |")
+        lines += [f"- {note}" for note in section["notes"]]
+        lines.append("")
+    lines += ["![scale and chain](report.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(sections: list[Section], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    rss, rate, chain = axes
+    for section in sections:
+        if section.name.startswith("scale"):
+            points = section.series["points"]
+            readers = [p["readers"] for p in points]
+            label = section.name.removeprefix("scale ").strip("()")
+            rss.plot(readers, [p["rss_per_reader_kib"] for p in points], "o-", label=label)
+            rate.plot(readers, [p["rate"] for p in points], "o-", label=f"{label} APDU/s")
+    rss.axhline(64, color="red", linestyle="--", label="target 64 KiB")
+    rss.set(xscale="log", xlabel="readers", ylabel="KiB per reader", title="ccid-passthru RSS")
+    rate.axhline(20_000, color="red", linestyle="--", label="target 20,000/s")
+    rate.set(xscale="log", xlabel="readers", ylabel="APDU/s", title="aggregate APDU/s")
+    names: list[str] = []
+    p50: list[float] = []
+    p99: list[float] = []
+    for section in sections:
+        if section.name.startswith("chain"):
+            loop = section.name.removeprefix("chain ").strip("()")
+            for path_name, row in section.series.items():
+                names.append(f"{path_name}\n{loop}")
+                p50.append(row["p50_us"])
+                p99.append(row["p99_us"])
+    positions = range(len(names))
+    chain.bar([x - 0.2 for x in positions], p50, 0.4, label="p50")
+    chain.bar([x + 0.2 for x in positions], p99, 0.4, label="p99")
+    chain.set_xticks(list(positions), names, fontsize=8)
+    chain.set(ylabel="us", yscale="log", title="whole-chain APDU round trip")
+    for axis in axes:
+        axis.legend(fontsize=8)
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs, up to 100 readers")
+    parser.add_argument("--out", type=Path, default=Path("benchmark-report"))
+    parser.add_argument("--cpu", type=int, default=1, help="CPU for pinned comparisons")
+    args = parser.parse_args()
+    machine = machine_info()
+    started = time.monotonic()
+    sections = run_everything(args.quick, args.cpu)
+    sections.append(loop_gain(sections))
+    figures = [f for s in sections for f in s.figures if f.target is not None]
+    report = {
+        "command": "python -m benchmarks.run_all" + (" --quick" if args.quick else ""),
+        "machine": machine,
+        "seconds": round(time.monotonic() - started),
+        "targets": {
+            "met": sum(1 for f in figures if f.met),
+            "not_met": sum(1 for f in figures if not f.met),
+        },
+        "sections": [section.as_json() for section in sections],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "report.md").write_text(markdown(report))
+    plot(sections, args.out / "report.png")
+    print(f"{report['targets']}; wrote {args.out}/report.json, report.md, report.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""The daemons' loop: asyncio's unless VSCARD_EVENT_LOOP asks for uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+
+import pytest
+
+from daemons import event_loop
+
+
+async def running_loop_name() -> str:
+    return event_loop.loop_name(asyncio.get_running_loop())
+
+
+def test_asyncio_can_be_forced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VSCARD_EVENT_LOOP", "asyncio")
+    assert event_loop.run(running_loop_name()) == "asyncio"
+
+
+def test_the_default_is_asyncios_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VSCARD_EVENT_LOOP", raising=False)
+    assert event_loop.run(running_loop_name()) == "asyncio"
+
+
+def test_auto_takes_uvloop_when_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VSCARD_EVENT_LOOP", "auto")
+    installed = importlib.util.find_spec("uvloop") is not None
+    assert event_loop.run(running_loop_name()) == ("uvloop" if installed else "asyncio")
+
+
+def test_an_unknown_choice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VSCARD_EVENT_LOOP", "trio")
+    with pytest.raises(ValueError, match="VSCARD_EVENT_LOOP='trio'"):
+        event_loop.loop_factory()
