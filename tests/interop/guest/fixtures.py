@@ -60,6 +60,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             f"{run.seconds:6.1f} s (boot {boot}, {run.checks} checks, {verdict}) "
             f"{run.setup:12} {run.test}"
         )
+    total = sum(run.seconds for run in runs)
+    terminalreporter.write_line(f"{total:6.1f} s in {len(runs)} guest runs (the rig's total)")
 
 
 @pytest.fixture(scope="session")
