@@ -98,6 +98,30 @@ class PcscCard:
         self._executor.shutdown(wait=False)
 
 
+def first_pcsc_card() -> PcscCard:
+    """The card in the first PC/SC reader that has one (libcacard's ``-p``)."""
+    require_pyscard()
+    result, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    _check("SCardEstablishContext", result)
+    try:
+        result, names = scard.SCardListReaders(context, [])
+        if result == scard.SCARD_E_NO_READERS_AVAILABLE:
+            names = []
+        else:
+            _check("SCardListReaders", result)
+        current: list[tuple[str, int, list[int]]] = []
+        if names:
+            unaware = [(name, scard.SCARD_STATE_UNAWARE) for name in names]
+            result, current = scard.SCardGetStatusChange(context, 0, unaware)
+            _check("SCardGetStatusChange", result)
+        for name, state, _atr in current:
+            if state & scard.SCARD_STATE_PRESENT and not state & scard.SCARD_STATE_MUTE:
+                return PcscCard(name)
+    finally:
+        scard.SCardReleaseContext(context)
+    raise PcscError("-p needs a PC/SC reader with a card in it; none has one")
+
+
 @dataclass(frozen=True)
 class _Change:
     reader: str

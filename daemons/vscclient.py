@@ -21,6 +21,7 @@ from vscard.tls import client_context
 
 from . import event_loop
 from .card_guard import ApduPolicy, CardGuard
+from .compare_card import CompareCard
 from .console import Console, stdin_lines
 from .emul_options import (
     EmulOptions,
@@ -38,7 +39,7 @@ from .emulated_cards import (
 )
 from .local_readers import HostMirror
 from .logconfig import LogFormat, configure_logging, level_from_debug
-from .pcsc_readers import PcscError, PcscWatcher, require_pyscard
+from .pcsc_readers import PcscError, PcscWatcher, first_pcsc_card, require_pyscard
 
 log = structlog.get_logger("daemons.vscclient")
 
@@ -95,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-p",
         dest="compare",
         action="store_true",
-        help="libcacard's compare mode (not supported: use --pcsc to forward a real card)",
+        help="compare mode: each APDU goes to the emulated card and to the card in the first "
+        "PC/SC reader; the host gets the real card's answer, differences are logged",
     )
     parser.add_argument(
         "--card",
@@ -204,6 +206,7 @@ class Plan:
     token_label: str | None = None
     token_certificates: tuple[str, ...] = ()
     token_pin_file: str | None = None
+    compare: bool = False
     ssl: SSLContext | None = None
     server_hostname: str | None = None
     guard: CardGuard = field(default_factory=CardGuard)
@@ -225,10 +228,6 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         raise UsageError(f"--pin-guard {args.pin_guard}: a card counts 0 to 15 tries")
     if len(args.nicknames) > 100:
         raise UsageError("too many certificates: at most 100 -c options")
-    if args.compare:
-        raise UsageError(
-            "-p (compare emulation with a real card) is not supported; --pcsc forwards a real card"
-        )
     emul: EmulOptions | None = None
     if args.emul is not None or args.nicknames:
         try:
@@ -249,6 +248,8 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
             "-e asks for NSS hardware tokens (use_hw without soft=), which vscclient does not "
             "emulate: give soft=(...) or -c NICK for an emulated card, or --pcsc for real readers"
         )
+    if args.compare and (args.pcsc is not None or (emul is None and not args.card)):
+        raise UsageError("-p compares an emulated card (-e, -c or --card) with a real one")
     if emul is None and not args.card and pcsc is None and args.pkcs11 is None:
         raise UsageError(
             "no card: give --card DIR, -e 'soft=(...)', -c NICK, --pkcs11 MODULE or --pcsc"
@@ -277,6 +278,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         token_label=args.token,
         token_certificates=tuple(args.token_cert),
         token_pin_file=args.token_pin_file,
+        compare=args.compare,
         ssl=tls,
         server_hostname=args.tls_server_name,
         guard=CardGuard(args.pin_guard, ApduPolicy(args.allow_ins, frozenset(args.allow_aid))),
@@ -296,6 +298,11 @@ async def add_emulated_readers(plan: Plan, mirror: HostMirror, stack: ExitStack)
             )
             for name, nss_card in cards:
                 await mirror.add_reader(mirror.new_reader(name, nss_card))
+        if plan.compare:
+            real = await asyncio.to_thread(first_pcsc_card)
+            for reader in mirror.readers:
+                if reader.card is not None:
+                    reader.card = CompareCard(reader.card, real)
         if plan.pkcs11 is not None:
             token = Pkcs11Token(
                 plan.pkcs11,
@@ -307,7 +314,7 @@ async def add_emulated_readers(plan: Plan, mirror: HostMirror, stack: ExitStack)
             name = f"PKCS#11 {plan.token_label or 'token'}"
             card = await asyncio.to_thread(open_backend_card, token, name, stack)
             await mirror.add_reader(mirror.new_reader(name, card))
-    except CardSourceError as error:
+    except (CardSourceError, PcscError) as error:
         raise UsageError(str(error)) from None
 
 
@@ -469,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(level_from_debug(args.debug), args.log_format)
     try:
         plan = plan_from_args(args)
-        if plan.pcsc is not None:
+        if plan.pcsc is not None or plan.compare:
             require_pyscard()
         daemon = Daemon(plan, args.log_format, args.debug)
         return event_loop.run(daemon.run())

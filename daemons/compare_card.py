@@ -1,0 +1,44 @@
+"""libcacard's ``-p``: run every APDU on the emulated card and on a real one, answer with the
+real card's response, and report where the two differ (a tool for making emulation faithful)."""
+
+from __future__ import annotations
+
+import structlog
+
+from vscard.trace import command_trace, response_trace
+
+from .local_readers import LocalCard
+
+log = structlog.get_logger("daemons.vscclient")
+
+
+class CompareCard:
+    """The emulated card's reader, the real card's answers, and a log line per difference."""
+
+    def __init__(self, emulated: LocalCard, real: LocalCard) -> None:
+        self.emulated = emulated
+        self.real = real
+        self.differences = 0
+
+    @property
+    def atr(self) -> bytes:
+        return self.emulated.atr
+
+    def power_on(self) -> None:
+        self.emulated.power_on()
+        self.real.power_on()
+
+    async def transmit(self, apdu: bytes) -> bytes:
+        real = await self.real.transmit(apdu)
+        emulated = await self.emulated.transmit(apdu)
+        if real != emulated:
+            self.differences += 1
+            log.warning(
+                "vscclient.compare_differs",
+                command=command_trace(apdu),
+                real=response_trace(real),
+                emulated=response_trace(emulated),
+            )
+        else:
+            log.debug("vscclient.compare_same", command=command_trace(apdu))
+        return real
