@@ -199,9 +199,13 @@ def _decode_device(
         InterfaceSummary(*_USB_INTERFACE.unpack_from(source, start + index * USB_INTERFACE_SIZE))
         for index in range(count if interfaces else 0)
     )
+    text = _text(path)
+    if len(text) >= PATH_SIZE:
+        # A C string that fills its field has no NUL: the peer's own tools would read past it.
+        raise ProtocolError("path must end with a NUL", field=f"{field}.path", value=path)
     return ExportedDevice(
         # Paths are informational: keep any bytes, exactly, rather than refuse a peer over them.
-        path=_text(path).decode("utf-8", "surrogateescape"),
+        path=text.decode("utf-8", "surrogateescape"),
         busid=_decode_busid(busid, f"{field}.busid"),
         busnum=busnum,
         devnum=devnum,

@@ -367,8 +367,33 @@ def test_a_urb_announcing_2_gib_is_refused_after_its_header_without_allocating()
             OpCode.OP_REP_IMPORT,
             "OP_REP_IMPORT.busid",
         ),
+        # Found by the fuzzer (tests/fuzz): a path filling all 256 bytes raised ValueError.
+        (
+            bytes.fromhex("0111 0003 00000000")
+            + b"/" * 256
+            + b"1-1".ljust(32, b"\x00")
+            + bytes(24),
+            OpCode.OP_REP_IMPORT,
+            "OP_REP_IMPORT.path",
+        ),
+        (
+            bytes.fromhex("0111 0005 00000000 00000001")
+            + b"\xa6" * 256
+            + b"1-1".ljust(32, b"\x00")
+            + bytes(24),
+            OpCode.OP_REP_DEVLIST,
+            "OP_REP_DEVLIST.path",
+        ),
     ],
-    ids=["version", "wrong-reply", "4-billion-devices", "trailing-bytes", "busid-without-nul"],
+    ids=[
+        "version",
+        "wrong-reply",
+        "4-billion-devices",
+        "trailing-bytes",
+        "busid-without-nul",
+        "import-path-without-nul",
+        "devlist-path-without-nul",
+    ],
 )
 def test_a_bad_op_reply_is_refused_naming_its_field(
     wire: bytes, expect: OpCode, field: str
