@@ -133,8 +133,11 @@ def stdin_lines(
     lines: asyncio.Queue[str | None] = asyncio.Queue(16)
 
     def read() -> None:
-        for line in stream:
-            asyncio.run_coroutine_threadsafe(lines.put(line), loop).result()
+        try:
+            for line in stream:
+                asyncio.run_coroutine_threadsafe(lines.put(line), loop).result()
+        except (OSError, ValueError):  # a terminal that went away (EIO), a closed stream
+            pass
         asyncio.run_coroutine_threadsafe(lines.put(None), loop)
 
     threading.Thread(target=read, name="vscclient-stdin", daemon=True).start()
