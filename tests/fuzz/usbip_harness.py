@@ -207,13 +207,31 @@ class _ServerPeer:
     """What the importer sees of a server: its replies, decoded by our client's decoder."""
 
     def __init__(self, max_transfer: int) -> None:
-        self.known: dict[int, CmdSubmit] = {}
+        # A seqnum may come back once its URB is answered (a client's counter wraps; usbip-win2
+        # port resets are answered at once), so each seqnum keeps its unanswered URBs in order.
+        self.known: dict[int, list[CmdSubmit]] = {}
         self.decoder = ReplyDecoder(self._submitted, max_transfer_length=max_transfer)
 
+    def submitted(self, submit: CmdSubmit) -> None:
+        self.known.setdefault(submit.seqnum, []).append(submit)
+
+    def unlinked(self, seqnum: int) -> None:
+        waiting = self.known.get(seqnum)
+        if waiting:
+            waiting.pop()
+            if not waiting:
+                del self.known[seqnum]
+
     def _submitted(self, seqnum: int) -> CmdSubmit | None:
-        # Each RET_SUBMIT arrives whole, so this runs once per reply: a second answer to the
-        # same URB finds nothing.
-        return self.known.pop(seqnum, None)
+        # Each RET_SUBMIT arrives whole, so this runs once per reply: an answer to a URB that
+        # was already answered finds nothing.
+        waiting = self.known.get(seqnum)
+        if not waiting:
+            return None
+        submit = waiting.pop(0)
+        if not waiting:
+            del self.known[seqnum]
+        return submit
 
     def receive(self, wire: bytes) -> None:
         self.decoder.feed(wire)
@@ -263,11 +281,11 @@ def _check_server(control: int, payload: bytes) -> None:
                         return
                     events += more
             elif isinstance(event, URBSubmitted | URBRefused):
-                peer.known[event.submit.seqnum] = event.submit
+                peer.submitted(event.submit)
             elif isinstance(event, UnlinkRequested) and event.cancelled:
-                peer.known.pop(event.unlink_seqnum, None)
+                peer.unlinked(event.unlink_seqnum)
             elif isinstance(event, PortReset):
-                peer.known[event.seqnum] = CmdSubmit(event.seqnum, DEVID, Direction.OUT, 0)
+                peer.submitted(CmdSubmit(event.seqnum, DEVID, Direction.OUT, 0))
         for seqnum, submit in list(server.pending.items()):
             if (seqnum + control) % 3:
                 if submit.direction == Direction.IN:
