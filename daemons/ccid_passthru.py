@@ -240,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"USB/IP connections served at once (default {USBIP_MAX_CONNECTIONS})",
     )
+    parser.add_argument(
+        "--usbip-max-clients-per-source",
+        type=int,
+        default=None,
+        metavar="N",
+        help="USB/IP connections from one address at once (each imported reader is one; "
+        "default: only --usbip-max-clients applies)",
+    )
     parser.add_argument("--log-format", choices=("console", "json"), default="console")
     return parser
 
@@ -298,6 +306,7 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
                 args.usbip.port,
                 allow=args.usbip_allow,
                 max_connections=args.usbip_max_clients,
+                max_connections_per_source=args.usbip_max_clients_per_source,
             )
         except OSError as error:
             log.error("passthru.listen_failed", address=str(args.usbip), error=str(error))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import Final
@@ -33,7 +34,7 @@ from .events import (
     URBSubmitted,
 )
 from .messages import CmdSubmit, ExportedDevice, check_busid
-from .stream import READ_SIZE, IPNetwork, peer_address, peer_name, set_nodelay
+from .stream import READ_SIZE, IPAddress, IPNetwork, peer_address, peer_name, set_nodelay
 
 log = structlog.get_logger("ccid.usbip")
 
@@ -305,8 +306,11 @@ class Server:
         max_transfer_length: int = DEFAULT_MAX_TRANSFER_LENGTH,
         op_timeout: float = DEFAULT_OP_TIMEOUT,
         allow: Sequence[IPNetwork] | None = None,
+        max_connections_per_source: int | None = None,
     ) -> None:
         self._allow = None if allow is None else tuple(allow)
+        self._max_per_source = max_connections_per_source
+        self._per_source: Counter[IPAddress] = Counter()
         self._max_connections = max_connections
         self._max_pending_urbs = max_pending_urbs
         self._max_transfer_length = max_transfer_length
@@ -435,13 +439,20 @@ class Server:
     async def _accept(
         self, stream_reader: asyncio.StreamReader, stream_writer: asyncio.StreamWriter
     ) -> None:
+        address = peer_address(stream_writer)
         refusal: dict[str, object] | None = None
         if len(self._sessions) >= self._max_connections:
             refusal = {"reason": "max_connections", "max_connections": self._max_connections}
-        elif self._allow is not None:
-            address = peer_address(stream_writer)
-            if address is None or not any(address in network for network in self._allow):
-                refusal = {"reason": "not in the allow list"}
+        elif self._allow is not None and (
+            address is None or not any(address in network for network in self._allow)
+        ):
+            refusal = {"reason": "not in the allow list"}
+        elif (
+            self._max_per_source is not None
+            and address is not None
+            and self._per_source[address] >= self._max_per_source
+        ):
+            refusal = {"reason": "max_connections_per_source", "limit": self._max_per_source}
         if refusal is not None:
             log.warning("usbip.connection_refused", peer=peer_name(stream_writer), **refusal)
             stream_writer.close()
@@ -449,11 +460,17 @@ class Server:
         set_nodelay(stream_writer, keepalive=True)
         session = _Session(self, stream_reader, stream_writer)
         self._sessions.add(session)
+        if address is not None:
+            self._per_source[address] += 1
         log.info("usbip.connection_opened", peer=session.peer)
         try:
             await session.run()
         finally:
             self._sessions.discard(session)
+            if address is not None:
+                self._per_source[address] -= 1
+                if not self._per_source[address]:
+                    del self._per_source[address]
             log.info("usbip.connection_closed", peer=session.peer)
 
 
@@ -467,10 +484,12 @@ async def serve(
     max_transfer_length: int = DEFAULT_MAX_TRANSFER_LENGTH,
     op_timeout: float = DEFAULT_OP_TIMEOUT,
     allow: Sequence[IPNetwork] | None = None,
+    max_connections_per_source: int | None = None,
 ) -> Server:
     """Listen for USB/IP importers on ``host`` (all interfaces when None) and ``port``.
 
-    With ``allow``, connections from other addresses are closed at once.
+    With ``allow``, connections from other addresses are closed at once, and so are connections
+    past ``max_connections_per_source`` from one address.
 
     ``devices`` are exported as ``1-1``, ``1-2``... (:meth:`Server.add_device` adds more).
     Past ``max_connections`` new connections are closed at once; a connection may have
@@ -485,6 +504,7 @@ async def serve(
         max_transfer_length=max_transfer_length,
         op_timeout=op_timeout,
         allow=allow,
+        max_connections_per_source=max_connections_per_source,
     )
     for device in devices:
         server.add_device(device)

@@ -26,3 +26,17 @@ async def test_only_allowed_importers_get_the_device_list() -> None:
     async with await serve(port=0, allow=allow) as server:
         assert (await devlist_from("127.0.0.1", server.port))[:4] == bytes.fromhex("0111 0005")
         assert await devlist_from("127.0.0.2", server.port) == b""
+
+
+async def test_importers_per_source_address_are_limited() -> None:
+    async with await serve(port=0, max_connections_per_source=1) as server:
+        # Hold one connection from 127.0.0.1 open (it has not sent its OP request yet).
+        _, held = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            # The server counts it once it has accepted it; no event says when.
+            while server.connections < 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            assert await devlist_from("127.0.0.1", server.port) == b""
+            assert (await devlist_from("127.0.0.3", server.port))[:4] == bytes.fromhex("0111 0005")
+        finally:
+            held.close()
