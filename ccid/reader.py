@@ -145,6 +145,11 @@ class Reader:
     # -- state ----------------------------------------------------------------------------
 
     @property
+    def buffered(self) -> int:
+        """Bytes of an incomplete bulk-OUT command received so far."""
+        return self._decoder.buffered
+
+    @property
     def slot_state(self) -> SlotState:
         """Absent, present-inactive or present-active."""
         return self._slot.state

@@ -31,11 +31,6 @@ def configure_logging(level: int = logging.INFO, log_format: LogFormat = "consol
     )
 
 
-def set_level(level: int, log_format: LogFormat = "console") -> None:
-    """Change the level at run time (vscclient's ``debug N`` command)."""
-    configure_logging(level, log_format)
-
-
 def level_from_debug(debug: int) -> int:
     """libcacard's ``-d N``: 0 logs state changes, 1 and above every APDU."""
     return logging.DEBUG if debug > 0 else logging.INFO

@@ -111,6 +111,11 @@ class ServerConnection:
         """The imported device, once :meth:`accept_import` was called."""
 
     @property
+    def buffered(self) -> int:
+        """Bytes of an incomplete message received so far."""
+        return self._decoder.buffered
+
+    @property
     def pending(self) -> Mapping[int, CmdSubmit]:
         """URBs submitted and not yet answered, by seqnum (read-only view)."""
         return MappingProxyType(self._pending)

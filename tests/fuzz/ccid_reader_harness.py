@@ -132,8 +132,7 @@ class _Host:
     def bounds(self) -> None:
         reader = self.reader
         check(reader.queued_responses <= MAX_QUEUED_RESPONSES, "answers pile up")
-        # The decoder is private; its bound is the point of the exercise.
-        buffered = reader._decoder.buffered
+        buffered = reader.buffered
         check(buffered < self.max_length, f"{buffered} bytes of a command buffered")
 
     def read_message(self, max_length: int) -> None:
