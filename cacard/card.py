@@ -41,6 +41,7 @@ from .apdu import (
     success,
 )
 from .applets.applet import Applet, Selection
+from .applets.pki import INS_PRIVATE_KEY_OPERATION
 from .atr import CAC_ATR as CAC_ATR
 from .pin import INS_CHANGE_REFERENCE_DATA, INS_VERIFY, SALT_SIZE, Pin, PinState
 
@@ -52,6 +53,9 @@ INS_GET_RESPONSE: Final = 0xC0
 INS_GET_CHALLENGE: Final = 0x84
 INS_MANAGE_CHANNEL: Final = 0x70
 P1_SELECT_BY_AID: Final = 0x04
+_SLOW_INSTRUCTIONS: Final = frozenset(
+    (INS_PRIVATE_KEY_OPERATION, INS_VERIFY, INS_CHANGE_REFERENCE_DATA)
+)
 #: SELECT P2 bits b4-b3 set: no response data wanted.
 P2_NO_RESPONSE_DATA: Final = 0x0C
 #: CLA bits of secure messaging in the first interindustry class.
@@ -149,6 +153,15 @@ class Card:
         self._pin.reset()
 
     # -- APDUs ------------------------------------------------------------------------------
+
+    @staticmethod
+    def may_block(apdu: bytes) -> bool:
+        """True when :meth:`transmit` of ``apdu`` may take long: a private-key operation (a
+        PKCS#11 token may take seconds) or a PIN command (the retry counter is stored before
+        the comparison). Every other command is answered from memory in microseconds, so a
+        caller on an event loop runs those inline and only these in a worker thread.
+        """
+        return len(apdu) >= 2 and apdu[1] in _SLOW_INSTRUCTIONS
 
     def transmit(self, apdu: bytes) -> bytes:
         """Process one command APDU and return the response APDU. Never raises."""

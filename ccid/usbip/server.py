@@ -1,8 +1,10 @@
 """asyncio USB/IP server: export any :class:`~ccid.usb.UsbDevice` to ``usbip attach``.
 
 The adapter moves bytes between sockets and :class:`~ccid.usbip.connection.ServerConnection`
-and runs each URB as a task on the device. Every message goes out in one write; an IN URB is
-a task parked in the device until data exist; CMD_UNLINK cancels that task. A connection that
+and runs each URB on the device inline (:func:`~ccid.usbip.eager.start_eagerly`): one that
+finishes at once (bulk OUT, control) costs no task, and every reply that one read of the socket
+produces goes out in one write. An IN URB that must wait is a task parked in the device until
+data exist; CMD_UNLINK cancels that task. A connection that
 ends (EOF, a protocol error, :meth:`Server.remove_device`) cancels its URBs, resets the device
 and frees it for the next import.
 """
@@ -23,6 +25,7 @@ from ..usb import Stall, UsbDevice
 from .codec import DEFAULT_MAX_TRANSFER_LENGTH
 from .connection import DEFAULT_MAX_PENDING_URBS, ServerConnection, State
 from .constants import USBIP_PORT, Direction, OpStatus, URBStatus
+from .eager import start_eagerly
 from .errors import ProtocolError
 from .events import (
     DevlistRequested,
@@ -100,6 +103,7 @@ class _Session:
         self._export: Export | None = None
         self._urbs: dict[int, asyncio.Task[None]] = {}
         self._detaching = False
+        self._receiving = False
         task = asyncio.current_task()
         assert task is not None
         self.task = task
@@ -145,13 +149,18 @@ class _Session:
         data = await self._reader.read(READ_SIZE)
         if not data:
             return False
-        events = self._conn.receive_data(data)
-        while events:
-            state = self._conn.state
-            for event in events:
-                await self._handle(event)
-            # An accepted import lets URBs that came with the request through.
-            events = self._conn.receive_data(b"") if self._conn.state is not state else []
+        # Replies of URBs that finish inline wait for the end of this read: one write for all.
+        self._receiving = True
+        try:
+            events = self._conn.receive_data(data)
+            while events:
+                state = self._conn.state
+                for event in events:
+                    await self._handle(event)
+                # An accepted import lets URBs that came with the request through.
+                events = self._conn.receive_data(b"") if self._conn.state is not state else []
+        finally:
+            self._receiving = False
         self._write()
         return True
 
@@ -171,9 +180,10 @@ class _Session:
                     length=submit.transfer_buffer_length,
                     setup=submit.setup.hex() if submit.ep == 0 else None,
                 )
-                task = asyncio.create_task(self._run(submit), name=f"usbip-urb-{submit.seqnum}")
-                self._urbs[submit.seqnum] = task
-                task.add_done_callback(functools.partial(self._forget, submit.seqnum))
+                task = start_eagerly(self._run(submit), name=f"usbip-urb-{submit.seqnum}")
+                if task is not None:
+                    self._urbs[submit.seqnum] = task
+                    task.add_done_callback(functools.partial(self._forget, submit.seqnum))
             case UnlinkRequested(seqnum, unlink_seqnum, cancelled):
                 self._log.debug(
                     "usbip.unlink", seqnum=seqnum, unlink_seqnum=unlink_seqnum, cancelled=cancelled
@@ -219,7 +229,8 @@ class _Session:
                 status=status,
                 actual_length=len(data) if submit.direction == Direction.IN else accepted,
             )
-            self._write()
+            if not self._receiving:
+                self._write()
 
     async def _call_device(self, submit: CmdSubmit) -> tuple[int, bytes, int | None]:
         assert self._export is not None

@@ -1,0 +1,77 @@
+"""Start a coroutine inline and make a task of it only if it has to wait.
+
+Most URBs finish without waiting (a bulk OUT into the reader, a control request): running
+them as tasks costs a task, two loop turns and a done callback per URB, a quarter of the USB/IP
+server's CPU per APDU before this existed. :func:`start_eagerly` runs the coroutine at once up to
+its first suspension, as Python 3.12's eager tasks do; only one that suspends (an IN URB parked
+until the card answers) goes on as an :class:`asyncio.Task`, cancellable like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Generator
+from types import TracebackType
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+
+def start_eagerly(
+    coro: Coroutine[Any, Any, None], *, name: str | None = None
+) -> asyncio.Task[None] | None:
+    """Run ``coro`` now until it finishes (return None) or first waits (return its task).
+
+    An exception raised before the first wait propagates to the caller.
+    """
+    try:
+        yielded = coro.send(None)
+    except StopIteration:
+        return None
+    return asyncio.get_running_loop().create_task(_Resumed(coro, yielded), name=name)
+
+
+class _Resumed(Coroutine[Any, Any, _T]):
+    """A started coroutine, handed to a task: its first step replays what it last yielded.
+
+    A task cancelled before its first step throws into the coroutine, which then cleans up
+    (an ``Event.wait`` drops its waiter) as it would have had it been a task from the start.
+    """
+
+    __slots__ = ("_coro", "_yielded")
+
+    def __init__(self, coro: Coroutine[Any, Any, _T], yielded: Any) -> None:
+        self._coro = coro
+        self._yielded: Any = yielded
+        # The first send hands the task the future the coroutine is waiting on.
+
+    def send(self, value: Any) -> Any:
+        yielded = self._yielded
+        if yielded is not None:
+            self._yielded = None
+            return yielded
+        return self._coro.send(value)
+
+    def throw(
+        self,
+        typ: type[BaseException] | BaseException,
+        val: BaseException | object = None,
+        tb: TracebackType | None = None,
+    ) -> Any:
+        self._yielded = None
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._yielded = None
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, _T]:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def __iter__(self) -> _Resumed[_T]:
+        return self
