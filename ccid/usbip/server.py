@@ -1,7 +1,7 @@
 """asyncio USB/IP server: export any :class:`~ccid.usb.UsbDevice` to ``usbip attach``.
 
 The adapter moves bytes between sockets and :class:`~ccid.usbip.connection.ServerConnection`
-and runs each URB on the device inline (:func:`~ccid.usbip.eager.start_eagerly`): one that
+and runs each URB on the device inline (:func:`~vscard.asyncio.eager.start_eagerly`): one that
 finishes at once (bulk OUT, control) costs no task, and every reply that one read of the socket
 produces goes out in one write. An IN URB that must wait is a task parked in the device until
 data exist; CMD_UNLINK cancels that task. A connection that
@@ -21,11 +21,12 @@ from typing import Final
 
 import structlog
 
+from vscard.asyncio.eager import start_eagerly
+
 from ..usb import Stall, UsbDevice
 from .codec import DEFAULT_MAX_TRANSFER_LENGTH
 from .connection import DEFAULT_MAX_PENDING_URBS, ServerConnection, State
 from .constants import USBIP_PORT, Direction, OpStatus, URBStatus
-from .eager import start_eagerly
 from .errors import ProtocolError
 from .events import (
     DevlistRequested,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 
 import pytest
@@ -187,3 +188,51 @@ async def test_bytes_left_by_a_dead_client_never_reach_the_next_one(
         reader = await client.add_reader(transmit=echo_card)
         await reader.insert(ATR)
         assert reader.reader_id == 0
+
+
+class _WatchedQueue(deque[vscard.APDURequest | vscard.FlushRequested]):
+    """A reader's pending requests, recording the longest it got."""
+
+    def __init__(self, full_at: int) -> None:
+        super().__init__()
+        self.longest = 0
+        self.full = asyncio.Event()
+        self._full_at = full_at
+
+    def append(self, item: vscard.APDURequest | vscard.FlushRequested) -> None:
+        super().append(item)
+        self.longest = max(self.longest, len(self))
+        if len(self) >= self._full_at:
+            self.full.set()
+
+
+async def test_a_host_flooding_one_reader_is_served_in_order_with_bounded_memory(
+    served: tuple[Recorder, vscard.Server],
+) -> None:
+    recorder, server = served
+    release = asyncio.Event()
+    all_seen = asyncio.Event()
+    seen: list[bytes] = []
+    flood = 40
+
+    async def slow_card(apdu: bytes) -> bytes:
+        seen.append(apdu)
+        if len(seen) == 1:
+            await release.wait()
+        if len(seen) == flood:
+            all_seen.set()
+        return b"\x90\x00"
+
+    async with await vscard.connect("127.0.0.1", server.port) as client:
+        reader = await client.add_reader("r", transmit=slow_card)
+        await reader.insert(ATR)
+        pending = reader._pending = _WatchedQueue(full_at=8)
+        session = await recorder.sessions.get()
+        # VSCard allows one APDU in flight per reader; this host sends 40 at once.
+        messages = [vscard.APDU(reader.reader_id, bytes([0, 0xB0, 0, n, 0])) for n in range(flood)]
+        session._writer.write(b"".join(vscard.encode(message) for message in messages))
+        await pending.full.wait()  # the card is stuck on the first: the client stops reading
+        release.set()
+        await all_seen.wait()
+        assert seen == [message.data for message in messages]
+        assert pending.longest == 8  # never more queued, however many the host sent

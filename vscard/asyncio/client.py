@@ -16,6 +16,7 @@ from ..constants import MAX_FRAME_SIZE, VSCARD_MINIMAL_READER_ID, ErrorCode
 from ..errors import ConnectionClosedError, ProtocolError, RequestRefusedError, VSCardError
 from ..events import APDURequest, FlushRequested, PeerInit, RequestAnswered, Unexpected
 from ..trace import command_trace, response_trace
+from .eager import start_eagerly
 from .stream import READ_SIZE, peer_name, set_nodelay
 
 log = structlog.get_logger("vscard.client")
@@ -40,10 +41,13 @@ class Reader:
         self.atr: bytes | None = None
         """The inserted card's ATR, or None when the reader is empty."""
         self._transmit = transmit
-        self._queue: asyncio.Queue[APDURequest | FlushRequested] = asyncio.Queue(_READER_QUEUE_SIZE)
+        self._pending: deque[APDURequest | FlushRequested] = deque()
         # Held while the card works on an APDU, so a removal never cuts one off.
         self._busy = asyncio.Lock()
-        self._worker = asyncio.create_task(self._serve(), name=f"vscard-reader-{reader_id}")
+        # Serves the pending requests; None when there are none. It runs inline in the read
+        # loop (start_eagerly) and is a task only while it waits: a card that answers at once
+        # costs no task switch, and its answer leaves in the same write as any other reply.
+        self._worker: asyncio.Task[None] | None = None
 
     async def insert(self, atr: bytes) -> None:
         """Announce a card (or a reset of it) with its ATR. The host may refuse the ATR."""
@@ -64,32 +68,47 @@ class Reader:
         await self._client._request(lambda c: c.remove_reader(self.reader_id))
         self._client._forget(self)
 
+    async def _accept(self, item: APDURequest | FlushRequested) -> None:
+        """Take a host request (from the read loop); serve it now when the reader is idle."""
+        while len(self._pending) >= _READER_QUEUE_SIZE and self._worker is not None:
+            # Backpressure: a host that floods one reader stops being read until it drains.
+            await asyncio.wait({self._worker})
+        self._pending.append(item)
+        if self._worker is None:
+            self._worker = start_eagerly(self._serve(), name=f"vscard-reader-{self.reader_id}")
+
+    def _stop(self) -> None:
+        self._pending.clear()
+        if self._worker is not None:
+            self._worker.cancel()
+
     async def _serve(self) -> None:
         client = self._client
-        while True:
-            item = await self._queue.get()
-            async with self._busy:
-                if isinstance(item, FlushRequested):
-                    client._conn.send_flush_complete(self.reader_id)
-                else:
-                    log.debug(
-                        "vscard.apdu", reader_id=self.reader_id, command=command_trace(item.apdu)
-                    )
-                    try:
-                        response = await self._transmit(item.apdu)
-                    except Exception as error:  # the card's failure must not end the client
-                        log.warning(
-                            "vscard.apdu_failed", reader_id=self.reader_id, error=repr(error)
-                        )
-                        client._conn.send_failure(self.reader_id, ErrorCode.GENERAL_ERROR)
+        try:
+            while self._pending:
+                item = self._pending.popleft()
+                async with self._busy:
+                    if isinstance(item, FlushRequested):
+                        client._conn.send_flush_complete(self.reader_id)
                     else:
-                        log.debug(
-                            "vscard.apdu",
-                            reader_id=self.reader_id,
-                            response=response_trace(response),
-                        )
-                        client._conn.send_response(self.reader_id, response)
+                        await self._answer(item.apdu)
                 await client._flush()
+        finally:
+            self._worker = None
+
+    async def _answer(self, apdu: bytes) -> None:
+        client = self._client
+        client._log.debug("vscard.apdu", reader_id=self.reader_id, command=command_trace(apdu))
+        try:
+            response = await self._transmit(apdu)
+        except Exception as error:  # the card's failure must not end the client
+            client._log.warning("vscard.apdu_failed", reader_id=self.reader_id, error=repr(error))
+            client._conn.send_failure(self.reader_id, ErrorCode.GENERAL_ERROR)
+        else:
+            client._log.debug(
+                "vscard.apdu", reader_id=self.reader_id, response=response_trace(response)
+            )
+            client._conn.send_response(self.reader_id, response)
 
 
 class Client:
@@ -208,7 +227,7 @@ class Client:
 
     def _forget(self, reader: Reader) -> None:
         self._readers.pop(reader.reader_id, None)
-        reader._worker.cancel()
+        reader._stop()
 
     async def _read_loop(self) -> None:
         error: BaseException | None = None
@@ -245,7 +264,7 @@ class Client:
                     else:
                         self._conn.send_failure(reader_id)
                 else:
-                    await reader._queue.put(event)
+                    await reader._accept(event)
             case Unexpected(message, reason):
                 self._log.warning("vscard.unexpected", message=repr(message), reason=reason)
 
@@ -257,7 +276,7 @@ class Client:
         if not from_reader:
             self._read_task.cancel()
         for reader in self._readers.values():
-            reader._worker.cancel()
+            reader._stop()
         closed = ConnectionClosedError("connection to the VSCard host closed")
         futures: list[asyncio.Future[PeerInit] | asyncio.Future[RequestAnswered]]
         futures = [self._peer_init, *self._replies]

@@ -1,10 +1,11 @@
 """Start a coroutine inline and make a task of it only if it has to wait.
 
-Most URBs finish without waiting (a bulk OUT into the reader, a control request): running
-them as tasks costs a task, two loop turns and a done callback per URB, a quarter of the USB/IP
-server's CPU per APDU before this existed. :func:`start_eagerly` runs the coroutine at once up to
-its first suspension, as Python 3.12's eager tasks do; only one that suspends (an IN URB parked
-until the card answers) goes on as an :class:`asyncio.Task`, cancellable like any other.
+Most work on our hot paths finishes without waiting: a USB/IP bulk OUT into the reader, an
+emulated card's answer to a VSCard APDU. Running it as a task costs a task, a loop turn and a
+done callback each time (before this, a quarter of the USB/IP server's CPU per APDU).
+:func:`start_eagerly` runs the coroutine at once up to its first suspension, as Python 3.12's
+eager tasks do; only one that suspends (an IN URB parked until the card answers, a private-key
+operation in a thread) goes on as an :class:`asyncio.Task`, cancellable like any other.
 """
 
 from __future__ import annotations
