@@ -101,6 +101,9 @@ class Card:
         on_state_change: StateSink | None = None,
         random: Callable[[int], bytes] = os.urandom,
     ) -> None:
+        # Bound once: with debug off each call is then a no-op method, where the module's
+        # lazy proxy would build a logger per call (measurable on the per-APDU path).
+        self._log = log.bind()
         self.atr = atr
         self.applets = {applet.aid: applet for applet in applets}
         if len(self.applets) != len(applets):
@@ -168,22 +171,22 @@ class Card:
         try:
             if not self.powered:
                 # A reader that sends an APDU has powered the card, whether it said so or not.
-                log.debug("cacard.implicit_power_on")
+                self._log.debug("cacard.implicit_power_on")
                 self.power_on()
             response = self._process(bytes(apdu))
         except Exception:
-            log.exception("cacard.internal_error", command=apdu_trace(bytes(apdu)))
+            self._log.exception("cacard.internal_error", command=apdu_trace(bytes(apdu)))
             self._pending = b""
             response = status(StatusWord.NO_PRECISE_DIAGNOSIS)
         raw = response.to_bytes()
-        log.debug("cacard.apdu", command=apdu_trace(bytes(apdu)), response=raw.hex())
+        self._log.debug("cacard.apdu", command=apdu_trace(bytes(apdu)), response=raw.hex())
         return raw
 
     def _process(self, raw: bytes) -> Response:
         try:
             command = CommandAPDU.from_bytes(raw)
         except APDUFormatError as error:
-            log.debug("cacard.bad_apdu", field=error.field, value=error.value)
+            self._log.debug("cacard.bad_apdu", field=error.field, value=error.value)
             self._pending = b""
             return status(StatusWord.WRONG_LENGTH)
         if command.ins == INS_GET_RESPONSE:
@@ -240,7 +243,7 @@ class Card:
             self._channels[channel] = None
             return status(StatusWord.FILE_NOT_FOUND)
         self._channels[channel] = applet.select()
-        log.debug("cacard.selected", applet=applet.name, channel=channel)
+        self._log.debug("cacard.selected", applet=applet.name, channel=channel)
         if command.p2 & P2_NO_RESPONSE_DATA == P2_NO_RESPONSE_DATA:
             return status(StatusWord.SUCCESS)
         return success(applet.fci())

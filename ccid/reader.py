@@ -127,6 +127,9 @@ class Reader:
 
     def __init__(self, config: ReaderConfiguration | None = None) -> None:
         self._config = config if config is not None else ReaderConfiguration()
+        # Bound once: with debug off each call is then a no-op method, where the module's
+        # lazy proxy would build a logger per call (measurable on the per-APDU path).
+        self._log = log.bind()
         # The class descriptor's clock and data rate are what SetDataRateAndClockFrequency
         # reports; building it from the same configuration keeps the two in step.
         self._ccid = ReaderDescriptors.from_configuration(self._config).ccid
@@ -199,7 +202,7 @@ class Reader:
             try:
                 command = self._decoder.next_command()
             except CCIDError as error:
-                log.warning("ccid.bad_message", field=error.field, value=error.value)
+                self._log.warning("ccid.bad_message", field=error.field, value=error.value)
                 raise
             if command is None:
                 return
@@ -221,7 +224,7 @@ class Reader:
         message = RDR_to_PC_NotifySlotChange.for_slot0(
             present=self._slot.state is not SlotState.ABSENT, changed=True
         )
-        log.debug("ccid.notify_slot_change", bmSlotICCState=message.bmSlotICCState.hex())
+        self._log.debug("ccid.notify_slot_change", bmSlotICCState=message.bmSlotICCState.hex())
         return encode(message)
 
     def abort_request(self, bSlot: int, bSeq: int) -> bool:
@@ -233,7 +236,7 @@ class Reader:
         """
         if bSlot != 0:
             return False
-        log.info("ccid.abort_request", bSeq=bSeq)
+        self._log.info("ccid.abort_request", bSeq=bSeq)
         held = self._abort
         if held is None or not held.command_seen or held.bSeq != bSeq:
             self._drop_unread(bSeq)
@@ -251,7 +254,7 @@ class Reader:
     def discard_partial_command(self) -> None:
         """Forget the bytes of a command not yet complete (CLEAR_FEATURE(HALT) on bulk-OUT)."""
         if self._decoder.buffered:
-            log.info("ccid.partial_command_dropped", length=self._decoder.buffered)
+            self._log.info("ccid.partial_command_dropped", length=self._decoder.buffered)
         self._decoder.clear()
 
     def reset(self) -> None:
@@ -280,7 +283,7 @@ class Reader:
             self._card_gone()
         self._slot.apply(SlotEvent.INSERT, parsed)
         self._notify_pending = True
-        log.info("ccid.card_inserted", atr=atr.hex())
+        self._log.info("ccid.card_inserted", atr=atr.hex())
 
     def remove_card(self) -> None:
         """The card left. An XfrBlock it was working on is answered with ICC_MUTE at once."""
@@ -289,16 +292,16 @@ class Reader:
         self._card_gone()
         self._slot.apply(SlotEvent.REMOVE)
         self._notify_pending = True
-        log.info("ccid.card_removed")
+        self._log.info("ccid.card_removed")
 
     def apdu_response(self, request: int, response: bytes) -> None:
         """The card answered APDU ``request`` with ``response`` (data and SW1 SW2)."""
         flight = self._take_in_flight(request)
         if flight is None:
             return
-        log.debug("ccid.apdu", bSeq=flight.bSeq, response=response_trace(response))
+        self._log.debug("ccid.apdu", bSeq=flight.bSeq, response=response_trace(response))
         if len(response) > MAX_APDU_SIZE:
-            log.warning("ccid.response_too_long", bSeq=flight.bSeq, length=len(response))
+            self._log.warning("ccid.response_too_long", bSeq=flight.bSeq, length=len(response))
             self._answer(self._data_block_failure(flight.bSeq, SlotError.XFR_OVERRUN))
             return
         self._response_chain = response
@@ -341,7 +344,7 @@ class Reader:
     # -- commands -------------------------------------------------------------------------
 
     def _handle(self, command: Command, now: float) -> None:
-        log.debug(
+        self._log.debug(
             "ccid.command",
             bMessageType=type(command).__name__,
             bSlot=command.bSlot,
@@ -470,7 +473,9 @@ class Reader:
             request, command.bSeq, now + self._config.time_extension_interval
         )
         apdu = bytes(chain)
-        log.debug("ccid.apdu", bSeq=command.bSeq, request=request, command=command_trace(apdu))
+        self._log.debug(
+            "ccid.apdu", bSeq=command.bSeq, request=request, command=command_trace(apdu)
+        )
         self._events.append(APDURequested(request, apdu))
 
     def _get_parameters(self, command: PC_to_RDR_GetParameters | PC_to_RDR_ResetParameters) -> None:
@@ -557,7 +562,7 @@ class Reader:
     # -- helpers --------------------------------------------------------------------------
 
     def _answer(self, response: Response) -> None:
-        log.debug(
+        self._log.debug(
             "ccid.response",
             bMessageType=type(response).__name__,
             bSeq=response.bSeq,
@@ -582,7 +587,7 @@ class Reader:
     def _take_in_flight(self, request: int) -> _InFlight | None:
         flight = self._in_flight
         if flight is None or flight.request != request:
-            log.debug("ccid.late_answer_dropped", request=request)
+            self._log.debug("ccid.late_answer_dropped", request=request)
             return None
         self._in_flight = None
         return flight
@@ -621,7 +626,7 @@ class Reader:
         """
         dropped = self._responses.clear()
         if dropped:
-            log.warning("ccid.unread_responses_dropped", count=dropped, bSeq=bSeq)
+            self._log.warning("ccid.unread_responses_dropped", count=dropped, bSeq=bSeq)
 
     def _drop_chains(self) -> None:
         self._command_chain = None

@@ -206,10 +206,10 @@ def test_a_bug_in_an_applet_answers_6f00_and_is_logged() -> None:
 
 
 def test_apdu_traces_never_show_the_pin() -> None:
-    card = make_card()
     saved = structlog.get_config()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
     try:
+        card = make_card()  # a card takes the logging level in force when it is made
         with capture_logs() as logs:
             send(card, "00 20 00 00 08 " + PIN_HEX)
     finally:
