@@ -61,6 +61,14 @@ RoundTrip = Callable[[], Awaitable[object]]
 class PathResult:
     latencies_ns: list[int] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
+    #: CPU seconds over every block of the card side (a vscclient, or the floor's echo) and of
+    #: the middle (ccid-passthru, or the floor's relay).
+    card_cpu_s: float = 0.0
+    middle_cpu_s: float = 0.0
+
+    def cpu_us(self, seconds: float) -> float:
+        """CPU microseconds per round trip."""
+        return seconds / len(self.latencies_ns) * 1e6
 
     def p(self, fraction: float) -> float:
         """A latency percentile in microseconds."""
@@ -95,9 +103,16 @@ class UsbipReader:
                 return answer.abData
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (clock ticks: 10 ms resolution, summed over blocks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.asynccontextmanager
-async def helper(args: list[str], loop: LoopName) -> AsyncIterator[int]:
-    """``python -m benchmarks.relay ARGS``: yields the port it prints; stops when stdin closes."""
+async def helper(args: list[str], loop: LoopName) -> AsyncIterator[tuple[int, int]]:
+    """``python -m benchmarks.relay ARGS``: yields (the port it prints, its pid); stops when
+    stdin closes."""
     process = await asyncio.create_subprocess_exec(
         "setpriv", "--pdeathsig", "KILL", "--",
         sys.executable, "-m", "benchmarks.relay", *args, "--loop", loop,
@@ -106,7 +121,7 @@ async def helper(args: list[str], loop: LoopName) -> AsyncIterator[int]:
     assert process.stdin is not None
     assert process.stdout is not None
     try:
-        yield int(await asyncio.wait_for(process.stdout.readline(), 30))
+        yield int(await asyncio.wait_for(process.stdout.readline(), 30)), process.pid
     finally:
         process.stdin.close()
         try:
@@ -149,7 +164,8 @@ async def chain(count: int, rounds: int, loop: LoopName) -> dict[str, PathResult
             passthru = await stack.enter_async_context(running_passthru())
             port = passthru.vscard_port
             ours_args = ["--card", str(card_dir), "127.0.0.1", str(port)]
-            await stack.enter_async_context(running_vscclient(ours_args))
+            ours_process = await stack.enter_async_context(running_vscclient(ours_args))
+            pids = {"ours": (ours_process.process.pid, passthru.pid)}
             (ours_busid,) = await wait_for_devices(passthru.usbip_port, 1)
             paths: dict[str, RoundTrip] = {}
             ours = await UsbipReader.attach(ours_busid, passthru.usbip_port)
@@ -157,11 +173,12 @@ async def chain(count: int, rounds: int, loop: LoopName) -> dict[str, PathResult
             assert response[-2:] == b"\x90\x00", response.hex()
             paths["ours"] = ours.transmit
             if binary is not None:
-                await stack.enter_async_context(
+                theirs_process = await stack.enter_async_context(
                     run_vscclient(
                         binary, "127.0.0.1", port, soft_card_args(nssdb.directory), debug=0
                     )
                 )
+                pids["libcacard"] = (theirs_process.process.pid, passthru.pid)
                 busids = await wait_for_devices(passthru.usbip_port, 2)
                 (theirs_busid,) = [busid for busid in busids if busid != ours_busid]
                 theirs = await UsbipReader.attach(theirs_busid, passthru.usbip_port)
@@ -170,8 +187,11 @@ async def chain(count: int, rounds: int, loop: LoopName) -> dict[str, PathResult
                 # two bytes back like ours.
                 assert len(their_response) == len(response), their_response.hex()
                 paths["libcacard"] = theirs.transmit
-            echo_port = await stack.enter_async_context(helper(["echo"], loop))
-            relay_port = await stack.enter_async_context(helper(["relay", str(echo_port)], loop))
+            echo_port, echo_pid = await stack.enter_async_context(helper(["echo"], loop))
+            relay_port, relay_pid = await stack.enter_async_context(
+                helper(["relay", str(echo_port)], loop)
+            )
+            pids["floor"] = (echo_pid, relay_pid)
             wire = (
                 URB_HEADER_SIZE + CCID_HEADER + len(SELECT_PKI),
                 URB_HEADER_SIZE,
@@ -187,14 +207,18 @@ async def chain(count: int, rounds: int, loop: LoopName) -> dict[str, PathResult
             block = max(1, count // rounds)
             for _ in range(rounds):
                 for name, round_trip in paths.items():
-                    latencies = results[name].latencies_ns
+                    result = results[name]
+                    card_pid, middle_pid = pids[name]
+                    card_cpu, middle_cpu = cpu_seconds(card_pid), cpu_seconds(middle_pid)
                     start = time.perf_counter_ns()
                     for _ in range(block):
                         began = time.perf_counter_ns()
                         await round_trip()
-                        latencies.append(time.perf_counter_ns() - began)
+                        result.latencies_ns.append(time.perf_counter_ns() - began)
                     elapsed = time.perf_counter_ns() - start
-                    results[name].rates.append(block / (elapsed / 1e9))
+                    result.rates.append(block / (elapsed / 1e9))
+                    result.card_cpu_s += cpu_seconds(card_pid) - card_cpu
+                    result.middle_cpu_s += cpu_seconds(middle_pid) - middle_cpu
             floor.close()
             await ours.client.close()
             if "libcacard" in paths:
@@ -243,6 +267,8 @@ def section(results: dict[str, PathResult], loop: LoopName) -> Section:
             "p99_us": r.p(0.99),
             "rt_per_s": r.rate,
             "count": len(r.latencies_ns),
+            "card_side_cpu_us": r.cpu_us(r.card_cpu_s),
+            "middle_cpu_us": r.cpu_us(r.middle_cpu_s),
         }
         for name, r in results.items()
     }
@@ -257,11 +283,14 @@ def run_chain(count: int = 3000, rounds: int = 6, loop: LoopName = "asyncio") ->
 
 def print_section(result: Section) -> None:
     print(f"{result.name}: {result.description}")
-    print(f"{'path':10} {'rt/s':>8} {'p50 us':>8} {'p99 us':>8} {'n':>6}")
+    print(
+        f"{'path':10} {'rt/s':>8} {'p50 us':>8} {'p99 us':>8} {'n':>6} "
+        f"{'card side cpu us/rt':>20} {'middle cpu us/rt':>17}"
+    )
     for name, row in result.series.items():
         print(
             f"{name:10} {row['rt_per_s']:8,.0f} {row['p50_us']:8.0f} {row['p99_us']:8.0f} "
-            f"{row['count']:6}"
+            f"{row['count']:6} {row['card_side_cpu_us']:20.0f} {row['middle_cpu_us']:17.0f}"
         )
     for figure in result.figures:
         if figure.target is not None:
