@@ -11,6 +11,7 @@ refused after its 48 bytes, so nothing beyond one bounded message is ever buffer
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import struct
 from collections.abc import Callable
@@ -73,6 +74,56 @@ _OP_STATUSES: Final = {status.value: status for status in OpStatus}
 assert _USB_DEVICE.size == USB_DEVICE_SIZE
 assert _USB_INTERFACE.size == USB_INTERFACE_SIZE
 assert _CMD_SUBMIT.size == _RET_SUBMIT.size == _CMD_UNLINK.size == URB_HEADER_SIZE
+
+_unpack_cmd_submit: Final = _CMD_SUBMIT.unpack_from
+_CMD_SUBMIT_CODE: Final = int(Command.USBIP_CMD_SUBMIT)
+_OUT: Final = int(Direction.OUT)
+_IN: Final = int(Direction.IN)
+_DIRECTIONS: Final = (Direction.OUT, Direction.IN)
+
+# CMD_SUBMITs (every URB) are built without CmdSubmit.__init__: its generated __init__ and
+# __post_init__ cost three times the rest of decoding one. RequestDecoder checks what
+# __post_init__ would (direction, ep, the length against the data carried) before building, and
+# the struct guarantees the rest (u32 and s32 fields, an 8-byte setup), so the object is the one
+# the constructor would build. A new field fails the check below at import;
+# tests/ccid/test_usbip_codec.py checks decoded CMD_SUBMITs pass the class's own checks.
+_CMD_SUBMIT_FIELDS: Final = (
+    "seqnum",
+    "devid",
+    "direction",
+    "ep",
+    "transfer_flags",
+    "transfer_buffer_length",
+    "start_frame",
+    "number_of_packets",
+    "interval",
+    "setup",
+    "data",
+)
+if tuple(field.name for field in dataclasses.fields(CmdSubmit)) != _CMD_SUBMIT_FIELDS:
+    raise TypeError("ccid.usbip.codec builds CmdSubmit field by field: update it")
+
+
+def _slot_setter(cls: type, name: str) -> Callable[[object, object], None]:
+    """The ``__set__`` of ``cls``'s slot ``name``: stores a field of a frozen instance."""
+    setter: Callable[[object, object], None] = vars(cls)[name].__set__
+    return setter
+
+
+_new: Final = object.__new__
+(
+    _set_seqnum,
+    _set_devid,
+    _set_direction,
+    _set_ep,
+    _set_transfer_flags,
+    _set_transfer_buffer_length,
+    _set_start_frame,
+    _set_number_of_packets,
+    _set_interval,
+    _set_setup,
+    _set_data,
+) = (_slot_setter(CmdSubmit, name) for name in _CMD_SUBMIT_FIELDS)
 
 
 # --- encoding ------------------------------------------------------------------------------
@@ -266,6 +317,9 @@ class Phase(enum.Enum):
     DONE = "done"
 
 
+_URB: Final = Phase.URB  # a module global reads faster than an enum class attribute
+
+
 class _Decoder:
     __slots__ = ("_buffer", "_error", "_max_transfer_length", "phase")
 
@@ -294,10 +348,11 @@ class _Decoder:
 
     def _take(self, size: int, start: int = 0) -> bytes:
         """Remove ``size`` bytes from the buffer; return those from ``start`` on."""
-        with memoryview(self._buffer) as view:
-            data = bytes(view[start:size])
+        buffer = self._buffer
+        # Slicing copies twice but costs less than a memoryview for messages this small.
+        data = bytes(buffer[start:size])
         # bytearray deletes from the front in O(1): it only moves its start pointer.
-        del self._buffer[:size]
+        del buffer[:size]
         return data
 
     def _check_length(self, name: str, length: int, *, carried: bool = True) -> None:
@@ -331,7 +386,7 @@ class RequestDecoder(_Decoder):
         if self._error is not None:
             raise self._error
         try:
-            if self.phase is Phase.URB:
+            if self.phase is _URB:
                 return self._next_command()
             return self._next_op_request()
         except ProtocolError as error:
@@ -362,45 +417,56 @@ class RequestDecoder(_Decoder):
         buffer = self._buffer
         if len(buffer) < URB_HEADER_SIZE:
             return None
-        command = _U32.unpack_from(buffer)[0]
-        if command == Command.USBIP_CMD_SUBMIT:
-            (
-                _,
-                seqnum,
-                devid,
-                direction,
-                ep,
-                transfer_flags,
-                length,
-                start_frame,
-                number_of_packets,
-                interval,
-                setup,
-            ) = _CMD_SUBMIT.unpack_from(buffer)
+        # Every URB header is 48 bytes: read it as CMD_SUBMIT's, the commonest, in one go.
+        (
+            command,
+            seqnum,
+            devid,
+            direction,
+            ep,
+            transfer_flags,
+            length,
+            start_frame,
+            number_of_packets,
+            interval,
+            setup,
+        ) = _unpack_cmd_submit(buffer)
+        if command != _CMD_SUBMIT_CODE:
+            return self._next_unlink(command)
+        # The checks run inline and call the helpers only to raise their errors, in order.
+        if direction > _IN or ep > MAX_ENDPOINT:
             _check_endpoint("CMD_SUBMIT", direction, ep)
-            self._check_length(
-                "CMD_SUBMIT.transfer_buffer_length", length, carried=direction == Direction.OUT
-            )
+        if direction == _OUT:
+            if length < 0 or length > self._max_transfer_length:
+                self._check_length("CMD_SUBMIT.transfer_buffer_length", length)
+            end = URB_HEADER_SIZE + length
+        else:
+            if length < 0:
+                self._check_length("CMD_SUBMIT.transfer_buffer_length", length, carried=False)
+            end = URB_HEADER_SIZE
+        if number_of_packets not in NON_ISO_PACKETS:
             _check_packets("CMD_SUBMIT", number_of_packets)
-            payload = length if direction == Direction.OUT else 0
-            if len(buffer) < URB_HEADER_SIZE + payload:
-                return None
-            data = self._take(URB_HEADER_SIZE + payload, URB_HEADER_SIZE)
-            return CmdSubmit(
-                seqnum,
-                devid,
-                Direction(direction),
-                ep,
-                transfer_flags,
-                length,
-                start_frame,
-                number_of_packets,
-                interval,
-                setup,
-                data,
-            )
+        if len(buffer) < end:
+            return None
+        data = bytes(buffer[URB_HEADER_SIZE:end])
+        del buffer[:end]
+        message: CmdSubmit = _new(CmdSubmit)
+        _set_seqnum(message, seqnum)
+        _set_devid(message, devid)
+        _set_direction(message, _DIRECTIONS[direction])
+        _set_ep(message, ep)
+        _set_transfer_flags(message, transfer_flags)
+        _set_transfer_buffer_length(message, length)
+        _set_start_frame(message, start_frame)
+        _set_number_of_packets(message, number_of_packets)
+        _set_interval(message, interval)
+        _set_setup(message, setup)
+        _set_data(message, data)
+        return message
+
+    def _next_unlink(self, command: int) -> CmdUnlink:
         if command == Command.USBIP_CMD_UNLINK:
-            _, seqnum, devid, direction, ep, unlink_seqnum = _CMD_UNLINK.unpack_from(buffer)
+            _, seqnum, devid, direction, ep, unlink_seqnum = _CMD_UNLINK.unpack_from(self._buffer)
             _check_endpoint("CMD_UNLINK", direction, ep)
             self._take(URB_HEADER_SIZE)
             return CmdUnlink(seqnum, devid, unlink_seqnum, direction, ep)

@@ -521,3 +521,58 @@ def test_mutated_golden_messages_decode_or_raise_protocol_errors(
     mutated = mutated[: len(mutated) - cut % 8]
     with contextlib.suppress(ProtocolError):
         decode(message, bytes(mutated), whole=False)
+
+
+u32 = st.integers(0, 0xFFFFFFFF)
+s32 = st.integers(-0x80000000, 0x7FFFFFFF)
+
+
+@given(
+    st.tuples(u32, u32, st.sampled_from(Direction), st.integers(0, 15), u32),
+    st.integers(0, MAX_TRANSFER),
+    st.tuples(s32, st.sampled_from([0, -1]), s32, st.binary(min_size=8, max_size=8)),
+    st.integers(min_value=1, max_value=97),
+)
+def test_decoded_cmd_submits_are_the_ones_the_constructor_builds(
+    basic: tuple[int, int, Direction, int, int],
+    length: int,
+    rest: tuple[int, int, int, bytes],
+    chunk: int,
+) -> None:
+    # CMD_SUBMITs are built without CmdSubmit.__init__: they must still pass its checks and
+    # compare, hash and print like constructed ones.
+    seqnum, devid, direction, ep, flags = basic
+    start_frame, packets, interval, setup = rest
+    data = bytes(range(256)) * (length // 256) + bytes(length % 256)
+    built = CmdSubmit(
+        seqnum,
+        devid,
+        direction,
+        ep,
+        flags,
+        length,
+        start_frame,
+        packets,
+        interval,
+        setup,
+        data if direction == Direction.OUT else b"",
+    )
+    wire = encode(built) * 2
+    decoder = RequestDecoder(max_transfer_length=MAX_TRANSFER)
+    decoder.start_urb_phase()
+    decoded: list[Message] = []
+    for start in range(0, len(wire), chunk):
+        decoder.feed(wire[start : start + chunk])
+        while (request := decoder.next_request()) is not None:
+            decoded.append(request)
+    assert decoder.buffered == 0
+    assert len(decoded) == 2
+    for message in decoded:
+        rebuilt = dataclasses.replace(message)  # runs __init__ and __post_init__
+        assert type(message) is CmdSubmit
+        assert type(message.direction) is Direction
+        assert message == rebuilt == built
+        assert hash(message) == hash(rebuilt)
+        assert repr(message) == repr(rebuilt)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            message.seqnum = 1  # type: ignore[misc]
