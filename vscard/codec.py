@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Callable
 from typing import Final
@@ -22,6 +23,7 @@ from .messages import (
 )
 
 _HEADER: Final = struct.Struct(">III")
+_unpack_header: Final = _HEADER.unpack_from
 _U32: Final = struct.Struct(">I")
 _INIT_FIXED: Final = struct.Struct(">4sI")
 
@@ -91,16 +93,58 @@ def _decode_reader_add(reader_id: int, payload: bytes) -> ReaderAdd:
     return ReaderAdd(reader_id, name)
 
 
+def _decode_reader_remove(reader_id: int, _payload: bytes) -> ReaderRemove:
+    return ReaderRemove(reader_id)
+
+
+def _decode_card_remove(reader_id: int, _payload: bytes) -> CardRemove:
+    return CardRemove(reader_id)
+
+
+def _decode_flush(reader_id: int, _payload: bytes) -> Flush:
+    return Flush(reader_id)
+
+
+def _decode_flush_complete(reader_id: int, _payload: bytes) -> FlushComplete:
+    return FlushComplete(reader_id)
+
+
+def _slot_setter(cls: type, name: str) -> Callable[[object, object], None]:
+    """The ``__set__`` of ``cls``'s slot ``name``: stores a field of a frozen instance."""
+    setter: Callable[[object, object], None] = vars(cls)[name].__set__
+    return setter
+
+
+# APDU frames are built without APDU.__init__: a frozen dataclass's generated __init__ and
+# __post_init__ cost twice the rest of decoding a frame. Everything __post_init__ checks is
+# already guaranteed by the wire (reader_id is a u32 read from the header), so the object is
+# the one APDU(reader_id, data) would build. If APDU gains a field, the check below fails at
+# import; tests/vscard/test_codec.py checks that decoded APDUs pass APDU's own checks.
+if tuple(field.name for field in dataclasses.fields(APDU)) != ("reader_id", "data"):
+    raise TypeError("vscard.codec builds APDU from (reader_id, data): update it with APDU")
+_new: Final = object.__new__
+_set_apdu_reader_id: Final = _slot_setter(APDU, "reader_id")
+_set_apdu_data: Final = _slot_setter(APDU, "data")
+
+
+def _build_apdu(reader_id: int, data: bytes) -> APDU:
+    """``APDU(reader_id, data)`` for a ``reader_id`` read as a u32 (see above)."""
+    message: APDU = _new(APDU)
+    _set_apdu_reader_id(message, reader_id)
+    _set_apdu_data(message, data)
+    return message
+
+
 _DECODERS: Final[dict[int, Callable[[int, bytes], Message]]] = {
     int(MessageType.INIT): _decode_init,
     int(MessageType.ERROR): _decode_error,
     int(MessageType.READER_ADD): _decode_reader_add,
-    int(MessageType.READER_REMOVE): lambda reader_id, _: ReaderRemove(reader_id),
+    int(MessageType.READER_REMOVE): _decode_reader_remove,
     int(MessageType.ATR): ATR,
-    int(MessageType.CARD_REMOVE): lambda reader_id, _: CardRemove(reader_id),
-    int(MessageType.APDU): APDU,
-    int(MessageType.FLUSH): lambda reader_id, _: Flush(reader_id),
-    int(MessageType.FLUSH_COMPLETE): lambda reader_id, _: FlushComplete(reader_id),
+    int(MessageType.CARD_REMOVE): _decode_card_remove,
+    int(MessageType.APDU): _build_apdu,
+    int(MessageType.FLUSH): _decode_flush,
+    int(MessageType.FLUSH_COMPLETE): _decode_flush_complete,
 }
 
 
@@ -162,25 +206,50 @@ class Decoder:
         elif isinstance(data, bytes):
             # Common case: nothing pending, so frames are cut straight out of ``data``.
             source = data
+            # Commonest: exactly one whole APDU frame (one APDU per read, as QEMU sends them).
+            if len(source) >= HEADER_SIZE:
+                msg_type, reader_id, length = _unpack_header(source)
+                if (
+                    msg_type == _APDU_TYPE
+                    and length == len(source) - HEADER_SIZE
+                    and length <= self._max_payload
+                ):
+                    message: APDU = _new(APDU)
+                    _set_apdu_reader_id(message, reader_id)
+                    _set_apdu_data(message, source[HEADER_SIZE:])
+                    return [message]
         else:
             source = bytes(data)
+        return self._decode(source)
+
+    def _decode(self, source: bytes) -> list[Message]:
         end = len(source)
         offset = 0
         messages: list[Message] = []
+        append = messages.append
         max_payload = self._max_payload
+        unpack_from = _HEADER.unpack_from
         try:
             while end - offset >= HEADER_SIZE:
-                msg_type, reader_id, length = _HEADER.unpack_from(source, offset)
-                if msg_type != _APDU_TYPE or length > max_payload:
-                    _check_header(msg_type, length, max_payload)
+                msg_type, reader_id, length = unpack_from(source, offset)
                 start = offset + HEADER_SIZE
-                if end - start < length:
-                    break
-                offset = start + length
-                messages.append(_DECODERS[msg_type](reader_id, source[start:offset]))
+                stop = start + length
+                if msg_type == _APDU_TYPE and length <= max_payload:
+                    if stop > end:
+                        break
+                    message: APDU = _new(APDU)
+                    _set_apdu_reader_id(message, reader_id)
+                    _set_apdu_data(message, source[start:stop])
+                    append(message)
+                else:
+                    _check_header(msg_type, length, max_payload)
+                    if stop > end:
+                        break
+                    append(_DECODERS[msg_type](reader_id, source[start:stop]))
+                offset = stop
         except ProtocolError as error:
             self._error = error
             raise
         if offset < end:
-            buffer += memoryview(source)[offset:]
+            self._buffer += memoryview(source)[offset:]
         return messages
