@@ -1,11 +1,15 @@
-"""The daemons' event loop: asyncio's own, or uvloop when asked for.
+"""The daemons' event loop: uvloop when it is installed, else asyncio's own.
 
 uvloop moves the loop, the sockets and the transports into C (libuv); our protocol code is
 unchanged, and ``benchmarks/`` measures the gain (docs/benchmarks.md: 1.5-1.8x on round trips).
-It is opt-in, ``VSCARD_EVENT_LOOP=uvloop``, not the default when installed: with uvloop 0.23 a
-server-side TLS upgrade (``StreamWriter.start_tls``, how ccid-passthru logs refused
-certificates) stalled in 3 of 5 runs of tests/daemons/test_daemons_tls.py, never on asyncio's
-loop. ``VSCARD_EVENT_LOOP=auto`` takes uvloop when it is installed.
+``VSCARD_EVENT_LOOP`` chooses: ``auto`` (the default: uvloop when installed, the ``fast`` extra),
+``uvloop`` (an error when it is not installed) or ``asyncio`` (the standard loop).
+
+uvloop was opt-in while TLS stalled on it: ccid-passthru upgraded each accepted connection with
+``StreamWriter.start_tls``, and uvloop starts reading a connection as soon as it is accepted, so
+the client's ClientHello could already sit in the plain StreamReader, lost to the handshake
+(uvloop#707). :func:`vscard.serve` now hands the unread socket to
+``loop.connect_accepted_socket``, TLS from the first byte, on either loop.
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ from typing import Any, TypeVar
 
 _T = TypeVar("_T")
 
-#: The environment variable that picks the loop: ``asyncio`` (default), ``uvloop`` or ``auto``.
+#: The environment variable that picks the loop: ``auto`` (default), ``uvloop`` or ``asyncio``.
 ENVIRONMENT_VARIABLE = "VSCARD_EVENT_LOOP"
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     """What :func:`run` builds its loop with, as ``VSCARD_EVENT_LOOP`` and the install decide."""
-    choice = os.environ.get(ENVIRONMENT_VARIABLE, "asyncio")
+    choice = os.environ.get(ENVIRONMENT_VARIABLE, "auto")
     if choice not in ("auto", "asyncio", "uvloop"):
         raise ValueError(f"{ENVIRONMENT_VARIABLE}={choice!r}: want auto, asyncio or uvloop")
     if choice != "asyncio":

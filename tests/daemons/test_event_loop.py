@@ -1,4 +1,4 @@
-"""The daemons' loop: asyncio's unless VSCARD_EVENT_LOOP asks for uvloop."""
+"""The daemons' loop: uvloop when installed, unless VSCARD_EVENT_LOOP asks for asyncio's."""
 
 from __future__ import annotations
 
@@ -19,13 +19,14 @@ def test_asyncio_can_be_forced(monkeypatch: pytest.MonkeyPatch) -> None:
     assert event_loop.run(running_loop_name()) == "asyncio"
 
 
-def test_the_default_is_asyncios_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("VSCARD_EVENT_LOOP", raising=False)
-    assert event_loop.run(running_loop_name()) == "asyncio"
-
-
-def test_auto_takes_uvloop_when_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VSCARD_EVENT_LOOP", "auto")
+@pytest.mark.parametrize("choice", [None, "auto"])
+def test_the_default_and_auto_take_uvloop_when_it_is_installed(
+    monkeypatch: pytest.MonkeyPatch, choice: str | None
+) -> None:
+    if choice is None:
+        monkeypatch.delenv("VSCARD_EVENT_LOOP", raising=False)
+    else:
+        monkeypatch.setenv("VSCARD_EVENT_LOOP", choice)
     installed = importlib.util.find_spec("uvloop") is not None
     assert event_loop.run(running_loop_name()) == ("uvloop" if installed else "asyncio")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import ipaddress
 import ssl
 from pathlib import Path
@@ -78,6 +79,20 @@ async def test_a_client_without_a_certificate_is_refused_under_mutual_tls(
     async with await vscard.serve(idle, "127.0.0.1", 0, ssl=context) as server:
         with pytest.raises((ssl.SSLError, ConnectionError, vscard.VSCardError)):
             await vscard.connect("127.0.0.1", server.port, ssl=client_context(pki.ca), timeout=5)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("uvloop") is None, reason="uvloop not installed")
+def test_tls_is_served_and_refused_on_uvloop(pki: TlsFiles) -> None:
+    # uvloop reads a connection as soon as it accepts it: a plain connection upgraded with
+    # start_tls lost the ClientHello to its StreamReader and the handshake stalled (uvloop#707).
+    import uvloop
+
+    async def both() -> None:
+        await test_mutual_tls_session_works_end_to_end(pki)
+        await test_a_client_with_an_untrusted_certificate_is_refused_and_logged(pki)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(both())
 
 
 async def test_a_plaintext_client_gets_nothing_from_a_tls_server(pki: TlsFiles) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import functools
 import socket
 from collections import Counter
@@ -36,9 +37,20 @@ from ..events import (
 )
 from ..host import DEFAULT_MAX_READERS, HostConnection, HostReader
 from ..trace import command_trace, response_trace
-from .stream import READ_SIZE, IPAddress, IPNetwork, peer_address, peer_name, set_nodelay
+from .stream import (
+    READ_SIZE,
+    IPAddress,
+    IPNetwork,
+    address_of,
+    name_of,
+    peer_name,
+    set_nodelay,
+)
 
 log = structlog.get_logger("vscard.server")
+
+#: Listen backlog, as asyncio's start_server.
+BACKLOG = 100
 
 SessionEvent = PeerInit | ReaderAdded | ReaderRemoved | CardInserted | CardRemoved
 """What :meth:`Session.events` yields. APDU results go to :meth:`Session.transmit` instead."""
@@ -283,13 +295,14 @@ class Server:
             frame_timeout=frame_timeout,
         )
         self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
+        self._listeners: list[socket.socket] = []
+        self._accepting: set[asyncio.Task[None]] = set()
+        self._unopened: set[socket.socket] = set()
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
         """The listening sockets."""
-        assert self._server is not None
-        return tuple(self._server.sockets)
+        return tuple(self._listeners)
 
     @property
     def port(self) -> int:
@@ -303,23 +316,23 @@ class Server:
         return len(self._tasks)
 
     async def serve_forever(self) -> None:
-        """Serve until cancelled."""
-        assert self._server is not None
-        await self._server.serve_forever()
+        """Serve until cancelled (then close, as :meth:`close`)."""
+        try:
+            await asyncio.gather(*self._accepting)
+        finally:
+            self.close()
+            await self.wait_closed()
 
     def close(self) -> None:
         """Stop listening and close every client connection."""
-        if self._server is not None:
-            self._server.close()
-        for task in self._tasks:
+        for task in (*self._accepting, *self._tasks):
             task.cancel()
 
     async def wait_closed(self) -> None:
-        """Wait until the listener and every connection are closed."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        """Wait until the listeners and every connection are closed."""
+        tasks = (*self._accepting, *self._tasks)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def __aenter__(self) -> Server:
         return self
@@ -349,43 +362,123 @@ class Server:
             return {"reason": "max_connections_per_source", "limit": self._max_per_source}
         return None
 
-    async def _accept(
-        self, stream_reader: asyncio.StreamReader, stream_writer: asyncio.StreamWriter
-    ) -> None:
-        peer = peer_name(stream_writer)
-        address = peer_address(stream_writer)
+    async def _listen(self, host: str | None, port: int) -> None:
+        """Bind and listen on every address ``host`` has (all interfaces when None).
+
+        Our own sockets, not asyncio.start_server's: a connection must reach
+        ``loop.connect_accepted_socket`` unread, so that TLS (when on) starts at its first byte.
+        A plain transport upgraded later with ``start_tls`` may already have read the client's
+        ClientHello into its StreamReader (uvloop starts reading at once), and the handshake
+        then waits for bytes it will never get (uvloop#707, CPython gh-142352).
+        """
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        try:
+            for family, kind, proto, _, address in dict.fromkeys(infos):
+                try:
+                    listener = socket.socket(family, kind, proto)
+                except OSError:  # a family this host lacks (IPv6 off)
+                    continue
+                self._listeners.append(listener)
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    listener.bind(address)
+                except OSError as error:
+                    raise OSError(
+                        error.errno,
+                        f"error while attempting to bind on address {address!r}: {error.strerror}",
+                    ) from None
+                listener.listen(BACKLOG)
+                listener.setblocking(False)
+            if not self._listeners:
+                raise OSError(f"no address to listen on for {host!r}")
+        except BaseException:
+            for listener in self._listeners:
+                listener.close()
+            self._listeners.clear()
+            raise
+        for listener in self._listeners:
+            task = asyncio.create_task(self._accept_forever(listener))
+            self._accepting.add(task)
+            task.add_done_callback(self._accepting.discard)
+
+    async def _accept_forever(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    connection, peer = await loop.sock_accept(listener)
+                except (ConnectionAbortedError, InterruptedError):
+                    continue  # the client left before we took it
+                except OSError as error:
+                    if error.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                        log.error("vscard.accept_failed", error=str(error))
+                        raise
+                    # Out of descriptors or memory: let connections end, as asyncio does.
+                    log.warning("vscard.accept_failed", error=str(error), retry=1.0)
+                    await asyncio.sleep(1.0)
+                    continue
+                self._admit(connection, peer)
+        finally:
+            listener.close()
+
+    def _admit(self, connection: socket.socket, peername: object) -> None:
+        """Refuse the new connection at once, or serve it in a task of its own."""
+        peer = name_of(peername)
+        address = address_of(peername)
         refusal = self._refusal(address)
         if refusal is not None:
             log.warning("vscard.connection_refused", peer=peer, **refusal)
-            stream_writer.close()
+            connection.close()
             return
-        task = asyncio.current_task()
-        assert task is not None
+        self._unopened.add(connection)
+        task = asyncio.create_task(self._serve_connection(peer, connection))
         self._tasks.add(task)
         if address is not None:
             self._per_source[address] += 1
-        try:
-            await self._serve_connection(peer, stream_reader, stream_writer)
-        finally:
-            self._tasks.discard(task)
-            if address is not None:
-                self._per_source[address] -= 1
-                if not self._per_source[address]:
-                    del self._per_source[address]
+        task.add_done_callback(functools.partial(self._forget, address, connection))
 
-    async def _serve_connection(
-        self, peer: str, stream_reader: asyncio.StreamReader, stream_writer: asyncio.StreamWriter
+    def _forget(
+        self, address: IPAddress | None, connection: socket.socket, task: asyncio.Task[None]
     ) -> None:
+        if connection in self._unopened:  # cancelled before it ran (close() at that moment)
+            self._unopened.discard(connection)
+            connection.close()
+        self._tasks.discard(task)
+        if address is not None:
+            self._per_source[address] -= 1
+            if not self._per_source[address]:
+                del self._per_source[address]
+
+    async def _open(
+        self, peer: str, connection: socket.socket
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """Streams over ``connection``, TLS from the first byte when on; None if refused."""
+        loop = asyncio.get_running_loop()
+        stream_reader = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(stream_reader)
+        self._unopened.discard(connection)  # the loop owns it from here, also when it fails
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol,
+                connection,
+                ssl=self._ssl,
+                ssl_handshake_timeout=None if self._ssl is None else self._tls_handshake_timeout,
+            )
+        except (OSError, TimeoutError) as error:  # ssl.SSLError is an OSError
+            event = "vscard.tls_refused" if self._ssl is not None else "vscard.connection_lost"
+            log.warning(event, peer=peer, error=str(error) or repr(error))
+            return None
+        return stream_reader, asyncio.StreamWriter(transport, protocol, stream_reader, loop)
+
+    async def _serve_connection(self, peer: str, connection: socket.socket) -> None:
+        streams = await self._open(peer, connection)
+        if streams is None:
+            return
+        stream_reader, stream_writer = streams
         set_nodelay(stream_writer)
-        if self._ssl is not None:
-            try:
-                await stream_writer.start_tls(
-                    self._ssl, ssl_handshake_timeout=self._tls_handshake_timeout
-                )
-            except (OSError, TimeoutError) as error:  # ssl.SSLError is an OSError
-                log.warning("vscard.tls_refused", peer=peer, error=str(error) or repr(error))
-                stream_writer.transport.abort()
-                return
         session = self._new_session(stream_reader, stream_writer)
         log.info("vscard.connection_opened", peer=peer, tls=self._ssl is not None)
         reading = asyncio.create_task(session._read_loop(), name=f"vscard-read-{peer}")
@@ -437,5 +530,5 @@ async def serve(
         max_connections_per_source=max_connections_per_source,
         frame_timeout=frame_timeout,
     )
-    server._server = await asyncio.start_server(server._accept, host, port)
+    await server._listen(host, port)
     return server

@@ -23,7 +23,16 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 def peer_address(writer: asyncio.StreamWriter) -> IPAddress | None:
     """The other end's IP address (IPv4-mapped IPv6 addresses as IPv4), if it has one."""
-    peer = writer.get_extra_info("peername")
+    return address_of(writer.get_extra_info("peername"))
+
+
+def peer_name(writer: asyncio.StreamWriter) -> str:
+    """``host:port`` (``[host]:port`` for IPv6) of the other end, for logs."""
+    return name_of(writer.get_extra_info("peername"))
+
+
+def address_of(peer: object) -> IPAddress | None:
+    """:func:`peer_address` of a socket address (what ``socket.getpeername`` returns)."""
     if not isinstance(peer, tuple) or not peer:
         return None
     try:
@@ -35,9 +44,8 @@ def peer_address(writer: asyncio.StreamWriter) -> IPAddress | None:
     return address
 
 
-def peer_name(writer: asyncio.StreamWriter) -> str:
-    """``host:port`` (``[host]:port`` for IPv6) of the other end, for logs."""
-    peer = writer.get_extra_info("peername")
+def name_of(peer: object) -> str:
+    """:func:`peer_name` of a socket address (what ``socket.getpeername`` returns)."""
     if isinstance(peer, tuple) and len(peer) >= 2:
         host, port = peer[0], peer[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
