@@ -12,7 +12,7 @@ from collections import deque
 
 from .codec import Decoder, encode
 from .constants import MAX_FRAME_SIZE, VSCARD_UNDEFINED_READER_ID, ErrorCode
-from .errors import LocalProtocolError
+from .errors import LocalProtocolError, ProtocolError
 from .events import (
     APDURequest,
     ClientEvent,
@@ -49,6 +49,16 @@ class ClientConnection:
         self._outgoing = bytearray()
         self.peer_version: int | None = None
         """The host's protocol version, once its Init arrived."""
+
+    @property
+    def error(self) -> ProtocolError | None:
+        """The :class:`vscard.ProtocolError` the host's bytes caused, or None.
+
+        Set when :meth:`receive_data` raises it, and also when a call returns the events of
+        the good frames that came before a bad one: act on those events, then close the
+        connection with this error. Once set, every :meth:`receive_data` raises it.
+        """
+        return self._decoder.error
 
     @property
     def pending_requests(self) -> int:
@@ -97,6 +107,8 @@ class ClientConnection:
         """Consume bytes from the host and return what happened.
 
         Raises :class:`vscard.ProtocolError` on malformed input; the connection must then close.
+        When good frames come before the bad one in ``data``, their events are returned
+        instead and :attr:`error` holds the error: check it after acting on them.
         """
         events: list[ClientEvent] = []
         for message in self._decoder.feed(data):

@@ -176,8 +176,11 @@ class Decoder:
 
     A frame is checked as soon as its header is in: an unknown type, a length above
     ``max_frame_size`` or a wrong size for a fixed-size message raises :class:`ProtocolError`
-    at once, so at most one frame's worth of bytes is ever buffered. After a
-    :class:`ProtocolError` the stream is out of sync and every later :meth:`feed` raises it again.
+    at once, so at most one frame's worth of bytes is ever buffered. The frames before a bad
+    one are not lost: a :meth:`feed` that completes good frames and then meets a bad one
+    returns the good ones, and the error is raised by the next :meth:`feed` (``feed(b"")``
+    will do; :attr:`error` shows it meanwhile). After a :class:`ProtocolError` the stream is
+    out of sync and every later :meth:`feed` raises it again.
     """
 
     __slots__ = ("_buffer", "_error", "_max_payload")
@@ -194,8 +197,17 @@ class Decoder:
         """Bytes of an incomplete frame held until the rest arrives."""
         return len(self._buffer)
 
+    @property
+    def error(self) -> ProtocolError | None:
+        """The :class:`ProtocolError` met so far, or None; once set, :meth:`feed` raises it."""
+        return self._error
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
-        """Add received bytes; return every message they complete, in order."""
+        """Add received bytes; return every message they complete, in order.
+
+        Raises :class:`ProtocolError` on a bad frame, unless good frames came before it in
+        ``data``: those are returned and the next call raises.
+        """
         if self._error is not None:
             raise self._error
         buffer = self._buffer
@@ -249,6 +261,8 @@ class Decoder:
                 offset = stop
         except ProtocolError as error:
             self._error = error
+            if messages:
+                return messages  # the good frames first; the next feed raises
             raise
         if offset < end:
             self._buffer += memoryview(source)[offset:]

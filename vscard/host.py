@@ -23,7 +23,7 @@ from types import MappingProxyType
 from .atr import atr_problem
 from .codec import Decoder, encode
 from .constants import MAX_FRAME_SIZE, VSCARD_MINIMAL_READER_ID, ErrorCode
-from .errors import NoCardError, ReaderBusyError, UnknownReaderError
+from .errors import NoCardError, ProtocolError, ReaderBusyError, UnknownReaderError
 from .events import (
     APDUAborted,
     APDUFailed,
@@ -88,6 +88,16 @@ class HostConnection:
         return self._decoder.buffered
 
     @property
+    def error(self) -> ProtocolError | None:
+        """The :class:`vscard.ProtocolError` the client's bytes caused, or None.
+
+        Set when :meth:`receive_data` raises it, and also when a call returns the events of
+        the good frames that came before a bad one: act on those events, then close the
+        connection with this error. Once set, every :meth:`receive_data` raises it.
+        """
+        return self._decoder.error
+
+    @property
     def readers(self) -> Mapping[int, HostReader]:
         """The client's readers by id (read-only view)."""
         return MappingProxyType(self._readers)
@@ -126,6 +136,8 @@ class HostConnection:
         """Consume bytes from the client; queue replies and return what happened.
 
         Raises :class:`vscard.ProtocolError` on malformed input; the connection must then close.
+        When good frames come before the bad one in ``data``, their events (and replies) are
+        returned instead and :attr:`error` holds the error: check it after acting on them.
         """
         events: list[HostEvent] = []
         for message in self._decoder.feed(data):

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
 import vscard
 from vscard import (
+    APDU,
     APDUFailedError,
     CardInserted,
     CardRemoved,
     ConnectionClosedError,
+    Decoder,
+    Error,
+    Init,
     PeerInit,
+    ProtocolError,
     ReaderAdded,
     ReaderRemoved,
     RequestRefusedError,
     Session,
+    encode,
 )
 
 ATR = bytes.fromhex("3BD518FF8091FE1FC38073C8211308")
@@ -239,6 +248,51 @@ async def test_connect_times_out_against_a_host_that_never_sends_init() -> None:
     async with server:
         with pytest.raises(TimeoutError):
             await vscard.connect("127.0.0.1", port, timeout=0.2)
+
+
+async def test_a_host_apdu_then_garbage_reaches_the_card_then_ends_the_client() -> None:
+    # Info too: a clean "vscard.disconnected" must not be logged.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    writers: asyncio.Queue[asyncio.StreamWriter] = asyncio.Queue()
+    seen: list[bytes] = []
+
+    async def raw_host(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Answers Init with Init and each request with success; the test sends the rest."""
+        await writers.put(writer)
+        decoder = Decoder()
+        while data := await reader.read(65536):
+            for message in decoder.feed(data):
+                if isinstance(message, Init):
+                    writer.write(encode(Init()))
+                elif not isinstance(message, APDU | Error):  # nothing to a card's answer
+                    writer.write(encode(Error(0, 0)))
+        writer.close()
+
+    async def card(apdu: bytes) -> bytes:
+        seen.append(apdu)
+        return b"\x90\x00"
+
+    server = await asyncio.start_server(raw_host, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    with capture_logs() as logs:
+        async with server:
+            client = await vscard.connect("127.0.0.1", port)
+            reader = await client.add_reader("r", transmit=card)
+            await reader.insert(ATR)
+            host_writer = await writers.get()
+            # One write: a good APDU, then a frame of an unknown type, then one never looked at.
+            garbage = bytes.fromhex("000000FF 00000000 00000000")
+            host_writer.write(encode(APDU(reader.reader_id, SELECT)) + garbage + encode(Init()))
+            with pytest.raises(ProtocolError) as caught:
+                await asyncio.wait_for(client.wait_closed(), 5)  # never a silent wait
+            assert client.closed
+            await client.close()
+    assert seen == [SELECT]  # the card got the APDU before the client ended
+    assert (caught.value.field, caught.value.value) == ("header.type", 0xFF)
+    events = [entry["event"] for entry in logs]
+    assert "vscard.disconnected" not in events
+    (logged,) = [entry for entry in logs if entry["event"] == "vscard.protocol_error"]
+    assert (logged["field"], logged["value"]) == ("header.type", repr(0xFF))
 
 
 async def test_sockets_have_nagle_off(host: tuple[Host, vscard.Server]) -> None:

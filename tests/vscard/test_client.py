@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from vscard import (
     APDU,
     ATR,
@@ -15,6 +17,7 @@ from vscard import (
     Init,
     Message,
     PeerInit,
+    ProtocolError,
     ReaderAdd,
     ReaderRemove,
     RequestAnswered,
@@ -74,3 +77,33 @@ def test_responses_and_failures_need_no_reply() -> None:
     conn.send_flush_complete(0)
     assert [type(m).__name__ for m in sent(conn)] == ["APDU", "Error", "FlushComplete"]
     assert conn.pending_requests == 0
+
+
+GARBAGE_HEADER = bytes.fromhex("000000FF 00000000 00000000")  # type 255: out of sync
+
+
+def test_events_before_a_bad_frame_come_first_and_the_error_is_kept() -> None:
+    conn = ClientConnection()
+    conn.add_reader("r")
+    conn.data_to_send()
+    events = conn.receive_data(encode(Error(0, 0)) + encode(APDU(0, b"\x00\xb0")) + GARBAGE_HEADER)
+    assert events == [
+        RequestAnswered(ReaderAdd(0xFFFFFFFF, "r"), 0, ErrorCode.SUCCESS),
+        APDURequest(0, b"\x00\xb0"),
+    ]
+    error = conn.error
+    assert error is not None
+    assert (error.field, error.value) == ("header.type", 0xFF)
+    with pytest.raises(ProtocolError) as caught:  # and every later call, even with nothing new
+        conn.receive_data(b"")
+    assert caught.value is error
+    with pytest.raises(ProtocolError):
+        conn.receive_data(encode(Init()))
+
+
+def test_a_bad_frame_with_nothing_good_before_it_raises_at_once() -> None:
+    conn = ClientConnection()
+    assert conn.error is None
+    with pytest.raises(ProtocolError) as caught:
+        conn.receive_data(GARBAGE_HEADER + encode(Init()))
+    assert conn.error is caught.value

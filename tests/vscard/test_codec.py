@@ -230,7 +230,44 @@ def test_arbitrary_bytes_yield_messages_or_protocol_error_and_stay_bounded(
     assert failure is None or failure.field
 
 
-# -- the decoder's own APDU construction ----------------------------------------------------
+# -- frames before a bad one; the decoder's own APDU construction ----------------------------
+
+
+def test_good_frames_before_a_bad_one_are_returned_and_the_next_feed_raises() -> None:
+    good: list[vscard.Message] = [APDU(0, b"\x90\x00"), Error(0, 0), APDU(1, b"")]
+    bad = bytes.fromhex("0000000A 00000000 00000000")
+    decoder = Decoder()
+    assert decoder.feed(b"".join(encode(m) for m in good) + bad + encode(Init())) == good
+    assert decoder.buffered == 0
+    error = decoder.error
+    assert error is not None
+    assert (error.field, error.value) == ("header.type", 10)
+    with pytest.raises(ProtocolError) as caught:
+        decoder.feed(b"")
+    assert caught.value is error
+    with pytest.raises(ProtocolError) as again:  # sticky, as before
+        decoder.feed(encode(Init()))
+    assert again.value is error
+
+
+def test_good_frames_completed_by_a_feed_that_meets_a_bad_header_are_returned() -> None:
+    decoder = Decoder(max_frame_size=1024)
+    wire = encode(APDU(3, bytes(20)))
+    assert decoder.feed(wire[:5]) == []
+    # The rest of the APDU, then a header announcing more than max_frame_size.
+    assert decoder.feed(wire[5:] + bytes.fromhex("00000007 00000000 00001000")) == [
+        APDU(3, bytes(20))
+    ]
+    with pytest.raises(ProtocolError, match=r"header\.length"):
+        decoder.feed(b"")
+
+
+def test_a_bad_frame_with_nothing_good_before_it_raises_at_once() -> None:
+    decoder = Decoder()
+    assert decoder.error is None
+    with pytest.raises(ProtocolError) as caught:
+        decoder.feed(bytes.fromhex("00000002 00000000 00000002 0000"))
+    assert decoder.error is caught.value
 
 
 @given(st.lists(messages, min_size=1, max_size=8), st.integers(1, 64))

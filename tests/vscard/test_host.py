@@ -25,6 +25,7 @@ from vscard import (
     Message,
     NoCardError,
     PeerInit,
+    ProtocolError,
     ReaderAdd,
     ReaderAdded,
     ReaderBusyError,
@@ -203,3 +204,34 @@ def test_host_flush_is_completed_by_the_client() -> None:
     events, replies = peer.send(FlushComplete(0))
     assert events == [FlushCompleted(0)]
     assert replies == []
+
+
+GARBAGE_HEADER = bytes.fromhex("000000FF 00000000 00000000")  # type 255: out of sync
+
+
+def test_frames_before_a_bad_one_are_acted_on_and_the_error_is_kept() -> None:
+    host = HostConnection()
+    wire = encode(Init(0)) + encode(ReaderAdd(0, "r")) + GARBAGE_HEADER + encode(ReaderAdd(0, "s"))
+    events = host.receive_data(wire)
+    assert events == [PeerInit(2, (0,)), ReaderAdded(0, "r")]
+    assert list(host.readers) == [0]
+    # Their replies are queued too; the adapter may send them before it closes.
+    assert Decoder().feed(host.data_to_send()) == [Init(0xFFFFFFFF, 2, (0,)), Error(0, 0)]
+    error = host.error
+    assert error is not None
+    assert (error.field, error.value) == ("header.type", 0xFF)
+    with pytest.raises(ProtocolError) as caught:
+        host.receive_data(b"")
+    assert caught.value is error
+    assert list(host.readers) == [0]  # nothing after the bad frame was taken
+
+
+def test_a_bad_frame_first_raises_at_once_and_stays_raised() -> None:
+    host = HostConnection()
+    with pytest.raises(ProtocolError) as caught:
+        host.receive_data(bytes.fromhex("00000002 00000000 00000001 01") + encode(Init(0)))
+    assert host.error is caught.value
+    assert host.data_to_send() == b""
+    with pytest.raises(ProtocolError) as again:
+        host.receive_data(encode(Init(0)))
+    assert again.value is caught.value

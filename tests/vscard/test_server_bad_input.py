@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import AsyncIterator
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
 import vscard
-from vscard import ProtocolError, Session
+from vscard import (
+    Decoder,
+    Error,
+    Init,
+    PeerInit,
+    ProtocolError,
+    ReaderAdd,
+    ReaderAdded,
+    Session,
+    encode,
+)
+from vscard.asyncio.server import SessionEvent
 
 ATR = bytes.fromhex("3BD518FF8091FE1FC38073C8211308")
 
@@ -80,6 +94,52 @@ async def test_malformed_input_closes_only_that_connection(
     )
     assert server.connections == 1
     await good.close()
+
+
+@pytest.mark.parametrize(
+    ("tail", "field", "value"),
+    [
+        (GARBAGE, "header.type", 0x00010203),
+        (bytes.fromhex("00000007 00000000 FFFFFFFF"), "header.length", 0xFFFFFFFF),
+        (bytes.fromhex("00000002 00000000 00000001 01"), "Error.length", 1),
+    ],
+    ids=["garbage", "length-2^32-1", "short-error"],
+)
+async def test_good_frames_before_a_bad_one_are_acted_on_then_the_connection_closes(
+    tail: bytes, field: str, value: int
+) -> None:
+    # Info too: a clean "vscard.disconnected" must not be logged for this connection.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    sessions: asyncio.Queue[Session] = asyncio.Queue()
+    seen: list[SessionEvent] = []
+    finished = asyncio.Event()
+
+    async def handler(session: Session) -> None:
+        await sessions.put(session)
+        async for event in session.events():
+            seen.append(event)
+        finished.set()
+
+    with capture_logs() as logs:
+        async with await vscard.serve(handler, "127.0.0.1", 0) as server:
+            stream_reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            session = await asyncio.wait_for(sessions.get(), 5)
+            # One write: a good Init and ReaderAdd, then a bad frame, then one never looked at.
+            writer.write(encode(Init()) + encode(ReaderAdd(name="r")) + tail + encode(Init()))
+            await writer.drain()
+            # The good frames are answered, then the server hangs up: no silent wait for more.
+            replies = await asyncio.wait_for(stream_reader.read(), 5)
+            assert Decoder().feed(replies) == [Init(), Error(0, 0)]
+            await asyncio.wait_for(finished.wait(), 5)
+            writer.close()
+    assert seen == [PeerInit(2, (0,)), ReaderAdded(0, "r")]
+    assert isinstance(session.error, ProtocolError)
+    assert (session.error.field, session.error.value) == (field, value)
+    events = [entry["event"] for entry in logs if entry.get("peer") == session.peer]
+    assert "vscard.disconnected" not in events
+    assert events.index("vscard.reader_added") < events.index("vscard.protocol_error")
+    (logged,) = [entry for entry in logs if entry["event"] == "vscard.protocol_error"]
+    assert (logged["field"], logged["value"]) == (field, repr(value))
 
 
 async def test_truncated_header_then_close_ends_the_session_cleanly(

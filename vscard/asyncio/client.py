@@ -236,9 +236,13 @@ class Client:
                 for event in self._conn.receive_data(data):
                     await self._dispatch(event)
                 await self._flush()
+                if self._conn.error is not None:  # a bad frame after the good ones
+                    raise self._conn.error
             self._log.info("vscard.disconnected")
         except ProtocolError as exc:
-            self._log.warning("vscard.protocol_error", field=exc.field, error=str(exc))
+            self._log.warning(
+                "vscard.protocol_error", field=exc.field, value=repr(exc.value), error=str(exc)
+            )
             error = exc
         except OSError as exc:
             self._log.warning("vscard.connection_lost", error=repr(exc))

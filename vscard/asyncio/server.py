@@ -177,6 +177,8 @@ class Session:
                 await self._flush()
                 for event in events:
                     await self._dispatch(event)
+                if self._conn.error is not None:  # a bad frame after the good ones
+                    raise self._conn.error
             self._log.info("vscard.disconnected")
         except ProtocolError as error:
             self._log.warning(
