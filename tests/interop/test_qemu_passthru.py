@@ -54,6 +54,7 @@ class Wire:
                 data = await self.reader.read(65536)
                 assert data, "QEMU closed the connection"
                 self.events += self.conn.receive_data(data)
+                assert self.conn.error is None, f"QEMU sent a malformed frame: {self.conn.error}"
         got, self.events = self.events[:count], self.events[count:]
         return got
 
