@@ -2,11 +2,10 @@
 
 The adapter moves bytes between sockets and :class:`~ccid.usbip.connection.ServerConnection`
 and runs each URB on the device inline (:func:`~vscard.asyncio.eager.start_eagerly`): one that
-finishes at once (bulk OUT, control) costs no task, and every reply that one read of the socket
-produces goes out in one write. An IN URB that must wait is a task parked in the device until
-data exist; CMD_UNLINK cancels that task. A connection that
-ends (EOF, a protocol error, :meth:`Server.remove_device`) cancels its URBs, resets the device
-and frees it for the next import.
+finishes at once (bulk OUT, control) costs no task. Each reply goes out in one write. An IN URB
+that must wait is a task parked in the device until data exist; CMD_UNLINK cancels that task.
+A connection that ends (EOF, a protocol error, :meth:`Server.remove_device`) cancels its URBs,
+resets the device and frees it for the next import.
 """
 
 from __future__ import annotations
@@ -104,7 +103,6 @@ class _Session:
         self._export: Export | None = None
         self._urbs: dict[int, asyncio.Task[None]] = {}
         self._detaching = False
-        self._receiving = False
         task = asyncio.current_task()
         assert task is not None
         self.task = task
@@ -150,18 +148,13 @@ class _Session:
         data = await self._reader.read(READ_SIZE)
         if not data:
             return False
-        # Replies of URBs that finish inline wait for the end of this read: one write for all.
-        self._receiving = True
-        try:
-            events = self._conn.receive_data(data)
-            while events:
-                state = self._conn.state
-                for event in events:
-                    await self._handle(event)
-                # An accepted import lets URBs that came with the request through.
-                events = self._conn.receive_data(b"") if self._conn.state is not state else []
-        finally:
-            self._receiving = False
+        events = self._conn.receive_data(data)
+        while events:
+            state = self._conn.state
+            for event in events:
+                await self._handle(event)
+            # An accepted import lets URBs that came with the request through.
+            events = self._conn.receive_data(b"") if self._conn.state is not state else []
         self._write()
         return True
 
@@ -230,8 +223,10 @@ class _Session:
                 status=status,
                 actual_length=len(data) if submit.direction == Direction.IN else accepted,
             )
-            if not self._receiving:
-                self._write()
+            # One write per RET_SUBMIT, as Linux's stub sends them: tshark 4.0's usbip dissector
+            # loses the message boundaries when one TCP segment holds several RET_SUBMITs
+            # with data (tests/interop/test_tshark_usbip.py).
+            self._write()
 
     async def _call_device(self, submit: CmdSubmit) -> tuple[int, bytes, int | None]:
         assert self._export is not None
