@@ -29,6 +29,7 @@ from vscard.tls import server_context
 
 from . import event_loop
 from .emulated_cards import CardSourceError, EmulatedCard, open_card_directory
+from .gc_policy import tune_gc
 from .listen_address import ListenAddress, listen_address
 from .logconfig import configure_logging, level_from_debug
 
@@ -367,6 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             loop.add_signal_handler(sig, stop.set)
         return await run(args, stop)
 
+    tune_gc()
     return event_loop.run(main_task())
 
 

@@ -37,6 +37,7 @@ from .emulated_cards import (
     open_card_directory,
     open_nss_cards,
 )
+from .gc_policy import tune_gc
 from .local_readers import HostMirror
 from .logconfig import LogFormat, configure_logging, level_from_debug
 from .pcsc_readers import PcscError, PcscWatcher, first_pcsc_card, require_pyscard
@@ -479,6 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if plan.pcsc is not None or plan.compare:
             require_pyscard()
         daemon = Daemon(plan, args.log_format, args.debug)
+        tune_gc()
         return event_loop.run(daemon.run())
     except (UsageError, PcscError) as error:
         parser.exit(2, f"vscclient: {error}\n")
