@@ -4,10 +4,12 @@ process -> a ``vscclient`` process -> its emulated CAC card -> back.
 Three paths run side by side against one ``ccid-passthru``, in alternating blocks so drift on a
 shared machine hits all alike:
 
-- **ours**: our ``vscclient --card DIR`` serving a card made by ``cacard new``;
+- **ours**: our ``vscclient -e 'db=... soft=(...)'`` serving a soft CAC card from an NSS DB
+  with three RSA-2048 certificates;
 - **libcacard**: libcacard's C ``vscclient`` (built from Debian's source by
   ``tests/interop/libcacard``) serving a soft CAC card from an NSS DB with three RSA-2048
-  certificates, the same kind of card (target: ours <= 1.0x its latency);
+  certificates: the same DB, so the same certificates and keys (target: ours <= 1.0x its
+  latency);
 - **floor**: a two-hop raw asyncio relay (client -> relay process -> echo process, see
   ``benchmarks/relay.py``) moving messages of the same sizes (target: ours <= 1.5x).
 
@@ -39,7 +41,6 @@ import structlog
 from benchmarks.relay import FloorClient
 from benchmarks.report import Figure, Section, Target
 from benchmarks.timing import LoopName, child_env, percentile, run, uvloop_available
-from cacard import CardRequest, generate_card
 from ccid.codec import decode_response, encode
 from ccid.descriptors import BULK_IN, BULK_OUT
 from ccid.messages import PC_to_RDR_IccPowerOn, PC_to_RDR_XfrBlock, RDR_to_PC_DataBlock
@@ -157,13 +158,13 @@ async def chain(count: int, rounds: int, loop: LoopName) -> dict[str, PathResult
     missing = missing_host_prerequisites()
     binary = None if missing else await asyncio.to_thread(build_vscclient)
     with tempfile.TemporaryDirectory(prefix="vsc-") as work:  # short: libcacard's buffers
-        card_dir = Path(work) / "card"
-        await asyncio.to_thread(generate_card, card_dir, CardRequest())
         nssdb = await asyncio.to_thread(make_nssdb, Path(work) / "db")
         async with contextlib.AsyncExitStack() as stack:
             passthru = await stack.enter_async_context(running_passthru())
             port = passthru.vscard_port
-            ours_args = ["--card", str(card_dir), "127.0.0.1", str(port)]
+            # Both vscclients serve the same certificates and keys, from the same NSS DB.
+            card = soft_card_args(nssdb.directory)
+            ours_args = ["-e", card, "127.0.0.1", str(port)]
             ours_process = await stack.enter_async_context(running_vscclient(ours_args))
             pids = {"ours": (ours_process.process.pid, passthru.pid)}
             (ours_busid,) = await wait_for_devices(passthru.usbip_port, 1)
@@ -174,9 +175,7 @@ async def chain(count: int, rounds: int, loop: LoopName) -> dict[str, PathResult
             paths["ours"] = ours.transmit
             if binary is not None:
                 theirs_process = await stack.enter_async_context(
-                    run_vscclient(
-                        binary, "127.0.0.1", port, soft_card_args(nssdb.directory), debug=0
-                    )
+                    run_vscclient(binary, "127.0.0.1", port, card, debug=0)
                 )
                 pids["libcacard"] = (theirs_process.process.pid, passthru.pid)
                 busids = await wait_for_devices(passthru.usbip_port, 2)
