@@ -12,6 +12,7 @@ await in between, so an IN transfer cancelled by CMD_UNLINK never loses data.
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
 import structlog
 
@@ -33,6 +34,10 @@ class CCIDDevice:
     """A virtual USB CCID reader with one slot. Cards come and go with :meth:`insert_card`
     and :meth:`remove_card`; a USB/IP server exports it as any :class:`~ccid.usb.UsbDevice`.
     """
+
+    #: ``ccid.usb.UsbDevice``'s promise: no ``asyncio.current_task()`` before a first wait,
+    #: so a USB/IP server may start each transfer inline (a bulk OUT never waits).
+    start_inline: ClassVar[bool] = True
 
     def __init__(self, config: ReaderConfiguration | None = None) -> None:
         self.config = config if config is not None else ReaderConfiguration()

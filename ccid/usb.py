@@ -88,6 +88,12 @@ class UsbDevice(Protocol):
     ``0x03`` bulk OUT for the CCID reader). Coroutines may be cancelled at any await (a
     CMD_UNLINK does that): an implementation must consume data only at the moment it returns
     it, with no await in between, so a cancelled IN transfer never loses data.
+
+    A device may also have a class attribute ``start_inline = True``: a promise that its
+    coroutines do not use :func:`asyncio.current_task` (``asyncio.timeout``,
+    ``asyncio.TaskGroup``) before their first wait. A transport then starts each transfer inline
+    and makes a task of it only if it waits (:mod:`vscard.asyncio.eager`); without it, each
+    transfer is a task from the start.
     """
 
     @property

@@ -146,7 +146,10 @@ class HostMirror:
         if client is None or client.closed:
             return
         try:
-            reader.remote = await client.add_reader(reader.name, transmit=reader.transmit)
+            # eager: LocalReader.transmit and the cards behind it never use current_task().
+            reader.remote = await client.add_reader(
+                reader.name, transmit=reader.transmit, eager=True
+            )
         except vscard.RequestRefusedError as error:
             log.warning("vscclient.reader_refused", index=reader.index, code=error.code)
             return

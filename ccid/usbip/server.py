@@ -1,7 +1,8 @@
 """asyncio USB/IP server: export any :class:`~ccid.usb.UsbDevice` to ``usbip attach``.
 
 The adapter moves bytes between sockets and :class:`~ccid.usbip.connection.ServerConnection`
-and runs each URB on the device inline (:func:`~vscard.asyncio.eager.start_eagerly`): one that
+and runs each URB on the device as a task, or inline when the device allows it
+(``UsbDevice.start_inline``, :func:`~vscard.asyncio.eager.start_eagerly`): then a URB that
 finishes at once (bulk OUT, control) costs no task. Each reply goes out in one write. An IN URB
 that must wait is a task parked in the device until data exist; CMD_UNLINK cancels that task.
 A connection that ends (EOF, a protocol error, :meth:`Server.remove_device`) cancels its URBs,
@@ -103,6 +104,7 @@ class _Session:
         self._export: Export | None = None
         self._urbs: dict[int, asyncio.Task[None]] = {}
         self._detaching = False
+        self._inline = False  # the imported device's UsbDevice.start_inline
         task = asyncio.current_task()
         assert task is not None
         self.task = task
@@ -174,7 +176,11 @@ class _Session:
                     length=submit.transfer_buffer_length,
                     setup=submit.setup.hex() if submit.ep == 0 else None,
                 )
-                task = start_eagerly(self._run(submit), name=f"usbip-urb-{submit.seqnum}")
+                name = f"usbip-urb-{submit.seqnum}"
+                if self._inline:
+                    task = start_eagerly(self._run(submit), name=name)
+                else:
+                    task = asyncio.get_running_loop().create_task(self._run(submit), name=name)
                 if task is not None:
                     self._urbs[submit.seqnum] = task
                     task.add_done_callback(functools.partial(self._forget, submit.seqnum))
@@ -202,6 +208,7 @@ class _Session:
                 claimed = self._server._claim(busid, self)
                 if isinstance(claimed, Export):
                     self._export = claimed
+                    self._inline = getattr(claimed.device, "start_inline", False) is True
                     self._conn.accept_import(claimed.record)
                     self._log.info("usbip.imported", busid=busid)
                 else:

@@ -359,6 +359,29 @@ async def test_a_faulty_device_never_makes_the_server_break_the_protocol() -> No
         await client.close()
 
 
+class ImpatientDevice(FakeDevice):
+    """A device that times its IN transfers out with asyncio.timeout (no start_inline)."""
+
+    async def transfer_in(self, endpoint: int, length: int) -> bytes:
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.Event().wait()
+        except TimeoutError:
+            return b"late"
+        raise AssertionError("unreachable")
+
+
+async def test_a_device_may_use_asyncio_timeout_in_its_transfers() -> None:
+    # Without start_inline every URB is a task of its own: the device's timeout cancels that
+    # task, never the connection's (which would drop the importer).
+    async with await serve([ImpatientDevice()], port=0) as server:
+        client = await import_device("1-1", port=server.port)
+        assert await client.bulk_in(BULK_IN, 10) == b"late"
+        assert await client.bulk_in(BULK_IN, 10) == b"late"
+        assert client.error is None
+        await client.close()
+
+
 # --- hostile peers --------------------------------------------------------------------------
 
 URB_BASIC = "00000001 00000009 00010001"

@@ -277,7 +277,9 @@ async def test_a_host_apdu_then_garbage_reaches_the_card_then_ends_the_client() 
     with capture_logs() as logs:
         async with server:
             client = await vscard.connect("127.0.0.1", port)
-            reader = await client.add_reader("r", transmit=card)
+            # eager, as vscclient runs it: the card answers inside the read loop, before the
+            # error ends the client (a reader task would be cancelled with the connection).
+            reader = await client.add_reader("r", transmit=card, eager=True)
             await reader.insert(ATR)
             host_writer = await writers.get()
             # One write: a good APDU, then a frame of an unknown type, then one never looked at.
@@ -322,3 +324,24 @@ async def test_many_connections_each_with_its_own_reader_table() -> None:
         assert answers == [b"\x90\x00"] * 50
         assert server.connections == 50
         await asyncio.gather(*(c.close() for c in clients))
+
+
+async def test_a_card_handler_may_use_asyncio_timeout(host: tuple[Host, vscard.Server]) -> None:
+    """By default a handler runs in its own task: its timeouts cancel it, not the connection."""
+    recorder, server = host
+
+    async def impatient_card(apdu: bytes) -> bytes:
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.Event().wait()  # a card that never answers in time
+        except TimeoutError:
+            return b"\x6f\x00"
+        raise AssertionError("unreachable")
+
+    async with await vscard.connect("127.0.0.1", server.port) as client:
+        reader = await client.add_reader("r", transmit=impatient_card)
+        await reader.insert(ATR)
+        session = await recorder.sessions.get()
+        assert await session.transmit(reader.reader_id, SELECT) == b"\x6f\x00"
+        assert await session.transmit(reader.reader_id, SELECT) == b"\x6f\x00"
+        assert not client.closed

@@ -34,19 +34,22 @@ _READER_QUEUE_SIZE = 8
 class Reader:
     """A reader this client announced to the host, with the card it may hold."""
 
-    def __init__(self, client: Client, reader_id: int, name: str, transmit: APDUHandler) -> None:
+    def __init__(
+        self, client: Client, reader_id: int, name: str, transmit: APDUHandler, *, eager: bool
+    ) -> None:
         self._client = client
         self.reader_id = reader_id
         self.name = name
         self.atr: bytes | None = None
         """The inserted card's ATR, or None when the reader is empty."""
         self._transmit = transmit
+        self._eager = eager
         self._pending: deque[APDURequest | FlushRequested] = deque()
         # Held while the card works on an APDU, so a removal never cuts one off.
         self._busy = asyncio.Lock()
-        # Serves the pending requests; None when there are none. It runs inline in the read
-        # loop (start_eagerly) and is a task only while it waits: a card that answers at once
-        # costs no task switch, and its answer leaves in the same write as any other reply.
+        # Serves the pending requests; None when there are none. With ``eager`` it runs inline
+        # in the read loop (start_eagerly) and is a task only while it waits: a card that
+        # answers at once costs no task switch.
         self._worker: asyncio.Task[None] | None = None
 
     async def insert(self, atr: bytes) -> None:
@@ -75,7 +78,11 @@ class Reader:
             await asyncio.wait({self._worker})
         self._pending.append(item)
         if self._worker is None:
-            self._worker = start_eagerly(self._serve(), name=f"vscard-reader-{self.reader_id}")
+            name = f"vscard-reader-{self.reader_id}"
+            if self._eager:
+                self._worker = start_eagerly(self._serve(), name=name)
+            else:
+                self._worker = asyncio.get_running_loop().create_task(self._serve(), name=name)
 
     def _stop(self) -> None:
         self._pending.clear()
@@ -150,10 +157,20 @@ class Client:
         """True once the connection is gone."""
         return self._closed.is_set()
 
-    async def add_reader(self, name: str = "", *, transmit: APDUHandler) -> Reader:
-        """Announce a reader; ``transmit`` will answer the APDUs the host sends to its card."""
+    async def add_reader(
+        self, name: str = "", *, transmit: APDUHandler, eager: bool = False
+    ) -> Reader:
+        """Announce a reader; ``transmit`` will answer the APDUs the host sends to its card.
+
+        ``transmit`` runs in a task of its own. With ``eager`` it starts inline in the
+        connection's read loop instead and becomes a task only if it has to wait (no task
+        switch for a card that answers at once): only for a ``transmit`` that does not use
+        :func:`asyncio.current_task` before its first wait (``asyncio.timeout`` and
+        ``asyncio.TaskGroup`` do), since that would be the read loop's task (see
+        :mod:`vscard.asyncio.eager`).
+        """
         reply = await self._request(lambda c: c.add_reader(name))
-        reader = Reader(self, reply.reader_id, name, transmit)
+        reader = Reader(self, reply.reader_id, name, transmit, eager=eager)
         self._readers[reply.reader_id] = reader
         self._log.info("vscard.reader_added", reader_id=reply.reader_id, name=name)
         return reader

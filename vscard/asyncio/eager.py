@@ -6,6 +6,12 @@ done callback each time (before this, a quarter of the USB/IP server's CPU per A
 :func:`start_eagerly` runs the coroutine at once up to its first suspension, as Python 3.12's
 eager tasks do; only one that suspends (an IN URB parked until the card answers, a private-key
 operation in a thread) goes on as an :class:`asyncio.Task`, cancellable like any other.
+
+Unlike 3.12's, the inline part runs in the caller's task: :func:`asyncio.current_task` there is
+the caller's, so ``asyncio.timeout`` or ``asyncio.TaskGroup`` entered before the first wait
+would later cancel the caller. Only coroutines known not to do that are started this way: ours,
+and those of devices and handlers that say so (``UsbDevice.start_inline``,
+``Client.add_reader(eager=True)``).
 """
 
 from __future__ import annotations
