@@ -8,10 +8,11 @@ the decoder is a byte stream. The reader's answers are decoded whole with
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from collections.abc import Callable
 from typing import Final
+
+from vscard.frozen import slot_setters
 
 from .constants import (
     DEFAULT_MAX_MESSAGE_LENGTH,
@@ -189,34 +190,13 @@ _COMMAND_PARSERS: Final[dict[int, _CommandParser]] = {
 }
 
 
-# XfrBlocks (every APDU) are built without PC_to_RDR_XfrBlock.__init__: a frozen dataclass's
-# generated __init__ and __post_init__ cost most of decoding one. Everything __post_init__
-# checks is guaranteed by the wire (bSlot, bSeq and bBWI are bytes, wLevelParameter two bytes,
-# dwLength a u32), so the object is the one the constructor would build. A new field fails the
-# check below at import; tests/ccid/test_codec.py checks decoded XfrBlocks pass the class's
-# own checks.
-if tuple(field.name for field in dataclasses.fields(PC_to_RDR_XfrBlock)) != (
-    "bSlot",
-    "bSeq",
-    "abData",
-    "bBWI",
-    "wLevelParameter",
-):
-    raise TypeError("ccid.codec builds PC_to_RDR_XfrBlock field by field: update it")
-
-
-def _slot_setter(cls: type, name: str) -> Callable[[object, object], None]:
-    """The ``__set__`` of ``cls``'s slot ``name``: stores a field of a frozen instance."""
-    setter: Callable[[object, object], None] = vars(cls)[name].__set__
-    return setter
-
-
+# XfrBlocks (every APDU) are built without PC_to_RDR_XfrBlock.__init__ (see vscard.frozen):
+# everything __post_init__ checks is guaranteed by the wire (bSlot, bSeq and bBWI are bytes,
+# wLevelParameter two bytes, dwLength a u32).
 _new: Final = object.__new__
-_set_slot: Final = _slot_setter(PC_to_RDR_XfrBlock, "bSlot")
-_set_seq: Final = _slot_setter(PC_to_RDR_XfrBlock, "bSeq")
-_set_data: Final = _slot_setter(PC_to_RDR_XfrBlock, "abData")
-_set_bwi: Final = _slot_setter(PC_to_RDR_XfrBlock, "bBWI")
-_set_level: Final = _slot_setter(PC_to_RDR_XfrBlock, "wLevelParameter")
+_set_slot, _set_seq, _set_data, _set_bwi, _set_level = slot_setters(
+    PC_to_RDR_XfrBlock, ("bSlot", "bSeq", "abData", "bBWI", "wLevelParameter")
+)
 
 
 def _xfr_block(bSlot: int, bSeq: int, data: bytes, b7: int, b8: int, b9: int) -> Command:
@@ -302,13 +282,7 @@ def decode_command(data: bytes) -> Command:
     if len(data) >= HEADER_SIZE:
         message_type, length, bSlot, bSeq, b7, b8, b9 = _unpack_header(data)
         if message_type == _XFR_BLOCK and length == len(data) - HEADER_SIZE:
-            message: PC_to_RDR_XfrBlock = _new(PC_to_RDR_XfrBlock)
-            _set_slot(message, bSlot)
-            _set_seq(message, bSeq)
-            _set_data(message, data[HEADER_SIZE:])
-            _set_bwi(message, b7)
-            _set_level(message, b8 | b9 << 8)
-            return message
+            return _xfr_block(bSlot, bSeq, data[HEADER_SIZE:], b7, b8, b9)
     header = _parse_header(data)
     return _command(header, data[HEADER_SIZE:])
 

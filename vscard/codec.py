@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from collections.abc import Callable
 from typing import Final
 
 from .constants import HEADER_SIZE, MAX_FRAME_SIZE, VSCARD_MAGIC, ErrorCode, MessageType
 from .errors import ProtocolError
+from .frozen import slot_setters
 from .messages import (
     APDU,
     ATR,
@@ -109,22 +109,10 @@ def _decode_flush_complete(reader_id: int, _payload: bytes) -> FlushComplete:
     return FlushComplete(reader_id)
 
 
-def _slot_setter(cls: type, name: str) -> Callable[[object, object], None]:
-    """The ``__set__`` of ``cls``'s slot ``name``: stores a field of a frozen instance."""
-    setter: Callable[[object, object], None] = vars(cls)[name].__set__
-    return setter
-
-
-# APDU frames are built without APDU.__init__: a frozen dataclass's generated __init__ and
-# __post_init__ cost twice the rest of decoding a frame. Everything __post_init__ checks is
-# already guaranteed by the wire (reader_id is a u32 read from the header), so the object is
-# the one APDU(reader_id, data) would build. If APDU gains a field, the check below fails at
-# import; tests/vscard/test_codec.py checks that decoded APDUs pass APDU's own checks.
-if tuple(field.name for field in dataclasses.fields(APDU)) != ("reader_id", "data"):
-    raise TypeError("vscard.codec builds APDU from (reader_id, data): update it with APDU")
+# APDU frames are built without APDU.__init__ (see vscard.frozen): everything __post_init__
+# checks is already guaranteed by the wire (reader_id is a u32 read from the header).
 _new: Final = object.__new__
-_set_apdu_reader_id: Final = _slot_setter(APDU, "reader_id")
-_set_apdu_data: Final = _slot_setter(APDU, "data")
+_set_apdu_reader_id, _set_apdu_data = slot_setters(APDU, ("reader_id", "data"))
 
 
 def _build_apdu(reader_id: int, data: bytes) -> APDU:
@@ -226,10 +214,7 @@ class Decoder:
                     and length == len(source) - HEADER_SIZE
                     and length <= self._max_payload
                 ):
-                    message: APDU = _new(APDU)
-                    _set_apdu_reader_id(message, reader_id)
-                    _set_apdu_data(message, source[HEADER_SIZE:])
-                    return [message]
+                    return [_build_apdu(reader_id, source[HEADER_SIZE:])]
         else:
             source = bytes(data)
         return self._decode(source)
@@ -240,19 +225,15 @@ class Decoder:
         messages: list[Message] = []
         append = messages.append
         max_payload = self._max_payload
-        unpack_from = _HEADER.unpack_from
         try:
             while end - offset >= HEADER_SIZE:
-                msg_type, reader_id, length = unpack_from(source, offset)
+                msg_type, reader_id, length = _unpack_header(source, offset)
                 start = offset + HEADER_SIZE
                 stop = start + length
                 if msg_type == _APDU_TYPE and length <= max_payload:
                     if stop > end:
                         break
-                    message: APDU = _new(APDU)
-                    _set_apdu_reader_id(message, reader_id)
-                    _set_apdu_data(message, source[start:stop])
-                    append(message)
+                    append(_build_apdu(reader_id, source[start:stop]))
                 else:
                     _check_header(msg_type, length, max_payload)
                     if stop > end:

@@ -11,11 +11,12 @@ refused after its 48 bytes, so nothing beyond one bounded message is ever buffer
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import struct
 from collections.abc import Callable
 from typing import Final
+
+from vscard.frozen import slot_setters
 
 from ..usb import InterfaceSummary, Speed
 from .constants import (
@@ -81,35 +82,10 @@ _OUT: Final = int(Direction.OUT)
 _IN: Final = int(Direction.IN)
 _DIRECTIONS: Final = (Direction.OUT, Direction.IN)
 
-# CMD_SUBMITs (every URB) are built without CmdSubmit.__init__: its generated __init__ and
-# __post_init__ cost three times the rest of decoding one. RequestDecoder checks what
-# __post_init__ would (direction, ep, the length against the data carried) before building, and
-# the struct guarantees the rest (u32 and s32 fields, an 8-byte setup), so the object is the one
-# the constructor would build. A new field fails the check below at import;
-# tests/ccid/test_usbip_codec.py checks decoded CMD_SUBMITs pass the class's own checks.
-_CMD_SUBMIT_FIELDS: Final = (
-    "seqnum",
-    "devid",
-    "direction",
-    "ep",
-    "transfer_flags",
-    "transfer_buffer_length",
-    "start_frame",
-    "number_of_packets",
-    "interval",
-    "setup",
-    "data",
-)
-if tuple(field.name for field in dataclasses.fields(CmdSubmit)) != _CMD_SUBMIT_FIELDS:
-    raise TypeError("ccid.usbip.codec builds CmdSubmit field by field: update it")
-
-
-def _slot_setter(cls: type, name: str) -> Callable[[object, object], None]:
-    """The ``__set__`` of ``cls``'s slot ``name``: stores a field of a frozen instance."""
-    setter: Callable[[object, object], None] = vars(cls)[name].__set__
-    return setter
-
-
+# CMD_SUBMITs (every URB) are built without CmdSubmit.__init__ (see vscard.frozen):
+# RequestDecoder checks what __post_init__ would (direction, ep, the length against the data
+# carried) before building, and the struct guarantees the rest (u32 and s32 fields, an 8-byte
+# setup).
 _new: Final = object.__new__
 (
     _set_seqnum,
@@ -123,7 +99,22 @@ _new: Final = object.__new__
     _set_interval,
     _set_setup,
     _set_data,
-) = (_slot_setter(CmdSubmit, name) for name in _CMD_SUBMIT_FIELDS)
+) = slot_setters(
+    CmdSubmit,
+    (
+        "seqnum",
+        "devid",
+        "direction",
+        "ep",
+        "transfer_flags",
+        "transfer_buffer_length",
+        "start_frame",
+        "number_of_packets",
+        "interval",
+        "setup",
+        "data",
+    ),
+)
 
 
 # --- encoding ------------------------------------------------------------------------------

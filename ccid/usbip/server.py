@@ -21,7 +21,7 @@ from typing import Final
 
 import structlog
 
-from vscard.asyncio.eager import start_eagerly
+from vscard.asyncio.eager import start
 
 from ..usb import Stall, UsbDevice
 from .codec import DEFAULT_MAX_TRANSFER_LENGTH
@@ -177,10 +177,7 @@ class _Session:
                     setup=submit.setup.hex() if submit.ep == 0 else None,
                 )
                 name = f"usbip-urb-{submit.seqnum}"
-                if self._inline:
-                    task = start_eagerly(self._run(submit), name=name)
-                else:
-                    task = asyncio.get_running_loop().create_task(self._run(submit), name=name)
+                task = start(self._run(submit), eager=self._inline, name=name)
                 if task is not None:
                     self._urbs[submit.seqnum] = task
                     task.add_done_callback(functools.partial(self._forget, submit.seqnum))

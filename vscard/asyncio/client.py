@@ -16,7 +16,7 @@ from ..constants import MAX_FRAME_SIZE, VSCARD_MINIMAL_READER_ID, ErrorCode
 from ..errors import ConnectionClosedError, ProtocolError, RequestRefusedError, VSCardError
 from ..events import APDURequest, FlushRequested, PeerInit, RequestAnswered, Unexpected
 from ..trace import command_trace, response_trace
-from .eager import start_eagerly
+from .eager import start
 from .stream import READ_SIZE, peer_name, set_nodelay
 
 log = structlog.get_logger("vscard.client")
@@ -79,10 +79,7 @@ class Reader:
         self._pending.append(item)
         if self._worker is None:
             name = f"vscard-reader-{self.reader_id}"
-            if self._eager:
-                self._worker = start_eagerly(self._serve(), name=name)
-            else:
-                self._worker = asyncio.get_running_loop().create_task(self._serve(), name=name)
+            self._worker = start(self._serve(), eager=self._eager, name=name)
 
     def _stop(self) -> None:
         self._pending.clear()

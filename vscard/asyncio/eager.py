@@ -38,6 +38,15 @@ def start_eagerly(
     return asyncio.get_running_loop().create_task(_Resumed(coro, yielded), name=name)
 
 
+def start(
+    coro: Coroutine[Any, Any, None], *, eager: bool, name: str | None = None
+) -> asyncio.Task[None] | None:
+    """:func:`start_eagerly` when the caller vouches for ``coro`` (``eager``), else a task."""
+    if eager:
+        return start_eagerly(coro, name=name)
+    return asyncio.get_running_loop().create_task(coro, name=name)
+
+
 class _Resumed(Coroutine[Any, Any, _T]):
     """A started coroutine, handed to a task: its first step replays what it last yielded.
 
