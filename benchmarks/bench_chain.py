@@ -40,7 +40,14 @@ import structlog
 
 from benchmarks.relay import FloorClient
 from benchmarks.report import Figure, Section, Target
-from benchmarks.timing import LoopName, child_env, percentile, run, uvloop_available
+from benchmarks.timing import (
+    LoopName,
+    child_env,
+    cpu_seconds,
+    percentile,
+    run,
+    uvloop_available,
+)
 from ccid.codec import decode_response, encode
 from ccid.descriptors import BULK_IN, BULK_OUT
 from ccid.messages import PC_to_RDR_IccPowerOn, PC_to_RDR_XfrBlock, RDR_to_PC_DataBlock
@@ -102,12 +109,6 @@ class UsbipReader:
             assert isinstance(answer, RDR_to_PC_DataBlock), answer
             if not answer.bStatus & 0x80:  # not a time extension
                 return answer.abData
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (clock ticks: 10 ms resolution, summed over blocks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.asynccontextmanager

@@ -36,7 +36,14 @@ import structlog
 
 from benchmarks.loadgen import Recorder, open_cards, open_readers
 from benchmarks.report import Figure, Section, Target
-from benchmarks.timing import LoopName, child_env, percentile, run, uvloop_available
+from benchmarks.timing import (
+    LoopName,
+    child_env,
+    cpu_seconds,
+    percentile,
+    run,
+    uvloop_available,
+)
 from ccid.usbip import list_devices
 
 ATR = bytes.fromhex("3B808131FE458B")
@@ -101,12 +108,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of process ``pid`` (every thread), from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_busy_seconds() -> float:

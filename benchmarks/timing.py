@@ -10,6 +10,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 _T = TypeVar("_T")
@@ -71,3 +72,10 @@ def child_env(loop: LoopName) -> dict[str, str]:
     the repository on ``PYTHONPATH`` and ``VSCARD_EVENT_LOOP`` (daemons/event_loop.py)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return {**os.environ, "PYTHONPATH": root, "VSCARD_EVENT_LOOP": loop}
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of process ``pid`` (every thread) so far, from /proc/PID/stat: clock ticks
+    (10 ms), so sum over long spans."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
