@@ -1,14 +1,16 @@
-"""The bits of TCP the server and the client share: socket options and a bounded read size."""
+"""The bits of TCP the server and the client share: socket options, a bounded read size and
+the peer helpers (VSCard's)."""
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 from typing import Final
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# The peer helpers are VSCard's: the same addresses, the same log format.
+from vscard.asyncio.stream import IPAddress, IPNetwork, peer_address, peer_name
+
+__all__ = ["READ_SIZE", "IPAddress", "IPNetwork", "peer_address", "peer_name", "set_nodelay"]
 
 #: Bytes asked of the socket per read. A read never holds more than this plus one message.
 READ_SIZE: Final = 65536
@@ -31,26 +33,3 @@ def set_nodelay(writer: asyncio.StreamWriter, *, keepalive: bool = False) -> Non
         for name, value in _KEEPALIVE:
             if hasattr(socket, name):  # Linux names; other systems keep their defaults
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
-
-
-def peer_name(writer: asyncio.StreamWriter) -> str:
-    """``host:port`` (``[host]:port`` for IPv6) of the other end, for logs."""
-    peer = writer.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host, port = peer[0], peer[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(peer)
-
-
-def peer_address(writer: asyncio.StreamWriter) -> IPAddress | None:
-    """The other end's IP address (an IPv4-mapped IPv6 one as IPv4), if it has one."""
-    peer = writer.get_extra_info("peername")
-    if not isinstance(peer, tuple) or not peer:
-        return None
-    try:
-        address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
