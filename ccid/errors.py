@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from vscard.errors import field_message
+
 
 class CCIDError(Exception):
     """Bytes that break CCID framing: the message cannot be parsed, so it cannot be answered.
@@ -12,12 +14,7 @@ class CCIDError(Exception):
     """
 
     def __init__(self, reason: str, *, field: str, value: object) -> None:
-        shown = (
-            f"0x{value:02X}" if isinstance(value, int) and not isinstance(value, bool) else value
-        )
-        if isinstance(shown, bytes | bytearray | memoryview):
-            shown = bytes(shown).hex(" ").upper() or "(empty)"
-        super().__init__(f"{reason}: {field}={shown}")
+        super().__init__(field_message(reason, field, value, hex_digits=2))
         self.reason = reason
         self.field = field
         self.value = value

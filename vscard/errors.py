@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 
+def field_message(reason: str, field: str, value: object, *, hex_digits: int = 8) -> str:
+    """``reason: field=value`` as every codec's protocol error reads: integers in hex (at least
+    ``hex_digits`` digits), bytes as spaced hex."""
+    shown = (
+        f"0x{value:0{hex_digits}X}"
+        if isinstance(value, int) and not isinstance(value, bool)
+        else value
+    )
+    if isinstance(shown, bytes | bytearray | memoryview):
+        shown = bytes(shown).hex(" ").upper() or "(empty)"
+    return f"{reason}: {field}={shown}"
+
+
 class VSCardError(Exception):
     """Base class of every exception this package raises on purpose."""
 
@@ -15,12 +28,7 @@ class ProtocolError(VSCardError):
     """
 
     def __init__(self, reason: str, *, field: str, value: object) -> None:
-        shown = (
-            f"0x{value:08X}" if isinstance(value, int) and not isinstance(value, bool) else value
-        )
-        if isinstance(shown, bytes | bytearray | memoryview):
-            shown = bytes(shown).hex(" ").upper() or "(empty)"
-        super().__init__(f"{reason}: {field}={shown}")
+        super().__init__(field_message(reason, field, value))
         self.reason = reason
         self.field = field
         self.value = value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from vscard.errors import field_message
+
 from .constants import OpStatus, URBStatus
 
 
@@ -17,12 +19,7 @@ class ProtocolError(USBIPError):
     """
 
     def __init__(self, reason: str, *, field: str, value: object) -> None:
-        shown = (
-            f"0x{value:08X}" if isinstance(value, int) and not isinstance(value, bool) else value
-        )
-        if isinstance(shown, bytes | bytearray | memoryview):
-            shown = bytes(shown).hex(" ").upper() or "(empty)"
-        super().__init__(f"{reason}: {field}={shown}")
+        super().__init__(field_message(reason, field, value))
         self.reason = reason
         self.field = field
         self.value = value
