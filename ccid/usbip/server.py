@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import Final
 
 import structlog
 
+from vscard.asyncio.admission import Admission
 from vscard.asyncio.eager import start
 
 from ..usb import Stall, UsbDevice
@@ -38,7 +38,7 @@ from .events import (
     URBSubmitted,
 )
 from .messages import CmdSubmit, ExportedDevice, check_busid
-from .stream import READ_SIZE, IPAddress, IPNetwork, peer_address, peer_name, set_nodelay
+from .stream import READ_SIZE, IPNetwork, peer_address, peer_name, set_nodelay
 
 log = structlog.get_logger("ccid.usbip")
 
@@ -319,10 +319,11 @@ class Server:
         allow: Sequence[IPNetwork] | None = None,
         max_connections_per_source: int | None = None,
     ) -> None:
-        self._allow = None if allow is None else tuple(allow)
-        self._max_per_source = max_connections_per_source
-        self._per_source: Counter[IPAddress] = Counter()
-        self._max_connections = max_connections
+        self._admission = Admission(
+            max_connections=max_connections,
+            allow=allow,
+            max_connections_per_source=max_connections_per_source,
+        )
         self._max_pending_urbs = max_pending_urbs
         self._max_transfer_length = max_transfer_length
         self._op_timeout = op_timeout
@@ -451,19 +452,7 @@ class Server:
         self, stream_reader: asyncio.StreamReader, stream_writer: asyncio.StreamWriter
     ) -> None:
         address = peer_address(stream_writer)
-        refusal: dict[str, object] | None = None
-        if len(self._sessions) >= self._max_connections:
-            refusal = {"reason": "max_connections", "max_connections": self._max_connections}
-        elif self._allow is not None and (
-            address is None or not any(address in network for network in self._allow)
-        ):
-            refusal = {"reason": "not in the allow list"}
-        elif (
-            self._max_per_source is not None
-            and address is not None
-            and self._per_source[address] >= self._max_per_source
-        ):
-            refusal = {"reason": "max_connections_per_source", "limit": self._max_per_source}
+        refusal = self._admission.refusal(address)
         if refusal is not None:
             log.warning("usbip.connection_refused", peer=peer_name(stream_writer), **refusal)
             stream_writer.close()
@@ -471,17 +460,13 @@ class Server:
         set_nodelay(stream_writer, keepalive=True)
         session = _Session(self, stream_reader, stream_writer)
         self._sessions.add(session)
-        if address is not None:
-            self._per_source[address] += 1
+        self._admission.opened(address)
         log.info("usbip.connection_opened", peer=session.peer)
         try:
             await session.run()
         finally:
             self._sessions.discard(session)
-            if address is not None:
-                self._per_source[address] -= 1
-                if not self._per_source[address]:
-                    del self._per_source[address]
+            self._admission.closed(address)
             log.info("usbip.connection_closed", peer=session.peer)
 
 

@@ -8,7 +8,6 @@ import dataclasses
 import errno
 import functools
 import socket
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from ssl import SSLContext
 from types import TracebackType
@@ -37,6 +36,7 @@ from ..events import (
 )
 from ..host import DEFAULT_MAX_READERS, HostConnection, HostReader
 from ..trace import command_trace, response_trace
+from .admission import Admission
 from .stream import (
     READ_SIZE,
     IPAddress,
@@ -283,11 +283,12 @@ class Server:
         frame_timeout: float = 10.0,
     ) -> None:
         self._handler = handler
-        self._max_connections = max_connections
         self._ssl = ssl
-        self._allow = None if allow is None else tuple(allow)
-        self._max_per_source = max_connections_per_source
-        self._per_source: Counter[IPAddress] = Counter()
+        self._admission = Admission(
+            max_connections=max_connections,
+            allow=allow,
+            max_connections_per_source=max_connections_per_source,
+        )
         self._tls_handshake_timeout = tls_handshake_timeout
         self._new_session = functools.partial(
             Session,
@@ -347,22 +348,6 @@ class Server:
     ) -> None:
         self.close()
         await self.wait_closed()
-
-    def _refusal(self, address: IPAddress | None) -> dict[str, object] | None:
-        """Why a new connection from ``address`` must be closed at once, if it must."""
-        if len(self._tasks) >= self._max_connections:
-            return {"reason": "max_connections", "max_connections": self._max_connections}
-        if self._allow is not None and (
-            address is None or not any(address in network for network in self._allow)
-        ):
-            return {"reason": "not in the allow list"}
-        if (
-            self._max_per_source is not None
-            and address is not None
-            and self._per_source[address] >= self._max_per_source
-        ):
-            return {"reason": "max_connections_per_source", "limit": self._max_per_source}
-        return None
 
     async def _listen(self, host: str | None, port: int) -> None:
         """Bind and listen on every address ``host`` has (all interfaces when None).
@@ -430,7 +415,7 @@ class Server:
         """Refuse the new connection at once, or serve it in a task of its own."""
         peer = name_of(peername)
         address = address_of(peername)
-        refusal = self._refusal(address)
+        refusal = self._admission.refusal(address)
         if refusal is not None:
             log.warning("vscard.connection_refused", peer=peer, **refusal)
             connection.close()
@@ -438,8 +423,7 @@ class Server:
         self._unopened.add(connection)
         task = asyncio.create_task(self._serve_connection(peer, connection))
         self._tasks.add(task)
-        if address is not None:
-            self._per_source[address] += 1
+        self._admission.opened(address)
         task.add_done_callback(functools.partial(self._forget, address, connection))
 
     def _forget(
@@ -449,10 +433,7 @@ class Server:
             self._unopened.discard(connection)
             connection.close()
         self._tasks.discard(task)
-        if address is not None:
-            self._per_source[address] -= 1
-            if not self._per_source[address]:
-                del self._per_source[address]
+        self._admission.closed(address)
 
     async def _open(
         self, peer: str, connection: socket.socket
