@@ -50,3 +50,29 @@ def name_of(peer: object) -> str:
         host, port = peer[0], peer[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(peer)
+
+
+#: Room in the accept queue beyond the connection limit: connections that will be refused (over
+#: a limit, outside the allow list) wait there too until they are accepted and closed.
+BACKLOG_HEADROOM = 128
+
+
+def system_somaxconn() -> int:
+    """The kernel's cap on a listen backlog (``net.core.somaxconn``); larger values are cut."""
+    try:
+        with open("/proc/sys/net/core/somaxconn", encoding="ascii") as file:
+            return int(file.read().strip())
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
+
+
+def listen_backlog(max_connections: int) -> tuple[int, int]:
+    """The backlog to listen with for a server of ``max_connections``, and the one it wants.
+
+    A storm (every client of a restarted server reconnecting at once) fills the accept queue
+    faster than one loop turn empties it; a queue that overflows makes the kernel drop or reset
+    the rest. So the queue holds every connection the server may serve plus headroom, cut to
+    what the kernel allows: when the two differ, the caller should say so.
+    """
+    wanted = max_connections + BACKLOG_HEADROOM
+    return min(wanted, system_somaxconn()), wanted
