@@ -75,6 +75,12 @@ def verification_failed(tries_remaining: int) -> int:
     return StatusWord.VERIFICATION_FAILED | min(tries_remaining, 15)
 
 
+def instruction(raw: bytes) -> int | None:
+    """The INS byte of ``raw`` read as a command header, whatever its lengths say; None when it
+    is too short to have one."""
+    return raw[1] if len(raw) >= 2 else None
+
+
 class APDUFormatError(ValueError):
     """Bytes that are not a command APDU; ``field`` says which part, ``value`` what it held."""
 

@@ -43,7 +43,8 @@ from .apdu import (
 from .applets.applet import Applet, Selection
 from .applets.pki import INS_PRIVATE_KEY_OPERATION
 from .atr import CAC_ATR as CAC_ATR
-from .pin import INS_CHANGE_REFERENCE_DATA, INS_VERIFY, SALT_SIZE, Pin, PinState
+from .pin import SALT_SIZE, Pin, PinState
+from .pin_commands import INS_CHANGE_REFERENCE_DATA, INS_VERIFY
 
 log = structlog.get_logger(__name__)
 

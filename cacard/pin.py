@@ -23,6 +23,7 @@ from typing import Final
 import structlog
 
 from .apdu import CommandAPDU, Response, StatusWord, status, verification_failed
+from .pin_commands import P1_RESET_STATUS
 
 log = structlog.get_logger(__name__)
 
@@ -37,10 +38,6 @@ PIN_PAD: Final = 0xFF
 DEFAULT_ITERATIONS: Final = 100_000
 SALT_SIZE: Final = 16
 
-INS_VERIFY: Final = 0x20
-INS_CHANGE_REFERENCE_DATA: Final = 0x24
-#: VERIFY P1 of ISO/IEC 7816-4:2013: reset the verification status of the reference.
-P1_RESET_STATUS: Final = 0xFF
 #: The only PIN reference this card has (OpenSC's CAC PIN uses reference 00).
 PIN_REFERENCE: Final = 0x00
 

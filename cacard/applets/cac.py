@@ -23,13 +23,12 @@ from ..apdu import (
     success,
     wrong_le,
 )
+from ..pin_commands import INS_CHANGE_REFERENCE_DATA, INS_VERIFY
 from ..tlv import TLV, encode, split_buffers
 from .acr import ACRID, APPLET_WIDE, AccessRule, ObjectRules
 from .applet import Applet, CardServices, Selection
 
 INS_SELECT: Final = 0xA4
-INS_VERIFY: Final = 0x20
-INS_CHANGE_REFERENCE_DATA: Final = 0x24
 INS_GET_CHALLENGE: Final = 0x84
 INS_MANAGE_CHANNEL: Final = 0x70
 INS_READ_BUFFER: Final = 0x52

@@ -1,0 +1,142 @@
+"""Which commands spend a PIN or PUK try, on which counter, and how to ask a card for it.
+
+One place knows this, for every encoding a card accepts: short or extended lengths (read by
+:meth:`CommandAPDU.from_bytes`, the card's own parser), any class byte (interindustry with any
+channel, chained, proprietary such as ``80`` or ``90``) and the odd instructions of ISO/IEC
+7816-4 §11.5.6-§11.5.10:
+
+- VERIFY (``20``/``21``) with data compares it with the reference data ``P2`` names;
+- CHANGE REFERENCE DATA (``24``/``25``) compares the current data of ``P2`` first (P1=00);
+- RESET RETRY COUNTER (``2C``/``2D``) with P1=00/01 compares a resetting code (a PUK), whose
+  counter is not the one of ``P2``: for PIV, P2=80 is the PIN and the PUK is reference 81
+  (NIST SP 800-73-4 part 2 §3.2.3). P1=02/03 carry no resetting code and spend nothing.
+
+VERIFY without data spends nothing: it asks for the counter (``63Cx``, ``6983``, ``9000`` when
+already verified), and VERIFY P1=FF without data resets the security status. A chunk of a
+chained command (CLA bit ``10`` of an interindustry class) counts as an attempt: a card that
+ignores chaining takes it as a whole command.
+
+The card (:mod:`cacard.card`, :mod:`cacard.pin`) dispatches on these instruction constants; the
+PIN guard of ``vscclient`` (:mod:`daemons.card_guard`) judges commands with
+:func:`pin_attempt`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Final
+
+from .apdu import CommandAPDU, instruction
+
+INS_VERIFY: Final = 0x20
+INS_VERIFY_ODD: Final = 0x21
+INS_CHANGE_REFERENCE_DATA: Final = 0x24
+INS_CHANGE_REFERENCE_DATA_ODD: Final = 0x25
+INS_RESET_RETRY_COUNTER: Final = 0x2C
+INS_RESET_RETRY_COUNTER_ODD: Final = 0x2D
+#: Every instruction that may compare a PIN or PUK with the card's reference data.
+PIN_INSTRUCTIONS: Final = frozenset(
+    {
+        INS_VERIFY,
+        INS_VERIFY_ODD,
+        INS_CHANGE_REFERENCE_DATA,
+        INS_CHANGE_REFERENCE_DATA_ODD,
+        INS_RESET_RETRY_COUNTER,
+        INS_RESET_RETRY_COUNTER_ODD,
+    }
+)
+_VERIFY: Final = frozenset({INS_VERIFY, INS_VERIFY_ODD})
+_RESET_RETRY_COUNTER: Final = frozenset({INS_RESET_RETRY_COUNTER, INS_RESET_RETRY_COUNTER_ODD})
+#: VERIFY P1 of ISO/IEC 7816-4:2013: reset the verification status of the reference.
+P1_RESET_STATUS: Final = 0xFF
+#: RESET RETRY COUNTER P1 values whose data holds no resetting code (new data only, or none).
+_RRC_WITHOUT_RESETTING_CODE: Final = frozenset({0x02, 0x03})
+
+#: CLA bit 5 of the interindustry classes: more chunks of this command follow.
+CLA_CHAINING: Final = 0x10
+_FIRST_INTERINDUSTRY_PLAIN: Final = 0x03  # keep the channel; drop chaining and secure messaging
+_FURTHER_INTERINDUSTRY_PLAIN: Final = 0x4F
+_FURTHER_INTERINDUSTRY: Final = 0x40
+_PROPRIETARY: Final = 0x80
+
+
+class CounterKind(enum.Enum):
+    """Which retry counter a comparison spends."""
+
+    #: The reference data ``P2`` names (a PIN, or a PUK addressed as its own reference).
+    REFERENCE = "reference"
+    #: The resetting code (PUK) of the reference ``P2`` names.
+    RESETTING_CODE = "resetting code"
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """A retry counter as a host addresses it: class and channel, kind and reference."""
+
+    cla: int
+    kind: CounterKind
+    reference: int
+
+    @property
+    def probe(self) -> bytes | None:
+        """VERIFY without data: the card answers with this counter, or None when no command
+        can ask for it (a resetting code has no VERIFY)."""
+        if self.kind is not CounterKind.REFERENCE:
+            return None
+        return bytes((self.cla, INS_VERIFY, 0x00, self.reference))
+
+    @property
+    def logout(self) -> bytes | None:
+        """VERIFY P1=FF without data: the reference is no longer verified, so that the probe
+        reports its counter instead of ``9000``; None for a resetting code."""
+        if self.kind is not CounterKind.REFERENCE:
+            return None
+        return bytes((self.cla, INS_VERIFY, P1_RESET_STATUS, self.reference))
+
+
+@dataclass(frozen=True, slots=True)
+class PinAttempt:
+    """A command that may spend one try of ``counter``; ``chained``: more chunks follow."""
+
+    command: CommandAPDU
+    counter: Counter
+    chained: bool
+
+
+def plain_class(cla: int) -> int:
+    """The class byte to ask about ``cla``'s counters with: the same class and channel,
+    without chaining or secure messaging. A proprietary class is kept whole: its bits are the
+    card's own."""
+    if cla >= _PROPRIETARY:
+        return cla
+    if cla >= _FURTHER_INTERINDUSTRY:
+        return cla & _FURTHER_INTERINDUSTRY_PLAIN
+    return cla & _FIRST_INTERINDUSTRY_PLAIN
+
+
+def is_chained(cla: int) -> bool:
+    """Whether ``cla`` says more chunks of the command follow (interindustry classes only)."""
+    return cla < _PROPRIETARY and bool(cla & CLA_CHAINING)
+
+
+def pin_attempt(raw: bytes) -> PinAttempt | None:
+    """The try ``raw`` may spend, or None when it spends none.
+
+    Raise :class:`~cacard.apdu.APDUFormatError` when ``raw`` has a PIN instruction but lengths
+    the card's parser rejects: a lenient card may still take it as that command, so it must
+    not be forwarded unjudged.
+    """
+    if instruction(raw) not in PIN_INSTRUCTIONS:
+        return None
+    command = CommandAPDU.from_bytes(raw)
+    chained = is_chained(command.cla)
+    kind = CounterKind.REFERENCE
+    if command.ins in _VERIFY:
+        if not command.data and not chained:
+            return None  # a status query or P1=FF: compares nothing
+    elif command.ins in _RESET_RETRY_COUNTER:
+        if command.p1 in _RRC_WITHOUT_RESETTING_CODE:
+            return None
+        kind = CounterKind.RESETTING_CODE
+    return PinAttempt(command, Counter(plain_class(command.cla), kind, command.p2), chained)
