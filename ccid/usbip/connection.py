@@ -17,7 +17,14 @@ any                 :meth:`close`, a :class:`ProtocolError`     ``CLOSED``
 In ``URB`` every CMD_SUBMIT is recorded by seqnum until :meth:`complete` answers it. A
 CMD_UNLINK is answered at once, with its own seqnum: -104 (ECONNRESET) when its URB was still
 pending, which is then forgotten so no RET_SUBMIT for it is ever sent (Linux vhci drops the
-device when one comes), and 0 when the URB had already been answered.
+device when one comes), and 0 when the URB had already been answered (a legitimate race in
+Linux vhci, never held against the peer: drivers/usb/usbip/stub_rx.c, stub_recv_cmd_unlink).
+
+A peer gets a budget, not a free ride: a CMD_SUBMIT past ``max_pending_urbs`` is answered -12
+(ENOMEM), but past ``max_refused_urbs`` such refusals in one connection it is a
+:class:`ProtocolError` and the connection closes. Each :meth:`receive_data` call handles at most
+``max_requests`` requests and keeps the rest buffered (:attr:`ServerConnection.backlogged`), so
+the adapter can let other connections run between batches.
 """
 
 from __future__ import annotations
@@ -65,6 +72,13 @@ from .messages import (
 #: URBs one connection may have pending. Linux vhci keeps a handful per device (libccid: one
 #: bulk IN, one interrupt IN, one bulk OUT); the bound stops a peer from queueing unboundedly.
 DEFAULT_MAX_PENDING_URBS: Final = 64
+#: URBs refused for ``max_pending_urbs`` before the connection is closed. A legitimate importer
+#: never meets the pending limit (vhci forwards what its class driver submits, and libccid keeps
+#: at most three URBs plus a control one in flight), so a handful of refusals is a bug or a flood.
+DEFAULT_MAX_REFUSED_URBS: Final = 16
+#: Requests one :meth:`ServerConnection.receive_data` call handles. An importer sends one to
+#: three per round trip; a 64 KiB read of bare CMD_SUBMIT headers holds 1,365.
+DEFAULT_MAX_REQUESTS: Final = 32
 
 
 class State(enum.Enum):
@@ -96,11 +110,21 @@ class ServerConnection:
         *,
         max_pending_urbs: int = DEFAULT_MAX_PENDING_URBS,
         max_transfer_length: int = DEFAULT_MAX_TRANSFER_LENGTH,
+        max_refused_urbs: int = DEFAULT_MAX_REFUSED_URBS,
+        max_requests: int = DEFAULT_MAX_REQUESTS,
     ) -> None:
         if max_pending_urbs < 1:
             raise ValueError(f"max_pending_urbs={max_pending_urbs} must be at least 1")
+        if max_refused_urbs < 0:
+            raise ValueError(f"max_refused_urbs={max_refused_urbs} must not be negative")
+        if max_requests < 1:
+            raise ValueError(f"max_requests={max_requests} must be at least 1")
         self._decoder = RequestDecoder(max_transfer_length=max_transfer_length)
         self._max_pending = max_pending_urbs
+        self._max_refused = max_refused_urbs
+        self._max_requests = max_requests
+        self._refused = 0
+        self._backlogged = False
         # Bytes a peer may send before the OP decision is made: one maximal URB.
         self._max_early = URB_HEADER_SIZE + max_transfer_length
         self._pending: dict[int, CmdSubmit] = {}
@@ -116,6 +140,17 @@ class ServerConnection:
         return self._decoder.buffered
 
     @property
+    def backlogged(self) -> bool:
+        """True when the last :meth:`receive_data` stopped at ``max_requests``: more requests
+        may be buffered; call ``receive_data(b"")`` for the next batch."""
+        return self._backlogged
+
+    @property
+    def refused(self) -> int:
+        """URBs refused so far for ``max_pending_urbs``."""
+        return self._refused
+
+    @property
     def pending(self) -> Mapping[int, CmdSubmit]:
         """URBs submitted and not yet answered, by seqnum (read-only view)."""
         return MappingProxyType(self._pending)
@@ -129,20 +164,26 @@ class ServerConnection:
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[ServerEvent]:
         """Consume bytes from the importer; queue replies and return what to do.
 
-        After :meth:`accept_import`, call ``receive_data(b"")`` to process URBs that arrived
-        with the import request. Raises :class:`ProtocolError` on malformed input: the
-        connection is then ``CLOSED`` and the socket must close.
+        At most ``max_requests`` requests are handled; when :attr:`backlogged`, and after
+        :meth:`accept_import`, call ``receive_data(b"")`` to process the requests still
+        buffered. Raises :class:`ProtocolError` on malformed input or past the
+        ``max_refused_urbs`` budget: the connection is then ``CLOSED`` and the socket must close.
         """
+        self._backlogged = False
         if self.state is State.CLOSED:
             return []
         events: list[ServerEvent] = []
         try:
             self._decoder.feed(data)
-            while self.state in (State.OP, State.URB):
+            for _ in range(self._max_requests):
+                if self.state is not State.URB and self.state is not State.OP:
+                    break
                 request = self._decoder.next_request()
                 if request is None:
                     break
                 self._handle(request, events)
+            else:
+                self._backlogged = self._decoder.buffered > 0
             if self._decoder.buffered > self._max_early and self.state is not State.URB:
                 raise ProtocolError(
                     "bytes sent before the OP reply", field="stream", value=self._decoder.buffered
@@ -224,6 +265,7 @@ class ServerConnection:
         """End the connection: nothing more is sent. Returns the seqnums left unanswered."""
         left = tuple(self._pending)
         self._pending.clear()
+        self._backlogged = False
         self.state = State.CLOSED
         return left
 
@@ -282,6 +324,14 @@ class ServerConnection:
             events.append(PortReset(seqnum, cancelled))
             return
         if len(self._pending) >= self._max_pending:
+            self._refused += 1
+            if self._refused > self._max_refused:
+                raise ProtocolError(
+                    f"URB {self._refused} past max_pending_urbs={self._max_pending} "
+                    f"(max_refused_urbs={self._max_refused})",
+                    field="CMD_SUBMIT.seqnum",
+                    value=seqnum,
+                )
             # What a host controller's usb_submit_urb says when it cannot take more.
             self._send(RetSubmit(seqnum, URBStatus.ENOMEM))
             events.append(

@@ -22,10 +22,17 @@ import structlog
 
 from vscard.asyncio.admission import Admission
 from vscard.asyncio.eager import start
+from vscard.asyncio.log_limit import LogRateLimit
+from vscard.asyncio.stream import listen_backlog
 
 from ..usb import Stall, UsbDevice
 from .codec import DEFAULT_MAX_TRANSFER_LENGTH
-from .connection import DEFAULT_MAX_PENDING_URBS, ServerConnection, State
+from .connection import (
+    DEFAULT_MAX_PENDING_URBS,
+    DEFAULT_MAX_REFUSED_URBS,
+    ServerConnection,
+    State,
+)
 from .constants import USBIP_PORT, Direction, OpStatus, URBStatus
 from .errors import ProtocolError
 from .events import (
@@ -100,6 +107,7 @@ class _Session:
         self._conn = ServerConnection(
             max_pending_urbs=server._max_pending_urbs,
             max_transfer_length=server._max_transfer_length,
+            max_refused_urbs=server._max_refused_urbs,
         )
         self._export: Export | None = None
         self._urbs: dict[int, asyncio.Task[None]] = {}
@@ -126,13 +134,13 @@ class _Session:
                 # Backpressure: a peer that does not read its replies stops being read.
                 await self._writer.drain()
         except ProtocolError as error:
-            self._log.warning(
+            self._warn(
                 "usbip.protocol_error", field=error.field, value=repr(error.value), error=str(error)
             )
         except TimeoutError:
-            self._log.warning("usbip.op_timeout", timeout=self._server._op_timeout)
+            self._warn("usbip.op_timeout", timeout=self._server._op_timeout)
         except OSError as error:
-            self._log.warning("usbip.connection_lost", error=repr(error))
+            self._warn("usbip.connection_lost", error=repr(error))
         finally:
             await self._detach()
 
@@ -151,14 +159,26 @@ class _Session:
         if not data:
             return False
         events = self._conn.receive_data(data)
-        while events:
+        while True:
             state = self._conn.state
             for event in events:
                 await self._handle(event)
-            # An accepted import lets URBs that came with the request through.
-            events = self._conn.receive_data(b"") if self._conn.state is not state else []
-        self._write()
-        return True
+            self._write()
+            if self._conn.backlogged:
+                # One batch per loop turn, and nothing more read meanwhile: a peer that packs
+                # a thousand URBs into one read delays the other connections by one batch.
+                await self._writer.drain()
+                await asyncio.sleep(0)
+            elif self._conn.state is state:
+                return True
+            # More buffered, or an accepted import lets URBs that came with the request through.
+            events = self._conn.receive_data(b"")
+
+    def _warn(self, event: str, **fields: object) -> None:
+        """A warning a peer can repeat at will: rate-limited server-wide, with the count dropped."""
+        suppressed = self._server._log_limit.allow(event)
+        if suppressed is not None:
+            self._log.warning(event, **fields, suppressed=suppressed)
 
     def _write(self) -> None:
         data = self._conn.data_to_send()
@@ -194,8 +214,12 @@ class _Session:
                 self._reset_device(self._export)
                 self._log.info("usbip.port_reset", seqnum=seqnum, cancelled=len(cancelled))
             case URBRefused(submit, status, reason):
-                self._log.warning(
-                    "usbip.urb_refused", seqnum=submit.seqnum, status=int(status), reason=reason
+                self._warn(
+                    "usbip.urb_refused",
+                    seqnum=submit.seqnum,
+                    status=int(status),
+                    reason=reason,
+                    refused=self._conn.refused,
                 )
             case DevlistRequested():
                 records = [export.record for export in self._server._exports.values()]
@@ -318,6 +342,7 @@ class Server:
         op_timeout: float = DEFAULT_OP_TIMEOUT,
         allow: Sequence[IPNetwork] | None = None,
         max_connections_per_source: int | None = None,
+        max_refused_urbs: int = DEFAULT_MAX_REFUSED_URBS,
     ) -> None:
         self._admission = Admission(
             max_connections=max_connections,
@@ -326,6 +351,9 @@ class Server:
         )
         self._max_pending_urbs = max_pending_urbs
         self._max_transfer_length = max_transfer_length
+        self._max_refused_urbs = max_refused_urbs
+        # Shared by every connection: a flooder that reconnects keeps meeting the same limit.
+        self._log_limit = LogRateLimit()
         self._op_timeout = op_timeout
         self._exports: dict[str, Export] = {}
         self._devnum = 0
@@ -493,6 +521,11 @@ async def serve(
     to ``max_transfer_length`` bytes (a bigger one closes it before its data is read); an IN
     URB gets at most that many bytes. A connection that has not sent its OP request after
     ``op_timeout`` seconds is closed.
+
+    The listen backlog holds ``max_connections`` plus headroom (cut to the system's
+    ``somaxconn``, with a warning), so every importer of a storm waits in the kernel's queue
+    instead of retrying its SYN. asyncio's loop then accepts up to that backlog per wake-up,
+    uvloop (libuv) until the queue is empty.
     """
     server = Server(
         max_connections=max_connections,
@@ -504,6 +537,14 @@ async def serve(
     )
     for device in devices:
         server.add_device(device)
-    server._server = await asyncio.start_server(server._accept, host, port)
-    log.info("usbip.listening", host=host, port=server.port)
+    backlog, wanted = listen_backlog(max_connections)
+    server._server = await asyncio.start_server(server._accept, host, port, backlog=backlog)
+    if backlog < wanted:
+        log.warning(
+            "usbip.listen_backlog_cut",
+            backlog=backlog,
+            wanted=wanted,
+            advice="raise net.core.somaxconn: a reconnect storm may overflow the queue",
+        )
+    log.info("usbip.listening", host=host, port=server.port, backlog=backlog)
     return server
