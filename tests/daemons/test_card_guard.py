@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cacard import CardRequest, CardStore, generate_card
-from daemons.card_guard import ApduPolicy, CardGuard, tries_left
+from cacard.apdu import CommandAPDU
+from cacard.card import Card
+from daemons.card_guard import MEMORY_LIMIT, ApduPolicy, CardGuard, tries_left
 from daemons.emulated_cards import EmulatedCard
+from tests.cacard.cards import PIN, make_card, pin_state
 
 WRONG_PIN = bytes.fromhex("0020000008") + b"11111111"
 RIGHT_PIN = bytes.fromhex("0020000008") + b"77777777"
@@ -58,3 +64,230 @@ async def test_the_apdu_policy_answers_for_the_card(card: EmulatedCard) -> None:
     assert (await guard.transmit(card, select_pki))[-2:] in (b"\x90\x00", b"\x61\x0d")
     select_piv = bytes.fromhex("00A4040009A00000030800001000")
     assert (await guard.transmit(card, select_piv)).hex() == "6a82"
+
+
+# -- every encoding --------------------------------------------------------------------------
+
+
+class InProcessCard:
+    """A :class:`cacard.card.Card` as a local card, without worker threads."""
+
+    def __init__(self, card: Card) -> None:
+        self.card = card
+
+    @property
+    def atr(self) -> bytes:
+        return self.card.atr
+
+    def power_on(self) -> None:
+        self.card.power_on()
+
+    @property
+    def tries(self) -> int:
+        return self.card.state.pin.tries_remaining
+
+    async def transmit(self, apdu: bytes) -> bytes:
+        return self.card.transmit(apdu)
+
+
+class LenientCard(InProcessCard):
+    """The same card behind a lenient parser, as vsmartcard's vicc has: the class byte is
+    ignored (so each chunk of a chain is a whole command), short APDUs are padded to a header,
+    and an extended Le may have three bytes."""
+
+    async def transmit(self, apdu: bytes) -> bytes:
+        apdu = b"\x00" + apdu[1:].ljust(3, b"\x00")
+        if len(apdu) >= 10 and apdu[4] == 0 and len(apdu) == 10 + int.from_bytes(apdu[5:7]):
+            apdu = apdu[:-3] + apdu[-2:]
+        return self.card.transmit(apdu)
+
+
+def in_process(max_tries: int = 3, *, lenient: bool = False) -> InProcessCard:
+    card = make_card(1, pin=pin_state(max_tries=max_tries))
+    return LenientCard(card) if lenient else InProcessCard(card)
+
+
+WRONG = b"11111111"
+RIGHT = PIN.encode()
+
+# Encodings the guard before issue 13 forwarded without asking the card.
+BYPASSES = [
+    pytest.param(CommandAPDU(0x00, 0x20, 0x00, 0x00, WRONG, extended=True), id="extended"),
+    pytest.param(CommandAPDU(0x00, 0x20, 0x00, 0x00, WRONG, 256, extended=True), id="ext-le"),
+    pytest.param(CommandAPDU(0x80, 0x20, 0x00, 0x00, WRONG, extended=True), id="cla80-ext"),
+    pytest.param(CommandAPDU(0x01, 0x24, 0x00, 0x00, WRONG + RIGHT), id="change-ch1"),
+    pytest.param(CommandAPDU(0x00, 0x24, 0x00, 0x00, WRONG + RIGHT, extended=True), id="change"),
+]
+
+
+@pytest.mark.parametrize("lenient", [False, True])
+@pytest.mark.parametrize("command", BYPASSES)
+async def test_no_encoding_of_a_wrong_pin_takes_the_last_try(
+    command: CommandAPDU, lenient: bool
+) -> None:
+    card = in_process(lenient=lenient)
+    guard = CardGuard(keep=1)
+    answers = [(await guard.transmit(card, command.to_bytes())).hex() for _ in range(5)]
+    assert answers == ["63c2", "63c1", "6983", "6983", "6983"]
+    assert card.tries == 1
+
+
+async def test_a_chain_may_have_no_more_chunks_than_tries_beyond_keep() -> None:
+    """vicc takes each chunk of a chain as a whole VERIFY; the guard counts each as a try."""
+    card = in_process(lenient=True)
+    guard = CardGuard(keep=1)
+    chunk = bytes.fromhex("1020000008") + WRONG
+    answers = [(await guard.transmit(card, chunk)).hex() for _ in range(4)]
+    final = (await guard.transmit(card, bytes.fromhex("0020000008") + WRONG)).hex()
+    assert answers == ["63c2", "63c1", "6983", "6983"]
+    assert final == "6983"  # the end of a refused chain is refused too
+    assert card.tries == 1
+
+
+async def test_a_chain_on_a_strict_card_is_judged_at_its_first_chunk() -> None:
+    card = in_process(max_tries=1)
+    guard = CardGuard(keep=1)
+    # One try left, none to spare: the first chunk and the rest of the chain are refused.
+    assert (await guard.transmit(card, bytes.fromhex("1020000004") + WRONG[:4])).hex() == "6983"
+    assert (await guard.transmit(card, bytes.fromhex("0020000004") + WRONG[4:])).hex() == "6983"
+    assert card.tries == 1
+
+
+@pytest.mark.parametrize(
+    "apdu",
+    [
+        "00200000000008" + WRONG.hex() + "000000",  # vicc takes this as a VERIFY
+        "0020000009" + WRONG.hex(),
+        "0020",
+    ],
+)
+async def test_a_malformed_pin_command_is_answered_6700_here(apdu: str) -> None:
+    card = in_process(max_tries=1, lenient=True)
+    assert (await CardGuard(keep=1).transmit(card, bytes.fromhex(apdu))).hex() == "6700"
+    assert card.tries == 1
+
+
+async def test_a_verified_pin_can_be_verified_again_and_wrong_ones_still_stop() -> None:
+    """A probe answers 9000 once verified: the guard uses what it learned, or logs out first."""
+    card = in_process()
+    guard = CardGuard(keep=1)
+    verify = bytes.fromhex("0020000008")
+    assert (await guard.transmit(card, verify + RIGHT)).hex() == "9000"
+    assert (await guard.transmit(card, verify + RIGHT)).hex() == "9000"  # PIN-always signing
+    await guard.transmit(card, bytes.fromhex("00A4040007A0000000790100"))  # forgets the count
+    assert (await guard.transmit(card, verify + RIGHT)).hex() == "9000"
+    assert card.card.pin_verified
+    answers = [(await guard.transmit(card, verify + WRONG)).hex() for _ in range(4)]
+    assert answers == ["63c2", "63c1", "6983", "6983"]
+    assert card.tries == 1
+
+
+class PivLikeCard:
+    """A PIN (80, 3 tries) and a PUK that only RESET RETRY COUNTER spends (SP 800-73-4)."""
+
+    def __init__(self) -> None:
+        self.pin, self.puk = 3, 3
+        self.sent: list[bytes] = []
+
+    atr = b"\x3b\x00"
+
+    def power_on(self) -> None:
+        """Nothing to do."""
+
+    async def transmit(self, apdu: bytes) -> bytes:
+        self.sent.append(apdu)
+        command = CommandAPDU.from_bytes(apdu)
+        if command.ins == 0x20 and command.p2 == 0x80:
+            if command.data:
+                self.pin -= 1
+            return bytes((0x63, 0xC0 | self.pin))
+        if command.ins == 0x2C and command.p2 == 0x80:
+            self.puk -= 1
+            return bytes((0x63, 0xC0 | self.puk))
+        return b"\x6a\x88"
+
+
+async def test_a_puk_whose_counter_cannot_be_asked_for_is_never_tried() -> None:
+    card = PivLikeCard()
+    guard = CardGuard(keep=1)
+    unblock = bytes.fromhex("002C008010") + WRONG * 2
+    assert (await guard.transmit(card, unblock)).hex() == "6983"
+    assert card.puk == 3
+    assert card.sent == []  # nothing, not even a probe: the PUK has no VERIFY
+    assert (await CardGuard(keep=0).transmit(card, unblock)).hex() == "63c2"
+
+
+async def test_what_the_guard_learns_per_card_is_bounded() -> None:
+    card = PivLikeCard()
+    guard = CardGuard(keep=1)
+    for reference in range(MEMORY_LIMIT + 20):
+        cla = 0x80 | (reference & 0x03)
+        await guard.transmit(card, bytes((cla, 0x20, 0x00, 0x80, 0x01, 0x30)))
+        await guard.transmit(card, bytes((0x00, 0x24, 0x00, reference, 0x01, 0x30)))
+    memory = guard._memory[card]
+    assert len(memory.counts) <= MEMORY_LIMIT
+    assert len(memory.unprobed) <= MEMORY_LIMIT
+
+
+@pytest.mark.parametrize(
+    "select",
+    [
+        "00A404000009A00000030800001000",  # extended Lc
+        "01A4040009A00000030800001000",  # channel 1
+        "41A4040009A00000030800001000",  # channel 5
+        "00A4040000000009A0000003080000100000000000",  # malformed: vicc's 3-byte Le
+    ],
+)
+async def test_the_aid_allow_list_holds_for_every_encoding_of_select(select: str) -> None:
+    card = PivLikeCard()
+    guard = CardGuard(keep=1, policy=ApduPolicy(aids=frozenset({bytes.fromhex("A000000079")})))
+    assert (await guard.transmit(card, bytes.fromhex(select))).hex() in ("6a82", "6700")
+    assert card.sent == []
+
+
+def command_strategy() -> st.SearchStrategy[bytes]:
+    """PIN commands in every encoding, with other commands in between; weighted towards what
+    the emulated card takes as a wrong PIN (P1=00, reference 00)."""
+    classes = st.sampled_from([0x00, 0x01, 0x03, 0x0C, 0x10, 0x11, 0x45, 0x75, 0x80, 0x90, 0xC0])
+    instructions = st.sampled_from([0x20] * 4 + [0x24] * 3 + [0x21, 0x25, 0x2C, 0x2D, 0xA4, 0xCA])
+    data = st.sampled_from([WRONG] * 3 + [WRONG + RIGHT] * 2 + [b"", RIGHT, RIGHT + RIGHT])
+
+    @st.composite
+    def encoded(draw: st.DrawFn) -> bytes:
+        cla = draw(classes | st.integers(0, 0xFF))
+        ins = draw(instructions)
+        p1 = draw(st.sampled_from([0x00] * 4 + [0x01, 0x02, 0xFF]))
+        p2 = draw(st.sampled_from([0x00] * 4 + [0x80, 0x81]))
+        extended = draw(st.booleans())
+        le = draw(st.none() | st.integers(1, 256))
+        raw = CommandAPDU(cla, ins, p1, p2, draw(data), le, extended=extended).to_bytes()
+        mangle = draw(st.sampled_from(["none"] * 4 + ["append", "drop"]))
+        if mangle == "append":
+            raw += b"\x00"  # an extended case 4 with it is vicc's 3-byte Le
+        elif mangle == "drop":
+            raw = raw[:-1]
+        return raw
+
+    return encoded()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    keep=st.integers(1, 3),
+    max_tries=st.integers(1, 5),
+    lenient=st.booleans(),
+    commands=st.lists(command_strategy(), min_size=1, max_size=15),
+)
+def test_through_the_guard_a_counter_never_goes_below_keep(
+    keep: int, max_tries: int, lenient: bool, commands: list[bytes]
+) -> None:
+    card = in_process(max_tries, lenient=lenient)
+    guard = CardGuard(keep=keep)
+    floor = min(keep, max_tries)
+
+    async def run() -> None:
+        for apdu in commands:
+            await guard.transmit(card, apdu)
+            assert card.tries >= floor, apdu.hex()
+
+    asyncio.run(run())

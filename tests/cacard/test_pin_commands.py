@@ -1,0 +1,145 @@
+"""Which commands spend a PIN or PUK try, in every encoding the card's parser accepts."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cacard.apdu import APDUFormatError, CommandAPDU
+from cacard.pin_commands import (
+    PIN_INSTRUCTIONS,
+    Counter,
+    CounterKind,
+    pin_attempt,
+    plain_class,
+)
+from vscard.trace import SECRET_INSTRUCTIONS, apdu_trace
+
+PIN = b"11111111"
+
+
+def encode(cla: int, ins: int, p1: int, p2: int, data: bytes, *, extended: bool) -> bytes:
+    return CommandAPDU(cla, ins, p1, p2, data, extended=extended).to_bytes()
+
+
+@pytest.mark.parametrize("extended", [False, True])
+@pytest.mark.parametrize(
+    ("cla", "probe_cla", "chained"),
+    [
+        (0x00, 0x00, False),
+        (0x03, 0x03, False),  # channel 3
+        (0x0C, 0x00, False),  # secure messaging: asked in plain
+        (0x10, 0x00, True),  # chained
+        (0x13, 0x03, True),
+        (0x45, 0x45, False),  # further interindustry, channel 9
+        (0x75, 0x45, True),  # ... with secure messaging and chaining
+        (0x80, 0x80, False),  # proprietary classes are the card's own
+        (0x84, 0x84, False),
+        (0x90, 0x90, False),
+        (0xFF, 0xFF, False),
+    ],
+)
+def test_a_verify_with_data_spends_a_try_of_its_reference_in_every_class(
+    cla: int, probe_cla: int, chained: bool, extended: bool
+) -> None:
+    attempt = pin_attempt(encode(cla, 0x20, 0x00, 0x80, PIN, extended=extended))
+    assert attempt is not None
+    assert attempt.counter == Counter(probe_cla, CounterKind.REFERENCE, 0x80)
+    assert attempt.chained is chained
+    assert attempt.counter.probe == bytes((probe_cla, 0x20, 0x00, 0x80))
+    assert attempt.counter.logout == bytes((probe_cla, 0x20, 0xFF, 0x80))
+
+
+@pytest.mark.parametrize("ins", [0x21, 0x24, 0x25])
+def test_odd_verify_and_change_reference_data_spend_a_try_of_p2(ins: int) -> None:
+    attempt = pin_attempt(encode(0x00, ins, 0x00, 0x00, PIN * 2, extended=True))
+    assert attempt is not None
+    assert attempt.counter == Counter(0x00, CounterKind.REFERENCE, 0x00)
+
+
+@pytest.mark.parametrize(("ins", "p1"), [(0x2C, 0x00), (0x2C, 0x01), (0x2D, 0x00), (0x2C, 0x07)])
+def test_reset_retry_counter_with_a_resetting_code_spends_a_puk_try(ins: int, p1: int) -> None:
+    """The PUK's counter is not P2's and no VERIFY asks for it."""
+    attempt = pin_attempt(encode(0x00, ins, p1, 0x80, PIN * 2, extended=False))
+    assert attempt is not None
+    assert attempt.counter == Counter(0x00, CounterKind.RESETTING_CODE, 0x80)
+    assert attempt.counter.probe is None
+
+
+@pytest.mark.parametrize(
+    "apdu",
+    [
+        "00200080",  # VERIFY without data: asks for the counter
+        "0020008000",  # ... with Le
+        "00200080000000",  # ... extended Le
+        "0020FF80",  # resets the security status
+        "002C038000",  # RESET RETRY COUNTER without a resetting code
+        "002C020008" + PIN.hex(),
+        "00A4040007A0000000790100",
+        "00CA7F6800",
+    ],
+)
+def test_commands_that_compare_nothing_spend_nothing(apdu: str) -> None:
+    assert pin_attempt(bytes.fromhex(apdu)) is None
+
+
+def test_a_chained_chunk_counts_even_without_data() -> None:
+    attempt = pin_attempt(bytes.fromhex("10200080"))
+    assert attempt is not None
+    assert attempt.chained
+
+
+@pytest.mark.parametrize(
+    "apdu",
+    [
+        "0020",  # a lenient card pads it to 00 20 00 00
+        "002000",
+        "00200000000008" + PIN.hex() + "000000",  # vicc reads a 3-byte extended Le
+        "0020000009" + PIN.hex(),  # Lc longer than the data
+        "002400000000",  # truncated extended length
+    ],
+)
+def test_a_pin_command_the_parser_rejects_is_an_error_not_a_pass(apdu: str) -> None:
+    with pytest.raises(APDUFormatError) as error:
+        pin_attempt(bytes.fromhex(apdu))
+    assert error.value.field in {"length", "Lc"}
+
+
+def test_malformed_bytes_of_other_instructions_are_not_judged() -> None:
+    assert pin_attempt(bytes.fromhex("00B0000009")) is None  # a case 2 READ BINARY
+    assert pin_attempt(bytes.fromhex("00CA00000500")) is None  # bad Lc: the card answers it
+    assert pin_attempt(b"\x00") is None
+
+
+def test_the_trace_masks_the_same_instructions() -> None:
+    assert SECRET_INSTRUCTIONS == PIN_INSTRUCTIONS
+
+
+@given(
+    cla=st.integers(0, 0xFF),
+    ins=st.sampled_from(sorted(PIN_INSTRUCTIONS)),
+    p1=st.integers(0, 0xFF),
+    p2=st.integers(0, 0xFF),
+    pin=st.binary(min_size=1, max_size=300),
+    le=st.none() | st.integers(1, 256),
+    extended=st.booleans(),
+)
+def test_no_encoding_shows_pin_bytes_in_a_trace(
+    cla: int, ins: int, p1: int, p2: int, pin: bytes, le: int | None, extended: bool
+) -> None:
+    extended = extended or len(pin) > 255
+    apdu = CommandAPDU(cla, ins, p1, p2, pin, le, extended=extended).to_bytes()
+    trace = apdu_trace(apdu)
+    # The header and the first length byte stay; nothing after them is shown.
+    assert trace == f"{apdu[:5].hex()}<{len(apdu) - 5} bytes masked>"
+
+
+@given(st.integers(0, 0xFF))
+def test_the_probe_class_keeps_the_channel_and_drops_chaining(cla: int) -> None:
+    probe = plain_class(cla)
+    assert plain_class(probe) == probe
+    if cla < 0x80:
+        assert not probe & 0x10
+        assert probe & 0x40 == cla & 0x40
+        assert probe & (0x0F if cla & 0x40 else 0x03) == cla & (0x0F if cla & 0x40 else 0x03)
