@@ -3,18 +3,28 @@
 Backends (emulated cards, PC/SC readers) and the console change :class:`LocalReader` objects
 through :class:`HostMirror`, which announces every change to the host over the current
 connection, and announces everything again after a reconnect.
+
+A host may hold one reader only: QEMU's ccid-card-passthru answers every ReaderAdd with reader
+id 0 (hw/usb/ccid-card-passthru.c, ``ccid_card_vscard_handle_message``), so two local readers
+would share one id and the guest's APDUs would reach whichever was announced last. The mirror
+learns this from the replies (:class:`vscard.asyncio.client.ReaderIdInUseError`, the second
+ReaderAdd getting the first one's id) and then shows the host one local reader,
+:func:`reader_to_serve`, moving the host's reader to another local one as cards come and go.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import structlog
 
 import vscard
+from vscard.asyncio.client import ReaderIdInUseError
 
 from .card_guard import CardGuard
 
@@ -54,11 +64,35 @@ class LocalReader:
     guard: CardGuard = field(default_factory=CardGuard, repr=False)
     """What the host may do to the card."""
 
+    @property
+    def holds_card(self) -> bool:
+        """Whether a card is in the reader."""
+        return self.inserted and self.card is not None
+
     async def transmit(self, apdu: bytes) -> bytes:
         card = self.card
         if card is None or not self.inserted:
             raise NoCardInReaderError(self.name)
         return await self.guard.transmit(card, apdu)
+
+
+def reader_to_serve(
+    readers: Sequence[LocalReader], current: LocalReader | None
+) -> LocalReader | None:
+    """The local reader a host that holds one reader should see.
+
+    The current one while it holds a card (the guest keeps its session); else the first, in
+    the order the readers appeared (PC/SC's list order), that holds one; else, with no card
+    anywhere, the current one still, or the first. None only without readers.
+    """
+    if current is not None and current.holds_card and current in readers:
+        return current
+    with_card = next((reader for reader in readers if reader.holds_card), None)
+    if with_card is not None:
+        return with_card
+    if current is not None and current in readers:
+        return current
+    return readers[0] if readers else None
 
 
 class HostMirror:
@@ -68,12 +102,20 @@ class HostMirror:
         self.guard = guard if guard is not None else CardGuard()
         self.readers: list[LocalReader] = []
         self._client: vscard.Client | None = None
-        # One change at a time, so the host sees them in the order they happened.
         self._lock = asyncio.Lock()
+        # On a host that holds one reader: that reader, and the local one it shows.
+        self._slot: vscard.Reader | None = None
+        self.served: LocalReader | None = None
+        """On a host that holds one reader, the local reader it sees (else None)."""
 
     @property
     def connected(self) -> bool:
         return self._client is not None and not self._client.closed
+
+    @property
+    def one_reader_host(self) -> bool:
+        """Whether the current host showed that it holds one reader (QEMU does)."""
+        return self._slot is not None
 
     def new_reader(self, name: str, card: LocalCard | None = None) -> LocalReader:
         """A local reader with the next free console index (not yet announced)."""
@@ -88,35 +130,52 @@ class HostMirror:
         """Use a new connection: announce every reader, and every card inserted."""
         async with self._lock:
             self._client = client
+            self._forget_host()
+            # Every ReaderAdd before any ATR: a host that holds one reader shows it in the
+            # second reply, before it is shown a card that may not be the one it will keep.
             for reader in self.readers:
-                reader.remote = None
-                await self._announce_reader(reader)
+                await self._add_remote(reader)
+            if self._slot is None:
+                for reader in self.readers:
+                    if reader.remote is not None and reader.holds_card:
+                        await self._announce_card(reader)
 
     def detach(self) -> None:
         """The connection is gone; local state stays for the next one."""
         self._client = None
-        for reader in self.readers:
-            reader.remote = None
+        self._forget_host()
 
     async def add_reader(self, reader: LocalReader) -> None:
-        async with self._lock:
+        async with self._change():
             self.readers.append(reader)
             log.info("vscclient.reader_added", index=reader.index, name=reader.name)
-            await self._announce_reader(reader)
+            if self._slot is not None:
+                await self._serve_best()
+                return
+            await self._add_remote(reader)
+            if reader.remote is not None and reader.holds_card:
+                await self._announce_card(reader)
 
     async def remove_reader(self, reader: LocalReader) -> None:
-        async with self._lock:
+        async with self._change():
             if reader in self.readers:
                 self.readers.remove(reader)
             log.info("vscclient.reader_removed", index=reader.index, name=reader.name)
-            if reader.remote is not None:
+            remote, reader.remote = reader.remote, None
+            if self._slot is not None:
+                # The host keeps its one reader; it loses the card it showed from this one.
+                if reader is self.served:
+                    self.served = None
+                    if self._slot.atr is not None:
+                        await self._slot.remove_card()
+                    await self._serve_best()
+            elif remote is not None:
                 with contextlib.suppress(vscard.VSCardError, OSError):
-                    await reader.remote.remove()
-                reader.remote = None
+                    await remote.remove()
 
     async def insert(self, reader: LocalReader, card: LocalCard | None = None) -> bool:
         """Put ``card`` (or the reader's own card back) in; False if there is no card."""
-        async with self._lock:
+        async with self._change():
             if card is not None:
                 reader.card = card
             if reader.card is None:
@@ -126,11 +185,13 @@ class HostMirror:
             log.info("vscclient.card_inserted", index=reader.index, atr=reader.card.atr.hex())
             if reader.remote is not None:
                 await self._announce_card(reader)
-            return True
+            if self._slot is not None:
+                await self._serve_best()
+        return True
 
     async def remove(self, reader: LocalReader, *, forget_card: bool = False) -> None:
         """Take the card out; the host hears of it once any APDU in progress is answered."""
-        async with self._lock:
+        async with self._change():
             was_inserted = reader.inserted
             reader.inserted = False
             if forget_card:
@@ -140,21 +201,84 @@ class HostMirror:
             if was_inserted and reader.remote is not None and reader.remote.atr is not None:
                 with contextlib.suppress(vscard.VSCardError, OSError):
                     await reader.remote.remove_card()
+            if self._slot is not None:
+                await self._serve_best()
 
-    async def _announce_reader(self, reader: LocalReader) -> None:
+    @contextlib.asynccontextmanager
+    async def _change(self) -> AsyncIterator[None]:
+        """One change at a time, so the host sees them in the order they happened.
+
+        A change the host missed because the connection just broke is not the backend's
+        failure: the connection loop notices and announces everything to the next connection.
+        """
+        async with self._lock:
+            try:
+                yield
+            except (vscard.ConnectionClosedError, TimeoutError, OSError) as error:
+                log.warning("vscclient.host_not_told", error=str(error) or type(error).__name__)
+
+    def _forget_host(self) -> None:
+        self._slot = None
+        self.served = None
+        for reader in self.readers:
+            reader.remote = None
+
+    async def _transmit(self, announced: LocalReader, apdu: bytes) -> bytes:
+        # On a host that holds one reader, its reader shows whichever local one is served.
+        reader = announced if self._slot is None else self.served
+        if reader is None:
+            raise NoCardInReaderError("(no reader)")
+        return await reader.transmit(apdu)
+
+    async def _add_remote(self, reader: LocalReader) -> None:
+        """ReaderAdd for ``reader``; on learning the host holds one reader, serve by the rule."""
         client = self._client
-        if client is None or client.closed:
+        if client is None or client.closed or self._slot is not None:
             return
         try:
-            # eager: LocalReader.transmit and the cards behind it never use current_task().
+            # eager: _transmit, LocalReader.transmit and the cards behind them never use
+            # current_task().
             reader.remote = await client.add_reader(
-                reader.name, transmit=reader.transmit, eager=True
+                reader.name, transmit=partial(self._transmit, reader), eager=True
             )
+        except ReaderIdInUseError as error:
+            await self._hold_one_reader(client.readers[error.reader_id])
         except vscard.RequestRefusedError as error:
             log.warning("vscclient.reader_refused", index=reader.index, code=error.code)
+
+    async def _hold_one_reader(self, slot: vscard.Reader) -> None:
+        self._slot = slot
+        self.served = next((reader for reader in self.readers if reader.remote is slot), None)
+        for reader in self.readers:
+            if reader is not self.served:
+                reader.remote = None
+        log.info("vscclient.one_reader_host", reader_id=slot.reader_id, readers=len(self.readers))
+        await self._serve_best(announce=True)
+
+    async def _serve_best(self, *, announce: bool = False) -> None:
+        """Show the host's one reader the local reader :func:`reader_to_serve` picks; log
+        which one when it changes (or with ``announce``)."""
+        slot = self._slot
+        assert slot is not None
+        choice = reader_to_serve(self.readers, self.served)
+        changed = choice is not self.served
+        if changed:
+            if slot.atr is not None:  # the card the host saw goes with its reader
+                await slot.remove_card()
+            if self.served is not None:
+                self.served.remote = None
+            self.served = choice
+        if choice is None:
             return
-        if reader.inserted and reader.card is not None:
-            await self._announce_card(reader)
+        choice.remote = slot
+        if changed or announce:
+            log.info(
+                "vscclient.host_sees", index=choice.index, name=choice.name, card=choice.holds_card
+            )
+        if choice.holds_card and slot.atr is None:
+            await self._announce_card(choice)
+        elif not choice.holds_card and slot.atr is not None:
+            await slot.remove_card()
 
     async def _announce_card(self, reader: LocalReader) -> None:
         assert reader.remote is not None

@@ -35,8 +35,19 @@ def require_pyscard() -> None:
     """Raise :class:`PcscError` saying how to get pyscard when it is missing."""
     if scard is None:
         raise PcscError(
-            "real readers need pyscard: install vscard[pcsc] (Debian: libpcsclite-dev swig)"
+            "pyscard is not installed: pip install 'vscard[pcsc]' "
+            "(Debian: apt install libpcsclite-dev swig first)"
         )
+
+
+def require_pcsc_service() -> None:
+    """Raise :class:`PcscError` saying what to install or start when PC/SC cannot be used."""
+    require_pyscard()
+    result, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if result == scard.SCARD_E_NO_SERVICE:
+        raise PcscError("no PC/SC service is running: start pcscd (Debian: apt install pcscd)")
+    _check("SCardEstablishContext", result)
+    scard.SCardReleaseContext(context)
 
 
 def _check(call: str, result: int) -> None:

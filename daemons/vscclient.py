@@ -1,5 +1,10 @@
 """``vscclient HOST PORT``: connect local smart cards to a VSCard host (QEMU's
-ccid-card-passthru, or our ccid-passthru), as libcacard's vscclient does, reworked."""
+ccid-card-passthru, or our ccid-passthru), as libcacard's vscclient does, reworked.
+
+Without a card option it serves the client's PC/SC readers, as libcacard's vscclient does
+without ``-e`` (its default ``use_hw=yes``). QEMU's ccid-card-passthru holds one reader: when
+the host shows that (see :mod:`daemons.local_readers`), it sees the one that holds a card.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +45,13 @@ from .emulated_cards import (
 from .gc_policy import tune_gc
 from .local_readers import HostMirror
 from .logconfig import LogFormat, configure_logging, level_from_debug
-from .pcsc_readers import PcscError, PcscWatcher, first_pcsc_card, require_pyscard
+from .pcsc_readers import (
+    PcscError,
+    PcscWatcher,
+    first_pcsc_card,
+    require_pcsc_service,
+    require_pyscard,
+)
 
 log = structlog.get_logger("daemons.vscclient")
 
@@ -52,8 +63,11 @@ examples:
       an emulated CAC card from an NSS database, as libcacard's vscclient takes it
   vscclient -c cert1 -c cert2 -c cert3 host 2001
       the same with the default database /etc/pki/nssdb
-  vscclient --pcsc host 2001              every real PC/SC reader, with hotplug
+  vscclient host 2001                     the PC/SC readers of this computer, with hotplug
   vscclient --pcsc=Gemalto host 2001      only readers whose name contains Gemalto
+
+A host that holds one reader (QEMU's ccid-card-passthru) sees one of them: the first that
+holds a card, until that card goes; our ccid-passthru sees every reader.
 
 stdin commands: insert [id], remove [id], select id, list, debug [level], exit, quit, help
 """
@@ -113,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         const="",
         default=None,
         metavar="=READER",
-        help="forward real PC/SC readers: all, or (--pcsc=READER) those whose name contains READER",
+        help="forward real PC/SC readers: all (the default without a card option), or "
+        "(--pcsc=READER) those whose name contains READER",
     )
     parser.add_argument(
         "--pkcs11",
@@ -211,6 +226,8 @@ class Plan:
     ssl: SSLContext | None = None
     server_hostname: str | None = None
     guard: CardGuard = field(default_factory=CardGuard)
+    pcsc_by_default: bool = False
+    """No card option was given, so ``pcsc`` is the client's PC/SC readers."""
 
 
 def plan_from_args(args: argparse.Namespace) -> Plan:
@@ -251,10 +268,10 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         )
     if args.compare and (args.pcsc is not None or (emul is None and not args.card)):
         raise UsageError("-p compares an emulated card (-e, -c or --card) with a real one")
-    if emul is None and not args.card and pcsc is None and args.pkcs11 is None:
-        raise UsageError(
-            "no card: give --card DIR, -e 'soft=(...)', -c NICK, --pkcs11 MODULE or --pcsc"
-        )
+    # libcacard's vscclient without -e uses the client's real readers (use_hw=yes).
+    pcsc_by_default = emul is None and not args.card and pcsc is None and args.pkcs11 is None
+    if pcsc_by_default:
+        pcsc = ""
     if args.pkcs11 is None and (args.token or args.token_cert or args.token_pin_file):
         raise UsageError("--token, --token-cert and --token-pin-file need --pkcs11 MODULE")
     tls: SSLContext | None = None
@@ -283,6 +300,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         ssl=tls,
         server_hostname=args.tls_server_name,
         guard=CardGuard(args.pin_guard, ApduPolicy(args.allow_ins, frozenset(args.allow_aid))),
+        pcsc_by_default=pcsc_by_default,
     )
 
 
@@ -336,6 +354,7 @@ class Daemon:
         self.plan = plan
         self.mirror = HostMirror(plan.guard)
         self._stop = asyncio.Event()
+        self._failed = False
         self._log_format = log_format
         self._tasks: list[asyncio.Task[None]] = []
         # Card directories stay locked (one server per card) until the run ends.
@@ -362,12 +381,14 @@ class Daemon:
                 loop.add_signal_handler(sig, self._stop.set)
         await add_emulated_readers(self.plan, self.mirror, self._cards)
         if self.plan.pcsc is not None:
+            log.info("vscclient.pcsc_readers", name=self.plan.pcsc or "(all)")
             watcher = PcscWatcher(self.mirror, self.plan.pcsc or None)
             self._tasks.append(asyncio.create_task(self._watch(watcher)))
         if read_stdin:
             self._tasks.append(asyncio.create_task(self._read_console()))
         try:
-            return await self._connect_loop()
+            code = await self._connect_loop()
+            return 1 if self._failed else code
         finally:
             for task in self._tasks:
                 task.cancel()
@@ -379,6 +400,7 @@ class Daemon:
             await watcher.run()
         except PcscError as error:
             log.error("vscclient.pcsc_failed", error=str(error))
+            self._failed = True
             self._stop.set()
 
     async def _read_console(self) -> None:
@@ -465,6 +487,23 @@ class Daemon:
         return self._stop.is_set()
 
 
+def check_pcsc(plan: Plan) -> None:
+    """Raise :class:`UsageError` when the plan needs PC/SC and cannot have it: what to
+    install or start, and (with no card option given) which option gives a card instead."""
+    try:
+        if plan.compare:
+            require_pyscard()
+        if plan.pcsc is not None:
+            require_pcsc_service()
+    except PcscError as error:
+        if plan.pcsc_by_default:
+            raise UsageError(
+                f"no card option, so this computer's PC/SC readers, but {error}; or give a "
+                "card: --card DIR, -e 'soft=(...)', -c NICK or --pkcs11 MODULE"
+            ) from None
+        raise UsageError(f"{'-p' if plan.compare else '--pcsc'}: {error}") from None
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line; a bare ``--pcsc`` never swallows HOST as a reader name."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -477,8 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(level_from_debug(args.debug), args.log_format)
     try:
         plan = plan_from_args(args)
-        if plan.pcsc is not None or plan.compare:
-            require_pyscard()
+        check_pcsc(plan)
         daemon = Daemon(plan, args.log_format, args.debug)
         tune_gc()
         return event_loop.run(daemon.run())

@@ -4,6 +4,11 @@ The host answers Init with Init, and ReaderAdd, ReaderRemove, ATR and CardRemove
 VSC_Error, in request order and without any correlation id. The connection keeps those
 requests in a FIFO and pairs each reply with the oldest one, so the application learns which
 request a :class:`~vscard.events.RequestAnswered` belongs to.
+
+A host may hold fewer readers than the client adds: QEMU's ccid-card-passthru holds one and
+answers every ReaderAdd with reader id 0 (hw/usb/ccid-card-passthru.c,
+``ccid_card_vscard_handle_message``). The connection notices from the replies alone, when a
+ReaderAdd gets the id of a reader the host already holds (:attr:`ClientConnection.one_reader_host`).
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ class ClientConnection:
         self._outgoing = bytearray()
         self.peer_version: int | None = None
         """The host's protocol version, once its Init arrived."""
+        self._reader_ids: set[int] = set()
+        self._one_reader_host = False
 
     @property
     def error(self) -> ProtocolError | None:
@@ -59,6 +66,20 @@ class ClientConnection:
         connection with this error. Once set, every :meth:`receive_data` raises it.
         """
         return self._decoder.error
+
+    @property
+    def reader_ids(self) -> frozenset[int]:
+        """The ids the host gave to ReaderAdds and that no ReaderRemove took back."""
+        return frozenset(self._reader_ids)
+
+    @property
+    def one_reader_host(self) -> bool:
+        """True once the host answered a ReaderAdd with the id of a reader it already holds.
+
+        Such a host keeps one reader for the whole connection whatever the client adds (QEMU's
+        ccid-card-passthru); every later ReaderAdd names that same reader.
+        """
+        return self._one_reader_host
 
     @property
     def pending_requests(self) -> int:
@@ -116,7 +137,10 @@ class ClientConnection:
                 case APDU(reader_id, apdu):
                     events.append(APDURequest(reader_id, apdu))
                 case Error(reader_id, code) if self._pending:
-                    events.append(RequestAnswered(self._pending.popleft(), reader_id, code))
+                    request = self._pending.popleft()
+                    if code == ErrorCode.SUCCESS:
+                        self._track_reader_ids(request, reader_id)
+                    events.append(RequestAnswered(request, reader_id, code))
                 case Init(_, version, capabilities):
                     # A host may send two: one when its device starts (if we were connected
                     # already) and one in reply to ours.
@@ -129,6 +153,14 @@ class ClientConnection:
                 case _:
                     events.append(Unexpected(message, "not a message a host sends"))
         return events
+
+    def _track_reader_ids(self, request: Message, reader_id: int) -> None:
+        if isinstance(request, ReaderAdd):
+            if reader_id in self._reader_ids:
+                self._one_reader_host = True
+            self._reader_ids.add(reader_id)
+        elif isinstance(request, ReaderRemove):
+            self._reader_ids.discard(request.reader_id)
 
     def _send(self, message: Message) -> None:
         self._outgoing += encode(message, max_frame_size=self._max_frame_size)

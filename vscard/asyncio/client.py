@@ -27,6 +27,24 @@ APDUHandler = Callable[[bytes], Awaitable[bytes]]
 Raising makes the client send VSC_Error for that APDU instead.
 """
 
+
+class ReaderIdInUseError(VSCardError):
+    """The host gave a new reader the id of a reader it already holds.
+
+    Such a host holds one reader per connection, whatever the client adds: QEMU's
+    ccid-card-passthru answers every ReaderAdd with reader id 0. The reader it holds keeps
+    serving APDUs; the new one was not registered.
+    """
+
+    def __init__(self, name: str, reader_id: int) -> None:
+        super().__init__(
+            f"host gave reader {name!r} reader_id={reader_id}, which a reader it holds has: "
+            "it holds one reader"
+        )
+        self.name = name
+        self.reader_id = reader_id
+
+
 #: Host APDUs queued per reader. A host sends one at a time; this bounds a misbehaving one.
 _READER_QUEUE_SIZE = 8
 
@@ -145,6 +163,12 @@ class Client:
         return MappingProxyType(self._readers)
 
     @property
+    def one_reader_host(self) -> bool:
+        """True once the host gave a ReaderAdd the id of a reader it holds (see
+        :class:`ReaderIdInUseError`): it holds one reader, as QEMU's ccid-card-passthru does."""
+        return self._conn.one_reader_host
+
+    @property
     def host_version(self) -> int | None:
         """The protocol version in the host's Init."""
         return self._conn.peer_version
@@ -165,8 +189,14 @@ class Client:
         :func:`asyncio.current_task` before its first wait (``asyncio.timeout`` and
         ``asyncio.TaskGroup`` do), since that would be the read loop's task (see
         :mod:`vscard.asyncio.eager`).
+
+        Raises :class:`ReaderIdInUseError` when the host answers with the id of a reader it
+        already holds: that reader stays as it is, with its own ``transmit``.
         """
         reply = await self._request(lambda c: c.add_reader(name))
+        if reply.reader_id in self._readers:
+            self._log.info("vscard.one_reader_host", reader_id=reply.reader_id, name=name)
+            raise ReaderIdInUseError(name, reply.reader_id)
         reader = Reader(self, reply.reader_id, name, transmit, eager=eager)
         self._readers[reply.reader_id] = reader
         self._log.info("vscard.reader_added", reader_id=reply.reader_id, name=name)
