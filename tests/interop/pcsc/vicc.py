@@ -17,6 +17,12 @@ script by Debian's ``/usr/bin/python3``, a launcher that imports vicc's own clas
    the process; the launcher answers 6F00 (no precise diagnosis) instead, as a card would, and
    logs the traceback. Tests should still SELECT with P2=0C: P2=00 gets no FCI from this card.
 
+The launcher also offers a card type of ours, :attr:`ViccType.PIN_COUNTER`: vicc's ISO card
+(its parser, class handling and file system) whose VERIFY, CHANGE REFERENCE DATA and RESET
+RETRY COUNTER keep retry counters as real cards do (vicc's own VERIFY answers ``6300`` without a
+count, and spends a try on VERIFY without data). Its counters are written to a JSON file after
+every change, for the test to read.
+
 The launcher prints :data:`READY_LINE` once connected to vpcd; the controller waits for it.
 Whether pcscd has noticed the card (it polls about every 0.4 s) is a PC/SC question, answered by
 ``fixtures.wait_for_card``.
@@ -29,6 +35,7 @@ import contextlib
 import importlib
 import importlib.abc
 import importlib.util
+import json
 import logging
 import os
 import selectors
@@ -72,6 +79,14 @@ class ViccType(StrEnum):
     """
 
     ISO7816 = "iso7816"
+    #: Ours: vicc's ISO card with PIV-like PIN (80 or 00) and PUK (81) retry counters.
+    PIN_COUNTER = "pin-counter"
+
+
+#: The PIN-counting card's PIN and PUK (PIV's usual defaults) and their tries.
+PIN_COUNTER_PIN: Final = b"123456"
+PIN_COUNTER_PUK: Final = b"12345678"
+PIN_COUNTER_TRIES: Final = 3
 
 
 class ViccError(RuntimeError):
@@ -86,6 +101,8 @@ class ViccConfig:
     verbose: bool = False
     start_timeout: float = 10.0
     stop_timeout: float = 5.0
+    #: Where :attr:`ViccType.PIN_COUNTER` writes its counters (``{"pin": n, "puk": n}``).
+    state_path: Path | None = None
 
 
 class Vicc:
@@ -110,6 +127,7 @@ class Vicc:
             "--port", str(self.pcscd.card_port(self.config.slot)),
             "--quickack" if self.config.quickack else "--no-quickack",
             *(["--verbose"] if self.config.verbose else []),
+            *(["--state", str(self.config.state_path)] if self.config.state_path else []),
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             process = subprocess.Popen(
@@ -241,6 +259,92 @@ def _answer_errors_with_6f00(card_os: Any) -> None:
     card_os.execute = guarded
 
 
+class _PinCounter:
+    """VERIFY, CHANGE REFERENCE DATA and RESET RETRY COUNTER with retry counters, in vicc's
+    handler convention (``handler(p1, p2, data) -> (sw, data)``). References follow PIV: the
+    PIN is 80 (or 00), the PUK 81; RESET RETRY COUNTER of 80 takes the PUK. A try is spent
+    and saved before the comparison."""
+
+    _PIN_REFERENCES = frozenset({0x00, 0x80})
+    _PUK_REFERENCE = 0x81
+
+    def __init__(self, state_path: Path | None) -> None:
+        self.secrets = {"pin": PIN_COUNTER_PIN, "puk": PIN_COUNTER_PUK}
+        self.tries = {"pin": PIN_COUNTER_TRIES, "puk": PIN_COUNTER_TRIES}
+        self.verified = False
+        self.state_path = state_path
+        self._save()
+
+    def _save(self) -> None:
+        if self.state_path is not None:
+            temporary = self.state_path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(self.tries))
+            temporary.replace(self.state_path)
+
+    def _counter(self, p2: int) -> str | None:
+        if p2 in self._PIN_REFERENCES:
+            return "pin"
+        return "puk" if p2 == self._PUK_REFERENCE else None
+
+    def _compare(self, name: str, candidate: bytes) -> int:
+        if not self.tries[name]:
+            return 0x6983
+        self.tries[name] -= 1
+        self._save()
+        if candidate.rstrip(b"\xff") != self.secrets[name]:
+            self.verified = self.verified and name != "pin"
+            return 0x63C0 | self.tries[name]
+        self.tries[name] = PIN_COUNTER_TRIES
+        self._save()
+        return 0x9000
+
+    def verify(self, p1: int, p2: int, data: bytes) -> tuple[int, bytes]:
+        if p2 not in self._PIN_REFERENCES:
+            return 0x6A88, b""  # as PIV: the PUK has no VERIFY
+        if p1 == 0xFF and not data:
+            self.verified = False
+            return 0x9000, b""
+        if p1 != 0x00:
+            return 0x6A86, b""
+        if not data:
+            if not self.tries["pin"]:
+                return 0x6983, b""
+            return (0x9000 if self.verified else 0x63C0 | self.tries["pin"]), b""
+        sw = self._compare("pin", data)
+        self.verified = sw == 0x9000
+        return sw, b""
+
+    def change_reference_data(self, p1: int, p2: int, data: bytes) -> tuple[int, bytes]:
+        name = self._counter(p2)
+        if name is None:
+            return 0x6A88, b""
+        if p1 != 0x00 or len(data) != 16:
+            return 0x6A80, b""
+        sw = self._compare(name, data[:8])
+        if sw == 0x9000:
+            self.secrets[name] = data[8:].rstrip(b"\xff")
+        return sw, b""
+
+    def reset_retry_counter(self, p1: int, p2: int, data: bytes) -> tuple[int, bytes]:
+        if p2 not in self._PIN_REFERENCES:
+            return 0x6A88, b""
+        if p1 != 0x00 or len(data) != 16:
+            return 0x6A80, b""
+        sw = self._compare("puk", data[:8])
+        if sw == 0x9000:
+            self.secrets["pin"] = data[8:].rstrip(b"\xff")
+            self.tries["pin"] = PIN_COUNTER_TRIES
+            self._save()
+        return sw, b""
+
+
+def _count_pin_tries(card_os: Any, state_path: Path | None) -> None:
+    counter = _PinCounter(state_path)
+    card_os.ins2handler[0x20] = counter.verify
+    card_os.ins2handler[0x24] = counter.change_reference_data
+    card_os.ins2handler[0x2C] = counter.reset_retry_counter
+
+
 def _launch(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(description="vicc with the workarounds for Debian 12")
     parser.add_argument("--type", default=ViccType.ISO7816.value)
@@ -248,6 +352,7 @@ def _launch(argv: Sequence[str]) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--quickack", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--state", type=Path, help="where the pin-counter card saves its counters")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(VICC_PACKAGE_ROOT))
@@ -261,7 +366,11 @@ def _launch(argv: Sequence[str]) -> int:
     VirtualICC.connectToPort = staticmethod(_connect_to_vpcd)
     level = logging.INFO if args.verbose else logging.WARNING
     # vicc exits (status 0) by itself when it cannot connect.
-    icc = VirtualICC(None, args.type, args.host, args.port, logginglevel=level)
+    pin_counter = args.type == ViccType.PIN_COUNTER.value
+    card_type = ViccType.ISO7816.value if pin_counter else args.type
+    icc = VirtualICC(None, card_type, args.host, args.port, logginglevel=level)
+    if pin_counter:
+        _count_pin_tries(icc.os, args.state)
     _answer_errors_with_6f00(icc.os)
     sys.stdout.buffer.write(READY_LINE)
     sys.stdout.flush()
