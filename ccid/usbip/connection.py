@@ -167,7 +167,8 @@ class ServerConnection:
         At most ``max_requests`` requests are handled; when :attr:`backlogged`, and after
         :meth:`accept_import`, call ``receive_data(b"")`` to process the requests still
         buffered. Raises :class:`ProtocolError` on malformed input or past the
-        ``max_refused_urbs`` budget: the connection is then ``CLOSED`` and the socket must close.
+        ``max_refused_urbs`` budget: the connection is then ``CLOSED`` and the socket must close
+        once :meth:`data_to_send` (replies to the requests before the bad one) is written.
         """
         self._backlogged = False
         if self.state is State.CLOSED:

@@ -134,6 +134,8 @@ class _Session:
                 # Backpressure: a peer that does not read its replies stops being read.
                 await self._writer.drain()
         except ProtocolError as error:
+            # Replies to the requests before the bad one (the -12s of a spent budget) still go.
+            self._write()
             self._warn(
                 "usbip.protocol_error", field=error.field, value=repr(error.value), error=str(error)
             )
