@@ -169,21 +169,41 @@ class Decoder:
     returns the good ones, and the error is raised by the next :meth:`feed` (``feed(b"")``
     will do; :attr:`error` shows it meanwhile). After a :class:`ProtocolError` the stream is
     out of sync and every later :meth:`feed` raises it again.
+
+    With ``max_messages`` a :meth:`feed` returns at most that many messages and keeps the rest
+    of the bytes undecoded (no copy): while :attr:`pending`, ``feed(b"")`` returns the next ones.
+    A caller that must stay fair to others (one read can hold thousands of frames) handles a
+    batch, yields, and goes on.
     """
 
-    __slots__ = ("_buffer", "_error", "_max_payload")
+    __slots__ = ("_buffer", "_error", "_held", "_held_offset", "_max_messages", "_max_payload")
 
-    def __init__(self, *, max_frame_size: int = MAX_FRAME_SIZE) -> None:
+    def __init__(
+        self, *, max_frame_size: int = MAX_FRAME_SIZE, max_messages: int | None = None
+    ) -> None:
         if max_frame_size < HEADER_SIZE + 12:
             raise ValueError(f"max_frame_size={max_frame_size} cannot hold an Init frame")
+        if max_messages is not None and max_messages < 1:
+            raise ValueError(f"max_messages={max_messages} must be at least 1")
         self._max_payload = max_frame_size - HEADER_SIZE
+        self._max_messages = max_messages
         self._buffer = bytearray()
+        # Bytes a feed stopped in at max_messages, and where it stopped.
+        self._held: bytes | None = None
+        self._held_offset = 0
         self._error: ProtocolError | None = None
 
     @property
     def buffered(self) -> int:
-        """Bytes of an incomplete frame held until the rest arrives."""
-        return len(self._buffer)
+        """Bytes received and not yet decoded: an incomplete frame, or frames :attr:`pending`."""
+        held = 0 if self._held is None else len(self._held) - self._held_offset
+        return len(self._buffer) + held
+
+    @property
+    def pending(self) -> bool:
+        """True when a :meth:`feed` stopped at ``max_messages`` with bytes left: ``feed(b"")``
+        goes on with them."""
+        return self._held is not None
 
     @property
     def error(self) -> ProtocolError | None:
@@ -191,7 +211,8 @@ class Decoder:
         return self._error
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
-        """Add received bytes; return every message they complete, in order.
+        """Add received bytes; return every message they complete, in order (at most
+        ``max_messages``: see :attr:`pending`).
 
         Raises :class:`ProtocolError` on a bad frame, unless good frames came before it in
         ``data``: those are returned and the next call raises.
@@ -203,6 +224,12 @@ class Decoder:
             buffer += data
             source = bytes(buffer)
             buffer.clear()
+        elif self._held is not None:
+            source, offset = self._held, self._held_offset
+            self._held = None
+            if data:  # more bytes before the held ones were all returned: join them (a copy)
+                source, offset = source[offset:] + data, 0
+            return self._decode(source, offset)
         elif isinstance(data, bytes):
             # Common case: nothing pending, so frames are cut straight out of ``data``.
             source = data
@@ -217,16 +244,21 @@ class Decoder:
                     return [_build_apdu(reader_id, source[HEADER_SIZE:])]
         else:
             source = bytes(data)
-        return self._decode(source)
+        return self._decode(source, 0)
 
-    def _decode(self, source: bytes) -> list[Message]:
+    def _decode(self, source: bytes, offset: int) -> list[Message]:
         end = len(source)
-        offset = 0
         messages: list[Message] = []
         append = messages.append
         max_payload = self._max_payload
+        # Frames are at least HEADER_SIZE bytes: without a limit, this one is never reached.
+        left = end if self._max_messages is None else self._max_messages
         try:
             while end - offset >= HEADER_SIZE:
+                if not left:
+                    self._held, self._held_offset = source, offset
+                    return messages
+                left -= 1
                 msg_type, reader_id, length = _unpack_header(source, offset)
                 start = offset + HEADER_SIZE
                 stop = start + length

@@ -11,7 +11,10 @@ favour:
   Init to clear stale state.
 - The ATR check walks the whole TDi chain (:func:`vscard.atr.atr_problem`).
 - A response is matched to its reader, never to "the oldest request"; a response nobody asked
-  for is dropped and reported.
+  for is dropped and reported. The late answer to an APDU that a card removal or reset
+  aborted is dropped quietly: the client may send it before it learns of the removal.
+- A client that keeps breaking the protocol is cut off (see ``max_violations``), and one call
+  handles at most ``max_messages`` frames (see :attr:`HostConnection.pending`).
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ from .messages import (
 )
 
 DEFAULT_MAX_READERS = 16
+#: Protocol violations a connection may commit beyond those its answered APDUs paid back.
+DEFAULT_MAX_VIOLATIONS = 32
 
 
 @dataclass(slots=True)
@@ -69,23 +74,59 @@ class HostReader:
 
 
 class HostConnection:
-    """One VSCard connection, seen from the host. Feed it bytes, read events and bytes back."""
+    """One VSCard connection, seen from the host. Feed it bytes, read events and bytes back.
+
+    Every :class:`Unexpected` it reports is a protocol violation (a response with no APDU in
+    flight, an ATR or CardRemove for a reader never added, a bad ATR, a ReaderAdd past
+    ``max_readers``, a message only a host sends), and each answered APDU pays one back. Past
+    ``max_violations`` unpaid ones the connection fails with a :class:`ProtocolError` naming the
+    last one's field and value. A well-behaved client commits one per user action at most (a
+    card with a bad ATR, a reader too many) and its card's use pays them back, so it never runs
+    out however long it lives; a peer that only breaks the protocol is cut off after a few
+    dozen frames instead of being logged forever. The one race a good client can hit (its
+    answer to an APDU crossing its own CardRemove or ATR) is not a violation.
+
+    With ``max_messages``, one :meth:`receive_data` call handles at most that many frames and
+    keeps the rest: while :attr:`pending`, call ``receive_data(b"")`` for the next batch.
+    """
 
     def __init__(
-        self, *, max_readers: int = DEFAULT_MAX_READERS, max_frame_size: int = MAX_FRAME_SIZE
+        self,
+        *,
+        max_readers: int = DEFAULT_MAX_READERS,
+        max_frame_size: int = MAX_FRAME_SIZE,
+        max_violations: int = DEFAULT_MAX_VIOLATIONS,
+        max_messages: int | None = None,
     ) -> None:
         if max_readers < 1:
             raise ValueError(f"max_readers={max_readers} must be at least 1")
-        self._decoder = Decoder(max_frame_size=max_frame_size)
+        if max_violations < 0:
+            raise ValueError(f"max_violations={max_violations} must not be negative")
+        self._decoder = Decoder(max_frame_size=max_frame_size, max_messages=max_messages)
         self._max_frame_size = max_frame_size
         self._max_readers = max_readers
+        self._max_violations = max_violations
+        self._violations = 0
+        self._error: ProtocolError | None = None
         self._readers: dict[int, HostReader] = {}
+        # Readers whose APDU was aborted: the client's answer to it may still come.
+        self._aborted: set[int] = set()
         self._outgoing = bytearray()
 
     @property
     def buffered(self) -> int:
-        """Bytes of an incomplete frame received so far."""
+        """Bytes received and not yet handled: an incomplete frame, or frames :attr:`pending`."""
         return self._decoder.buffered
+
+    @property
+    def pending(self) -> bool:
+        """True when a call stopped at ``max_messages``: ``receive_data(b"")`` handles more."""
+        return self._decoder.pending
+
+    @property
+    def violations(self) -> int:
+        """Protocol violations not paid back by answered APDUs (see the class)."""
+        return self._violations
 
     @property
     def error(self) -> ProtocolError | None:
@@ -95,7 +136,7 @@ class HostConnection:
         the good frames that came before a bad one: act on those events, then close the
         connection with this error. Once set, every :meth:`receive_data` raises it.
         """
-        return self._decoder.error
+        return self._error or self._decoder.error
 
     @property
     def readers(self) -> Mapping[int, HostReader]:
@@ -135,13 +176,22 @@ class HostConnection:
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[HostEvent]:
         """Consume bytes from the client; queue replies and return what happened.
 
-        Raises :class:`vscard.ProtocolError` on malformed input; the connection must then close.
-        When good frames come before the bad one in ``data``, their events (and replies) are
-        returned instead and :attr:`error` holds the error: check it after acting on them.
+        Raises :class:`vscard.ProtocolError` on malformed input or past ``max_violations``;
+        the connection must then close. When good frames come before the bad one, their events
+        (and replies) are returned instead and :attr:`error` holds the error: check it after
+        acting on them.
         """
+        if self._error is not None:
+            raise self._error
         events: list[HostEvent] = []
-        for message in self._decoder.feed(data):
-            self._handle(message, events)
+        try:
+            for message in self._decoder.feed(data):
+                self._handle(message, events)
+        except ProtocolError as error:  # the decoder's (nothing handled yet) or _violation's
+            self._error = error
+            if events:
+                return events
+            raise
         return events
 
     # -- internals ------------------------------------------------------------------------
@@ -158,20 +208,47 @@ class HostConnection:
     def _reply(self, reader_id: int, code: ErrorCode) -> None:
         self._send(Error(reader_id, code))
 
+    def _violation(
+        self, message: Message, reason: str, field: str, value: object, events: list[HostEvent]
+    ) -> None:
+        """Report ``message`` as :class:`Unexpected`, or fail once the budget is spent."""
+        self._violations += 1
+        if self._violations > self._max_violations:
+            raise ProtocolError(
+                f"{reason} (more than max_violations={self._max_violations} unpaid protocol "
+                "violations)",
+                field=field,
+                value=value,
+            )
+        events.append(Unexpected(message, reason))
+
+    def _unanswerable(self, message: APDU | Error, events: list[HostEvent]) -> None:
+        """An answer with no APDU in flight: the tail of an abort race, or a violation."""
+        if message.reader_id in self._aborted:
+            self._aborted.discard(message.reader_id)
+            return
+        name = type(message).__name__
+        reason = "no APDU in flight on this reader"
+        self._violation(message, reason, f"{name}.reader_id", message.reader_id, events)
+
     def _handle(self, message: Message, events: list[HostEvent]) -> None:
         reader = self._readers.get(message.reader_id)
         match message:
             case APDU(reader_id, data):
                 if reader is None or not reader.apdu_in_flight:
-                    events.append(Unexpected(message, "no APDU in flight on this reader"))
+                    self._unanswerable(message, events)
                     return
                 reader.apdu_in_flight = False
+                if self._violations:
+                    self._violations -= 1
                 events.append(APDUResponse(reader_id, data))
             case Error(reader_id, code):
                 if reader is None or not reader.apdu_in_flight:
-                    events.append(Unexpected(message, "no APDU in flight on this reader"))
+                    self._unanswerable(message, events)
                     return
                 reader.apdu_in_flight = False
+                if self._violations:
+                    self._violations -= 1
                 events.append(APDUFailed(reader_id, code))
             case Init(_, version, capabilities):
                 self._send(Init())
@@ -179,7 +256,8 @@ class HostConnection:
             case ReaderAdd(request_id, name):
                 if len(self._readers) >= self._max_readers:
                     self._reply(request_id, ErrorCode.CANNOT_ADD_MORE_READERS)
-                    events.append(Unexpected(message, f"max_readers={self._max_readers} reached"))
+                    reason = f"max_readers={self._max_readers} reached"
+                    self._violation(message, reason, "readers", len(self._readers), events)
                     return
                 reader_id = VSCARD_MINIMAL_READER_ID
                 while reader_id in self._readers:
@@ -194,10 +272,14 @@ class HostConnection:
                     events.append(ReaderRemoved(reader_id))
                 self._reply(reader_id, ErrorCode.SUCCESS)
             case ATR(reader_id, atr):
-                problem = "no such reader" if reader is None else atr_problem(atr)
-                if reader is None or problem is not None:
+                if reader is None:
                     self._reply(reader_id, ErrorCode.GENERAL_ERROR)
-                    events.append(Unexpected(message, problem or ""))
+                    self._violation(message, "no such reader", "ATR.reader_id", reader_id, events)
+                    return
+                problem = atr_problem(atr)
+                if problem is not None:
+                    self._reply(reader_id, ErrorCode.GENERAL_ERROR)
+                    self._violation(message, problem, "ATR.atr", atr, events)
                     return
                 self._abort_apdu(reader, events)
                 reader.atr = atr
@@ -206,7 +288,8 @@ class HostConnection:
             case CardRemove(reader_id):
                 if reader is None:
                     self._reply(reader_id, ErrorCode.GENERAL_ERROR)
-                    events.append(Unexpected(message, "no such reader"))
+                    reason = "no such reader"
+                    self._violation(message, reason, "CardRemove.reader_id", reader_id, events)
                     return
                 self._remove_card(reader, events)
                 self._reply(reader_id, ErrorCode.SUCCESS)
@@ -215,11 +298,17 @@ class HostConnection:
                 events.append(FlushCompleted(reader_id))
             case _:
                 self._reply(message.reader_id, ErrorCode.GENERAL_ERROR)
-                events.append(Unexpected(message, "not a message a client sends"))
+                reason = (
+                    "no Flush in flight on this reader"
+                    if isinstance(message, FlushComplete)
+                    else "not a message a client sends"
+                )
+                self._violation(message, reason, "header.type", message.TYPE, events)
 
     def _abort_apdu(self, reader: HostReader, events: list[HostEvent]) -> None:
         if reader.apdu_in_flight:
             reader.apdu_in_flight = False
+            self._aborted.add(reader.reader_id)
             events.append(APDUAborted(reader.reader_id))
 
     def _remove_card(self, reader: HostReader, events: list[HostEvent]) -> None:

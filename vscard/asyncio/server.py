@@ -34,14 +34,16 @@ from ..events import (
     ReaderRemoved,
     Unexpected,
 )
-from ..host import DEFAULT_MAX_READERS, HostConnection, HostReader
+from ..host import DEFAULT_MAX_READERS, DEFAULT_MAX_VIOLATIONS, HostConnection, HostReader
 from ..trace import command_trace, response_trace
 from .admission import Admission
+from .log_limit import LogRateLimit
 from .stream import (
     READ_SIZE,
     IPAddress,
     IPNetwork,
     address_of,
+    listen_backlog,
     name_of,
     peer_name,
     set_nodelay,
@@ -49,8 +51,13 @@ from .stream import (
 
 log = structlog.get_logger("vscard.server")
 
-#: Listen backlog, as asyncio's start_server.
-BACKLOG = 100
+#: Seconds a new connection has to send its Init (as USB/IP's op_timeout for its OP request).
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+#: Frames of one connection handled per loop turn: a 64 KiB read holds thousands of small
+#: ones, and handling them all at once would stall every other connection meanwhile.
+MESSAGES_PER_TURN = 64
+#: Connections accepted per loop turn in a storm, before established ones get their turn.
+ACCEPTS_PER_TURN = 64
 
 SessionEvent = PeerInit | ReaderAdded | ReaderRemoved | CardInserted | CardRemoved
 """What :meth:`Session.events` yields. APDU results go to :meth:`Session.transmit` instead."""
@@ -73,12 +80,28 @@ class Session:
         max_frame_size: int,
         event_queue_size: int,
         frame_timeout: float = 10.0,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+        max_violations: int = DEFAULT_MAX_VIOLATIONS,
+        log_limit: LogRateLimit | None = None,
     ) -> None:
         self._stream_reader = stream_reader
         self._writer = stream_writer
         self._frame_timeout = frame_timeout
         self._partial_deadline: float | None = None
-        self._conn = HostConnection(max_readers=max_readers, max_frame_size=max_frame_size)
+        self._handshake_timeout = handshake_timeout
+        # Cleared by the client's Init: until then the connection holds a slot on credit.
+        self._init_deadline = (
+            None
+            if handshake_timeout is None
+            else asyncio.get_running_loop().time() + handshake_timeout
+        )
+        self._log_limit = LogRateLimit() if log_limit is None else log_limit
+        self._conn = HostConnection(
+            max_readers=max_readers,
+            max_frame_size=max_frame_size,
+            max_violations=max_violations,
+            max_messages=MESSAGES_PER_TURN,
+        )
         # Bounded: a client that produces events faster than the application reads them
         # stops being read (TCP backpressure) instead of growing this queue.
         self._events: asyncio.Queue[SessionEvent | object] = asyncio.Queue(event_queue_size)
@@ -159,29 +182,49 @@ class Session:
             self._writer.write(data)
             await self._writer.drain()
 
+    def _warn(self, event: str, **fields: object) -> None:
+        """A warning about this peer, through the server's rate limit (see LogRateLimit)."""
+        suppressed = self._log_limit.allow(event)
+        if suppressed is not None:
+            self._log.warning(event, **fields, **({"suppressed": suppressed} if suppressed else {}))
+
     async def _read(self) -> bytes:
-        """The next bytes; an incomplete frame must be finished within ``frame_timeout``."""
+        """The next bytes; an incomplete frame must be finished within ``frame_timeout``, and
+        the client's Init must come within ``handshake_timeout`` of the connection."""
         if not self._conn.buffered:
             self._partial_deadline = None
-            return await self._stream_reader.read(READ_SIZE)
-        loop = asyncio.get_running_loop()
-        if self._partial_deadline is None:
-            self._partial_deadline = loop.time() + self._frame_timeout
-        async with asyncio.timeout_at(self._partial_deadline):
+            if self._init_deadline is None:
+                return await self._stream_reader.read(READ_SIZE)
+            deadline = self._init_deadline
+        else:
+            if self._partial_deadline is None:
+                self._partial_deadline = asyncio.get_running_loop().time() + self._frame_timeout
+            deadline = self._partial_deadline
+            if self._init_deadline is not None:
+                deadline = min(deadline, self._init_deadline)
+        async with asyncio.timeout_at(deadline):
             return await self._stream_reader.read(READ_SIZE)
 
     async def _read_loop(self) -> None:
+        conn = self._conn
         try:
             while data := await self._read():
-                events = self._conn.receive_data(data)
-                await self._flush()
-                for event in events:
-                    await self._dispatch(event)
-                if self._conn.error is not None:  # a bad frame after the good ones
-                    raise self._conn.error
+                events = conn.receive_data(data)
+                while True:
+                    await self._flush()
+                    for event in events:
+                        await self._dispatch(event)
+                    if conn.error is not None:  # a bad frame after the good ones
+                        raise conn.error
+                    if not conn.pending:
+                        break
+                    # More frames of this read wait: let the other connections run first, and
+                    # read no more of this one until they are handled (backpressure).
+                    await asyncio.sleep(0)
+                    events = conn.receive_data(b"")
             self._log.info("vscard.disconnected")
         except ProtocolError as error:
-            self._log.warning(
+            self._warn(
                 "vscard.protocol_error",
                 field=error.field,
                 value=repr(error.value),
@@ -189,15 +232,21 @@ class Session:
             )
             self.error = error
         except TimeoutError as error:
-            # A slow-loris client holds one connection slot, never the others', and not long.
-            self._log.warning(
-                "vscard.frame_timeout",
-                buffered=self._conn.buffered,
-                frame_timeout=self._frame_timeout,
-            )
+            # A slow-loris client, or one that never sends Init, holds one connection slot,
+            # never the others', and not long.
+            if self._init_deadline is not None and (
+                asyncio.get_running_loop().time() >= self._init_deadline
+            ):
+                self._warn("vscard.handshake_timeout", handshake_timeout=self._handshake_timeout)
+            else:
+                self._warn(
+                    "vscard.frame_timeout",
+                    buffered=conn.buffered,
+                    frame_timeout=self._frame_timeout,
+                )
             self.error = error
         except OSError as error:
-            self._log.warning("vscard.connection_lost", error=repr(error))
+            self._warn("vscard.connection_lost", error=repr(error))
             self.error = error
         finally:
             self._finish()
@@ -215,7 +264,11 @@ class Session:
                 if future is not None and not future.done():
                     future.set_result(None)
             case Unexpected(message, reason):
-                self._log.warning("vscard.unexpected", message=repr(message), reason=reason)
+                self._warn("vscard.unexpected", message=repr(message), reason=reason)
+            case PeerInit():
+                self._init_deadline = None
+                self._log.info("vscard.peer_init", **_event_fields(event))
+                await self._events.put(event)
             case _:
                 self._log.info(f"vscard.{_event_name(event)}", **_event_fields(event))
                 await self._events.put(event)
@@ -281,21 +334,30 @@ class Server:
         max_connections_per_source: int | None = None,
         tls_handshake_timeout: float = 10.0,
         frame_timeout: float = 10.0,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+        max_violations: int = DEFAULT_MAX_VIOLATIONS,
+        log_limit: LogRateLimit | None = None,
     ) -> None:
         self._handler = handler
         self._ssl = ssl
+        self._max_connections = max_connections
         self._admission = Admission(
             max_connections=max_connections,
             allow=allow,
             max_connections_per_source=max_connections_per_source,
         )
         self._tls_handshake_timeout = tls_handshake_timeout
+        # One for the whole server: a storm of bad peers must not multiply the lines.
+        self._log_limit = LogRateLimit() if log_limit is None else log_limit
         self._new_session = functools.partial(
             Session,
             max_readers=max_readers,
             max_frame_size=max_frame_size,
             event_queue_size=event_queue_size,
             frame_timeout=frame_timeout,
+            handshake_timeout=handshake_timeout,
+            max_violations=max_violations,
+            log_limit=self._log_limit,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[socket.socket] = []
@@ -360,6 +422,7 @@ class Server:
         """
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        backlog, wanted = listen_backlog(self._max_connections)
         try:
             for family, kind, proto, _, address in dict.fromkeys(infos):
                 try:
@@ -377,7 +440,7 @@ class Server:
                         error.errno,
                         f"error while attempting to bind on address {address!r}: {error.strerror}",
                     ) from None
-                listener.listen(BACKLOG)
+                listener.listen(backlog)
                 listener.setblocking(False)
             if not self._listeners:
                 raise OSError(f"no address to listen on for {host!r}")
@@ -386,6 +449,13 @@ class Server:
                 listener.close()
             self._listeners.clear()
             raise
+        if backlog < wanted:
+            log.warning(
+                "vscard.listen_backlog_cut",
+                backlog=backlog,
+                wanted=wanted,
+                advice="raise net.core.somaxconn: a reconnect storm may overflow the queue",
+            )
         for listener in self._listeners:
             task = asyncio.create_task(self._accept_forever(listener))
             self._accepting.add(task)
@@ -396,7 +466,17 @@ class Server:
         try:
             while True:
                 try:
-                    connection, peer = await loop.sock_accept(listener)
+                    connection, peer = await loop.sock_accept(listener)  # wait for one
+                    self._admit(connection, peer)
+                    # Then empty the queue a batch at a time: in a storm, the established
+                    # connections and the new ones' setup get the loop between batches.
+                    for _ in range(ACCEPTS_PER_TURN - 1):
+                        connection, peer = listener.accept()
+                        connection.setblocking(False)
+                        self._admit(connection, peer)
+                    await asyncio.sleep(0)
+                except BlockingIOError:
+                    continue  # the queue is empty
                 except (ConnectionAbortedError, InterruptedError):
                     continue  # the client left before we took it
                 except OSError as error:
@@ -406,10 +486,14 @@ class Server:
                     # Out of descriptors or memory: let connections end, as asyncio does.
                     log.warning("vscard.accept_failed", error=str(error), retry=1.0)
                     await asyncio.sleep(1.0)
-                    continue
-                self._admit(connection, peer)
         finally:
             listener.close()
+
+    def _warn(self, event: str, **fields: object) -> None:
+        """A warning about one peer, through the server's rate limit (see LogRateLimit)."""
+        suppressed = self._log_limit.allow(event)
+        if suppressed is not None:
+            log.warning(event, **fields, **({"suppressed": suppressed} if suppressed else {}))
 
     def _admit(self, connection: socket.socket, peername: object) -> None:
         """Refuse the new connection at once, or serve it in a task of its own."""
@@ -417,7 +501,7 @@ class Server:
         address = address_of(peername)
         refusal = self._admission.refusal(address)
         if refusal is not None:
-            log.warning("vscard.connection_refused", peer=peer, **refusal)
+            self._warn("vscard.connection_refused", peer=peer, **refusal)
             connection.close()
             return
         self._unopened.add(connection)
@@ -452,7 +536,7 @@ class Server:
             )
         except (OSError, TimeoutError) as error:  # ssl.SSLError is an OSError
             event = "vscard.tls_refused" if self._ssl is not None else "vscard.connection_lost"
-            log.warning(event, peer=peer, error=str(error) or repr(error))
+            self._warn(event, peer=peer, error=str(error) or repr(error))
             return None
         return stream_reader, asyncio.StreamWriter(transport, protocol, stream_reader, loop)
 
@@ -490,6 +574,9 @@ async def serve(
     allow: Sequence[IPNetwork] | None = None,
     max_connections_per_source: int | None = None,
     frame_timeout: float = 10.0,
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+    max_violations: int = DEFAULT_MAX_VIOLATIONS,
+    log_limit: LogRateLimit | None = None,
 ) -> Server:
     """Listen for VSCard clients on ``host`` (all interfaces when None) and ``port``.
 
@@ -500,7 +587,16 @@ async def serve(
     are connections from addresses outside ``allow`` when it is given. With ``ssl`` (see
     :mod:`vscard.tls`) every connection is TLS; a failed handshake is logged and closed. A
     frame begun must be complete within ``frame_timeout`` seconds (a slow-loris client is
-    closed); an idle connection between frames may stay.
+    closed). A connection must send its Init within ``handshake_timeout`` seconds (None: no
+    deadline) or is closed: until then it holds a connection slot. Once it has, it may stay
+    idle, with or without readers. A client that keeps breaking the protocol is closed after
+    ``max_violations`` (see :class:`vscard.host.HostConnection`). Repeated warnings about peers
+    go through ``log_limit`` (default: ``LogRateLimit()``, 10 lines a second per event, the
+    rest counted as ``suppressed=``).
+
+    The listen backlog holds ``max_connections`` plus headroom (cut to the system's
+    ``somaxconn``, with a warning), so a storm of reconnecting clients waits in the kernel's
+    queue instead of being dropped; the queue is emptied in batches of ``ACCEPTS_PER_TURN``.
     """
     server = Server(
         handler,
@@ -512,6 +608,9 @@ async def serve(
         allow=allow,
         max_connections_per_source=max_connections_per_source,
         frame_timeout=frame_timeout,
+        handshake_timeout=handshake_timeout,
+        max_violations=max_violations,
+        log_limit=log_limit,
     )
     await server._listen(host, port)
     return server
