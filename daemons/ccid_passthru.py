@@ -13,7 +13,7 @@ import contextlib
 import ipaddress
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from ssl import SSLContext
 
@@ -25,9 +25,11 @@ from ccid.configuration import ReaderConfiguration
 from ccid.usbip import DEFAULT_MAX_CONNECTIONS as USBIP_MAX_CONNECTIONS
 from ccid.usbip import Server as USBIPServer
 from ccid.usbip import serve as serve_usbip
+from vscard.asyncio.server import DEFAULT_HANDSHAKE_TIMEOUT
 from vscard.tls import server_context
 
 from . import event_loop
+from .busids import BusidMemory, reader_identity
 from .emulated_cards import CardSourceError, EmulatedCard, open_card_directory
 from .gc_policy import tune_gc
 from .listen_address import ListenAddress, listen_address
@@ -68,28 +70,38 @@ class RemoteCard:
 class _Exported:
     device: CCIDDevice
     busid: str
+    identity: Hashable
 
 
 class Passthru:
-    """Maps VSCard readers and cards onto exported USB/IP devices."""
+    """Maps VSCard readers and cards onto exported USB/IP devices.
 
-    def __init__(self, usbip: USBIPServer) -> None:
+    A reader that comes back (same client address, same name: :mod:`daemons.busids`) gets the
+    bus id it had while that is free, so a host re-attaching ``-b 1-1`` finds it again.
+    """
+
+    def __init__(self, usbip: USBIPServer, busids: BusidMemory | None = None) -> None:
         self._usbip = usbip
+        self._memory = busids if busids is not None else BusidMemory()
         self.busids: set[str] = set()
         """Busids exported now."""
         self._changed = asyncio.Event()
 
-    def export(self, name: str) -> _Exported:
+    def export(self, name: str, identity: Hashable | None = None) -> _Exported:
+        """Export a reader called ``name``; ``identity`` (default: the name) picks its bus id."""
+        identity = identity if identity is not None else ("", name)
         device = CCIDDevice(ReaderConfiguration(product=f"vscard: {name}"[:120]))
-        export = self._usbip.add_device(device)
+        busid = self._memory.allocate(identity, self._usbip.exports)
+        export = self._usbip.add_device(device, busid=busid)
         self.busids.add(export.busid)
         self._notify()
-        return _Exported(device, export.busid)
+        return _Exported(device, export.busid, identity)
 
     async def unexport(self, exported: _Exported) -> None:
         await self._usbip.remove_device(exported.busid)
         await exported.device.aclose()
         self.busids.discard(exported.busid)
+        self._memory.release(exported.identity, exported.busid)
         self._notify()
 
     async def wait_for_devices(self, count: int) -> set[str]:
@@ -111,7 +123,9 @@ class Passthru:
             async for event in session.events():
                 match event:
                     case vscard.ReaderAdded(reader_id, name):
-                        exported[reader_id] = self.export(name or f"reader {reader_id}")
+                        name = name or f"reader {reader_id}"
+                        identity = reader_identity(session.peer, name)
+                        exported[reader_id] = self.export(name, identity)
                         slog.info(
                             "passthru.device_exported",
                             reader_id=reader_id,
@@ -161,6 +175,13 @@ class Passthru:
                 )
             if session.error is not None:
                 slog.warning("passthru.client_error", error=str(session.error))
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,14 +246,26 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=64,
         metavar="N",
-        help="VSCard connections from one address at once (default 64)",
+        help="VSCard connections from one address at once (default 64); see --max-clients",
     )
     parser.add_argument(
         "--max-clients",
         type=int,
         default=256,
         metavar="N",
-        help="VSCard connections served at once; more are closed (default 256)",
+        help="VSCard connections served at once; more are closed (default 256). Idle ones "
+        "count too: one that has not sent its Init holds its slot (and one of its address's "
+        "--max-clients-per-source) until --handshake-timeout, one that has holds it until it "
+        "closes, with or without readers (a vscclient waiting for a card)",
+    )
+    parser.add_argument(
+        "--handshake-timeout",
+        type=_seconds,
+        default=DEFAULT_HANDSHAKE_TIMEOUT,
+        metavar="SECONDS",
+        help="a VSCard connection that has not sent its Init after this long is closed "
+        f"(default {DEFAULT_HANDSHAKE_TIMEOUT:g}): N silent connections from one "
+        "address lock it out for at most this long",
     )
     parser.add_argument(
         "--usbip-max-clients",
@@ -327,6 +360,7 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
                         args.listen.port,
                         max_connections=args.max_clients,
                         max_connections_per_source=args.max_clients_per_source,
+                        handshake_timeout=args.handshake_timeout,
                         allow=args.allow,
                         ssl=tls,
                     )
