@@ -78,7 +78,8 @@ class HostConnection:
 
     Every :class:`Unexpected` it reports is a protocol violation (a response with no APDU in
     flight, an ATR or CardRemove for a reader never added, a bad ATR, a ReaderAdd past
-    ``max_readers``, a message only a host sends), and each answered APDU pays one back. Past
+    ``max_readers``, a second Init, a message only a host sends), and each answered APDU pays
+    one back. Past
     ``max_violations`` unpaid ones the connection fails with a :class:`ProtocolError` naming the
     last one's field and value. A well-behaved client commits one per user action at most (a
     card with a bad ATR, a reader too many) and its card's use pays them back, so it never runs
@@ -108,6 +109,7 @@ class HostConnection:
         self._max_violations = max_violations
         self._violations = 0
         self._error: ProtocolError | None = None
+        self._initialized = False
         self._readers: dict[int, HostReader] = {}
         # Readers whose APDU was aborted: the client's answer to it may still come.
         self._aborted: set[int] = set()
@@ -251,7 +253,12 @@ class HostConnection:
                     self._violations -= 1
                 events.append(APDUFailed(reader_id, code))
             case Init(_, version, capabilities):
-                self._send(Init())
+                self._send(Init())  # every Init is answered, as QEMU does
+                if self._initialized:
+                    reason = "Init already received"
+                    self._violation(message, reason, "Init.version", version, events)
+                    return
+                self._initialized = True
                 events.append(PeerInit(version, capabilities))
             case ReaderAdd(request_id, name):
                 if len(self._readers) >= self._max_readers:
