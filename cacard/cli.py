@@ -22,11 +22,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Final, TextIO
 
 import structlog
 from cryptography import x509
@@ -69,10 +70,38 @@ RETRY_FIRST: Final = 0.5
 RETRY_MAX: Final = 5.0
 
 
+def _write(stream: TextIO, text: str) -> None:
+    """Write and flush ``text``; a reader that went away (``cacard info DIR | head -1``) only
+    loses it: the command still does its work, quietly, and exits with its own status.
+
+    Python ignores SIGPIPE, so a closed pipe raises instead of ending the process the silent
+    way it ends C tools. The stream then points at /dev/null: later lines and the flush at exit
+    go nowhere instead of raising again.
+    """
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
+
+
 def _say(line: str) -> None:
     """Write a line for the user (the CLI's output; logs go to stderr through structlog)."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    _write(sys.stdout, line + "\n")
+
+
+class _StderrLogger:
+    """structlog's PrintLogger on stderr, except that a closed pipe only loses the lines."""
+
+    def msg(self, message: str) -> None:
+        _write(sys.stderr, message + "\n")
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
 
 
 class UsageError(Exception):
@@ -104,7 +133,7 @@ def _configure_logging(verbosity: int) -> None:
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=lambda *_: _StderrLogger(),
     )
 
 
@@ -384,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ValueError,
         OSError,
     ) as error:
-        sys.stderr.write(f"cacard: {error}\n")
+        _write(sys.stderr, f"cacard: {error}\n")
         return 1
 
 
