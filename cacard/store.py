@@ -11,6 +11,8 @@ Layout (format version 1)::
       person-instance.tlv   content of a data object (SimpleTLV), if any
       ca.pem          (cacard new only) the test CA that issued the certificates
       .lock           locked while a process serves the card
+      .state.json.PID.tmp   state.json being written by process PID; left by a crash, it is
+                            removed the next time a process takes the card and PID is gone
 
 ``card.json``::
 
@@ -39,11 +41,13 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
@@ -55,6 +59,8 @@ from .keys import Credential
 from .pin import PinReference, PinState
 from .profile import CardProfile, ProfileError, new_card
 from .sources import SourceError, load_credential
+
+log = structlog.get_logger(__name__)
 
 CARD_FILE: Final = "card.json"
 STATE_FILE: Final = "state.json"
@@ -107,9 +113,22 @@ class NewCard:
     extra_files: Mapping[str, bytes] = field(default_factory=dict)
 
 
+def _temporary_name(name: str, pid: int) -> str:
+    """Where process ``pid`` writes ``name`` before renaming it into place."""
+    return f".{name}.{pid}.tmp"
+
+
+#: :func:`_temporary_name` of ``state.json``, any pid (Linux's are below 2**22).
+_STATE_TEMPORARY: Final = re.compile(rf"\.{re.escape(STATE_FILE)}\.([1-9][0-9]{{0,6}})\.tmp")
+
+
 def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole.
+
+    A crash before the rename leaves the temporary file behind: :meth:`CardStore.lock`
+    removes those of ``state.json``.
+    """
+    temporary = path.with_name(_temporary_name(path.name, os.getpid()))
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "wb") as file:
@@ -126,6 +145,16 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's
+    return True
 
 
 def _json_bytes(document: Mapping[str, Any]) -> bytes:
@@ -330,9 +359,30 @@ class CardStore:
                 raise CardInUseError(
                     "another process is serving this card", path=self.path
                 ) from None
+            self._remove_stale_temporaries()
             yield
         finally:
             os.close(fd)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Remove the ``state.json`` temporaries of writers that died before their rename.
+
+        Only with the card held: a writer of ``state.json`` holds it too, except :func:`create`
+        and callers of :meth:`save_state` without :meth:`lock`, so a file whose process still
+        exists stays (a reused pid only delays the removal).
+        """
+        for entry in self.path.iterdir():
+            match = _STATE_TEMPORARY.fullmatch(entry.name)
+            if match is None or _process_exists(pid := int(match[1])):
+                continue
+            try:
+                entry.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as error:  # a leftover file must not keep the card from serving
+                log.warning("cacard.stale_file_kept", path=str(entry), error=str(error))
+                continue
+            log.info("cacard.stale_file_removed", path=str(entry), writer_pid=pid)
 
     def open_card(self) -> Card:
         """The card, powered, persisting every PIN state change into ``state.json``."""
