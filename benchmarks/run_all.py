@@ -1,5 +1,6 @@
 """Run every benchmark and write a report: ``report.json`` (for tools), ``report.md`` and
-``report.png`` (for people).
+``report.png`` (for people; the plot needs matplotlib, the ``bench`` extra: without it the report
+is written without the plot, and says so from its first line).
 
 Every figure sits beside a baseline measured in the same run on the same machine; the JSON has
 each figure, its baseline and ratio, its target and whether it was met, and the machine (CPU
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import json
 import os
 import time
@@ -100,7 +102,20 @@ def loop_gain(sections: list[Section]) -> Section:
     return result
 
 
-def markdown(report: dict[str, Any]) -> str:
+#: What to install for report.png.
+PLOT_NEEDS = "matplotlib: pip install -e '.[bench]'"
+
+
+def can_plot() -> bool:
+    """Whether matplotlib imports: asked before minutes of benchmarks, not after them."""
+    try:
+        importlib.import_module("matplotlib")
+    except ImportError:
+        return False
+    return True
+
+
+def markdown(report: dict[str, Any], plotted: bool) -> str:
     machine = report["machine"]
     lines = [
         "# vscard benchmark report",
@@ -132,7 +147,10 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {f['name']} | {value} | {baseline} | {ratio} | {target} | {met} |")
         lines += [f"- {note}" for note in section["notes"]]
         lines.append("")
-    lines += ["![scale and chain](report.png)", ""]
+    if plotted:
+        lines += ["![scale and chain](report.png)", ""]
+    else:
+        lines += [f"No plot: this run had no matplotlib ({PLOT_NEEDS}).", ""]
     return "\n".join(lines)
 
 
@@ -184,6 +202,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmark-report"))
     parser.add_argument("--cpu", type=int, default=1, help="CPU for pinned comparisons")
     args = parser.parse_args()
+    plotted = can_plot()
+    if not plotted:
+        print(f"no report.png from this run: it needs {PLOT_NEEDS}", flush=True)
     machine = machine_info()
     started = time.monotonic()
     sections = run_everything(args.quick, args.cpu)
@@ -201,9 +222,17 @@ def main() -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "report.md").write_text(markdown(report))
-    plot(sections, args.out / "report.png")
-    print(f"{report['targets']}; wrote {args.out}/report.json, report.md, report.png")
+    (args.out / "report.md").write_text(markdown(report, plotted))
+    picture = args.out / "report.png"
+    if plotted:
+        plot(sections, picture)
+        print(f"{report['targets']}; wrote {args.out}/report.json, report.md, report.png")
+    else:
+        picture.unlink(missing_ok=True)  # an older run's plot would not show these figures
+        print(
+            f"{report['targets']}; wrote {args.out}/report.json, report.md "
+            f"(no report.png: it needs {PLOT_NEEDS})"
+        )
 
 
 if __name__ == "__main__":
