@@ -153,7 +153,8 @@ class HostMirror:
                 await self._serve_best()
                 return
             await self._add_remote(reader)
-            if reader.remote is not None and reader.holds_card:
+            # (Unless this ReaderAdd showed a host with one reader: then it is served already.)
+            if self._slot is None and reader.remote is not None and reader.holds_card:
                 await self._announce_card(reader)
 
     async def remove_reader(self, reader: LocalReader) -> None:

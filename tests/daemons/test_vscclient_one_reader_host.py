@@ -166,6 +166,19 @@ async def test_readers_plugged_and_unplugged_on_a_one_reader_host(
     await stop(running)
 
 
+async def test_a_second_reader_shows_a_one_reader_host_when_it_is_plugged_in(
+    qemu_like: tuple[OneReaderHost, int],
+) -> None:
+    """With one reader there is nothing to tell; the second ReaderAdd, later, tells it."""
+    host, port = qemu_like
+    running = await start(host, port, {"laptop": None})
+    await running.mirror.add_reader(running.mirror.new_reader("token", CARD_B))
+    await host.wait_for_card(CARD_B.atr)
+    assert await running.answered_by() == b"B"
+    assert host.count(ATR) == 1
+    await stop(running)
+
+
 async def test_after_a_reconnect_the_host_gets_the_reader_with_the_card_again(
     qemu_like: tuple[OneReaderHost, int],
 ) -> None:
