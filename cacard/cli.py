@@ -22,12 +22,11 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Final
 
 import structlog
 from cryptography import x509
@@ -54,6 +53,7 @@ from .pin import DEFAULT_MAX_TRIES, DEFAULT_PIN, PinFormatError, PinState
 from .profile import card_id_from_certificate
 from .rsa import UnsupportedKeyError
 from .sources import SourceError, credential, load_certificate, load_private_key, read_pkcs12
+from .stdio import StderrLogger, write_quietly
 from .store import CardStore, CredentialFiles, NewCard, StoreError, create
 from .vpcd import VPCD_PORT, serve_vpcd
 
@@ -70,38 +70,9 @@ RETRY_FIRST: Final = 0.5
 RETRY_MAX: Final = 5.0
 
 
-def _write(stream: TextIO, text: str) -> None:
-    """Write and flush ``text``; a reader that went away (``cacard info DIR | head -1``) only
-    loses it: the command still does its work, quietly, and exits with its own status.
-
-    Python ignores SIGPIPE, so a closed pipe raises instead of ending the process the silent
-    way it ends C tools. The stream then points at /dev/null: later lines and the flush at exit
-    go nowhere instead of raising again.
-    """
-    try:
-        stream.write(text)
-        stream.flush()
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, stream.fileno())
-        finally:
-            os.close(devnull)
-
-
 def _say(line: str) -> None:
     """Write a line for the user (the CLI's output; logs go to stderr through structlog)."""
-    _write(sys.stdout, line + "\n")
-
-
-class _StderrLogger:
-    """structlog's PrintLogger on stderr, except that a closed pipe only loses the lines."""
-
-    def msg(self, message: str) -> None:
-        _write(sys.stderr, message + "\n")
-
-    log = debug = info = warn = warning = msg
-    fatal = failure = err = error = critical = exception = msg
+    write_quietly(sys.stdout, line + "\n")
 
 
 class UsageError(Exception):
@@ -133,7 +104,7 @@ def _configure_logging(verbosity: int) -> None:
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=lambda *_: _StderrLogger(),
+        logger_factory=lambda *_: StderrLogger(),
     )
 
 
@@ -413,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ValueError,
         OSError,
     ) as error:
-        _write(sys.stderr, f"cacard: {error}\n")
+        write_quietly(sys.stderr, f"cacard: {error}\n")
         return 1
 
 

@@ -8,6 +8,8 @@ from typing import Literal
 
 import structlog
 
+from cacard.stdio import StderrLogger
+
 LogFormat = Literal["console", "json"]
 
 
@@ -26,7 +28,9 @@ def configure_logging(level: int = logging.INFO, log_format: LogFormat = "consol
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # A log reader that goes away (journald restarting, `| head`) loses lines; it must not
+        # make the daemon drop clients or exit.
+        logger_factory=lambda *_: StderrLogger(),
         cache_logger_on_first_use=False,
     )
 
