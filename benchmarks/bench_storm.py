@@ -220,7 +220,8 @@ def main() -> None:
         result = run_storm(args.clients, loop)
         print(f"{result.name}: {result.description}")
         for figure in result.figures:
-            line = f"  {figure.name}: {figure.value:.3f} {figure.unit}"
+            value = f"{figure.value:.3f}" if figure.unit == "s" else f"{figure.value:,.0f}"
+            line = f"  {figure.name}: {value} {figure.unit}"
             if figure.note:
                 line += f" ({figure.note})"
             if figure.target is not None:

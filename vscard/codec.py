@@ -210,6 +210,11 @@ class Decoder:
         """The :class:`ProtocolError` met so far, or None; once set, :meth:`feed` raises it."""
         return self._error
 
+    def fail(self, error: ProtocolError) -> None:
+        """Put the stream in ``error`` (found above the framing): every later :meth:`feed`
+        raises it."""
+        self._error = error
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
         """Add received bytes; return every message they complete, in order (at most
         ``max_messages``: see :attr:`pending`).

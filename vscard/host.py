@@ -108,7 +108,6 @@ class HostConnection:
         self._max_readers = max_readers
         self._max_violations = max_violations
         self._violations = 0
-        self._error: ProtocolError | None = None
         self._initialized = False
         self._readers: dict[int, HostReader] = {}
         # Readers whose APDU was aborted: the client's answer to it may still come.
@@ -138,7 +137,7 @@ class HostConnection:
         the good frames that came before a bad one: act on those events, then close the
         connection with this error. Once set, every :meth:`receive_data` raises it.
         """
-        return self._error or self._decoder.error
+        return self._decoder.error
 
     @property
     def readers(self) -> Mapping[int, HostReader]:
@@ -183,14 +182,11 @@ class HostConnection:
         (and replies) are returned instead and :attr:`error` holds the error: check it after
         acting on them.
         """
-        if self._error is not None:
-            raise self._error
         events: list[HostEvent] = []
         try:
             for message in self._decoder.feed(data):
                 self._handle(message, events)
-        except ProtocolError as error:  # the decoder's (nothing handled yet) or _violation's
-            self._error = error
+        except ProtocolError:  # the decoder's (nothing handled yet) or _violation's
             if events:
                 return events
             raise
@@ -216,12 +212,14 @@ class HostConnection:
         """Report ``message`` as :class:`Unexpected`, or fail once the budget is spent."""
         self._violations += 1
         if self._violations > self._max_violations:
-            raise ProtocolError(
+            error = ProtocolError(
                 f"{reason} (more than max_violations={self._max_violations} unpaid protocol "
                 "violations)",
                 field=field,
                 value=value,
             )
+            self._decoder.fail(error)  # the frames after it are never handled
+            raise error
         events.append(Unexpected(message, reason))
 
     def _unanswerable(self, message: APDU | Error, events: list[HostEvent]) -> None:

@@ -183,10 +183,7 @@ class Session:
             await self._writer.drain()
 
     def _warn(self, event: str, **fields: object) -> None:
-        """A warning about this peer, through the server's rate limit (see LogRateLimit)."""
-        suppressed = self._log_limit.allow(event)
-        if suppressed is not None:
-            self._log.warning(event, **fields, **({"suppressed": suppressed} if suppressed else {}))
+        _warn(self._log, self._log_limit, event, fields)
 
     async def _read(self) -> bytes:
         """The next bytes; an incomplete frame must be finished within ``frame_timeout``, and
@@ -298,6 +295,21 @@ class Session:
             self._events.get_nowait()
         self._events.put_nowait(_DONE)
         self._writer.close()
+
+
+def _warn(
+    logger: structlog.typing.FilteringBoundLogger,
+    limit: LogRateLimit,
+    event: str,
+    fields: dict[str, object],
+) -> None:
+    """A warning a peer can repeat at will, through the server's rate limit: past its burst the
+    lines are counted, and the next one let through says ``suppressed=N``."""
+    suppressed = limit.allow(event)
+    if suppressed is not None:
+        if suppressed:
+            fields["suppressed"] = suppressed
+        logger.warning(event, **fields)
 
 
 def _event_name(event: SessionEvent) -> str:
@@ -490,10 +502,7 @@ class Server:
             listener.close()
 
     def _warn(self, event: str, **fields: object) -> None:
-        """A warning about one peer, through the server's rate limit (see LogRateLimit)."""
-        suppressed = self._log_limit.allow(event)
-        if suppressed is not None:
-            log.warning(event, **fields, **({"suppressed": suppressed} if suppressed else {}))
+        _warn(log, self._log_limit, event, fields)
 
     def _admit(self, connection: socket.socket, peername: object) -> None:
         """Refuse the new connection at once, or serve it in a task of its own."""
