@@ -178,14 +178,15 @@ def section(point: StormPoint, loop: LoopName) -> Section:
     )
     none = Target("at_most", 0, "value")
     n = point.clients
+    # The counts carry no loop: run_all's uvloop-gain ratios would divide by their zeros.
     result.figures += [
         Figure(f"last of {n} VSCard clients up", point.vscard_seconds, "s", loop=loop),
-        Figure(f"VSCard clients of {n} that retransmitted", point.vscard_retransmitted,
-               "clients", target=none, loop=loop,
+        Figure(f"VSCard clients of {n} that retransmitted ({loop})",
+               point.vscard_retransmitted, "clients", target=none,
                note=f"kernel listen overflows meanwhile: {point.vscard_overflows}"),
         Figure(f"last of {n} USB/IP imports up", point.usbip_seconds, "s", loop=loop),
-        Figure(f"USB/IP importers of {n} that retransmitted", point.usbip_retransmitted,
-               "clients", target=none, loop=loop,
+        Figure(f"USB/IP importers of {n} that retransmitted ({loop})",
+               point.usbip_retransmitted, "clients", target=none,
                note=f"kernel listen overflows meanwhile: {point.usbip_overflows}"),
     ]  # fmt: skip
     result.notes.append(
