@@ -29,6 +29,7 @@ from benchmarks.bench_chain import run_chain
 from benchmarks.bench_codec import run_codec
 from benchmarks.bench_rsa import run_rsa
 from benchmarks.bench_scale import run_scale
+from benchmarks.bench_storm import run_storm
 from benchmarks.bench_usbip import run_usbip
 from benchmarks.report import Figure, Section, machine_info
 from benchmarks.timing import LoopName, uvloop_available
@@ -67,7 +68,10 @@ def run_everything(quick: bool, cpu: int | None) -> list[Section]:
     def scale(loop: LoopName) -> Section:
         return run_scale((1, 10, 100) if quick else (1, 10, 100, 1000), 2 if quick else 5, loop)
 
-    for measure in (usbip, chain, scale):
+    def storm(loop: LoopName) -> Section:
+        return run_storm(200 if quick else 1000, loop)
+
+    for measure in (usbip, chain, scale, storm):
         for loop in loops:
             steps.append((f"{measure.__name__} {loop}", functools.partial(measure, loop)))
     sections = []

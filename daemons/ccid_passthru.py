@@ -174,7 +174,9 @@ class Passthru:
                     reason="client disconnected",
                 )
             if session.error is not None:
-                slog.warning("passthru.client_error", error=str(session.error))
+                # The server has already warned why, rate-limited: a hostile client that is cut
+                # off again and again must not get one unlimited warning per connection here.
+                slog.debug("passthru.client_error", error=str(session.error))
 
 
 def _seconds(text: str) -> float:

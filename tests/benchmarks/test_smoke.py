@@ -14,6 +14,7 @@ from benchmarks.bench_chain import run_chain
 from benchmarks.bench_codec import run_codec
 from benchmarks.bench_rsa import run_rsa
 from benchmarks.bench_scale import run_scale
+from benchmarks.bench_storm import run_storm
 from benchmarks.bench_usbip import run_usbip
 from benchmarks.report import Section
 
@@ -24,6 +25,7 @@ RUNS: dict[str, Callable[[], Section]] = {
     "usbip": lambda: run_usbip(40, 1, "asyncio"),
     "chain": lambda: run_chain(40, 1, "asyncio"),
     "scale": lambda: run_scale((2,), 0.3, "asyncio"),
+    "storm": lambda: run_storm(5, "asyncio"),
 }
 
 
