@@ -38,8 +38,8 @@ class ReaderIdInUseError(VSCardError):
 
     def __init__(self, name: str, reader_id: int) -> None:
         super().__init__(
-            f"host gave reader {name!r} reader_id={reader_id}, which a reader it holds has: "
-            "it holds one reader"
+            f"host gave reader {name!r} reader_id={reader_id}, the id of a reader it already "
+            "holds: it holds one reader (as QEMU's ccid-card-passthru does)"
         )
         self.name = name
         self.reader_id = reader_id
