@@ -22,6 +22,7 @@ import structlog
 
 import vscard
 from cacard.backends import Pkcs11Token
+from cacard.stdio import write_quietly
 from vscard.tls import client_context
 
 from . import event_loop
@@ -161,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="answer 6983 to a VERIFY that could leave a card fewer than N PIN tries "
-        "(default 1; 0 turns the guard off)",
+        help="answer 6983 to a command that could spend a PIN or PUK try (VERIFY, CHANGE "
+        "REFERENCE DATA, RESET RETRY COUNTER, in any encoding) unless the card has more than N "
+        "tries left on that counter (default 1; 0 turns the guard off)",
     )
     parser.add_argument(
         "--allow-ins",
@@ -365,8 +367,7 @@ class Daemon:
         self.console.debug = debug
 
     def _print(self, text: str) -> None:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+        write_quietly(sys.stdout, text + "\n")
 
     def _set_debug(self, level: int) -> None:
         configure_logging(level_from_debug(level), self._log_format)
