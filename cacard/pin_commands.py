@@ -16,6 +16,11 @@ already verified), and VERIFY P1=FF without data resets the security status. A c
 chained command (CLA bit ``10`` of an interindustry class) counts as an attempt: a card that
 ignores chaining takes it as a whole command.
 
+ENVELOPE (``C2``/``C3``, ISO/IEC 7816-4:2013 §11.7.2) carries a command APDU, or a part of one,
+in its data; a card that supports it (and the T=0 transport of extended lengths, ISO/IEC 7816-3
+§12.2) executes the inner command, so its data may hold a PIN too. This card does not implement
+it; the guard judges the inner command (:data:`ENVELOPE_INSTRUCTIONS`).
+
 The card (:mod:`cacard.card`, :mod:`cacard.pin`) dispatches on these instruction constants; the
 PIN guard of ``vscclient`` (:mod:`daemons.card_guard`) judges commands with
 :func:`pin_attempt`.
@@ -46,6 +51,10 @@ PIN_INSTRUCTIONS: Final = frozenset(
         INS_RESET_RETRY_COUNTER_ODD,
     }
 )
+#: ENVELOPE: the data is (a part of) a command APDU; odd: the same wrapped in BER-TLV.
+INS_ENVELOPE: Final = 0xC2
+INS_ENVELOPE_ODD: Final = 0xC3
+ENVELOPE_INSTRUCTIONS: Final = frozenset({INS_ENVELOPE, INS_ENVELOPE_ODD})
 _VERIFY: Final = frozenset({INS_VERIFY, INS_VERIFY_ODD})
 _RESET_RETRY_COUNTER: Final = frozenset({INS_RESET_RETRY_COUNTER, INS_RESET_RETRY_COUNTER_ODD})
 #: VERIFY P1 of ISO/IEC 7816-4:2013: reset the verification status of the reference.

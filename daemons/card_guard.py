@@ -26,12 +26,42 @@ The rules for what the card does not say plainly:
   chunk counts as a try: a chain may have at most (tries left - ``keep``) chunks, and once a
   chunk is refused, the rest of that chain is refused too.
 
+ENVELOPE (``C2``, ISO/IEC 7816-4:2013 §11.7.2) carries a command, or a part of one, in its data,
+and a card that supports it executes that command (the T=0 transport of extended lengths,
+ISO/IEC 7816-3 §12.2, sends long commands so). The guard judges the inner command instead:
+
+- It follows what the card may be assembling from ENVELOPE data, assuming that a command starts
+  where an ENVELOPE's data starts and that a card either executes the data of each ENVELOPE, or
+  the data of consecutive ENVELOPEs once they make a whole command, or at an empty ENVELOPE
+  (which ends a sequence). Every command the card may execute that way is judged by the card's
+  parser: a whole PIN command exactly as if sent bare (asked about with VERIFY without data, in
+  its own class), an ENVELOPE in it likewise, at most :data:`ENVELOPE_DEPTH` deep.
+- A part of a PIN command that is not whole (a split VERIFY, say) cannot be judged and is
+  answered ``6983``, as is the rest of that command up to its length, an empty ENVELOPE or any
+  other command. So is a part that could turn a command in progress into one the guard cannot
+  judge: after ``00 20 00 80`` (a status query) more data would make it a VERIFY. A part carrying
+  other commands, such as a long SELECT or PUT DATA sent over T=0, passes unchanged.
+- An ENVELOPE answered with anything but a bare ``9000`` ended the sequence on the card (it
+  executed or rejected what it held). An attempt answered ``9000`` may still be waiting for an
+  empty ENVELOPE (or one inside an ENVELOPE): every counter (another class or channel may name
+  the same PIN) counts one try less until an ENVELOPE is answered otherwise, and no other attempt
+  may go inside an ENVELOPE meanwhile.
+- Inside a nested ENVELOPE the guard follows no sequence: a nested part that may still grow into
+  a PIN command is refused.
+- ENVELOPE ``C3`` wraps its data in BER-TLV objects, which the guard does not read: with the guard
+  on it is answered ``6D00`` (instruction not supported).
+
+The instruction decides in every class: a lenient card ignores the class byte (a proprietary
+``80 C2``, such as a SIM toolkit ENVELOPE, is judged like the interindustry one).
+
 What the guard learns is kept per card, at most :data:`MEMORY_LIMIT` counters, and forgotten
-on SELECT and MANAGE CHANNEL (another application may use the same references).
+on SELECT and MANAGE CHANNEL (another application may use the same references), inside an
+ENVELOPE too.
 """
 
 from __future__ import annotations
 
+import enum
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
@@ -40,7 +70,14 @@ import structlog
 
 from cacard.apdu import APDUFormatError, CommandAPDU, StatusWord, instruction
 from cacard.card import INS_MANAGE_CHANNEL, INS_SELECT, P1_SELECT_BY_AID
-from cacard.pin_commands import Counter, PinAttempt, pin_attempt
+from cacard.pin_commands import (
+    INS_ENVELOPE,
+    INS_ENVELOPE_ODD,
+    PIN_INSTRUCTIONS,
+    Counter,
+    PinAttempt,
+    pin_attempt,
+)
 
 if TYPE_CHECKING:
     from .local_readers import LocalCard
@@ -56,8 +93,17 @@ SW_SUCCESS: Final = StatusWord.SUCCESS.to_bytes(2, "big")
 #: Counters the guard remembers per card; the oldest is forgotten first (forgetting only makes
 #: the guard ask again, or refuse).
 MEMORY_LIMIT: Final = 32
+#: ENVELOPEs nested in one another that the guard unwraps; a deeper one is refused.
+ENVELOPE_DEPTH: Final = 3
+#: Commands in progress inside ENVELOPEs that the guard follows per card; a part that would make
+#: more is refused.
+ENVELOPE_STARTS: Final = 4
 _SW1_WARNING_NVM_CHANGED: Final = 0x63
 _FORGETTING_INSTRUCTIONS: Final = frozenset({INS_SELECT, INS_MANAGE_CHANNEL})
+#: What the card's parser reads of a command besides its length: CLA INS P1 P2 and an extended Lc.
+_HEAD: Final = 7
+#: The longest command APDU: extended case 4, plus one byte for vicc's 3-byte Le.
+_LONGEST: Final = 4 + 3 + 65535 + 3
 
 
 def tries_left(status: bytes) -> int | None:
@@ -98,6 +144,156 @@ class ApduPolicy:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Inner:
+    """A command the card may be assembling from ENVELOPE data: its first bytes and length."""
+
+    head: bytes
+    size: int
+
+    @classmethod
+    def of(cls, data: bytes) -> _Inner:
+        return cls(data[:_HEAD], len(data))
+
+    def then(self, data: bytes) -> _Inner:
+        """The same command with ``data`` appended."""
+        return _Inner((self.head + data[:_HEAD])[:_HEAD], self.size + len(data))
+
+    @property
+    def stand_in(self) -> bytes:
+        """Bytes the card's parser and :func:`pin_attempt` judge as they would the command: they
+        read its first seven bytes and length, and beyond those only the Le value, which decides
+        nothing here, and whether there is data."""
+        return self.head + bytes(self.size - len(self.head))
+
+    @property
+    def whole(self) -> bool:
+        try:
+            CommandAPDU.from_bytes(self.stand_in)
+        except APDUFormatError:
+            return False
+        return True
+
+
+class _Kind(enum.Enum):
+    """What an inner command may do, as far as its bytes so far tell."""
+
+    #: Whole, and spends nothing however it goes on.
+    HARMLESS = "harmless"
+    #: Not whole yet; its instruction spends nothing.
+    UNFINISHED = "unfinished"
+    #: May still become a PIN command as data follows (no instruction yet; VERIFY without data).
+    OPEN = "open"
+    #: A whole command that may spend a try.
+    ATTEMPT = "attempt"
+    #: Cannot be judged.
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    kind: _Kind
+    attempt: PinAttempt | None = None
+    reason: str = ""
+
+
+def _refused(reason: str) -> _Verdict:
+    return _Verdict(_Kind.REFUSED, reason=reason)
+
+
+def _judge(inner: _Inner, data: bytes | None, depth: int) -> _Verdict:
+    """What the card may do with ``inner``, a command inside ``depth`` ENVELOPEs; ``data`` is its
+    bytes when the guard has them (the data of one ENVELOPE)."""
+    ins = instruction(inner.head)
+    if ins is None:
+        return _Verdict(_Kind.OPEN)
+    if ins == INS_ENVELOPE_ODD:
+        return _refused("odd ENVELOPE inside an ENVELOPE")
+    if ins == INS_ENVELOPE:
+        return _judge_nested(inner, data, depth)
+    if ins in PIN_INSTRUCTIONS:
+        try:
+            attempt = pin_attempt(inner.stand_in)
+        except APDUFormatError:
+            return _refused("part of a split PIN command")
+        if attempt is None:
+            # VERIFY without data asks for the counter; with data following, it would compare.
+            return _Verdict(_Kind.OPEN if inner.size <= _HEAD else _Kind.HARMLESS)
+        if attempt.chained:
+            return _refused("chained PIN command inside an ENVELOPE")
+        return _Verdict(_Kind.ATTEMPT, attempt)
+    return _Verdict(_Kind.HARMLESS if inner.whole else _Kind.UNFINISHED)
+
+
+def _judge_nested(inner: _Inner, data: bytes | None, depth: int) -> _Verdict:
+    try:
+        envelope = CommandAPDU.from_bytes(inner.stand_in if data is None else data)
+    except APDUFormatError:
+        return _refused("part of a split ENVELOPE")
+    if not envelope.data:
+        return _Verdict(_Kind.OPEN)  # ends a nested sequence; data may still follow
+    if data is None:
+        return _refused("ENVELOPE assembled from ENVELOPEs")  # its data is not kept
+    if depth >= ENVELOPE_DEPTH:
+        return _refused("ENVELOPEs nested too deep")
+    nested = _judge(_Inner.of(envelope.data), envelope.data, depth + 1)
+    if nested.kind is _Kind.OPEN:
+        # No sequence is followed inside a nested ENVELOPE: what the next part could make of it
+        # is unknown.
+        return _refused("start of a command inside a nested ENVELOPE")
+    if nested.kind is _Kind.UNFINISHED:
+        return _Verdict(_Kind.HARMLESS)
+    return nested
+
+
+@dataclass
+class _Envelopes:
+    """What the card may be assembling from ENVELOPE data."""
+
+    #: Commands in progress that may grow into a PIN command, or whose end decides where the
+    #: next command starts.
+    starts: list[_Inner] = field(default_factory=list)
+    #: The next ENVELOPE's data may start a command (nothing in progress, or it may be whole).
+    fresh: bool = True
+    #: The rest of a split command that was refused.
+    refusing: _Inner | None = None
+    #: An attempt forwarded in an ENVELOPE and answered 9000: the card may still hold it.
+    pending: Counter | None = None
+
+    def candidates(self, data: bytes) -> list[tuple[_Inner, bytes | None]]:
+        """The commands an ENVELOPE with ``data`` may make on the card."""
+        found: list[tuple[_Inner, bytes | None]] = [
+            (start.then(data), None) for start in self.starts
+        ]
+        if self.fresh:
+            found.append((_Inner.of(data), data))
+        return found
+
+    def advance(self, verdicts: list[tuple[_Inner, _Verdict]]) -> None:
+        """The card acknowledged a part (9000) that made these commands."""
+        kept = self.following(verdicts)
+        self.starts = kept
+        # A legitimate first part holds at least a header and an extended Lc: a shorter start
+        # may as well be garbage the card dropped.
+        self.fresh = (
+            not kept
+            or any(inner.whole for inner, _ in verdicts)
+            or any(inner.size < _HEAD for inner in kept)
+        )
+
+    @staticmethod
+    def following(verdicts: list[tuple[_Inner, _Verdict]]) -> list[_Inner]:
+        follow = (_Kind.OPEN, _Kind.UNFINISHED)
+        kept = [inner for inner, verdict in verdicts if verdict.kind in follow]
+        return [inner for inner in dict.fromkeys(kept) if inner.size <= _LONGEST]
+
+    def end(self) -> None:
+        """The card executed or rejected what it held; a command not yet whole may be kept by a
+        card that ignores an empty ENVELOPE."""
+        self.starts = [start for start in self.starts if not start.whole]
+        self.fresh = True
+
+
 @dataclass
 class _Chain:
     """A chained PIN command in progress: ``budget`` chunks may still be forwarded."""
@@ -116,6 +312,7 @@ class _CardMemory:
     #: More than MEMORY_LIMIT counters answered the probe with 63xx: probe none of them.
     probes_spend: bool = False
     chain: _Chain | None = None
+    envelopes: _Envelopes = field(default_factory=_Envelopes)
 
     def may_probe(self, counter: Counter) -> bool:
         return not self.probes_spend and counter not in self.unprobed
@@ -161,6 +358,21 @@ class CardGuard:
             return refusal
         if not self.keep:
             return await card.transmit(apdu)
+        ins = instruction(apdu)
+        if ins == INS_ENVELOPE_ODD:
+            log.warning(
+                "vscclient.pin_guard",
+                ins="c3",
+                action="BER-TLV ENVELOPE answered 6d00: the guard does not read its data",
+            )
+            return SW_INS_NOT_SUPPORTED
+        memory = self._memory.get(card)
+        if memory is None:
+            memory = self._memory[card] = _CardMemory()
+        if ins == INS_ENVELOPE:
+            memory.chain = None  # another command: it ends a chain on the card
+            return await self._envelope(card, memory, apdu)
+        memory.envelopes.refusing = None  # another command ends the host's ENVELOPE sequence
         try:
             attempt = pin_attempt(apdu)
         except APDUFormatError as error:
@@ -172,9 +384,6 @@ class CardGuard:
                 action="malformed PIN command answered 6700 without reaching the card",
             )
             return SW_WRONG_LENGTH
-        memory = self._memory.get(card)
-        if memory is None:
-            memory = self._memory[card] = _CardMemory()
         if attempt is None:
             memory.chain = None  # any other command ends a chain on the card
             if instruction(apdu) in _FORGETTING_INSTRUCTIONS:
@@ -216,7 +425,92 @@ class CardGuard:
                 memory.chain.budget = after - self.keep
         return answer
 
+    async def _envelope(self, card: LocalCard, memory: _CardMemory, apdu: bytes) -> bytes:
+        """Judge an ENVELOPE by every command it may make on the card (module docstring)."""
+        try:
+            data = CommandAPDU.from_bytes(apdu).data
+        except APDUFormatError as error:
+            log.warning(
+                "vscclient.pin_guard",
+                ins="c2",
+                field=error.field,
+                value=error.value,
+                action="malformed ENVELOPE answered 6700 without reaching the card",
+            )
+            return SW_WRONG_LENGTH
+        envelopes = memory.envelopes
+        if envelopes.refusing is not None:
+            rest = envelopes.refusing.then(data)
+            ended = not data or rest.whole or rest.size > _LONGEST
+            envelopes.refusing = None if ended else rest
+            return self._refuse_envelope(None, "rest of a refused command")
+        if not data:
+            answer = await card.transmit(apdu)
+            envelopes.end()
+            if answer != SW_SUCCESS:  # 9000 may be a nested ENVELOPE still holding the attempt
+                self._settle(memory, answer)
+            return answer
+        verdicts = [(inner, _judge(inner, whole, 1)) for inner, whole in envelopes.candidates(data)]
+        attempt = None
+        for inner, verdict in verdicts:
+            if verdict.kind is _Kind.REFUSED:
+                envelopes.refusing = None if inner.whole else inner
+                return self._refuse_envelope(inner, verdict.reason)
+            if verdict.kind is _Kind.ATTEMPT:
+                if attempt is not None:
+                    return self._refuse_envelope(inner, "two PIN commands in one ENVELOPE")
+                attempt = verdict.attempt
+        if len(envelopes.following(verdicts)) > ENVELOPE_STARTS:
+            return self._refuse_envelope(None, "too many commands in progress")
+        if attempt is not None:
+            if envelopes.pending is not None:
+                return self._refuse(attempt, None, "another attempt may wait in an ENVELOPE")
+            left = await self._tries_left(card, memory, attempt.counter)
+            if left is None or left <= self.keep:
+                return self._refuse(attempt, left, "ENVELOPE answered 6983 here")
+        answer = await card.transmit(apdu)
+        if any(instruction(inner.head) in _FORGETTING_INSTRUCTIONS for inner, _ in verdicts):
+            memory.counts.clear()
+        if answer != SW_SUCCESS:
+            envelopes.starts, envelopes.fresh = [], True
+            self._settle(memory, answer)
+            if attempt is not None:
+                memory.learn_from_answer(attempt.counter, answer)
+            return answer
+        envelopes.advance(verdicts)
+        if attempt is not None:
+            envelopes.pending = attempt.counter
+        return answer
+
+    @staticmethod
+    def _settle(memory: _CardMemory, answer: bytes) -> None:
+        """An ENVELOPE sequence ended with ``answer``: the attempt it may have held is done."""
+        pending = memory.envelopes.pending
+        if pending is not None:
+            memory.learn_from_answer(pending, answer)
+            memory.envelopes.pending = None
+
+    def _refuse_envelope(self, inner: _Inner | None, reason: str) -> bytes:
+        log.warning(
+            "vscclient.pin_guard",
+            ins="c2",
+            inner_ins=None if inner is None else _hex(instruction(inner.head)),
+            keep=self.keep,
+            action=f"{reason}: ENVELOPE answered 6983 without reaching the card",
+        )
+        return SW_BLOCKED
+
     async def _tries_left(
+        self, card: LocalCard, memory: _CardMemory, counter: Counter
+    ) -> int | None:
+        """The tries ``counter`` has left, less one an ENVELOPE sequence may still spend: on any
+        counter, since another class or channel may name the same PIN."""
+        left = await self._tries_left_on_card(card, memory, counter)
+        if left is not None and memory.envelopes.pending is not None:
+            return max(left - 1, 0)
+        return left
+
+    async def _tries_left_on_card(
         self, card: LocalCard, memory: _CardMemory, counter: Counter
     ) -> int | None:
         """The tries ``counter`` has left per the card, else per what the guard learned."""

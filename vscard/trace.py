@@ -1,15 +1,19 @@
 """APDUs as they may appear in logs: hex, with PIN-bearing command data masked.
 
 VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER and their ISO variants carry PINs and PUKs;
-their header stays visible (it says which reference was tried), their data never is.
+their header stays visible (it says which reference was tried), their data never is. ENVELOPE
+(``C2``/``C3``, ISO/IEC 7816-4:2013 §11.7.2) carries (a part of) another command, which may be
+one of those, or the middle of one with no header to tell: all of its data is masked.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-#: VERIFY (20, 21), CHANGE REFERENCE DATA (24, 25), RESET RETRY COUNTER (2C, 2D).
-SECRET_INSTRUCTIONS: Final = frozenset({0x20, 0x21, 0x24, 0x25, 0x2C, 0x2D})
+#: VERIFY (20, 21), CHANGE REFERENCE DATA (24, 25), RESET RETRY COUNTER (2C, 2D), ENVELOPE (C2,
+#: C3). The same numbers as :mod:`cacard.pin_commands`, which vscard does not import (a test
+#: compares them).
+SECRET_INSTRUCTIONS: Final = frozenset({0x20, 0x21, 0x24, 0x25, 0x2C, 0x2D, 0xC2, 0xC3})
 
 
 def apdu_trace(apdu: bytes) -> str:

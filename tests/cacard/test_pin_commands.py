@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from cacard.apdu import APDUFormatError, CommandAPDU
 from cacard.pin_commands import (
+    ENVELOPE_INSTRUCTIONS,
     PIN_INSTRUCTIONS,
     Counter,
     CounterKind,
@@ -113,7 +114,20 @@ def test_malformed_bytes_of_other_instructions_are_not_judged() -> None:
 
 
 def test_the_trace_masks_the_same_instructions() -> None:
-    assert SECRET_INSTRUCTIONS == PIN_INSTRUCTIONS
+    """vscard does not import cacard: its list is a copy, which must not drift."""
+    assert SECRET_INSTRUCTIONS == PIN_INSTRUCTIONS | ENVELOPE_INSTRUCTIONS
+
+
+@given(
+    ins=st.sampled_from(sorted(ENVELOPE_INSTRUCTIONS)),
+    inner=st.binary(min_size=1, max_size=300),
+    extended=st.booleans(),
+)
+def test_no_envelope_shows_its_data_in_a_trace(ins: int, inner: bytes, extended: bool) -> None:
+    """The data may be a VERIFY, or the middle of one with no header to tell."""
+    extended = extended or len(inner) > 255
+    apdu = CommandAPDU(0x00, ins, 0x00, 0x00, inner, extended=extended).to_bytes()
+    assert apdu_trace(apdu) == f"{apdu[:5].hex()}<{len(apdu) - 5} bytes masked>"
 
 
 @given(

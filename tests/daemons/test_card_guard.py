@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cacard import CardRequest, CardStore, generate_card
-from cacard.apdu import CommandAPDU
+from cacard.apdu import APDUFormatError, CommandAPDU, instruction
 from cacard.card import Card
-from daemons.card_guard import MEMORY_LIMIT, ApduPolicy, CardGuard, tries_left
+from daemons.card_guard import (
+    ENVELOPE_DEPTH,
+    ENVELOPE_STARTS,
+    MEMORY_LIMIT,
+    ApduPolicy,
+    CardGuard,
+    tries_left,
+)
 from daemons.emulated_cards import EmulatedCard
 from tests.cacard.cards import PIN, make_card, pin_state
 
@@ -289,5 +297,271 @@ def test_through_the_guard_a_counter_never_goes_below_keep(
         for apdu in commands:
             await guard.transmit(card, apdu)
             assert card.tries >= floor, apdu.hex()
+
+    asyncio.run(run())
+
+
+# -- ENVELOPE --------------------------------------------------------------------------------
+
+ENVELOPE_MODES = ["each", "length", "terminator"]
+
+
+class EnvelopeCard:
+    """A card that executes ENVELOPE (ISO/IEC 7816-4:2013 §11.7.2), which the emulated card does
+    not: the data goes on to ``card`` (strict or vicc-like lenient) as a command. ``mode``:
+    ``each`` executes each ENVELOPE's data alone; ``length`` gathers consecutive data until the
+    card's parser reads a whole command; ``terminator`` until an empty ENVELOPE. A part that does
+    not end a command is answered 9000; an ENVELOPE inside one is unwrapped alike with its own
+    buffer. Other commands leave the buffers alone (the worst case for the guard)."""
+
+    def __init__(self, card: InProcessCard, mode: str) -> None:
+        self.card = card
+        self.mode = mode
+        self.buffers: dict[int, bytes] = {}
+        self.executed: list[bytes] = []
+
+    @property
+    def atr(self) -> bytes:
+        return self.card.atr
+
+    def power_on(self) -> None:
+        self.card.power_on()
+
+    @property
+    def tries(self) -> int:
+        return self.card.tries
+
+    async def transmit(self, apdu: bytes) -> bytes:
+        return await self._run(apdu, 0)
+
+    async def _run(self, apdu: bytes, depth: int) -> bytes:
+        if instruction(apdu) != 0xC2 or depth > ENVELOPE_DEPTH + 2:
+            if depth:
+                self.executed.append(apdu)
+            return await self.card.transmit(apdu)
+        try:
+            data = CommandAPDU.from_bytes(apdu).data
+        except APDUFormatError:
+            return b"\x67\x00"
+        held = self.buffers.pop(depth, b"")
+        if not data:
+            return await self._run(held, depth + 1) if held else b"\x90\x00"
+        if self.mode == "each":
+            return await self._run(data, depth + 1)
+        held += data
+        if self.mode == "length":
+            try:
+                CommandAPDU.from_bytes(held)
+            except APDUFormatError:
+                pass
+            else:
+                return await self._run(held, depth + 1)
+        self.buffers[depth] = held
+        return b"\x90\x00"
+
+
+def envelope(data: bytes, cla: int = 0x00) -> bytes:
+    return CommandAPDU(cla, 0xC2, 0x00, 0x00, data, extended=len(data) > 255).to_bytes()
+
+
+def enveloped(mode: str, max_tries: int = 3, *, lenient: bool = False) -> EnvelopeCard:
+    return EnvelopeCard(in_process(max_tries, lenient=lenient), mode)
+
+
+END = envelope(b"")
+VERIFY_WRONG = bytes.fromhex("0020000008") + WRONG
+
+
+@pytest.mark.parametrize("mode", ENVELOPE_MODES)
+async def test_a_verify_in_an_envelope_is_judged_like_a_bare_one(mode: str) -> None:
+    card = enveloped(mode)
+    guard = CardGuard(keep=1)
+    answers = []
+    for _ in range(4):
+        answers.append((await guard.transmit(card, envelope(VERIFY_WRONG))).hex())
+        answers.append((await guard.transmit(card, END)).hex())
+    assert card.tries == 1
+    assert answers[-2:] == ["6983", "9000"]  # refused here; the sequence end holds nothing
+    assert "63c1" in answers  # the tries beyond keep were the guest's to spend
+
+
+@pytest.mark.parametrize("mode", ENVELOPE_MODES)
+async def test_a_verify_inside_an_envelope_inside_an_envelope_is_judged_too(mode: str) -> None:
+    card = enveloped(mode)
+    guard = CardGuard(keep=1)
+    for _ in range(4):
+        await guard.transmit(card, envelope(envelope(VERIFY_WRONG)))
+        await guard.transmit(card, END)
+        await guard.transmit(card, envelope(END))  # a terminator card executes it here
+        await guard.transmit(card, END)
+    assert card.tries == 1
+    too_deep = VERIFY_WRONG
+    for _ in range(ENVELOPE_DEPTH + 1):
+        too_deep = envelope(too_deep)
+    assert (await guard.transmit(enveloped(mode), too_deep)).hex() == "6983"
+
+
+@pytest.mark.parametrize("mode", ["length", "terminator"])
+@pytest.mark.parametrize("cut", [1, 2, 3, 5, 6, 7, 9])
+async def test_a_split_verify_is_refused_to_its_end(mode: str, cut: int) -> None:
+    card = enveloped(mode, max_tries=5)
+    guard = CardGuard(keep=1)
+    verify = CommandAPDU(0x00, 0x20, 0x00, 0x00, WRONG, extended=True).to_bytes()
+    parts = [envelope(verify[:cut]), envelope(verify[cut:12]), envelope(verify[12:]), END]
+    answers = [(await guard.transmit(card, part)).hex() for part in parts]
+    if cut not in (1, 5, 7):  # those first parts are whole (a status query) or a lone CLA
+        assert answers[:3] == ["6983"] * 3
+    assert card.tries == 5
+    assert not any(command[1:2] == b"\x20" and len(command) > 7 for command in card.executed)
+    # The sequence is over: the first part of a long SELECT reaches the card again.
+    first = bytes.fromhex("00A40400000007A000000079")
+    assert (await guard.transmit(card, envelope(first))).hex() == "9000"
+
+
+@pytest.mark.parametrize("mode", ENVELOPE_MODES)
+@pytest.mark.parametrize("lenient", [False, True])
+async def test_a_long_command_in_envelopes_passes_unchanged(mode: str, lenient: bool) -> None:
+    """T=0 sends an extended command in 255-byte parts; parts that look like PIN commands are
+    data here, and reach the card as such."""
+    data = bytearray(range(256)) * 3
+    command = bytearray(CommandAPDU(0x00, 0xDB, 0x3F, 0xFF, bytes(data), extended=True).to_bytes())
+    for offset in (255, 510):  # each later part starts with a wrong-PIN VERIFY
+        command[offset : offset + len(VERIFY_WRONG)] = VERIFY_WRONG
+    parts = [bytes(command[offset : offset + 255]) for offset in range(0, len(command), 255)]
+    card = enveloped(mode, lenient=lenient)
+    guard = CardGuard(keep=1)
+    answers = [(await guard.transmit(card, envelope(part))).hex() for part in parts]
+    if mode == "terminator":
+        answers.append((await guard.transmit(card, END)).hex())
+    assert card.tries == 3
+    if mode != "each":  # a card that takes each part alone rejects them (none is whole)
+        assert set(answers[:-1]) == {"9000"}
+        assert card.executed == [bytes(command)]
+
+
+async def test_a_status_query_in_an_envelope_cannot_grow_into_a_verify() -> None:
+    card = enveloped("terminator", max_tries=1)
+    guard = CardGuard(keep=1)
+    assert (await guard.transmit(card, envelope(bytes.fromhex("00200000")))).hex() == "9000"
+    assert (await guard.transmit(card, envelope(b"\x08" + WRONG))).hex() == "6983"
+    assert (await guard.transmit(card, END)).hex() == "63c1"  # the status query, executed
+    assert card.tries == 1
+
+
+@pytest.mark.parametrize("mode", ENVELOPE_MODES)
+async def test_a_header_split_before_its_instruction_is_followed(mode: str) -> None:
+    card = enveloped(mode, max_tries=1)
+    guard = CardGuard(keep=1)
+    await guard.transmit(card, envelope(b"\x00"))
+    answer = (await guard.transmit(card, envelope(VERIFY_WRONG[1:]))).hex()
+    await guard.transmit(card, END)
+    # A card that takes each ENVELOPE alone rejected the lone CLA; the others may join them.
+    assert answer == ("6700" if mode == "each" else "6983")
+    assert card.tries == 1
+
+
+@pytest.mark.parametrize("cla", [0x00, 0x01, 0x80])
+async def test_an_attempt_an_envelope_may_still_hold_counts_against_bare_ones(cla: int) -> None:
+    """Also on another channel or class, which may name the same PIN (found by the property
+    below)."""
+    card = enveloped("terminator")
+    guard = CardGuard(keep=1)
+    bare = bytes((cla,)) + VERIFY_WRONG[1:]
+    assert (await guard.transmit(card, envelope(VERIFY_WRONG))).hex() == "9000"  # held
+    assert (await guard.transmit(card, bare)).hex() == "63c2"
+    assert (await guard.transmit(card, bare)).hex() == "6983"  # 2 left, 1 held
+    assert (await guard.transmit(card, envelope(VERIFY_WRONG))).hex() == "6983"
+    assert (await guard.transmit(card, END)).hex() == "63c1"
+    assert card.tries == 1
+
+
+async def test_odd_envelope_is_not_supported_with_the_guard_on() -> None:
+    card = enveloped("each")
+    tlv = bytes((0x53, len(VERIFY_WRONG))) + VERIFY_WRONG
+    odd = CommandAPDU(0x00, 0xC3, 0x00, 0x00, tlv).to_bytes()
+    assert (await CardGuard(keep=1).transmit(card, odd)).hex() == "6d00"
+    assert (await CardGuard(keep=1).transmit(card, envelope(odd))).hex() == "6983"
+    assert card.executed == []
+
+
+async def test_a_malformed_envelope_is_answered_6700_here() -> None:
+    card = enveloped("each", max_tries=1, lenient=True)
+    malformed = bytes.fromhex("00C2000009") + VERIFY_WRONG[:8]
+    assert (await CardGuard(keep=1).transmit(card, malformed)).hex() == "6700"
+    assert card.executed == []
+
+
+async def test_what_the_guard_follows_of_envelopes_is_bounded() -> None:
+    card = enveloped("terminator")
+    guard = CardGuard(keep=1)
+    for index in range(200):
+        await guard.transmit(card, envelope(bytes((index % 7, 0x20, 0x20, 0x00, 0x80))))
+        await guard.transmit(card, envelope(b"\x00"))
+    assert len(guard._memory[card].envelopes.starts) <= ENVELOPE_STARTS
+    assert card.tries == 3
+
+
+def envelope_steps() -> st.SearchStrategy[list[bytes]]:
+    """A command from :func:`command_strategy`, bare or in ENVELOPEs: whole, nested, split at
+    any points (with or without empty ENVELOPEs after), split inside a nested ENVELOPE."""
+
+    wrong_pins = st.builds(
+        lambda cla, ins, data, le, extended: CommandAPDU(
+            cla, ins, 0x00, 0x00, data, le, extended=extended
+        ).to_bytes(),
+        st.sampled_from([0x00, 0x01, 0x10, 0x45, 0x80]),
+        st.sampled_from([0x20, 0x20, 0x24]),
+        st.sampled_from([WRONG, WRONG + RIGHT]),
+        st.none() | st.integers(1, 256),
+        st.booleans(),
+    )
+
+    def split(draw: st.DrawFn, command: bytes) -> list[bytes]:
+        # Cuts inside the header and its lengths are weighted: that is where a guard loses track.
+        last = max(len(command) - 1, 1)
+        cut = st.integers(1, min(8, last)) | st.integers(1, last)
+        bounds = [0, *sorted(draw(st.sets(cut, max_size=4))), len(command)]
+        return [command[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+    @st.composite
+    def steps(draw: st.DrawFn) -> list[bytes]:
+        command = draw(wrong_pins | command_strategy())
+        how = draw(st.sampled_from(["bare", "whole", "nested", "split", "split", "nested split"]))
+        ends = draw(st.sampled_from([[], [END], [END, END]]))
+        if how == "bare":
+            return [command]
+        if how == "whole":
+            return [envelope(command), *ends]
+        if how == "nested":
+            return [envelope(envelope(command)), END, envelope(END), *ends]
+        if how == "split":
+            return [*(envelope(part) for part in split(draw, command)), *ends]
+        # Each part ends its outer sequence, so that the inner one gathers the parts.
+        nested = [[envelope(envelope(part)), END] for part in split(draw, command)]
+        return [*itertools.chain.from_iterable(nested), envelope(END), END, *ends]
+
+    return steps()
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    keep=st.integers(1, 3),
+    max_tries=st.integers(1, 5),
+    lenient=st.booleans(),
+    mode=st.sampled_from(ENVELOPE_MODES),
+    steps=st.lists(envelope_steps(), min_size=1, max_size=12),
+)
+def test_through_envelopes_a_counter_never_goes_below_keep(
+    keep: int, max_tries: int, lenient: bool, mode: str, steps: list[list[bytes]]
+) -> None:
+    card = enveloped(max_tries=max_tries, mode=mode, lenient=lenient)
+    guard = CardGuard(keep=keep)
+    floor = min(keep, max_tries)
+
+    async def run() -> None:
+        for step in steps:
+            for apdu in step:
+                await guard.transmit(card, apdu)
+                assert card.tries >= floor, apdu.hex()
 
     asyncio.run(run())

@@ -97,3 +97,25 @@ async def test_with_the_guard_off_the_guest_blocks_the_card(card: Path) -> None:
         answers = await guest.send([ENCODINGS["extended VERIFY"]] * 4)
     assert answers == ["63c2", "63c1", "63c0", "6983"]
     assert CardStore(card).load_state().pin.tries_remaining == 0
+
+
+async def test_envelopes_reach_the_card_unless_they_carry_a_pin_the_guard_keeps(
+    card: Path,
+) -> None:
+    """Our card answers ENVELOPE 6D00, so what else the guest sees is the guard's answer."""
+    verify = "0020000008" + WRONG
+    async with guest_of(card) as guest:
+        answers = await guest.send(
+            [
+                "00C2000006" + "00CA7F680000",  # GET DATA in an ENVELOPE: the card's 6D00
+                "00C200000D" + verify,  # a wrong PIN in one, tries to spare: forwarded
+                verify,
+                verify,  # the last try beyond keep
+                "00C200000D" + verify,  # now the guard's
+                "00C2000003" + verify[:6],  # the first part of a split VERIFY
+                "00C200000A" + verify[6:],  # ... and the rest
+                "00C30000" + "0F530D" + verify,  # BER-TLV ENVELOPE: not read, not forwarded
+            ]
+        )
+    assert answers == ["6d00", "6d00", "63c2", "63c1", "6983", "6983", "6983", "6d00"]
+    assert CardStore(card).load_state().pin.tries_remaining == 1

@@ -1,4 +1,4 @@
-"""PINs never reach logs: VERIFY-family command data is masked in APDU traces."""
+"""PINs never reach logs: VERIFY-family and ENVELOPE command data is masked in APDU traces."""
 
 import pytest
 
@@ -22,3 +22,16 @@ def test_lazy_traces_render_only_when_written_and_mask_commands() -> None:
     verify = bytes.fromhex("0020008008") + b"12345678"
     assert repr(command_trace(verify)) == "0020008008<8 bytes masked>"
     assert str(response_trace(b"\x90\x00")) == "9000"
+
+
+def test_envelope_data_is_masked_whole_or_in_parts() -> None:
+    """ENVELOPE (ISO/IEC 7816-4 §11.7.2) may carry a VERIFY, or a part of one."""
+    verify = bytes.fromhex("0020008008") + b"12345678"
+    whole = bytes.fromhex("00C200000D") + verify
+    assert apdu_trace(whole) == "00c200000d<13 bytes masked>"
+    part = bytes.fromhex("00C2000006") + b"345678"
+    assert apdu_trace(part) == "00c2000006<6 bytes masked>"
+    assert repr(command_trace(bytes.fromhex("00C30000") + b"\x0f\x53\x0d" + verify)) == (
+        "00c300000f<15 bytes masked>"
+    )
+    assert apdu_trace(bytes.fromhex("00C20000")) == "00c20000"  # ends a sequence: no data
