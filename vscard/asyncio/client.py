@@ -360,7 +360,7 @@ async def connect(
         stream_reader, stream_writer = await asyncio.open_connection(
             host, port, ssl=ssl, server_hostname=server_hostname if ssl is not None else None
         )
-    set_nodelay(stream_writer)
+    set_nodelay(stream_writer, keepalive=True)
     client = Client(stream_reader, stream_writer, timeout=timeout, max_frame_size=max_frame_size)
     await client._handshake(reset=reset)
     return client

@@ -554,7 +554,7 @@ class Server:
         if streams is None:
             return
         stream_reader, stream_writer = streams
-        set_nodelay(stream_writer)
+        set_nodelay(stream_writer, keepalive=True)
         session = self._new_session(stream_reader, stream_writer)
         log.info("vscard.connection_opened", peer=peer, tls=self._ssl is not None)
         reading = asyncio.create_task(session._read_loop(), name=f"vscard-read-{peer}")
