@@ -55,6 +55,7 @@ from .rsa import UnsupportedKeyError
 from .sources import SourceError, credential, load_certificate, load_private_key, read_pkcs12
 from .stdio import StderrLogger, write_quietly
 from .store import CardStore, CredentialFiles, NewCard, StoreError, create
+from .version import add_version_option
 from .vpcd import VPCD_PORT, serve_vpcd
 
 log = structlog.get_logger(__name__)
@@ -110,6 +111,7 @@ def _configure_logging(verbosity: int) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cacard", description="A virtual CAC smart card.")
+    add_version_option(parser)
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="-v: events, -vv: APDU traces"
     )

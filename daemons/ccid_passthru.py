@@ -20,6 +20,7 @@ from ssl import SSLContext
 import structlog
 
 import vscard
+from cacard.version import add_version_option
 from ccid import CCIDDevice
 from ccid.configuration import ReaderConfiguration
 from ccid.usbip import DEFAULT_MAX_CONNECTIONS as USBIP_MAX_CONNECTIONS
@@ -194,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_version_option(parser)
     parser.add_argument(
         "--listen",
         type=listen_address(None),

@@ -23,6 +23,7 @@ import structlog
 import vscard
 from cacard.backends import Pkcs11Token
 from cacard.stdio import write_quietly
+from cacard.version import add_version_option
 from vscard.tls import client_context
 
 from . import event_loop
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_version_option(parser)
     parser.add_argument("host", help="the VSCard host (a name, IPv4 or IPv6 address)")
     parser.add_argument("port", help="its TCP port (or service name)")
     parser.add_argument(
