@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +51,7 @@ from .generate import (
 from .pin import DEFAULT_MAX_TRIES, DEFAULT_PIN, PinFormatError, PinState
 from .profile import card_id_from_certificate
 from .rsa import UnsupportedKeyError
+from .signals import on_stop_signals
 from .sources import SourceError, credential, load_certificate, load_private_key, read_pkcs12
 from .stdio import StderrLogger, write_quietly
 from .store import CardStore, CredentialFiles, NewCard, StoreError, create
@@ -354,10 +354,7 @@ def _serve_vpcd(args: argparse.Namespace) -> int:
         async def main() -> None:
             task = asyncio.current_task()
             assert task is not None
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, task.cancel)
-            with contextlib.suppress(asyncio.CancelledError):
+            with on_stop_signals(task.cancel), contextlib.suppress(asyncio.CancelledError):
                 await _serve(card, args.host, args.port, args.once)
 
         asyncio.run(main())

@@ -10,7 +10,8 @@ Layout (format version 1)::
       key-1.pem       the file names are whatever card.json says
       person-instance.tlv   content of a data object (SimpleTLV), if any
       ca.pem          (cacard new only) the test CA that issued the certificates
-      .lock           locked while a process serves the card
+      .lock           locked while a process serves the card (.lock.pid where neither
+                      flock nor msvcrt.locking exists: cacard.lockfile)
       .state.json.PID.tmp   state.json being written by process PID; left by a crash, it is
                             removed the next time a process takes the card and PID is gone
 
@@ -38,7 +39,6 @@ The PIN itself is never stored, only a salted PBKDF2 of it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -52,6 +52,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from . import lockfile
 from .applets.containers import DataObjectId
 from .atr import CAC_ATR, atr_problem
 from .card import Card, CardState
@@ -64,7 +65,7 @@ log = structlog.get_logger(__name__)
 
 CARD_FILE: Final = "card.json"
 STATE_FILE: Final = "state.json"
-LOCK_FILE: Final = ".lock"
+LOCK_FILE: Final = lockfile.LOCK_FILE
 CARD_FORMAT: Final = "cacard-card"
 STATE_FORMAT: Final = "cacard-state"
 VERSION: Final = 1
@@ -148,13 +149,8 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's
-    return True
+    # A platform that cannot tell (Windows) keeps the file: only a dead writer's may go.
+    return lockfile.process_exists(pid) is not False
 
 
 def _json_bytes(document: Mapping[str, Any]) -> bytes:
@@ -351,18 +347,16 @@ class CardStore:
 
         Two processes serving one card would each count PIN tries on their own.
         """
-        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
+        with contextlib.ExitStack() as held:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+                held.enter_context(lockfile.hold(self.path))
+            except lockfile.LockHeld as error:
+                detail = f" ({error})" if str(error) else ""
                 raise CardInUseError(
-                    "another process is serving this card", path=self.path
+                    f"another process is serving this card{detail}", path=self.path
                 ) from None
             self._remove_stale_temporaries()
             yield
-        finally:
-            os.close(fd)
 
     def _remove_stale_temporaries(self) -> None:
         """Remove the ``state.json`` temporaries of writers that died before their rename.

@@ -7,6 +7,7 @@ which is also the reader id our own ``ccid-passthru`` assigns; QEMU calls every 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 from collections.abc import Callable
@@ -123,22 +124,27 @@ class Console:
 
 
 def stdin_lines(
-    loop: asyncio.AbstractEventLoop, stream: TextIO = sys.stdin
+    loop: asyncio.AbstractEventLoop, stream: TextIO | None = sys.stdin
 ) -> asyncio.Queue[str | None]:
     """Lines from ``stream``, read by a daemon thread; None marks end of file.
 
-    A thread, because stdin may be a terminal, a pipe or /dev/null (which asyncio cannot watch),
-    and a daemon one, because a read blocked on a terminal must not hold up exit.
+    A thread, because no loop can watch every stdin: asyncio's cannot watch /dev/null, and on
+    Windows neither a console nor a pipe (the Proactor has no ``add_reader``, select takes
+    sockets only). A daemon one, because a read blocked on a terminal must not hold up exit.
+    No stream (``pythonw``, some Windows services) reads as an empty one.
     """
     lines: asyncio.Queue[str | None] = asyncio.Queue(16)
 
     def read() -> None:
         try:
-            for line in stream:
+            for line in stream or ():
                 asyncio.run_coroutine_threadsafe(lines.put(line), loop).result()
         except (OSError, ValueError):  # a terminal that went away (EIO), a closed stream
             pass
-        asyncio.run_coroutine_threadsafe(lines.put(None), loop)
+        except RuntimeError:  # the loop closed: nobody reads on
+            return
+        with contextlib.suppress(RuntimeError):  # end of file after the loop closed
+            asyncio.run_coroutine_threadsafe(lines.put(None), loop)
 
     threading.Thread(target=read, name="vscclient-stdin", daemon=True).start()
     return lines

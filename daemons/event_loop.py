@@ -4,6 +4,9 @@ uvloop moves the loop, the sockets and the transports into C (libuv); our protoc
 unchanged, and ``benchmarks/`` measures the gain (docs/benchmarks.md: 1.5-1.8x on round trips).
 ``VSCARD_EVENT_LOOP`` chooses: ``auto`` (the default: uvloop when installed, the ``fast`` extra),
 ``uvloop`` (an error when it is not installed) or ``asyncio`` (the standard loop).
+uvloop does not exist for Windows: there ``auto`` takes asyncio's default, the Proactor loop,
+which has everything the daemons use (TCP, TLS, threads) and lacks what they avoid
+(``add_reader``, ``add_signal_handler``: see :mod:`daemons.console`, :mod:`cacard.signals`).
 
 uvloop was opt-in while TLS stalled on it: ccid-passthru upgraded each accepted connection with
 ``StreamWriter.start_tls``, and uvloop starts reading a connection as soon as it is accepted, so

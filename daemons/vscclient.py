@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -22,6 +21,7 @@ import structlog
 
 import vscard
 from cacard.backends import Pkcs11Token
+from cacard.signals import on_stop_signals
 from cacard.stdio import write_quietly
 from cacard.version import add_version_option
 from vscard.tls import client_context
@@ -378,10 +378,10 @@ class Daemon:
         self._stop.set()
 
     async def run(self, *, read_stdin: bool = True) -> int:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self._stop.set)
+        with on_stop_signals(self._stop.set):  # a clean stop: the host sees cards go
+            return await self._run(read_stdin)
+
+    async def _run(self, read_stdin: bool) -> int:
         await add_emulated_readers(self.plan, self.mirror, self._cards)
         if self.plan.pcsc is not None:
             log.info("vscclient.pcsc_readers", name=self.plan.pcsc or "(all)")
@@ -408,7 +408,7 @@ class Daemon:
 
     async def _read_console(self) -> None:
         lines = stdin_lines(asyncio.get_running_loop())
-        interactive = sys.stdin.isatty()
+        interactive = sys.stdin is not None and sys.stdin.isatty()
         while True:
             if interactive:
                 sys.stdout.write("> ")

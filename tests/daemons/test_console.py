@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+
 import pytest
 
-from daemons.console import Command, Console, parse_command
+from daemons.console import Command, Console, parse_command, stdin_lines
 from daemons.local_readers import HostMirror
 
 
@@ -73,3 +76,11 @@ async def test_debug_exit_and_quit() -> None:
     assert screen.debug == [3]
     await console.execute("quit")
     assert screen.exited
+
+
+async def test_stdin_lines_end_with_none_and_no_stdin_reads_as_empty() -> None:
+    """A Windows service or ``pythonw`` has no stdin at all (None): the console just ends."""
+    loop = asyncio.get_running_loop()
+    lines = stdin_lines(loop, io.StringIO("list\nexit\n"))
+    assert [await lines.get() for _ in range(3)] == ["list\n", "exit\n", None]
+    assert await stdin_lines(loop, None).get() is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import sys
 
 import pytest
 
@@ -35,3 +36,10 @@ def test_an_unknown_choice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VSCARD_EVENT_LOOP", "trio")
     with pytest.raises(ValueError, match="VSCARD_EVENT_LOOP='trio'"):
         event_loop.loop_factory()
+
+
+def test_without_uvloop_auto_takes_asyncios_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on Windows, where uvloop does not exist."""
+    monkeypatch.setitem(sys.modules, "uvloop", None)
+    monkeypatch.setenv("VSCARD_EVENT_LOOP", "auto")
+    assert event_loop.run(running_loop_name()) == "asyncio"
