@@ -2,7 +2,7 @@
 
 The layers, bottom up:
 
-- :class:`CommandAPDU`, :class:`Response`, :class:`StatusWord` (:mod:`cacard.apdu`) and
+- :class:`CommandAPDU`, :class:`Response`, :class:`StatusWord` (:mod:`cardfloor.iso7816.apdu`) and
   SimpleTLV (:mod:`cacard.tlv`): the wire formats.
 - :class:`Card`: ATR, power, logical channels, GET RESPONSE chaining; its pure
   ``transmit(apdu) -> response`` never raises. The applets (:mod:`cacard.applets`) and the PIN
@@ -17,7 +17,12 @@ The layers, bottom up:
 - :func:`serve_vpcd`: the card served to a local pcscd through vsmartcard's vpcd.
 """
 
-from .apdu import CommandAPDU, Response, StatusWord
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cardfloor.iso7816.apdu import CommandAPDU, Response, StatusWord
+
 from .atr import CAC_ATR, CAC_ATR_T1
 from .backends import (
     Backend,
@@ -33,7 +38,21 @@ from .keys import CardKey, Credential, KeyOperationError
 from .pin import PinState
 from .profile import CardProfile, ProfileError, new_card
 from .store import CardInUseError, CardStore, StoreError
-from .vpcd import VpcdConnection, serve_vpcd
+
+if TYPE_CHECKING:
+    from .vpcd import VpcdConnection, serve_vpcd
+
+
+def __getattr__(name: str) -> object:
+    # The vpcd bridge is an asyncio server: loaded on first use, so that the card imports alone.
+    if name not in ("VpcdConnection", "serve_vpcd"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import vpcd
+
+    value = getattr(vpcd, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CAC_ATR",

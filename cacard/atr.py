@@ -26,11 +26,9 @@ dual CAC"), and PIV probes the card either way and gets clean failures.
 
 from __future__ import annotations
 
-from functools import reduce
-from operator import xor
 from typing import Final
 
-from vscard.atr import atr_problem as structure_problem
+from cardfloor.iso7816.atr import ATRFormatError, parse_atr
 
 #: libcacard's CAC ATR: TA1 18, TB1 00, TC1 00, T=0 only, historical bytes "sfte cd144".
 CAC_ATR: Final = bytes.fromhex("3B7A18000073667465206364313434")
@@ -38,8 +36,6 @@ CAC_ATR: Final = bytes.fromhex("3B7A18000073667465206364313434")
 CAC_ATR_T1: Final = bytes.fromhex("3BFA1800008031FE4573667465206364313434FA")
 #: The ATRs known by name (``cacard new --atr NAME``).
 NAMED_ATRS: Final = {"cac": CAC_ATR, "cac-t1": CAC_ATR_T1}
-#: T=15 in a TDi announces global interface bytes, not a transmission protocol.
-_GLOBAL_BYTES: Final = 15
 
 
 class ATRError(ValueError):
@@ -52,50 +48,35 @@ class ATRError(ValueError):
         self.value = value
 
 
-def _layout(atr: bytes) -> tuple[tuple[int, ...], int]:
-    """The T of every TDi, in order, and the offset of the first historical byte.
-
-    ``atr`` must have passed :func:`vscard.atr.atr_problem`.
-    """
-    announced: list[int] = []
-    presence = atr[1] >> 4
-    index = 1  # the byte that announced ``presence``: T0, then each TDi
-    while presence:
-        index += bin(presence).count("1")
-        if not presence & 0x8:
-            break
-        announced.append(atr[index] & 0x0F)
-        presence = atr[index] >> 4
-    return tuple(announced), index + 1
-
-
 def protocols(atr: bytes) -> tuple[int, ...]:
-    """The protocols ``atr`` offers, in its order (T=0 alone when it has no TD1)."""
-    announced, _ = _layout(atr)
-    offered = tuple(dict.fromkeys(t for t in announced if t != _GLOBAL_BYTES))
-    return offered or (0,)
+    """The protocols ``atr`` offers, in its order (T=0 alone when it has no TD1).
+
+    ``atr`` must have passed :func:`atr_problem`.
+    """
+    return parse_atr(atr).transmission_protocols
 
 
 def atr_problem(atr: bytes) -> str | None:
     """Why a card must not have ``atr``, or None when it may.
 
-    The structure must be whole (:func:`vscard.atr.atr_problem`, the check a VSCard host
-    applies), and when anything but T=0 is announced the check byte TCK must be there and make
-    the XOR of T0..TCK zero (ISO/IEC 7816-3 §8.2.5).
+    The structure must be whole (:func:`cardfloor.iso7816.atr.parse_atr`: at most 33 bytes,
+    every byte T0 and the TDi announce), and when anything but T=0 is announced the check byte
+    TCK must be there and make the XOR of T0..TCK zero (ISO/IEC 7816-3 §8.2.5).
     """
-    if (problem := structure_problem(atr)) is not None:
-        return problem
-    announced, historical = _layout(atr)
-    if all(t == 0 for t in announced):
+    try:
+        parsed = parse_atr(atr)
+    except ATRFormatError as error:
+        return error.reason
+    if not parsed.needs_tck:
         return None
-    tck_offset = historical + (atr[1] & 0x0F)
-    if len(atr) <= tck_offset:
+    if parsed.tck is None:
         return "an ATR that announces a protocol other than T=0 needs a TCK byte"
-    if reduce(xor, atr[1 : tck_offset + 1]) != 0:
-        expected = reduce(xor, atr[1:tck_offset], 0)
-        return f"TCK=0x{atr[tck_offset]:02X} is wrong, 0x{expected:02X} makes T0..TCK XOR to 0"
-    if len(atr) > tck_offset + 1:
-        return f"{len(atr) - tck_offset - 1} bytes follow TCK"
+    if parsed.tck != parsed.tck_expected:
+        return (
+            f"TCK=0x{parsed.tck:02X} is wrong, 0x{parsed.tck_expected:02X} makes T0..TCK XOR to 0"
+        )
+    if parsed.trailing:
+        return f"{len(parsed.trailing)} bytes follow TCK"
     return None
 
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-import structlog
+from cardfloor.log import get_logger
 
 from .atr import CAC_ATR
 from .card import Card
@@ -53,7 +53,7 @@ from .profile import CardProfile, ProfileError, card_id_from_certificate, new_ca
 from .rsa import UnsupportedKeyError
 from .store import CardStore, StoreError
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 __all__ = [
     "Backend",

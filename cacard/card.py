@@ -26,11 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import structlog
-
-from vscard.trace import apdu_trace
-
-from .apdu import (
+from cardfloor.iso7816.apdu import (
     SHORT_MAX,
     APDUFormatError,
     CommandAPDU,
@@ -40,20 +36,26 @@ from .apdu import (
     status,
     success,
 )
+from cardfloor.iso7816.instructions import (
+    INS_CHANGE_REFERENCE_DATA,
+    INS_GET_CHALLENGE,
+    INS_GET_RESPONSE,
+    INS_MANAGE_CHANNEL,
+    INS_SELECT,
+    INS_VERIFY,
+    P1_SELECT_BY_AID,
+)
+from cardfloor.iso7816.trace import apdu_trace
+from cardfloor.log import get_logger
+
 from .applets.applet import Applet, Selection
 from .applets.pki import INS_PRIVATE_KEY_OPERATION
 from .atr import CAC_ATR as CAC_ATR
 from .pin import SALT_SIZE, Pin, PinState
-from .pin_commands import INS_CHANGE_REFERENCE_DATA, INS_VERIFY
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 CHANNELS: Final = 4
-INS_SELECT: Final = 0xA4
-INS_GET_RESPONSE: Final = 0xC0
-INS_GET_CHALLENGE: Final = 0x84
-INS_MANAGE_CHANNEL: Final = 0x70
-P1_SELECT_BY_AID: Final = 0x04
 _SLOW_INSTRUCTIONS: Final = frozenset(
     (INS_PRIVATE_KEY_OPERATION, INS_VERIFY, INS_CHANGE_REFERENCE_DATA)
 )

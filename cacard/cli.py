@@ -27,8 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-import structlog
 from cryptography import x509
+
+from cardfloor.log import get_logger
 
 from .applets.pki import MAX_PKI_APPLETS
 from .atr import CAC_ATR, NAMED_ATRS, ATRError, atr_from_name, protocols
@@ -53,12 +54,12 @@ from .profile import card_id_from_certificate
 from .rsa import UnsupportedKeyError
 from .signals import on_stop_signals
 from .sources import SourceError, credential, load_certificate, load_private_key, read_pkcs12
-from .stdio import StderrLogger, write_quietly
+from .stdio import configure_logging, write_quietly
 from .store import CardStore, CredentialFiles, NewCard, StoreError, create
 from .version import add_version_option
 from .vpcd import VPCD_PORT, serve_vpcd
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: OpenSC's labels for PKI applets 0, 1, 2; the rest are "CAC Cert N".
 OPENSC_LABELS: Final = (
@@ -72,7 +73,7 @@ RETRY_MAX: Final = 5.0
 
 
 def _say(line: str) -> None:
-    """Write a line for the user (the CLI's output; logs go to stderr through structlog)."""
+    """Write a line for the user (the CLI's output; logs go to stderr)."""
     write_quietly(sys.stdout, line + "\n")
 
 
@@ -103,10 +104,7 @@ def _atr(text: str) -> bytes:
 
 def _configure_logging(verbosity: int) -> None:
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=lambda *_: StderrLogger(),
-    )
+    configure_logging(level)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import structlog
 from asn1crypto import pkcs12 as asn1_pkcs12
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -39,10 +38,11 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from cacard.keys import Credential
 from cacard.rsa import SoftwareKey
+from cardfloor.log import get_logger
 
 __all__ = ["DEFAULT_DB", "HOST_PACKAGES", "NssCard", "NssError", "load_nss"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Debian packages this module runs: ``certutil`` and ``pk12util``.
 HOST_PACKAGES: Final = ("libnss3-tools",)

@@ -20,12 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Final
 
-import structlog
+from cardfloor.iso7816.apdu import CommandAPDU, Response, StatusWord, status, verification_failed
+from cardfloor.iso7816.instructions import P1_RESET_STATUS
+from cardfloor.log import get_logger
 
-from .apdu import CommandAPDU, Response, StatusWord, status, verification_failed
-from .pin_commands import P1_RESET_STATUS
-
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: libcacard's test PIN, and the default of ``cacard new``.
 DEFAULT_PIN: Final = "77777777"

@@ -19,10 +19,12 @@ ignores chaining takes it as a whole command.
 ENVELOPE (``C2``/``C3``, ISO/IEC 7816-4:2013 §11.7.2) carries a command APDU, or a part of one,
 in its data; a card that supports it (and the T=0 transport of extended lengths, ISO/IEC 7816-3
 §12.2) executes the inner command, so its data may hold a PIN too. This card does not implement
-it; the guard judges the inner command (:data:`ENVELOPE_INSTRUCTIONS`).
+it; the guard judges the inner command
+(:data:`~cardfloor.iso7816.instructions.ENVELOPE_INSTRUCTIONS`).
 
-The card (:mod:`cacard.card`, :mod:`cacard.pin`) dispatches on these instruction constants; the
-PIN guard of ``vscclient`` (:mod:`daemons.card_guard`) judges commands with
+The instructions are :mod:`cardfloor.iso7816.instructions`'s, the parser
+:mod:`cardfloor.iso7816.apdu`'s. The card (:mod:`cacard.card`, :mod:`cacard.pin`) dispatches on
+those constants; the PIN guard of ``vscclient`` (:mod:`daemons.card_guard`) judges commands with
 :func:`pin_attempt`.
 """
 
@@ -32,42 +34,24 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
-from .apdu import CommandAPDU, instruction
+from cardfloor.iso7816.apdu import CommandAPDU, instruction, plain_class
 
-INS_VERIFY: Final = 0x20
-INS_VERIFY_ODD: Final = 0x21
-INS_CHANGE_REFERENCE_DATA: Final = 0x24
-INS_CHANGE_REFERENCE_DATA_ODD: Final = 0x25
-INS_RESET_RETRY_COUNTER: Final = 0x2C
-INS_RESET_RETRY_COUNTER_ODD: Final = 0x2D
-#: Every instruction that may compare a PIN or PUK with the card's reference data.
-PIN_INSTRUCTIONS: Final = frozenset(
-    {
-        INS_VERIFY,
-        INS_VERIFY_ODD,
-        INS_CHANGE_REFERENCE_DATA,
-        INS_CHANGE_REFERENCE_DATA_ODD,
-        INS_RESET_RETRY_COUNTER,
-        INS_RESET_RETRY_COUNTER_ODD,
-    }
+# Until daemons.card_guard imports them from the floor (its owner's change is in progress).
+from cardfloor.iso7816.instructions import INS_ENVELOPE as INS_ENVELOPE
+from cardfloor.iso7816.instructions import INS_ENVELOPE_ODD as INS_ENVELOPE_ODD
+from cardfloor.iso7816.instructions import (
+    INS_RESET_RETRY_COUNTER,
+    INS_RESET_RETRY_COUNTER_ODD,
+    INS_VERIFY,
+    INS_VERIFY_ODD,
+    P1_RESET_STATUS,
+    PIN_INSTRUCTIONS,
 )
-#: ENVELOPE: the data is (a part of) a command APDU; odd: the same wrapped in BER-TLV.
-INS_ENVELOPE: Final = 0xC2
-INS_ENVELOPE_ODD: Final = 0xC3
-ENVELOPE_INSTRUCTIONS: Final = frozenset({INS_ENVELOPE, INS_ENVELOPE_ODD})
+
 _VERIFY: Final = frozenset({INS_VERIFY, INS_VERIFY_ODD})
 _RESET_RETRY_COUNTER: Final = frozenset({INS_RESET_RETRY_COUNTER, INS_RESET_RETRY_COUNTER_ODD})
-#: VERIFY P1 of ISO/IEC 7816-4:2013: reset the verification status of the reference.
-P1_RESET_STATUS: Final = 0xFF
 #: RESET RETRY COUNTER P1 values whose data holds no resetting code (new data only, or none).
 _RRC_WITHOUT_RESETTING_CODE: Final = frozenset({0x02, 0x03})
-
-#: CLA bit 5 of the interindustry classes: more chunks of this command follow.
-CLA_CHAINING: Final = 0x10
-_FIRST_INTERINDUSTRY_PLAIN: Final = 0x03  # keep the channel; drop chaining and secure messaging
-_FURTHER_INTERINDUSTRY_PLAIN: Final = 0x4F
-_FURTHER_INTERINDUSTRY: Final = 0x40
-_PROPRIETARY: Final = 0x80
 
 
 class CounterKind(enum.Enum):
@@ -113,33 +97,17 @@ class PinAttempt:
     chained: bool
 
 
-def plain_class(cla: int) -> int:
-    """The class byte to ask about ``cla``'s counters with: the same class and channel,
-    without chaining or secure messaging. A proprietary class is kept whole: its bits are the
-    card's own."""
-    if cla >= _PROPRIETARY:
-        return cla
-    if cla >= _FURTHER_INTERINDUSTRY:
-        return cla & _FURTHER_INTERINDUSTRY_PLAIN
-    return cla & _FIRST_INTERINDUSTRY_PLAIN
-
-
-def is_chained(cla: int) -> bool:
-    """Whether ``cla`` says more chunks of the command follow (interindustry classes only)."""
-    return cla < _PROPRIETARY and bool(cla & CLA_CHAINING)
-
-
 def pin_attempt(raw: bytes) -> PinAttempt | None:
     """The try ``raw`` may spend, or None when it spends none.
 
-    Raise :class:`~cacard.apdu.APDUFormatError` when ``raw`` has a PIN instruction but lengths
-    the card's parser rejects: a lenient card may still take it as that command, so it must
-    not be forwarded unjudged.
+    Raise :class:`~cardfloor.iso7816.apdu.APDUFormatError` when ``raw`` has a PIN instruction
+    but lengths the card's parser rejects: a lenient card may still take it as that command,
+    so it must not be forwarded unjudged.
     """
     if instruction(raw) not in PIN_INSTRUCTIONS:
         return None
     command = CommandAPDU.from_bytes(raw)
-    chained = is_chained(command.cla)
+    chained = command.chained
     kind = CounterKind.REFERENCE
     if command.ins in _VERIFY:
         if not command.data and not chained:

@@ -33,13 +33,13 @@ from types import TracebackType
 from typing import Any, Final, Protocol, Self, cast
 
 import pkcs11
-import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pkcs11 import Attribute, CertificateType, KeyType, Mechanism, ObjectClass, TokenFlag
 
 from cacard.keys import Credential, KeyOperationError
 from cacard.rsa import UnsupportedKeyError, check_rsa_key_size, require_rsa, type1_payload
+from cardfloor.log import get_logger
 
 __all__ = [
     "HOST_PACKAGES",
@@ -50,7 +50,7 @@ __all__ = [
     "open_token",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Debian packages for the token the tests use; a hardware token brings its own module.
 HOST_PACKAGES: Final = ("softhsm2",)

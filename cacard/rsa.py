@@ -32,12 +32,12 @@ import weakref
 from collections.abc import Callable
 from typing import Final
 
-import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from cacard.keys import KeyOperationError
+from cardfloor.log import get_logger
 
 __all__ = [
     "HOST_PACKAGES",
@@ -51,7 +51,7 @@ __all__ = [
     "type1_payload",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Debian packages this module uses when present: the system libcrypto for the raw path.
 HOST_PACKAGES: Final = ("libssl3",)

@@ -21,11 +21,11 @@ import socket
 import struct
 from typing import Final
 
-import structlog
+from cardfloor.log import get_logger
 
 from .card import Card
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: vpcd's port for its first slot; the second slot's is the next one.
 VPCD_PORT: Final = 35963

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
-from vscard.frozen import slot_setters
+from cardfloor.frozen import slot_setters
 
 from .constants import (
     DEFAULT_MAX_MESSAGE_LENGTH,
@@ -190,7 +190,7 @@ _COMMAND_PARSERS: Final[dict[int, _CommandParser]] = {
 }
 
 
-# XfrBlocks (every APDU) are built without PC_to_RDR_XfrBlock.__init__ (see vscard.frozen):
+# XfrBlocks (every APDU) are built without PC_to_RDR_XfrBlock.__init__ (see cardfloor.frozen):
 # everything __post_init__ checks is guaranteed by the wire (bSlot, bSeq and bBWI are bytes,
 # wLevelParameter two bytes, dwLength a u32).
 _new: Final = object.__new__

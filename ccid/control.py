@@ -13,7 +13,7 @@ import enum
 import struct
 from typing import Final
 
-import structlog
+from cardfloor.log import get_logger
 
 from .constants import ClassRequest
 from .descriptors import (
@@ -26,7 +26,7 @@ from .descriptors import (
 from .reader import Reader
 from .usb import SetupPacket, Stall
 
-log = structlog.get_logger("ccid.control")
+log = get_logger("ccid.control")
 
 
 class StandardRequest(enum.IntEnum):

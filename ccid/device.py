@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import ClassVar
 
-import structlog
+from cardfloor.log import get_logger
 
 from .card import Card
 from .configuration import ReaderConfiguration
@@ -27,7 +27,7 @@ from .reader import Reader
 from .slot import SlotState
 from .usb import DeviceSummary, SetupPacket, Stall
 
-log = structlog.get_logger("ccid.device")
+log = get_logger("ccid.device")
 
 
 class CCIDDevice:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from .atr import AnswerToReset
+from cardfloor.iso7816.atr import AnswerToReset
 
 #: abProtocolDataStructure sizes: T=0 has 5 bytes, T=1 has 7.
 STRUCTURE_SIZE: Final = {0: 5, 1: 7}

@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
-from .atr import AnswerToReset
+from cardfloor.iso7816.atr import AnswerToReset
+
 from .constants import ICCStatus
 from .parameters import ProtocolParameters
 

@@ -92,7 +92,7 @@ class UsbDevice(Protocol):
     A device may also have a class attribute ``start_inline = True``: a promise that its
     coroutines do not use :func:`asyncio.current_task` (``asyncio.timeout``,
     ``asyncio.TaskGroup``) before their first wait. A transport then starts each transfer inline
-    and makes a task of it only if it waits (:mod:`vscard.asyncio.eager`); without it, each
+    and makes a task of it only if it waits (:mod:`cardfloor.aio.eager`); without it, each
     transfer is a task from the start.
     """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import structlog
 
-from vscard.trace import command_trace, response_trace
+from cardfloor.iso7816.trace import command_trace, response_trace
 
 from .local_readers import LocalCard
 

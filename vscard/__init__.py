@@ -7,10 +7,15 @@ The layers, bottom up:
 - :class:`HostConnection` (the side that uses cards, like QEMU's ccid-card-passthru) and
   :class:`ClientConnection` (the side that owns them, like vscclient): protocol behaviour,
   bytes in, events and bytes out, no I/O.
-- :func:`connect` and :func:`serve`: asyncio adapters.
+- :func:`connect` and :func:`serve`: asyncio adapters, loaded on first use (as websockets
+  does): ``import vscard`` costs the sans-IO layers only, no asyncio, no ssl.
 """
 
-from .asyncio import APDUHandler, Client, Reader, Server, Session, SessionHandler, connect, serve
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Final
+
 from .atr import atr_problem
 from .client import ClientConnection
 from .codec import Decoder, encode
@@ -67,6 +72,37 @@ from .messages import (
     ReaderAdd,
     ReaderRemove,
 )
+
+if TYPE_CHECKING:
+    from .asyncio import (
+        APDUHandler,
+        Client,
+        Reader,
+        Server,
+        Session,
+        SessionHandler,
+        connect,
+        serve,
+    )
+
+#: The asyncio adapters' names and the module that defines each.
+_LAZY: Final = dict.fromkeys(
+    ("APDUHandler", "Client", "Reader", "connect"), ".asyncio.client"
+) | dict.fromkeys(("Server", "Session", "SessionHandler", "serve"), ".asyncio.server")
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "APDU",

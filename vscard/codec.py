@@ -6,9 +6,10 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
+from cardfloor.frozen import slot_setters
+
 from .constants import HEADER_SIZE, MAX_FRAME_SIZE, VSCARD_MAGIC, ErrorCode, MessageType
 from .errors import ProtocolError
-from .frozen import slot_setters
 from .messages import (
     APDU,
     ATR,
@@ -109,7 +110,7 @@ def _decode_flush_complete(reader_id: int, _payload: bytes) -> FlushComplete:
     return FlushComplete(reader_id)
 
 
-# APDU frames are built without APDU.__init__ (see vscard.frozen): everything __post_init__
+# APDU frames are built without APDU.__init__ (see cardfloor.frozen): everything __post_init__
 # checks is already guaranteed by the wire (reader_id is a u32 read from the header).
 _new: Final = object.__new__
 _set_apdu_reader_id, _set_apdu_data = slot_setters(APDU, ("reader_id", "data"))

@@ -14,7 +14,8 @@ import enum
 from collections.abc import Sequence
 from typing import Final
 
-from ..apdu import CommandAPDU, Response, StatusWord, status, success
+from cardfloor.iso7816.apdu import CommandAPDU, Response, StatusWord, status, success
+
 from ..tlv import TLV, encode
 from .acr import ACR_TABLE, AMP_PIN, ObjectRules
 from .applet import ACA_AID, RID_GSC_IS, CardServices, Selection

@@ -13,7 +13,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from ..apdu import CommandAPDU, Response
+from cardfloor.iso7816.apdu import CommandAPDU, Response
+
 from ..tlv import ber_tlv
 
 #: GSC-IS registered application provider identifiers.

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
-from ..apdu import (
+from cardfloor.iso7816.apdu import (
     CommandAPDU,
     Response,
     StatusWord,
@@ -23,14 +23,18 @@ from ..apdu import (
     success,
     wrong_le,
 )
-from ..pin_commands import INS_CHANGE_REFERENCE_DATA, INS_VERIFY
+from cardfloor.iso7816.instructions import (
+    INS_CHANGE_REFERENCE_DATA,
+    INS_GET_CHALLENGE,
+    INS_MANAGE_CHANNEL,
+    INS_SELECT,
+    INS_VERIFY,
+)
+
 from ..tlv import TLV, encode, split_buffers
 from .acr import ACRID, APPLET_WIDE, AccessRule, ObjectRules
 from .applet import Applet, CardServices, Selection
 
-INS_SELECT: Final = 0xA4
-INS_GET_CHALLENGE: Final = 0x84
-INS_MANAGE_CHANNEL: Final = 0x70
 INS_READ_BUFFER: Final = 0x52
 INS_UPDATE_BUFFER: Final = 0x58
 INS_GET_PROPERTIES: Final = 0x56

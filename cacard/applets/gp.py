@@ -9,14 +9,15 @@ from typing import Final
 
 from asn1crypto.core import ObjectIdentifier
 
-from ..apdu import CommandAPDU, Response, StatusWord, status, success
+from cardfloor.iso7816.apdu import CommandAPDU, Response, StatusWord, status, success
+from cardfloor.iso7816.instructions import INS_GET_DATA
+
 from ..tlv import ber_tlv
 from .applet import Applet, CardServices, Selection
 
 GP_AID: Final = bytes.fromhex("A0000000030000")
 #: The Issuer Security Domain AID its FCI names (the 8-byte form of the card manager AID).
 ISD_AID: Final = bytes.fromhex("A000000003000000")
-INS_GET_DATA: Final = 0xCA
 TAG_CPLC: Final = 0x9F7F
 TAG_CARD_DATA: Final = 0x0066
 TAG_CARD_RECOGNITION_DATA: Final = 0x73

@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 from typing import Final
 
-from ..apdu import CommandAPDU, Response, StatusWord, status, success
+from cardfloor.iso7816.apdu import CommandAPDU, Response, StatusWord, status, success
+from cardfloor.iso7816.instructions import INS_GET_DATA
+
 from ..tlv import ber_tlv
 from .applet import Applet, CardServices, Selection
 
 #: ``A0 00 00 03 97`` (Microsoft) + "CID_" + 01 00.
 MSFT_AID: Final = bytes.fromhex("A0000003974349445F0100")
-INS_GET_DATA: Final = 0xCA
 TAG_CARD_ID: Final = 0x7F68
 CARD_ID_SIZE: Final = 16
 

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from typing import Final
 
-import structlog
 from cryptography.hazmat.primitives import serialization
 
-from ..apdu import CommandAPDU, Response, StatusWord, status, success
+from cardfloor.iso7816.apdu import CommandAPDU, Response, StatusWord, status, success
+from cardfloor.log import get_logger
+
 from ..keys import Credential, KeyOperationError
 from ..tlv import TLV
 from .acr import ACRID, AccessRule
 from .applet import ACA_AID, RID_GSC_IS, CardServices, Selection
 from .cac import CACApplet, CardObject, PropertiesTag
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 INS_PRIVATE_KEY_OPERATION: Final = 0x42
 P1_MORE_FOLLOWS: Final = 0x80

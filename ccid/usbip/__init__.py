@@ -7,10 +7,15 @@ The layers, bottom up:
   :class:`ReplyDecoder`: the wire format.
 - :class:`ServerConnection` (the exporter) and :class:`ClientConnection` (the importer):
   protocol behaviour, URB bookkeeping and unlink races, bytes in, events and bytes out, no I/O.
-- :func:`serve` and :func:`import_device` / :func:`list_devices`: asyncio adapters.
+- :func:`serve` and :func:`import_device` / :func:`list_devices`: asyncio adapters, loaded on
+  first use: ``import ccid.usbip`` costs the sans-IO layers only.
 """
 
-from .client import URB, Client, import_device, list_devices
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Final
+
 from .client_connection import ClientConnection, ClientState
 from .codec import (
     DEFAULT_MAX_DEVICES,
@@ -69,13 +74,37 @@ from .messages import (
     RetSubmit,
     RetUnlink,
 )
-from .server import (
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_OP_TIMEOUT,
-    Export,
-    Server,
-    serve,
+
+if TYPE_CHECKING:
+    from .client import URB, Client, import_device, list_devices
+    from .server import (
+        DEFAULT_MAX_CONNECTIONS,
+        DEFAULT_OP_TIMEOUT,
+        Export,
+        Server,
+        serve,
+    )
+
+#: The asyncio adapters' names and the module that defines each.
+_LAZY: Final = dict.fromkeys(("URB", "Client", "import_device", "list_devices"), ".client") | (
+    dict.fromkeys(
+        ("DEFAULT_MAX_CONNECTIONS", "DEFAULT_OP_TIMEOUT", "Export", "Server", "serve"), ".server"
+    )
 )
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",

@@ -13,7 +13,7 @@ import contextlib
 from types import TracebackType
 from typing import TypeVar
 
-import structlog
+from cardfloor.log import get_logger
 
 from ..usb import SetupPacket
 from .client_connection import ClientConnection, ClientState
@@ -32,7 +32,7 @@ from .events import (
 from .messages import ExportedDevice, RetSubmit
 from .stream import READ_SIZE, peer_name, set_nodelay
 
-log = structlog.get_logger("ccid.usbip")
+log = get_logger("ccid.usbip")
 
 _T = TypeVar("_T")
 

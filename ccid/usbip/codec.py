@@ -16,7 +16,7 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
-from vscard.frozen import slot_setters
+from cardfloor.frozen import slot_setters
 
 from ..usb import InterfaceSummary, Speed
 from .constants import (
@@ -82,7 +82,7 @@ _OUT: Final = int(Direction.OUT)
 _IN: Final = int(Direction.IN)
 _DIRECTIONS: Final = (Direction.OUT, Direction.IN)
 
-# CMD_SUBMITs (every URB) are built without CmdSubmit.__init__ (see vscard.frozen):
+# CMD_SUBMITs (every URB) are built without CmdSubmit.__init__ (see cardfloor.frozen):
 # RequestDecoder checks what __post_init__ would (direction, ep, the length against the data
 # carried) before building, and the struct guarantees the rest (u32 and s32 fields, an 8-byte
 # setup).

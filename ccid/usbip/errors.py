@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vscard.errors import field_message
+from cardfloor.errors import field_message
 
 from .constants import OpStatus, URBStatus
 

@@ -2,7 +2,7 @@
 
 The adapter moves bytes between sockets and :class:`~ccid.usbip.connection.ServerConnection`
 and runs each URB on the device as a task, or inline when the device allows it
-(``UsbDevice.start_inline``, :func:`~vscard.asyncio.eager.start_eagerly`): then a URB that
+(``UsbDevice.start_inline``, :func:`~cardfloor.aio.eager.start_eagerly`): then a URB that
 finishes at once (bulk OUT, control) costs no task. Each reply goes out in one write. An IN URB
 that must wait is a task parked in the device until data exist; CMD_UNLINK cancels that task.
 A connection that ends (EOF, a protocol error, :meth:`Server.remove_device`) cancels its URBs,
@@ -18,12 +18,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import Final
 
-import structlog
-
-from vscard.asyncio.admission import Admission
-from vscard.asyncio.eager import start
-from vscard.asyncio.log_limit import LogRateLimit
-from vscard.asyncio.stream import listen_backlog
+from cardfloor.aio.admission import Admission
+from cardfloor.aio.eager import start
+from cardfloor.aio.log_limit import LogRateLimit
+from cardfloor.aio.stream import listen_backlog
+from cardfloor.log import get_logger
 
 from ..usb import Stall, UsbDevice
 from .codec import DEFAULT_MAX_TRANSFER_LENGTH
@@ -47,7 +46,7 @@ from .events import (
 from .messages import CmdSubmit, ExportedDevice, check_busid
 from .stream import READ_SIZE, IPNetwork, peer_address, peer_name, set_nodelay
 
-log = structlog.get_logger("ccid.usbip")
+log = get_logger("ccid.usbip")
 
 DEFAULT_MAX_CONNECTIONS: Final = 64
 #: Seconds a new connection has to send its OP request (the tools send it at once).

@@ -7,7 +7,7 @@ from typing import Final
 
 # The peer helpers and socket options are VSCard's: the same addresses, the same log format,
 # the same keepalive.
-from vscard.asyncio.stream import IPAddress, IPNetwork, peer_address, peer_name, set_nodelay
+from cardfloor.aio.stream import IPAddress, IPNetwork, peer_address, peer_name, set_nodelay
 
 __all__ = ["READ_SIZE", "IPAddress", "IPNetwork", "peer_address", "peer_name", "set_nodelay"]
 

@@ -8,13 +8,13 @@ from collections.abc import Callable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cacard.apdu import Response
 from cacard.applets.containers import DataObjectId
 from cacard.card import Card, StateSink
 from cacard.keys import Credential
 from cacard.pin import PinState
 from cacard.profile import CardProfile, new_card
 from cacard.rsa import SoftwareKey
+from cardfloor.iso7816.apdu import Response
 
 from .certificates import issue
 

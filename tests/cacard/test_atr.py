@@ -18,7 +18,7 @@ from cacard.atr import (
     atr_problem,
     protocols,
 )
-from ccid.atr import parse_atr
+from cardfloor.iso7816.atr import parse_atr
 from vscard.atr import atr_problem as host_atr_problem
 
 #: QEMU's usb-ccid ATR before any card speaks: T=0 and T=1 (TD2 = 91), then T=15.
@@ -79,7 +79,7 @@ def test_an_atr_is_given_by_name_or_in_hex(text: str, atr: bytes) -> None:
     ("text", "reason"),
     [
         ("t2", "neither a known name"),
-        ("3B02AA", "lacks the interface/historical bytes"),
+        ("3B02AA", "lacks the 2 historical bytes"),
         ("3BFA1800008031FE4573667465206364313434", "needs a TCK"),
         ("3BFA1800008031FE4573667465206364313434FB", "TCK=0xFB is wrong, 0xFA"),
         ("3BFA1800008031FE4573667465206364313434FA00", "1 bytes follow TCK"),

@@ -13,7 +13,6 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from cacard.apdu import Response
 from cacard.atr import CAC_ATR, CAC_ATR_T1
 from cacard.backends import (
     BackendError,
@@ -26,6 +25,7 @@ from cacard.card import Card
 from cacard.generate import CardRequest, generate_card
 from cacard.pin import PinFormatError
 from cacard.store import CardStore
+from cardfloor.iso7816.apdu import Response
 
 from .cards import hexsw, send
 

@@ -6,15 +6,14 @@ from __future__ import annotations
 import logging
 
 import pytest
-import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from structlog.testing import capture_logs
 
-from cacard.apdu import Response, is_valid_status
 from cacard.applets.applet import Applet, CardServices, Selection
 from cacard.card import CAC_ATR, Card
 from cacard.pin import PinState
+from cardfloor.iso7816.apdu import Response, is_valid_status
+from tests.logs import capture_logs
 
 from .cards import PIN_HEX, hexsw, make_card, pin_state, send
 
@@ -206,14 +205,9 @@ def test_a_bug_in_an_applet_answers_6f00_and_is_logged() -> None:
 
 
 def test_apdu_traces_never_show_the_pin() -> None:
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    try:
-        card = make_card()  # a card takes the logging level in force when it is made
-        with capture_logs() as logs:
-            send(card, "00 20 00 00 08 " + PIN_HEX)
-    finally:
-        structlog.configure(**saved)
+    card = make_card()
+    with capture_logs(logging.DEBUG) as logs:
+        send(card, "00 20 00 00 08 " + PIN_HEX)
     assert any(entry["event"] == "cacard.apdu" for entry in logs)
     assert all(PIN_HEX.lower() not in str(entry) for entry in logs)
 

@@ -79,7 +79,7 @@ def test_two_cards_get_different_serials(tmp_path: Path) -> None:
         ({"certificates": 11}, "1 to 10"),
         ({"key_size": 512}, "1024-4096"),
         ({"name": " "}, "name"),
-        ({"atr": bytes.fromhex("3B02AA")}, "lacks the interface"),
+        ({"atr": bytes.fromhex("3B02AA")}, "lacks the 2 historical bytes"),
     ],
 )
 def test_requests_a_card_cannot_hold_are_refused(change: dict[str, object], message: str) -> None:

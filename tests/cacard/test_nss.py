@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from structlog.testing import capture_logs
 
 from cacard.nss import NssCard, NssError, load_nss
 from cacard.rsa import SoftwareKey, UnsupportedKeyError
 from tests.cacard.certificates import issue
 from tests.cacard.nssdb import import_key, nss_db
+from tests.logs import capture_logs
 
 pytestmark = [
     pytest.mark.interop,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from cacard.apdu import CommandAPDU
 from cacard.card import CardState
 from cacard.pin import Pin, PinFormatError, PinReference, PinState, check_pin
+from cardfloor.iso7816.apdu import CommandAPDU
 
 from .cards import PIN, PIN_HEX, WRONG_PIN_HEX, hexsw, make_card, pin_state, send
 

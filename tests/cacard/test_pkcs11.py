@@ -15,13 +15,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from pkcs11 import Attribute, KeyType
-from structlog.testing import capture_logs
 
 from cacard.keys import CardKey, KeyOperationError
 from cacard.pkcs11 import SOFTHSM2_MODULE, Token, TokenError, TokenKey, open_token
 from cacard.rsa import UnsupportedKeyError
 from tests.cacard.certificates import issue
 from tests.cacard.softhsm import LABEL, PIN, import_rsa_key, softhsm, store_certificate
+from tests.logs import capture_logs
 
 pytestmark = [
     pytest.mark.interop,

@@ -13,11 +13,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa,
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from structlog.testing import capture_logs
 
 import cacard.rsa
 from cacard.keys import CardKey, KeyOperationError
 from cacard.rsa import SoftwareKey, UnsupportedKeyError, check_rsa_key_size, type1_payload
+from tests.logs import capture_logs
 
 SIZES = (1024, 2048, 3072, 4096)
 MESSAGE = b"data to sign (max 100 bytes)\n"

@@ -6,11 +6,11 @@ import asyncio
 import socket
 
 import pytest
-import structlog.testing
 
 import cacard.vpcd
 from cacard.card import CAC_ATR
 from cacard.vpcd import VpcdConnection, VpcdControl, frame, serve_vpcd
+from tests.logs import capture_logs
 
 from .cards import PIN_HEX, make_card
 
@@ -51,7 +51,7 @@ def test_power_controls_get_no_reply_and_log_the_card_out(code: VpcdControl) -> 
 
 def test_unknown_controls_and_empty_messages_are_ignored() -> None:
     connection = VpcdConnection(make_card())
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         assert connection.receive_data(frame(b"\x03") + frame(b"")) == b""
     assert [entry["event"] for entry in logs] == ["vpcd.unknown_control"]
 

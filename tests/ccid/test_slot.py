@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from ccid.atr import parse_atr
+from cardfloor.iso7816.atr import parse_atr
 from ccid.card import TEST_ATR
 from ccid.constants import ICCStatus
 from ccid.slot import TRANSITIONS, Slot, SlotEvent, SlotState

@@ -22,7 +22,7 @@ import pytest
 from benchmarks.bench_scale import APDU, ATR
 from benchmarks.bench_storm import Storm, one_apdu_each, wait_exported
 from benchmarks.loadgen import CardProtocol, Recorder, UsbipProtocol
-from vscard.asyncio.stream import BACKLOG_HEADROOM, system_somaxconn
+from cardfloor.aio.stream import BACKLOG_HEADROOM, system_somaxconn
 
 from .passthru_process import PassthruProcess, running_passthru
 

@@ -2,7 +2,7 @@
 
 Control byte: unused (kept so every target's inputs look alike).
 
-Bugs: any exception but :class:`cacard.apdu.APDUFormatError` /
+Bugs: any exception but :class:`cardfloor.iso7816.apdu.APDUFormatError` /
 :class:`cacard.tlv.TLVError` (a plain ``ValueError`` from a constructor is a bug: the parser
 let through what it cannot represent); a command or response that does not re-encode to
 exactly its bytes; a TLV list that does not decode back to itself.
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from cacard.apdu import EXTENDED_MAX, SHORT_MAX, APDUFormatError, CommandAPDU, Response
 from cacard.tlv import TLV, TLVError, decode, encode, join_buffers, split_buffers
+from cardfloor.iso7816.apdu import EXTENDED_MAX, SHORT_MAX, APDUFormatError, CommandAPDU, Response
 
 from .common import check, split_input
 

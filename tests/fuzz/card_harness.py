@@ -30,7 +30,8 @@ from cacard import (
     generate_card,
     new_card,
 )
-from cacard.apdu import (
+from cacard.pin import DEFAULT_PIN
+from cardfloor.iso7816.apdu import (
     EXTENDED_MAX,
     SHORT_MAX,
     APDUFormatError,
@@ -38,7 +39,6 @@ from cacard.apdu import (
     StatusWord,
     is_valid_status,
 )
-from cacard.pin import DEFAULT_PIN
 
 from .common import ErrorLogWatch, check, record, records, split_input
 

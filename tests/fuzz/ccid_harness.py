@@ -3,10 +3,10 @@
 Control byte: bits 0-4 split the stream (:func:`~tests.fuzz.common.chunks`); bit 5 sets the
 smallest dwMaxCCIDMessageLength (271) so the length limit is hit with small inputs.
 
-Bugs: any exception but :class:`ccid.CCIDError` (``ValueError`` for :func:`ccid.atr.parse_atr`);
-a split stream decoding differently from the whole one before the first error; more bytes
-buffered than one message; a decoded message that does not re-encode to its bytes (RFU bytes
-aside) or does not decode back to itself.
+Bugs: any exception but :class:`ccid.CCIDError` (``ValueError`` for
+:func:`cardfloor.iso7816.atr.parse_atr`); a split stream decoding differently from the whole
+one before the first error; more bytes buffered than one message; a decoded message that does
+not re-encode to its bytes (RFU bytes aside) or does not decode back to itself.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from ccid.atr import parse_atr
+from cardfloor.iso7816.atr import parse_atr
 from ccid.card import TEST_ATR
 from ccid.codec import CommandDecoder, decode_command, decode_interrupt, decode_response, encode
 from ccid.constants import (

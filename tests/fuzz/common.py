@@ -18,6 +18,8 @@ from typing import Any, Final
 
 import structlog
 
+from tests.logs import ErrorWatch
+
 _U16: Final = struct.Struct(">H")
 _ERROR_AND_UP: Final = structlog.make_filtering_bound_logger(logging.ERROR)
 
@@ -87,6 +89,7 @@ class ErrorLogWatch:
     def __init__(self) -> None:
         self.errors: list[tuple[str, BaseException | None]] = []
         self._saved: dict[str, Any] | None = None
+        self._handler = ErrorWatch()
 
     def _processor(self, logger: object, method_name: str, event_dict: Any) -> Any:
         if method_name in ("error", "exception", "critical", "fatal"):
@@ -95,6 +98,10 @@ class ErrorLogWatch:
 
     def __enter__(self) -> ErrorLogWatch:
         self.errors.clear()
+        # The libraries log through the standard library; daemons' modules through structlog.
+        self._handler = ErrorWatch()
+        self._handler.errors = self.errors
+        logging.getLogger().addHandler(self._handler)
         self._saved = structlog.get_config()
         # Error level and up reach the processor whatever the caller configured; the rest is
         # dropped before any formatting, which keeps the watch cheap.
@@ -108,6 +115,7 @@ class ErrorLogWatch:
         traceback: types.TracebackType | None,
     ) -> None:
         assert self._saved is not None
+        logging.getLogger().removeHandler(self._handler)
         structlog.configure(**self._saved)
         self._saved = None
 

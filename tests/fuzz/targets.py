@@ -60,7 +60,8 @@ TARGETS: Final = {
         Target(
             "ccid-codec",
             "tests.fuzz.ccid_harness",
-            "ccid.codec: CommandDecoder, decode_command/response/interrupt; ccid.atr.parse_atr",
+            "ccid.codec: CommandDecoder, decode_command/response/interrupt; "
+            "cardfloor.iso7816.atr.parse_atr",
         ),
         Target(
             "ccid-reader",
@@ -75,7 +76,7 @@ TARGETS: Final = {
         Target(
             "apdu",
             "tests.fuzz.apdu_harness",
-            "cacard.apdu: CommandAPDU/Response.from_bytes; cacard.tlv decoders",
+            "cardfloor.iso7816.apdu: CommandAPDU/Response.from_bytes; cacard.tlv decoders",
         ),
         Target(
             "card",

@@ -8,10 +8,9 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
-import structlog
-from structlog.testing import capture_logs
 
 import vscard
+from tests.logs import capture_logs
 from vscard import (
     APDU,
     APDUFailedError,
@@ -252,7 +251,6 @@ async def test_connect_times_out_against_a_host_that_never_sends_init() -> None:
 
 async def test_a_host_apdu_then_garbage_reaches_the_card_then_ends_the_client() -> None:
     # Info too: a clean "vscard.disconnected" must not be logged.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
     writers: asyncio.Queue[asyncio.StreamWriter] = asyncio.Queue()
     seen: list[bytes] = []
 
@@ -274,7 +272,7 @@ async def test_a_host_apdu_then_garbage_reaches_the_card_then_ends_the_client() 
 
     server = await asyncio.start_server(raw_host, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    with capture_logs() as logs:
+    with capture_logs(logging.INFO) as logs:
         async with server:
             client = await vscard.connect("127.0.0.1", port)
             # eager, as vscclient runs it: the card answers inside the read loop, before the

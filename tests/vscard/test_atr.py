@@ -23,7 +23,7 @@ def test_atrs_qemu_accepts_are_accepted(atr: str) -> None:
         ("3B02AA", "lacks"),
         ("3A00", "TS=0x3A"),
         ("3B" + "00" * 40, "exceeds 40"),
-        ("3B80", "TD byte at offset 2"),
+        ("3B80", "interface byte at offset 2 is missing"),
     ],
 )
 def test_atrs_qemu_refuses_are_refused_with_a_reason(atr: str, why: str) -> None:

@@ -8,10 +8,9 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 import pytest
-import structlog
-from structlog.testing import capture_logs
 
 import vscard
+from tests.logs import capture_logs
 from vscard import (
     Decoder,
     Error,
@@ -109,7 +108,6 @@ async def test_good_frames_before_a_bad_one_are_acted_on_then_the_connection_clo
     tail: bytes, field: str, value: int
 ) -> None:
     # Info too: a clean "vscard.disconnected" must not be logged for this connection.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
     sessions: asyncio.Queue[Session] = asyncio.Queue()
     seen: list[SessionEvent] = []
     finished = asyncio.Event()
@@ -120,7 +118,7 @@ async def test_good_frames_before_a_bad_one_are_acted_on_then_the_connection_clo
             seen.append(event)
         finished.set()
 
-    with capture_logs() as logs:
+    with capture_logs(logging.INFO) as logs:
         async with await vscard.serve(handler, "127.0.0.1", 0) as server:
             stream_reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             session = await asyncio.wait_for(sessions.get(), 5)

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 
 import pytest
-import structlog
-from structlog.testing import capture_logs
 
 import vscard
+from cardfloor.aio import stream
+from cardfloor.aio.log_limit import LogRateLimit
+from tests.logs import capture_logs
 from vscard import CardRemove, Init, ReaderAdd, ReaderAdded, ReaderRemove, Session, encode
-from vscard.asyncio import stream
-from vscard.asyncio.log_limit import LogRateLimit
 from vscard.asyncio.server import MESSAGES_PER_TURN
 from vscard.codec import Decoder
 from vscard.messages import Message
@@ -41,11 +39,6 @@ class Sessions:
             if isinstance(event, ReaderAdded):
                 await self.added.put(event)
         await self.finished.put(session)
-
-
-@pytest.fixture(autouse=True)
-def warnings_only() -> None:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
 async def send(port: int, *messages: Message) -> asyncio.StreamWriter:

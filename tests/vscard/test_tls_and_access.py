@@ -9,9 +9,9 @@ import ssl
 from pathlib import Path
 
 import pytest
-from structlog.testing import capture_logs
 
 import vscard
+from tests.logs import capture_logs
 from vscard import CardInserted, Session
 from vscard.tls import client_context, server_context
 

@@ -9,17 +9,17 @@ from collections.abc import Awaitable, Callable, Mapping
 from ssl import SSLContext
 from types import MappingProxyType, TracebackType
 
-import structlog
+from cardfloor.aio.eager import start
+from cardfloor.aio.stream import READ_SIZE, peer_name, set_nodelay
+from cardfloor.iso7816.trace import command_trace, response_trace
+from cardfloor.log import get_logger
 
 from ..client import ClientConnection
 from ..constants import MAX_FRAME_SIZE, VSCARD_MINIMAL_READER_ID, ErrorCode
 from ..errors import ConnectionClosedError, ProtocolError, RequestRefusedError, VSCardError
 from ..events import APDURequest, FlushRequested, PeerInit, RequestAnswered, Unexpected
-from ..trace import command_trace, response_trace
-from .eager import start
-from .stream import READ_SIZE, peer_name, set_nodelay
 
-log = structlog.get_logger("vscard.client")
+log = get_logger("vscard.client")
 
 APDUHandler = Callable[[bytes], Awaitable[bytes]]
 """Answers one command APDU with the card's response (data and SW1 SW2).
@@ -188,7 +188,7 @@ class Client:
         switch for a card that answers at once): only for a ``transmit`` that does not use
         :func:`asyncio.current_task` before its first wait (``asyncio.timeout`` and
         ``asyncio.TaskGroup`` do), since that would be the read loop's task (see
-        :mod:`vscard.asyncio.eager`).
+        :mod:`cardfloor.aio.eager`).
 
         Raises :class:`ReaderIdInUseError` when the host answers with the id of a reader it
         already holds: that reader stays as it is, with its own ``transmit``.

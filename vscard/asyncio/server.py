@@ -12,7 +12,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from ssl import SSLContext
 from types import TracebackType
 
-import structlog
+from cardfloor.aio.admission import Admission
+from cardfloor.aio.log_limit import LogRateLimit
+from cardfloor.aio.stream import (
+    READ_SIZE,
+    IPAddress,
+    IPNetwork,
+    address_of,
+    listen_backlog,
+    name_of,
+    peer_name,
+    set_nodelay,
+)
+from cardfloor.iso7816.trace import command_trace, response_trace
+from cardfloor.log import Logger, get_logger
 
 from ..constants import MAX_FRAME_SIZE
 from ..errors import (
@@ -35,21 +48,8 @@ from ..events import (
     Unexpected,
 )
 from ..host import DEFAULT_MAX_READERS, DEFAULT_MAX_VIOLATIONS, HostConnection, HostReader
-from ..trace import command_trace, response_trace
-from .admission import Admission
-from .log_limit import LogRateLimit
-from .stream import (
-    READ_SIZE,
-    IPAddress,
-    IPNetwork,
-    address_of,
-    listen_backlog,
-    name_of,
-    peer_name,
-    set_nodelay,
-)
 
-log = structlog.get_logger("vscard.server")
+log = get_logger("vscard.server")
 
 #: Seconds a new connection has to send its Init (as USB/IP's op_timeout for its OP request).
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
@@ -298,7 +298,7 @@ class Session:
 
 
 def _warn(
-    logger: structlog.typing.FilteringBoundLogger,
+    logger: Logger,
     limit: LogRateLimit,
     event: str,
     fields: dict[str, object],

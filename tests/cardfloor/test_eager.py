@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from vscard.asyncio.eager import start_eagerly
+from cardfloor.aio.eager import start_eagerly
 
 
 async def test_a_coroutine_that_does_not_wait_runs_now_and_makes_no_task() -> None:

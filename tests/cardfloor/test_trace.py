@@ -2,7 +2,7 @@
 
 import pytest
 
-from vscard.trace import apdu_trace, command_trace, response_trace
+from cardfloor.iso7816.trace import apdu_trace, command_trace, response_trace
 
 
 @pytest.mark.parametrize("ins", [0x20, 0x21, 0x24, 0x25, 0x2C, 0x2D])

@@ -6,13 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cacard.apdu import (
+from cardfloor.iso7816.apdu import (
     APDUFormatError,
     CommandAPDU,
     Response,
     StatusWord,
     bytes_remaining,
     is_valid_status,
+    plain_class,
     verification_failed,
     wrong_le,
 )
@@ -113,3 +114,24 @@ def test_status_word_families() -> None:
     assert is_valid_status(0x6A82)
     assert not is_valid_status(0x9001)
     assert not is_valid_status(0x6000)
+
+
+@pytest.mark.parametrize(
+    ("cla", "chained", "plain"),
+    [
+        (0x00, False, 0x00),
+        (0x10, True, 0x00),
+        (0x13, True, 0x03),
+        (0x1C, True, 0x00),
+        (0x50, True, 0x40),
+        (0x5F, True, 0x4F),
+        (0x80, False, 0x80),
+        (0x90, False, 0x90),
+    ],
+)
+def test_chaining_is_read_from_interindustry_classes_only(
+    cla: int, chained: bool, plain: int
+) -> None:
+    """CLA bit 10 chains an interindustry command; a proprietary class's bits are the card's."""
+    assert CommandAPDU(cla, 0x20, 0x00, 0x80, b"1234").chained is chained
+    assert plain_class(cla) == plain

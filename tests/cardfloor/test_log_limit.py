@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vscard.asyncio.log_limit import LogRateLimit
-from vscard.asyncio.stream import BACKLOG_HEADROOM, listen_backlog, system_somaxconn
+from cardfloor.aio.log_limit import LogRateLimit
+from cardfloor.aio.stream import BACKLOG_HEADROOM, listen_backlog, system_somaxconn
 
 
 class Clock:
