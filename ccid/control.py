@@ -1,7 +1,7 @@
 """ep0, sans-IO: the standard USB requests and the CCID class requests of the reader.
 
-What the Linux kernel, libusb/libccid and usbip-win2 send (``usbip-ccid-libccid.md`` §1.6,
-§5 trap 8): GET_DESCRIPTOR at every wLength (answered with min(wLength, length) bytes),
+What the Linux kernel (``drivers/usb/core/hub.c`` at enumeration), libusb/libccid and
+usbip-win2 send: GET_DESCRIPTOR at every wLength (answered with min(wLength, length) bytes),
 SET_CONFIGURATION (which resets the CCID state, so no stale answer survives a re-attach),
 SET_INTERFACE, GET_STATUS, CLEAR_FEATURE(ENDPOINT_HALT), usbip-win2's hub-class port reset.
 DEVICE_QUALIFIER stalls: the device is full speed only. Anything unknown stalls.

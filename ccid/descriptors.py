@@ -1,7 +1,8 @@
 """USB descriptors of the virtual reader: device, configuration, interface, CCID class,
 endpoints and strings, byte for byte.
 
-The choices that matter to pcscd, libccid and OpenSC (``usbip-ccid-libccid.md`` §3.2):
+The choices that matter to pcscd, libccid and OpenSC (libccid's ``src/ccid_usb.c``, which reads
+the class descriptor, and the CCID rev 1.1 specification's Table 5.1-1):
 
 - interface class 0x0B, protocol 0 (plain CCID; 1 and 2 are ICCD on ep0), three endpoints, so
   libccid waits on the interrupt endpoint instead of polling GetSlotStatus every 400 ms;

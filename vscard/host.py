@@ -1,8 +1,8 @@
 """Sans-IO host side: what QEMU's ``ccid-card-passthru`` does with a VSCard client.
 
-The host uses the client's cards. It answers every request the way QEMU 7.2 does (the reply
-table in ``vscard-and-qemu.md`` §2.3) with these deliberate differences, all in the client's
-favour:
+The host uses the client's cards. It answers every request the way QEMU 7.2 does
+(``ccid_card_vscard_handle_message`` in QEMU's ``hw/usb/ccid-card-passthru.c``) with these
+deliberate differences, all in the client's favour:
 
 - ReaderAdd gets a fresh reader id (the lowest free one from 0) instead of always 0, so one
   connection can carry several readers; past ``max_readers`` it gets CANNOT_ADD_MORE_READERS.
