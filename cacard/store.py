@@ -47,10 +47,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from cardfloor.log import get_logger
 
 from . import lockfile
 from .applets.containers import DataObjectId
@@ -61,7 +62,7 @@ from .pin import PinReference, PinState
 from .profile import CardProfile, ProfileError, new_card
 from .sources import SourceError, load_credential
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 CARD_FILE: Final = "card.json"
 STATE_FILE: Final = "state.json"
@@ -141,6 +142,8 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
         raise
+    if os.name == "nt":  # Windows has no directory handles to fsync; its rename is durable
+        return
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)

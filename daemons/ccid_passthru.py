@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
-import signal
 import sys
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from ssl import SSLContext
 import structlog
 
 import vscard
+from cacard.signals import on_stop_signals
 from cacard.version import add_version_option
 from ccid import CCIDDevice
 from ccid.configuration import ReaderConfiguration
@@ -401,10 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     async def main_task() -> int:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        return await run(args, stop)
+        with on_stop_signals(stop.set):
+            return await run(args, stop)
 
     tune_gc()
     return event_loop.run(main_task())
