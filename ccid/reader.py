@@ -19,6 +19,9 @@ Deliberate choices, each against a fault of QEMU's usb-ccid (``vscard-and-qemu.m
   its next APDU: every new command first drops responses the host has not read (except the
   abort half that completes an abort procedure, so CMD_ABORTED still reaches the host).
 - A card removed mid-APDU answers the XfrBlock at once (bStatus 0x42, bError ICC_MUTE).
+
+Which command may come when, and what one that may not is answered, is the transaction table
+of :mod:`ccid.transaction`; the reader keeps one :class:`Transaction` state and follows it.
 """
 
 from __future__ import annotations
@@ -26,13 +29,11 @@ from __future__ import annotations
 import itertools
 import struct
 from collections import deque
-from dataclasses import dataclass
 
-import structlog
+from cardfloor.iso7816.atr import parse_atr
+from cardfloor.iso7816.trace import command_trace, response_trace
+from cardfloor.log import get_logger
 
-from vscard.trace import command_trace, response_trace
-
-from .atr import parse_atr
 from .codec import CommandDecoder, encode
 from .configuration import ReaderConfiguration
 from .constants import (
@@ -79,8 +80,9 @@ from .messages import (
 from .parameters import STRUCTURE_SIZE, ProtocolParameters
 from .response_queue import ResponseQueue
 from .slot import Slot, SlotEvent, SlotState
+from .transaction import BUSY, TRANSITIONS, Answer, Transaction, TransactionEvent
 
-log = structlog.get_logger("ccid.reader")
+log = get_logger("ccid.reader")
 
 _GEMALTO_VENDOR = 0x08E6
 _TWO_WORDS = struct.Struct("<II")
@@ -103,23 +105,34 @@ _PARAMETERS_COMMANDS = (
     PC_to_RDR_SetParameters,
 )
 
+# Module names for the states, events and answers the reader tests: a class attribute of an
+# enum costs a lookup through its metaclass on every use.
+_IDLE = Transaction.IDLE
+_COMMAND_CHAIN = Transaction.COMMAND_CHAIN
+_CARD_BUSY = Transaction.CARD_BUSY
+_RESPONSE_CHAIN = Transaction.RESPONSE_CHAIN
+_ABORT_REQUESTED = Transaction.ABORT_REQUESTED
+_ABORT_COMMANDED = Transaction.ABORT_COMMANDED
+_XFR_BLOCK = TransactionEvent.XFR_BLOCK
+_XFR_BEGIN = TransactionEvent.XFR_BEGIN
+_XFR_NEXT_RESPONSE = TransactionEvent.XFR_NEXT_RESPONSE
+_XFR_BAD_LEVEL = TransactionEvent.XFR_BAD_LEVEL
+_POWER = TransactionEvent.POWER
+_OTHER_COMMAND = TransactionEvent.OTHER_COMMAND
+_TO_CARD = Answer.TO_CARD
+_NEXT_COMMAND = Answer.NEXT_COMMAND
+_NEXT_BLOCK = Answer.NEXT_BLOCK
+_BAD_LEVEL = Answer.BAD_LEVEL
+_SLOT_BUSY = Answer.SLOT_BUSY
+_ABORT_DONE = Answer.ABORT_DONE
 
-@dataclass(slots=True)
-class _InFlight:
-    """The XfrBlock the card is working on."""
-
-    request: int
-    bSeq: int
-    deadline: float  # when the next time extension is due
-
-
-@dataclass(slots=True)
-class _Abort:
-    """The abort procedure under way: which halves (class request, bulk command) are in."""
-
-    bSeq: int
-    request_seen: bool
-    command_seen: bool
+_XFR_EVENTS: dict[int, TransactionEvent] = {
+    LevelParameter.BEGIN_AND_END: _XFR_BLOCK,
+    LevelParameter.BEGIN: _XFR_BEGIN,
+    LevelParameter.CONTINUE: TransactionEvent.XFR_CONTINUE,
+    LevelParameter.END: TransactionEvent.XFR_END,
+    LevelParameter.NEXT_RESPONSE: _XFR_NEXT_RESPONSE,
+}
 
 
 class Reader:
@@ -140,10 +153,13 @@ class Reader:
         self._notify_pending = False
         self._events: deque[ReaderEvent] = deque()
         self._requests = itertools.count(1)
-        self._in_flight: _InFlight | None = None
-        self._command_chain: bytearray | None = None
-        self._response_chain: bytes | None = None
-        self._abort: _Abort | None = None
+        self._state = _IDLE
+        # What the state holds: each field means something in the states named only.
+        self._bSeq = 0  # card busy: the XfrBlock's; aborting: the held half's
+        self._request = 0  # card busy: the APDU with the card
+        self._deadline = 0.0  # card busy: when the next time extension is due
+        self._chain = bytearray()  # command chaining: the blocks so far
+        self._rest = b""  # response chaining: what the host has yet to ask for
 
     # -- state ----------------------------------------------------------------------------
 
@@ -169,9 +185,14 @@ class Reader:
         return self._slot.parameters
 
     @property
+    def transaction(self) -> Transaction:
+        """Where the transaction stands: idle, chaining, card busy or aborting."""
+        return self._state
+
+    @property
     def busy(self) -> bool:
         """An XfrBlock is with the card, or an abort procedure is under way."""
-        return self._in_flight is not None or self._abort is not None
+        return self._state in BUSY
 
     @property
     def bulk_in_pending(self) -> bool:
@@ -237,18 +258,17 @@ class Reader:
         if bSlot != 0:
             return False
         self._log.info("ccid.abort_request", bSeq=bSeq)
-        held = self._abort
-        if held is None or not held.command_seen or held.bSeq != bSeq:
+        if self._state is _ABORT_COMMANDED and bSeq == self._bSeq:
+            event = TransactionEvent.PAIRED_ABORT_REQUEST
+        else:
+            event = TransactionEvent.ABORT_REQUEST
+        answer, next_state = TRANSITIONS[self._state, event]
+        if answer is not _ABORT_DONE:
             self._drop_unread(bSeq)
-        self._abort_work()
-        if held is not None and held.command_seen:
-            if held.bSeq == bSeq:
-                self._abort = None
-                self._answer(RDR_to_PC_SlotStatus(0, bSeq, self._slot.icc_status))
-                return True
+        if answer is Answer.HELD_BAD_SEQ:
             # The held PC_to_RDR_Abort belongs to another procedure: it cannot complete.
-            self._answer(self._failure(PC_to_RDR_Abort(0, held.bSeq), SlotError.BAD_SEQ))
-        self._abort = _Abort(bSeq, request_seen=True, command_seen=False)
+            self._answer(self._failure(PC_to_RDR_Abort(0, self._bSeq), SlotError.BAD_SEQ))
+        self._abort_half(answer, next_state, bSeq)
         return True
 
     def discard_partial_command(self) -> None:
@@ -265,12 +285,10 @@ class Reader:
         self._decoder.clear()
         self._responses.clear()
         self._notify_pending = False
-        self._command_chain = None
-        self._response_chain = None
-        self._abort = None
-        if self._in_flight is not None:
-            self._events.append(APDUCancelled(self._in_flight.request))
-            self._in_flight = None
+        answer, next_state = TRANSITIONS[self._state, TransactionEvent.USB_RESET]
+        if answer is Answer.CANCELLED:
+            self._events.append(APDUCancelled(self._request))
+        self._go(next_state)
         if self._slot.apply(SlotEvent.USB_RESET) is SlotState.PRESENT_ACTIVE:
             self._events.append(ICCReset(active=False))
 
@@ -296,22 +314,22 @@ class Reader:
 
     def apdu_response(self, request: int, response: bytes) -> None:
         """The card answered APDU ``request`` with ``response`` (data and SW1 SW2)."""
-        flight = self._take_in_flight(request)
-        if flight is None:
+        if not self._card_done(request, TransactionEvent.CARD_ANSWERED):
             return
-        self._log.debug("ccid.apdu", bSeq=flight.bSeq, response=response_trace(response))
+        bSeq = self._bSeq
+        self._log.debug("ccid.apdu", bSeq=bSeq, response=response_trace(response))
         if len(response) > MAX_APDU_SIZE:
-            self._log.warning("ccid.response_too_long", bSeq=flight.bSeq, length=len(response))
-            self._answer(self._data_block_failure(flight.bSeq, SlotError.XFR_OVERRUN))
+            self._log.warning("ccid.response_too_long", bSeq=bSeq, length=len(response))
+            self._go(_IDLE)
+            self._answer(self._data_block_failure(bSeq, SlotError.XFR_OVERRUN))
             return
-        self._response_chain = response
-        self._send_response_block(flight.bSeq, first=True)
+        self._rest = response
+        self._send_response_block(bSeq, first=True)
 
     def apdu_failed(self, request: int) -> None:
         """The card gave no answer to APDU ``request``: the host gets ICC_MUTE."""
-        flight = self._take_in_flight(request)
-        if flight is not None:
-            self._answer(self._data_block_failure(flight.bSeq, SlotError.ICC_MUTE))
+        if self._card_done(request, TransactionEvent.CARD_FAILED):
+            self._answer(self._data_block_failure(self._bSeq, SlotError.ICC_MUTE))
 
     def next_event(self) -> ReaderEvent | None:
         """The next thing the card side must do, or None."""
@@ -321,25 +339,24 @@ class Reader:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called, or None when no timer is needed."""
-        return None if self._in_flight is None else self._in_flight.deadline
+        return self._deadline if self._state is _CARD_BUSY else None
 
     def handle_timer(self, now: float) -> None:
         """Send a time extension if one is due at ``now`` and the host has read everything."""
-        flight = self._in_flight
-        if flight is None or now < flight.deadline:
+        if self._state is not _CARD_BUSY or now < self._deadline:
             return
         # An unread message means the host is not waiting yet; one extension per read.
         if not self._responses:
             self._answer(
                 RDR_to_PC_DataBlock(
                     0,
-                    flight.bSeq,
+                    self._bSeq,
                     self._slot.icc_status,
                     CommandStatus.TIME_EXTENSION,
                     TIME_EXTENSION_MULTIPLIER,
                 )
             )
-        flight.deadline = now + self._config.time_extension_interval
+        self._deadline = now + self._config.time_extension_interval
 
     # -- commands -------------------------------------------------------------------------
 
@@ -351,33 +368,47 @@ class Reader:
             bSeq=command.bSeq,
             dwLength=len(command.abData),
         )
-        completes_abort = (
-            isinstance(command, PC_to_RDR_Abort)
-            and command.bSlot == 0
-            and self._abort is not None
-            and self._abort.request_seen
-            and self._abort.bSeq == command.bSeq
-        )
-        if not completes_abort:
-            self._drop_unread(command.bSeq)
         if command.bSlot != 0:
+            self._drop_unread(command.bSeq)
             self._answer(self._failure(command, SlotError.BAD_SLOT, ICCStatus.NOT_PRESENT))
             return
+        state = self._state
+        if isinstance(command, PC_to_RDR_XfrBlock):
+            event = _XFR_EVENTS.get(command.wLevelParameter, _XFR_BAD_LEVEL)
+            if event is _XFR_NEXT_RESPONSE and command.abData:
+                event = _XFR_BAD_LEVEL
+        elif isinstance(command, PC_to_RDR_Abort):
+            if state is _ABORT_REQUESTED and command.bSeq == self._bSeq:
+                event = TransactionEvent.PAIRED_ABORT_COMMAND
+            else:
+                event = TransactionEvent.ABORT_COMMAND
+        elif isinstance(command, PC_to_RDR_IccPowerOn | PC_to_RDR_IccPowerOff):
+            event = _POWER
+        else:
+            event = _OTHER_COMMAND
+        answer, next_state = TRANSITIONS[state, event]
+        if answer is not _ABORT_DONE:
+            self._drop_unread(command.bSeq)
         if isinstance(command, PC_to_RDR_Abort):
-            self._abort_command(command)
-            return
-        if self.busy:
+            self._abort_command(command, answer, next_state)
+        elif answer is _SLOT_BUSY:
             self._answer(self._failure(command, SlotError.CMD_SLOT_BUSY))
-            return
+        elif isinstance(command, PC_to_RDR_XfrBlock):
+            self._xfr_block(command, event, answer, next_state, now)
+        elif isinstance(command, PC_to_RDR_IccPowerOn):
+            # Only an accepted one moves the transaction (a chain in progress is forgotten).
+            if self._power_on(command):
+                self._go(next_state)
+        elif isinstance(command, PC_to_RDR_IccPowerOff):
+            if self._power_off(command):
+                self._go(next_state)
+        else:
+            self._other_command(command)
+
+    def _other_command(self, command: Command) -> None:
         match command:
-            case PC_to_RDR_IccPowerOn():
-                self._power_on(command)
-            case PC_to_RDR_IccPowerOff():
-                self._power_off(command)
             case PC_to_RDR_GetSlotStatus():
                 self._slot_status(command)
-            case PC_to_RDR_XfrBlock():
-                self._xfr_block(command, now)
             case PC_to_RDR_GetParameters() | PC_to_RDR_ResetParameters():
                 self._get_parameters(command)
             case PC_to_RDR_SetParameters():
@@ -393,7 +424,7 @@ class Reader:
                 # message types: not supported, in the response type each one calls for.
                 self._answer(self._failure(command, SlotError.CMD_NOT_SUPPORTED))
 
-    def _power_on(self, command: PC_to_RDR_IccPowerOn) -> None:
+    def _power_on(self, command: PC_to_RDR_IccPowerOn) -> bool:
         if command.abData:
             self._answer(self._failure(command, SlotError.BAD_DWLENGTH))
         elif command.bPowerSelect > max(PowerSelect):
@@ -401,7 +432,6 @@ class Reader:
         elif self._slot.atr is None:
             self._answer(self._failure(command, SlotError.ICC_MUTE))
         else:
-            self._drop_chains()
             self._slot.apply(SlotEvent.POWER_ON)
             self._events.append(ICCReset(active=True))
             self._answer(
@@ -409,16 +439,18 @@ class Reader:
                     0, command.bSeq, self._slot.icc_status, abData=self._slot.atr.raw
                 )
             )
+            return True
+        return False
 
-    def _power_off(self, command: PC_to_RDR_IccPowerOff) -> None:
+    def _power_off(self, command: PC_to_RDR_IccPowerOff) -> bool:
         if command.abData:
             self._answer(self._failure(command, SlotError.BAD_DWLENGTH))
-            return
-        self._drop_chains()
+            return False
         if self._slot.apply(SlotEvent.POWER_OFF) is SlotState.PRESENT_ACTIVE:
             self._events.append(ICCReset(active=False))
         # Powering off an empty slot is done already: libccid treats a failure as an error.
         self._answer(RDR_to_PC_SlotStatus(0, command.bSeq, self._slot.icc_status))
+        return True
 
     def _slot_status(self, command: PC_to_RDR_GetSlotStatus) -> None:
         if command.abData:
@@ -427,37 +459,37 @@ class Reader:
             # No card is a state, not a failure (bStatus 0x02, as libccid expects).
             self._answer(RDR_to_PC_SlotStatus(0, command.bSeq, self._slot.icc_status))
 
-    def _xfr_block(self, command: PC_to_RDR_XfrBlock, now: float) -> None:
-        level = command.wLevelParameter
+    def _xfr_block(
+        self,
+        command: PC_to_RDR_XfrBlock,
+        event: TransactionEvent,
+        answer: Answer,
+        next_state: Transaction,
+        now: float,
+    ) -> None:
         if self._slot.state is not SlotState.PRESENT_ACTIVE:
-            self._drop_chains()
+            self._go(_IDLE)
             self._answer(self._failure(command, SlotError.ICC_MUTE))
             return
-        if level == LevelParameter.NEXT_RESPONSE:
-            if self._response_chain is None or command.abData:
-                self._drop_chains()
-                self._answer(self._failure(command, SlotError.BAD_LEVELPARAMETER))
-            else:
-                self._send_response_block(command.bSeq, first=False)
-            return
-        # Any other block means the host wants no more of an earlier chained response.
-        self._response_chain = None
-        if level in (LevelParameter.BEGIN_AND_END, LevelParameter.BEGIN):
-            self._command_chain = bytearray()
-        elif level not in (LevelParameter.CONTINUE, LevelParameter.END) or (
-            self._command_chain is None
-        ):
-            self._drop_chains()
+        if answer is _BAD_LEVEL:
+            self._go(next_state)
             self._answer(self._failure(command, SlotError.BAD_LEVELPARAMETER))
             return
-        chain = self._command_chain
-        assert chain is not None
-        if len(chain) + len(command.abData) > MAX_APDU_SIZE:
-            self._drop_chains()
+        if answer is _NEXT_BLOCK:
+            self._send_response_block(command.bSeq, first=False)
+            return
+        data = command.abData
+        starts = event is _XFR_BLOCK or event is _XFR_BEGIN
+        if (0 if starts else len(self._chain)) + len(data) > MAX_APDU_SIZE:
+            self._go(_IDLE)
             self._answer(self._failure(command, SlotError.XFR_OVERRUN))
             return
-        chain += command.abData
-        if level in (LevelParameter.BEGIN, LevelParameter.CONTINUE):
+        if answer is _NEXT_COMMAND:
+            if starts:
+                self._chain = bytearray(data)
+            else:
+                self._chain += data
+            self._go(next_state)
             self._answer(
                 RDR_to_PC_DataBlock(
                     0,
@@ -467,12 +499,13 @@ class Reader:
                 )
             )
             return
-        self._command_chain = None
+        assert answer is _TO_CARD
+        apdu = data if event is _XFR_BLOCK else bytes(self._chain) + data
+        self._go(next_state)
         request = next(self._requests)
-        self._in_flight = _InFlight(
-            request, command.bSeq, now + self._config.time_extension_interval
-        )
-        apdu = bytes(chain)
+        self._request = request
+        self._bSeq = command.bSeq
+        self._deadline = now + self._config.time_extension_interval
         self._log.debug(
             "ccid.apdu", bSeq=command.bSeq, request=request, command=command_trace(apdu)
         )
@@ -542,22 +575,28 @@ class Reader:
         else:
             self._answer(self._data_rate(command.bSeq))
 
-    def _abort_command(self, command: PC_to_RDR_Abort) -> None:
+    def _abort_command(
+        self, command: PC_to_RDR_Abort, answer: Answer, next_state: Transaction
+    ) -> None:
         if command.abData:
             self._answer(self._failure(command, SlotError.BAD_DWLENGTH))
-            return
-        held = self._abort
-        if held is None:
-            # The bulk half came first: abort now, answer once the class request is in.
-            self._abort_work()
-            self._abort = _Abort(command.bSeq, request_seen=False, command_seen=True)
-        elif not held.request_seen:
+        elif answer is _SLOT_BUSY:
             self._answer(self._failure(command, SlotError.CMD_SLOT_BUSY))
-        elif held.bSeq != command.bSeq:
+        elif answer is Answer.BAD_SEQ:
             self._answer(self._failure(command, SlotError.BAD_SEQ))
         else:
-            self._abort = None
-            self._answer(RDR_to_PC_SlotStatus(0, command.bSeq, self._slot.icc_status))
+            self._abort_half(answer, next_state, command.bSeq)
+
+    def _abort_half(self, answer: Answer, next_state: Transaction, bSeq: int) -> None:
+        """An abort half the table takes: the APDU with the card (if any) ends CMD_ABORTED;
+        this half is then held, or with the other one held the abort is answered."""
+        if answer is Answer.ABORTED:
+            self._events.append(APDUCancelled(self._request))
+            self._answer(self._data_block_failure(self._bSeq, SlotError.CMD_ABORTED))
+        elif answer is _ABORT_DONE:
+            self._answer(RDR_to_PC_SlotStatus(0, bSeq, self._slot.icc_status))
+        self._go(next_state)
+        self._bSeq = bSeq
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -571,11 +610,24 @@ class Reader:
         )
         self._responses.put(encode(response))
 
+    def _go(self, state: Transaction) -> None:
+        """Move to ``state``; a chaining state left behind gives its buffer up."""
+        left = self._state
+        self._state = state
+        if left is not state:
+            if left is _COMMAND_CHAIN:
+                self._chain = bytearray()
+            elif left is _RESPONSE_CHAIN:
+                self._rest = b""
+
     def _send_response_block(self, bSeq: int, *, first: bool) -> None:
-        remaining = self._response_chain
-        assert remaining is not None
+        """The next block of the response; after the last one the reader is idle."""
+        remaining = self._rest
         block, rest = remaining[: self._max_data], remaining[self._max_data :]
-        self._response_chain = rest or None
+        if rest:
+            self._rest = rest
+        else:
+            self._go(_IDLE)
         if first:
             chain = ChainParameter.BEGIN if rest else ChainParameter.BEGIN_AND_END
         else:
@@ -584,39 +636,29 @@ class Reader:
             RDR_to_PC_DataBlock(0, bSeq, self._slot.icc_status, bChainParameter=chain, abData=block)
         )
 
-    def _take_in_flight(self, request: int) -> _InFlight | None:
-        flight = self._in_flight
-        if flight is None or flight.request != request:
+    def _card_done(self, request: int, event: TransactionEvent) -> bool:
+        """The card is done with ``request``: False when that is not the APDU it has."""
+        if self._state is not _CARD_BUSY or request != self._request:
             self._log.debug("ccid.late_answer_dropped", request=request)
-            return None
-        self._in_flight = None
-        return flight
+            return False
+        self._go(TRANSITIONS[_CARD_BUSY, event].next_state)
+        return True
 
     def _card_gone(self) -> None:
         """The card left: answer its XfrBlock, forget chained blocks."""
-        self._drop_chains()
-        flight = self._in_flight
-        if flight is not None:
-            self._in_flight = None
-            self._events.append(APDUCancelled(flight.request))
+        answer, next_state = TRANSITIONS[self._state, TransactionEvent.CARD_GONE]
+        if answer is Answer.GONE:
+            self._events.append(APDUCancelled(self._request))
             self._answer(
                 RDR_to_PC_DataBlock(
                     0,
-                    flight.bSeq,
+                    self._bSeq,
                     ICCStatus.NOT_PRESENT,
                     CommandStatus.FAILED,
                     SlotError.ICC_MUTE,
                 )
             )
-
-    def _abort_work(self) -> None:
-        """Abort procedure: the command in progress ends with CMD_ABORTED."""
-        self._drop_chains()
-        flight = self._in_flight
-        if flight is not None:
-            self._in_flight = None
-            self._events.append(APDUCancelled(flight.request))
-            self._answer(self._data_block_failure(flight.bSeq, SlotError.CMD_ABORTED))
+        self._go(next_state)
 
     def _drop_unread(self, bSeq: int) -> None:
         """A new command: what the host has not read it will never read (see the module doc).
@@ -627,10 +669,6 @@ class Reader:
         dropped = self._responses.clear()
         if dropped:
             self._log.warning("ccid.unread_responses_dropped", count=dropped, bSeq=bSeq)
-
-    def _drop_chains(self) -> None:
-        self._command_chain = None
-        self._response_chain = None
 
     def _data_block_failure(self, bSeq: int, error: SlotError) -> RDR_to_PC_DataBlock:
         return RDR_to_PC_DataBlock(0, bSeq, self._slot.icc_status, CommandStatus.FAILED, error)
