@@ -26,33 +26,55 @@ The rules for what the card does not say plainly:
   chunk counts as a try: a chain may have at most (tries left - ``keep``) chunks, and once a
   chunk is refused, the rest of that chain is refused too.
 
+The allow list (``vscclient --allow-ins``, ``--allow-aid``; :class:`ApduPolicy`) answers what it
+does not allow before the PIN guard looks:
+
+- An instruction it does not list is answered ``6D00`` (instruction not supported).
+- A SELECT by AID (P1=04) is answered ``6A82`` (file not found) unless its AID starts with an
+  allowed one and it asks for the first or only occurrence (P2 b2-b1 = 00). For the last, next
+  or previous occurrence the card picks among the applets whose AID starts with the given bytes
+  in an order only it knows, and cards differ in how they match those bytes (some step to the
+  next applet whatever they are): no AID the host gives, not even an allowed one given whole,
+  tells which applet that selects. A first-occurrence SELECT of a part of an AID picks an applet
+  whose AID starts with that part, so with an allowed one too. Every chunk of a chained SELECT
+  must start with an allowed AID, so whatever a card assembles from them does.
+- ``C3`` (a BER-TLV ENVELOPE, whose data neither policy reads) is answered ``6D00`` by any allow
+  list, even one that lists it.
+
 ENVELOPE (``C2``, ISO/IEC 7816-4:2013 §11.7.2) carries a command, or a part of one, in its data,
 and a card that supports it executes that command (the T=0 transport of extended lengths,
-ISO/IEC 7816-3 §12.2, sends long commands so). The guard judges the inner command instead:
+ISO/IEC 7816-3 §12.2, sends long commands so). The PIN guard and the allow list each judge the
+inner command instead, through the same code, each answering with its own status (the PIN guard
+``6983``; the allow list ``6D00`` for an instruction it does not list, ``6A82`` for a SELECT,
+and for what it cannot judge ``6D00`` with ``--allow-ins``, else ``6A82``):
 
 - It follows what the card may be assembling from ENVELOPE data, assuming that a command starts
   where an ENVELOPE's data starts and that a card either executes the data of each ENVELOPE, or
   the data of consecutive ENVELOPEs once they make a whole command, or at an empty ENVELOPE
   (which ends a sequence). Every command the card may execute that way is judged by the card's
   parser: a whole PIN command exactly as if sent bare (asked about with VERIFY without data, in
-  its own class), an ENVELOPE in it likewise, at most :data:`ENVELOPE_DEPTH` deep.
-- A part of a PIN command that is not whole (a split VERIFY, say) cannot be judged and is
-  answered ``6983``, as is the rest of that command up to its length, an empty ENVELOPE or any
-  other command. So is a part that could turn a command in progress into one the guard cannot
-  judge: after ``00 20 00 80`` (a status query) more data would make it a VERIFY. A part carrying
-  other commands, such as a long SELECT or PUT DATA sent over T=0, passes unchanged.
+  its own class), a whole command by the allow list as if sent bare, an ENVELOPE in it likewise,
+  at most :data:`ENVELOPE_DEPTH` deep.
+- Only the first bytes of a split command are kept, so a part of a PIN command or of a SELECT by
+  AID that is not whole cannot be judged and is refused, as is the rest of that command up to its
+  length, an empty ENVELOPE or any other command; so is a part of a command whose instruction the
+  allow list does not list. So is a part that could turn a command in progress into one that
+  cannot be judged: after ``00 20 00 80`` (a status query) more data would make it a VERIFY, after
+  a lone CLA or ``00 A4`` a SELECT by AID. A part carrying other commands, such as a long PUT DATA
+  sent over T=0, passes unchanged (a SELECT by AID fits one ENVELOPE).
 - An ENVELOPE answered with anything but a bare ``9000`` ended the sequence on the card (it
   executed or rejected what it held). An attempt answered ``9000`` may still be waiting for an
   empty ENVELOPE (or one inside an ENVELOPE): every counter (another class or channel may name
   the same PIN) counts one try less until an ENVELOPE is answered otherwise, and no other attempt
   may go inside an ENVELOPE meanwhile.
 - Inside a nested ENVELOPE the guard follows no sequence: a nested part that may still grow into
-  a PIN command is refused.
+  a command it must judge whole is refused.
 - ENVELOPE ``C3`` wraps its data in BER-TLV objects, which the guard does not read: with the guard
-  on it is answered ``6D00`` (instruction not supported).
+  on it is answered ``6D00`` (instruction not supported), and refused inside an ENVELOPE.
 
 The instruction decides in every class: a lenient card ignores the class byte (a proprietary
-``80 C2``, such as a SIM toolkit ENVELOPE, is judged like the interindustry one).
+``80 C2``, such as a SIM toolkit ENVELOPE, is judged like the interindustry one, ``80 A4`` like a
+SELECT).
 
 What the guard learns is kept per card, at most :data:`MEMORY_LIMIT` counters, and forgotten
 on SELECT and MANAGE CHANNEL (another application may use the same references), inside an
@@ -63,20 +85,21 @@ from __future__ import annotations
 
 import enum
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 import structlog
 
-from cacard.apdu import APDUFormatError, CommandAPDU, StatusWord, instruction
-from cacard.card import INS_MANAGE_CHANNEL, INS_SELECT, P1_SELECT_BY_AID
-from cacard.pin_commands import (
+from cacard.pin_commands import Counter, PinAttempt, pin_attempt
+from cardfloor.iso7816.apdu import APDUFormatError, CommandAPDU, StatusWord, instruction
+from cardfloor.iso7816.instructions import (
     INS_ENVELOPE,
     INS_ENVELOPE_ODD,
+    INS_MANAGE_CHANNEL,
+    INS_SELECT,
+    P1_SELECT_BY_AID,
     PIN_INSTRUCTIONS,
-    Counter,
-    PinAttempt,
-    pin_attempt,
 )
 
 if TYPE_CHECKING:
@@ -95,15 +118,20 @@ SW_SUCCESS: Final = StatusWord.SUCCESS.to_bytes(2, "big")
 MEMORY_LIMIT: Final = 32
 #: ENVELOPEs nested in one another that the guard unwraps; a deeper one is refused.
 ENVELOPE_DEPTH: Final = 3
-#: Commands in progress inside ENVELOPEs that the guard follows per card; a part that would make
-#: more is refused.
+#: Commands in progress inside ENVELOPEs that the guard follows per card and policy; a part that
+#: would make more is refused.
 ENVELOPE_STARTS: Final = 4
 _SW1_WARNING_NVM_CHANGED: Final = 0x63
 _FORGETTING_INSTRUCTIONS: Final = frozenset({INS_SELECT, INS_MANAGE_CHANNEL})
 #: What the card's parser reads of a command besides its length: CLA INS P1 P2 and an extended Lc.
 _HEAD: Final = 7
+#: Where P1 sits in a command.
+_P1: Final = 2
 #: The longest command APDU: extended case 4, plus one byte for vicc's 3-byte Le.
 _LONGEST: Final = 4 + 3 + 65535 + 3
+#: SELECT P2 b2-b1: which applet among those whose AID starts with the data (00: the first).
+_P2_OCCURRENCE: Final = 0x03
+_P2_FIRST_OCCURRENCE: Final = 0x00
 
 
 def tries_left(status: bytes) -> int | None:
@@ -119,29 +147,65 @@ def tries_left(status: bytes) -> int | None:
 
 @dataclass(frozen=True)
 class ApduPolicy:
-    """Which commands may reach the card: all when a set is empty."""
+    """Which commands may reach the card: all when a set is empty (module docstring)."""
 
     instructions: frozenset[int] = frozenset()
     aids: frozenset[bytes] = frozenset()
 
+    @property
+    def restricts(self) -> bool:
+        """Whether the policy refuses anything: only then does the guard follow ENVELOPEs for it."""
+        return bool(self.instructions or self.aids)
+
     def refusal(self, apdu: bytes) -> bytes | None:
-        """The status word to answer instead of forwarding ``apdu``, or None to forward it."""
+        """The status word to answer instead of forwarding ``apdu``, or None to forward it.
+
+        ``apdu`` is judged as one command; what an ENVELOPE carries, :class:`CardGuard` judges
+        through the same rules, following what the card may assemble."""
         ins = instruction(apdu)
         if ins is None:
             return None  # the card itself answers malformed APDUs
         if self.instructions and ins not in self.instructions:
             return SW_INS_NOT_SUPPORTED
+        if ins == INS_ENVELOPE_ODD and self.restricts:
+            return SW_INS_NOT_SUPPORTED  # its BER-TLV data is not read
         if self.aids and ins == INS_SELECT:
             try:
                 command = CommandAPDU.from_bytes(apdu)
             except APDUFormatError:
                 # A lenient card may still select something with it.
                 return SW_WRONG_LENGTH
-            if command.p1 == P1_SELECT_BY_AID and not any(
-                command.data.startswith(allowed) for allowed in self.aids
-            ):
+            if command.p1 == P1_SELECT_BY_AID and not self._selects_allowed(command):
                 return SW_FILE_NOT_FOUND
         return None
+
+    def _selects_allowed(self, select: CommandAPDU) -> bool:
+        """Whether a SELECT by AID can only pick an applet whose AID starts with an allowed one."""
+        if select.p2 & _P2_OCCURRENCE != _P2_FIRST_OCCURRENCE:
+            return False  # the card's order decides (module docstring)
+        return any(select.data.startswith(allowed) for allowed in self.aids)
+
+    @property
+    def _rules(self) -> _Rules:
+        unjudged = SW_INS_NOT_SUPPORTED if self.instructions else SW_FILE_NOT_FOUND
+        return _Rules("vscclient.apdu_refused", unjudged, self._judge_inner)
+
+    def _judge_inner(self, inner: _Inner, data: bytes | None) -> _Verdict:
+        """The allow list's verdict on ``inner``, a command inside ENVELOPEs but none itself."""
+        ins = instruction(inner.head)
+        if self.instructions and ins not in self.instructions:
+            return _refused("instruction not allowed", SW_INS_NOT_SUPPORTED)
+        if self.aids and ins == INS_SELECT:
+            if len(inner.head) <= _P1:
+                return _Verdict(_Kind.OPEN)  # a P1 of 04 would make it a SELECT by AID
+            if inner.head[_P1] == P1_SELECT_BY_AID:
+                if data is None or not inner.whole:
+                    # Only the first bytes of a split command are kept: its AID is not.
+                    return _refused("SELECT by AID split across ENVELOPEs", SW_FILE_NOT_FOUND)
+                refusal = self.refusal(data)
+                if refusal is not None:
+                    return _refused("SELECT of an applet not allowed", refusal)
+        return _Verdict(_Kind.HARMLESS if inner.whole else _Kind.UNFINISHED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,15 +242,16 @@ class _Inner:
 class _Kind(enum.Enum):
     """What an inner command may do, as far as its bytes so far tell."""
 
-    #: Whole, and spends nothing however it goes on.
+    #: Whole, and the policy lets it through however it goes on.
     HARMLESS = "harmless"
-    #: Not whole yet; its instruction spends nothing.
+    #: Not whole yet; what follows cannot change the policy's verdict.
     UNFINISHED = "unfinished"
-    #: May still become a PIN command as data follows (no instruction yet; VERIFY without data).
+    #: What follows may make it a command the policy refuses or must judge whole (no instruction
+    #: yet; VERIFY without data; SELECT without P1).
     OPEN = "open"
-    #: A whole command that may spend a try.
+    #: A whole command that may spend a PIN try.
     ATTEMPT = "attempt"
-    #: Cannot be judged.
+    #: Refused, with ``status``.
     REFUSED = "refused"
 
 
@@ -195,70 +260,92 @@ class _Verdict:
     kind: _Kind
     attempt: PinAttempt | None = None
     reason: str = ""
+    status: bytes = b""
 
 
-def _refused(reason: str) -> _Verdict:
-    return _Verdict(_Kind.REFUSED, reason=reason)
+def _refused(reason: str, status: bytes) -> _Verdict:
+    return _Verdict(_Kind.REFUSED, reason=reason, status=status)
 
 
-def _judge(inner: _Inner, data: bytes | None, depth: int) -> _Verdict:
-    """What the card may do with ``inner``, a command inside ``depth`` ENVELOPEs; ``data`` is its
-    bytes when the guard has them (the data of one ENVELOPE)."""
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """How one policy judges commands inside ENVELOPEs; :func:`_judge` unwraps ENVELOPEs."""
+
+    #: The log event of its refusals.
+    event: str
+    #: Its answer to what it cannot judge (an ENVELOPE nested too deep, say).
+    unjudged: bytes
+    #: Its verdict on a command that is no ENVELOPE: its bytes so far, and all of them when they
+    #: are the data of one ENVELOPE.
+    judge: Callable[[_Inner, bytes | None], _Verdict]
+
+
+def _judge(rules: _Rules, inner: _Inner, data: bytes | None, depth: int) -> _Verdict:
+    """What the card may do with ``inner``, a command inside ``depth`` ENVELOPEs, per ``rules``;
+    ``data`` is its bytes when the guard has them (the data of one ENVELOPE)."""
     ins = instruction(inner.head)
     if ins is None:
         return _Verdict(_Kind.OPEN)
     if ins == INS_ENVELOPE_ODD:
-        return _refused("odd ENVELOPE inside an ENVELOPE")
+        return _refused("odd ENVELOPE inside an ENVELOPE", rules.unjudged)
     if ins == INS_ENVELOPE:
-        return _judge_nested(inner, data, depth)
-    if ins in PIN_INSTRUCTIONS:
-        try:
-            attempt = pin_attempt(inner.stand_in)
-        except APDUFormatError:
-            return _refused("part of a split PIN command")
-        if attempt is None:
-            # VERIFY without data asks for the counter; with data following, it would compare.
-            return _Verdict(_Kind.OPEN if inner.size <= _HEAD else _Kind.HARMLESS)
-        if attempt.chained:
-            return _refused("chained PIN command inside an ENVELOPE")
-        return _Verdict(_Kind.ATTEMPT, attempt)
-    return _Verdict(_Kind.HARMLESS if inner.whole else _Kind.UNFINISHED)
+        # No allow list refuses C2 here: the outer ENVELOPE had the same instruction.
+        return _judge_nested(rules, inner, data, depth)
+    return rules.judge(inner, data)
 
 
-def _judge_nested(inner: _Inner, data: bytes | None, depth: int) -> _Verdict:
+def _judge_nested(rules: _Rules, inner: _Inner, data: bytes | None, depth: int) -> _Verdict:
     try:
         envelope = CommandAPDU.from_bytes(inner.stand_in if data is None else data)
     except APDUFormatError:
-        return _refused("part of a split ENVELOPE")
+        return _refused("part of a split ENVELOPE", rules.unjudged)
     if not envelope.data:
         return _Verdict(_Kind.OPEN)  # ends a nested sequence; data may still follow
     if data is None:
-        return _refused("ENVELOPE assembled from ENVELOPEs")  # its data is not kept
+        return _refused("ENVELOPE assembled from ENVELOPEs", rules.unjudged)  # data not kept
     if depth >= ENVELOPE_DEPTH:
-        return _refused("ENVELOPEs nested too deep")
-    nested = _judge(_Inner.of(envelope.data), envelope.data, depth + 1)
+        return _refused("ENVELOPEs nested too deep", rules.unjudged)
+    nested = _judge(rules, _Inner.of(envelope.data), envelope.data, depth + 1)
     if nested.kind is _Kind.OPEN:
         # No sequence is followed inside a nested ENVELOPE: what the next part could make of it
         # is unknown.
-        return _refused("start of a command inside a nested ENVELOPE")
+        return _refused("start of a command inside a nested ENVELOPE", rules.unjudged)
     if nested.kind is _Kind.UNFINISHED:
         return _Verdict(_Kind.HARMLESS)
     return nested
 
 
+def _judge_pin_command(inner: _Inner, data: bytes | None) -> _Verdict:
+    """The PIN guard's verdict on ``inner``, a command inside ENVELOPEs but none itself."""
+    if instruction(inner.head) not in PIN_INSTRUCTIONS:
+        return _Verdict(_Kind.HARMLESS if inner.whole else _Kind.UNFINISHED)
+    try:
+        attempt = pin_attempt(inner.stand_in)
+    except APDUFormatError:
+        return _refused("part of a split PIN command", SW_BLOCKED)
+    if attempt is None:
+        # VERIFY without data asks for the counter; with data following, it would compare.
+        return _Verdict(_Kind.OPEN if inner.size <= _HEAD else _Kind.HARMLESS)
+    if attempt.chained:
+        return _refused("chained PIN command inside an ENVELOPE", SW_BLOCKED)
+    return _Verdict(_Kind.ATTEMPT, attempt)
+
+
+_PIN_RULES: Final = _Rules("vscclient.pin_guard", SW_BLOCKED, _judge_pin_command)
+
+
 @dataclass
 class _Envelopes:
-    """What the card may be assembling from ENVELOPE data."""
+    """What the card may be assembling from ENVELOPE data, as one policy follows it."""
 
-    #: Commands in progress that may grow into a PIN command, or whose end decides where the
-    #: next command starts.
+    #: Commands in progress that the policy may still have to refuse, or whose end decides
+    #: where the next command starts.
     starts: list[_Inner] = field(default_factory=list)
     #: The next ENVELOPE's data may start a command (nothing in progress, or it may be whole).
     fresh: bool = True
-    #: The rest of a split command that was refused.
+    #: The rest of a split command that was refused, and the status it was refused with.
     refusing: _Inner | None = None
-    #: An attempt forwarded in an ENVELOPE and answered 9000: the card may still hold it.
-    pending: Counter | None = None
+    refused_with: bytes = SW_BLOCKED
 
     def candidates(self, data: bytes) -> list[tuple[_Inner, bytes | None]]:
         """The commands an ENVELOPE with ``data`` may make on the card."""
@@ -268,6 +355,32 @@ class _Envelopes:
         if self.fresh:
             found.append((_Inner.of(data), data))
         return found
+
+    def judge(self, rules: _Rules, data: bytes) -> list[tuple[_Inner, _Verdict]]:
+        """Every command an ENVELOPE with ``data`` may make on the card, judged per ``rules``."""
+        return [(inner, _judge(rules, inner, whole, 1)) for inner, whole in self.candidates(data)]
+
+    def refuse(self, inner: _Inner, status: bytes) -> None:
+        """``inner`` was refused with ``status``: so is its rest, if it is not whole."""
+        self.refusing = None if inner.whole else inner
+        self.refused_with = status
+
+    def refuse_rest(self, data: bytes) -> bytes | None:
+        """While a refused command is in progress: count ``data`` to its rest and return the
+        status that refuses this ENVELOPE too. Else None."""
+        if self.refusing is None:
+            return None
+        rest = self.refusing.then(data)
+        ended = not data or rest.whole or rest.size > _LONGEST
+        self.refusing = None if ended else rest
+        return self.refused_with
+
+    def answered(self, verdicts: list[tuple[_Inner, _Verdict]], answer: bytes) -> None:
+        """The card answered a part that made these commands."""
+        if answer == SW_SUCCESS:
+            self.advance(verdicts)
+        else:
+            self.starts, self.fresh = [], True
 
     def advance(self, verdicts: list[tuple[_Inner, _Verdict]]) -> None:
         """The card acknowledged a part (9000) that made these commands."""
@@ -312,7 +425,11 @@ class _CardMemory:
     #: More than MEMORY_LIMIT counters answered the probe with 63xx: probe none of them.
     probes_spend: bool = False
     chain: _Chain | None = None
-    envelopes: _Envelopes = field(default_factory=_Envelopes)
+    #: ENVELOPE sequences as the PIN guard and the allow list follow them.
+    pin_envelopes: _Envelopes = field(default_factory=_Envelopes)
+    policy_envelopes: _Envelopes = field(default_factory=_Envelopes)
+    #: An attempt forwarded in an ENVELOPE and answered 9000: the card may still hold it.
+    pending: Counter | None = None
 
     def may_probe(self, counter: Counter) -> bool:
         return not self.probes_spend and counter not in self.unprobed
@@ -338,6 +455,12 @@ class _CardMemory:
         elif answer[-2:] != SW_SUCCESS and counter in self.counts:
             self.learn(counter, max(self.counts[counter] - 1, 0))
 
+    def settle(self, answer: bytes) -> None:
+        """An ENVELOPE sequence ended with ``answer``: the attempt it may have held is done."""
+        if self.pending is not None:
+            self.learn_from_answer(self.pending, answer)
+            self.pending = None
+
 
 @dataclass(frozen=True)
 class CardGuard:
@@ -356,10 +479,10 @@ class CardGuard:
         if refusal is not None:
             log.warning("vscclient.apdu_refused", ins=_hex(instruction(apdu)), sw=refusal.hex())
             return refusal
-        if not self.keep:
+        if not self.keep and not self.policy.restricts:
             return await card.transmit(apdu)
         ins = instruction(apdu)
-        if ins == INS_ENVELOPE_ODD:
+        if self.keep and ins == INS_ENVELOPE_ODD:
             log.warning(
                 "vscclient.pin_guard",
                 ins="c3",
@@ -372,7 +495,10 @@ class CardGuard:
         if ins == INS_ENVELOPE:
             memory.chain = None  # another command: it ends a chain on the card
             return await self._envelope(card, memory, apdu)
-        memory.envelopes.refusing = None  # another command ends the host's ENVELOPE sequence
+        # Another command ends the host's ENVELOPE sequence.
+        memory.pin_envelopes.refusing = memory.policy_envelopes.refusing = None
+        if not self.keep:
+            return await card.transmit(apdu)
         try:
             attempt = pin_attempt(apdu)
         except APDUFormatError as error:
@@ -425,80 +551,89 @@ class CardGuard:
                 memory.chain.budget = after - self.keep
         return answer
 
+    def _followers(self, memory: _CardMemory) -> list[tuple[_Rules, _Envelopes]]:
+        """The policies that judge ENVELOPEs on this card, the allow list first (as for bare
+        commands), each with what it follows."""
+        followers: list[tuple[_Rules, _Envelopes]] = []
+        if self.policy.restricts:
+            followers.append((self.policy._rules, memory.policy_envelopes))
+        if self.keep:
+            followers.append((_PIN_RULES, memory.pin_envelopes))
+        return followers
+
     async def _envelope(self, card: LocalCard, memory: _CardMemory, apdu: bytes) -> bytes:
         """Judge an ENVELOPE by every command it may make on the card (module docstring)."""
+        followers = self._followers(memory)
         try:
             data = CommandAPDU.from_bytes(apdu).data
         except APDUFormatError as error:
             log.warning(
-                "vscclient.pin_guard",
+                followers[0][0].event,
                 ins="c2",
                 field=error.field,
                 value=error.value,
                 action="malformed ENVELOPE answered 6700 without reaching the card",
             )
             return SW_WRONG_LENGTH
-        envelopes = memory.envelopes
-        if envelopes.refusing is not None:
-            rest = envelopes.refusing.then(data)
-            ended = not data or rest.whole or rest.size > _LONGEST
-            envelopes.refusing = None if ended else rest
-            return self._refuse_envelope(None, "rest of a refused command")
+        # Each policy refusing a command counts this part to its own rest.
+        rests = [(rules, follow.refuse_rest(data)) for rules, follow in followers]
+        refused = [(rules, status) for rules, status in rests if status is not None]
+        if refused:
+            rules, status = refused[0]
+            return self._refuse_envelope(rules, None, "rest of a refused command", status)
         if not data:
             answer = await card.transmit(apdu)
-            envelopes.end()
+            for _, follow in followers:
+                follow.end()
             if answer != SW_SUCCESS:  # 9000 may be a nested ENVELOPE still holding the attempt
-                self._settle(memory, answer)
+                memory.settle(answer)
             return answer
-        verdicts = [(inner, _judge(inner, whole, 1)) for inner, whole in envelopes.candidates(data)]
+        judged = [(rules, follow, follow.judge(rules, data)) for rules, follow in followers]
         attempt = None
-        for inner, verdict in verdicts:
-            if verdict.kind is _Kind.REFUSED:
-                envelopes.refusing = None if inner.whole else inner
-                return self._refuse_envelope(inner, verdict.reason)
-            if verdict.kind is _Kind.ATTEMPT:
-                if attempt is not None:
-                    return self._refuse_envelope(inner, "two PIN commands in one ENVELOPE")
-                attempt = verdict.attempt
-        if len(envelopes.following(verdicts)) > ENVELOPE_STARTS:
-            return self._refuse_envelope(None, "too many commands in progress")
+        for rules, follow, verdicts in judged:
+            for inner, verdict in verdicts:
+                if verdict.kind is _Kind.REFUSED:
+                    follow.refuse(inner, verdict.status)
+                    return self._refuse_envelope(rules, inner, verdict.reason, verdict.status)
+                if verdict.kind is _Kind.ATTEMPT:
+                    if attempt is not None:
+                        return self._refuse_envelope(
+                            rules, inner, "two PIN commands in one ENVELOPE", rules.unjudged
+                        )
+                    attempt = verdict.attempt
+            if len(follow.following(verdicts)) > ENVELOPE_STARTS:
+                return self._refuse_envelope(
+                    rules, None, "too many commands in progress", rules.unjudged
+                )
         if attempt is not None:
-            if envelopes.pending is not None:
+            if memory.pending is not None:
                 return self._refuse(attempt, None, "another attempt may wait in an ENVELOPE")
             left = await self._tries_left(card, memory, attempt.counter)
             if left is None or left <= self.keep:
                 return self._refuse(attempt, left, "ENVELOPE answered 6983 here")
         answer = await card.transmit(apdu)
-        if any(instruction(inner.head) in _FORGETTING_INSTRUCTIONS for inner, _ in verdicts):
-            memory.counts.clear()
+        for _, follow, verdicts in judged:
+            follow.answered(verdicts, answer)
+            if any(instruction(inner.head) in _FORGETTING_INSTRUCTIONS for inner, _ in verdicts):
+                memory.counts.clear()
         if answer != SW_SUCCESS:
-            envelopes.starts, envelopes.fresh = [], True
-            self._settle(memory, answer)
+            memory.settle(answer)
             if attempt is not None:
                 memory.learn_from_answer(attempt.counter, answer)
-            return answer
-        envelopes.advance(verdicts)
-        if attempt is not None:
-            envelopes.pending = attempt.counter
+        elif attempt is not None:
+            memory.pending = attempt.counter
         return answer
 
     @staticmethod
-    def _settle(memory: _CardMemory, answer: bytes) -> None:
-        """An ENVELOPE sequence ended with ``answer``: the attempt it may have held is done."""
-        pending = memory.envelopes.pending
-        if pending is not None:
-            memory.learn_from_answer(pending, answer)
-            memory.envelopes.pending = None
-
-    def _refuse_envelope(self, inner: _Inner | None, reason: str) -> bytes:
+    def _refuse_envelope(rules: _Rules, inner: _Inner | None, reason: str, status: bytes) -> bytes:
         log.warning(
-            "vscclient.pin_guard",
+            rules.event,
             ins="c2",
             inner_ins=None if inner is None else _hex(instruction(inner.head)),
-            keep=self.keep,
-            action=f"{reason}: ENVELOPE answered 6983 without reaching the card",
+            sw=status.hex(),
+            action=f"{reason}: ENVELOPE answered {status.hex()} without reaching the card",
         )
-        return SW_BLOCKED
+        return status
 
     async def _tries_left(
         self, card: LocalCard, memory: _CardMemory, counter: Counter
@@ -506,7 +641,7 @@ class CardGuard:
         """The tries ``counter`` has left, less one an ENVELOPE sequence may still spend: on any
         counter, since another class or channel may name the same PIN."""
         left = await self._tries_left_on_card(card, memory, counter)
-        if left is not None and memory.envelopes.pending is not None:
+        if left is not None and memory.pending is not None:
             return max(left - 1, 0)
         return left
 

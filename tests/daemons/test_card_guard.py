@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from pathlib import Path
 
@@ -11,8 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cacard import CardRequest, CardStore, generate_card
-from cacard.apdu import APDUFormatError, CommandAPDU, instruction
-from cacard.card import Card
+from cacard.applets.applet import RID_DOD, RID_GSC_IS
+from cacard.applets.ccc import CCC_AID
+from cacard.applets.gp import GP_AID
+from cacard.card import CHANNELS, Card
+from cardfloor.iso7816.apdu import APDUFormatError, CommandAPDU, instruction
+from cardfloor.iso7816.instructions import INS_SELECT
 from daemons.card_guard import (
     ENVELOPE_DEPTH,
     ENVELOPE_STARTS,
@@ -93,6 +98,14 @@ class InProcessCard:
     @property
     def tries(self) -> int:
         return self.card.state.pin.tries_remaining
+
+    def selected(self) -> list[bytes]:
+        """The AIDs of the applets selected on the card's channels."""
+        return [
+            applet.aid
+            for applet in (self.card.selected(channel) for channel in range(CHANNELS))
+            if applet is not None
+        ]
 
     async def transmit(self, apdu: bytes) -> bytes:
         return self.card.transmit(apdu)
@@ -370,6 +383,8 @@ def enveloped(mode: str, max_tries: int = 3, *, lenient: bool = False) -> Envelo
 
 END = envelope(b"")
 VERIFY_WRONG = bytes.fromhex("0020000008") + WRONG
+PKI_AID = RID_GSC_IS + b"\x01\x00"  # the emulated card's first PKI applet
+ALLOW_GSC_IS = ApduPolicy(aids=frozenset({RID_GSC_IS}))  # not the CCC, GlobalPlatform, ...
 
 
 @pytest.mark.parametrize("mode", ENVELOPE_MODES)
@@ -491,19 +506,25 @@ async def test_a_malformed_envelope_is_answered_6700_here() -> None:
     assert card.executed == []
 
 
-async def test_what_the_guard_follows_of_envelopes_is_bounded() -> None:
+@pytest.mark.parametrize("keep", [0, 1])
+async def test_what_the_guard_follows_of_envelopes_is_bounded(keep: int) -> None:
     card = enveloped("terminator")
-    guard = CardGuard(keep=1)
+    guard = CardGuard(keep=keep, policy=ALLOW_GSC_IS)
     for index in range(200):
         await guard.transmit(card, envelope(bytes((index % 7, 0x20, 0x20, 0x00, 0x80))))
         await guard.transmit(card, envelope(b"\x00"))
-    assert len(guard._memory[card].envelopes.starts) <= ENVELOPE_STARTS
-    assert card.tries == 3
+    memory = guard._memory[card]
+    assert len(memory.pin_envelopes.starts) <= ENVELOPE_STARTS
+    assert len(memory.policy_envelopes.starts) <= ENVELOPE_STARTS
+    assert card.tries == 3 or not keep
 
 
-def envelope_steps() -> st.SearchStrategy[list[bytes]]:
-    """A command from :func:`command_strategy`, bare or in ENVELOPEs: whole, nested, split at
-    any points (with or without empty ENVELOPEs after), split inside a nested ENVELOPE."""
+def envelope_steps(
+    commands: st.SearchStrategy[bytes] | None = None,
+) -> st.SearchStrategy[list[bytes]]:
+    """A command from ``commands`` (wrong PINs and :func:`command_strategy` by default), bare or
+    in ENVELOPEs of any class: whole, nested, split at any points (with or without empty
+    ENVELOPEs after), split inside a nested ENVELOPE."""
 
     wrong_pins = st.builds(
         lambda cla, ins, data, le, extended: CommandAPDU(
@@ -525,20 +546,26 @@ def envelope_steps() -> st.SearchStrategy[list[bytes]]:
 
     @st.composite
     def steps(draw: st.DrawFn) -> list[bytes]:
-        command = draw(wrong_pins | command_strategy())
+        command = draw(wrong_pins | command_strategy() if commands is None else commands)
         how = draw(st.sampled_from(["bare", "whole", "nested", "split", "split", "nested split"]))
         ends = draw(st.sampled_from([[], [END], [END, END]]))
+        # The instruction decides: a channel or proprietary class (80 C2) is an ENVELOPE too.
+        cla = draw(st.sampled_from([0x00, 0x00, 0x00, 0x01, 0x80, 0x83]))
+
+        def wrap(data: bytes) -> bytes:
+            return envelope(data, cla)
+
         if how == "bare":
             return [command]
         if how == "whole":
-            return [envelope(command), *ends]
+            return [wrap(command), *ends]
         if how == "nested":
-            return [envelope(envelope(command)), END, envelope(END), *ends]
+            return [wrap(wrap(command)), END, wrap(END), *ends]
         if how == "split":
-            return [*(envelope(part) for part in split(draw, command)), *ends]
+            return [*(wrap(part) for part in split(draw, command)), *ends]
         # Each part ends its outer sequence, so that the inner one gathers the parts.
-        nested = [[envelope(envelope(part)), END] for part in split(draw, command)]
-        return [*itertools.chain.from_iterable(nested), envelope(END), END, *ends]
+        nested = [[wrap(wrap(part)), END] for part in split(draw, command)]
+        return [*itertools.chain.from_iterable(nested), wrap(END), END, *ends]
 
     return steps()
 
@@ -563,5 +590,237 @@ def test_through_envelopes_a_counter_never_goes_below_keep(
             for apdu in step:
                 await guard.transmit(card, apdu)
                 assert card.tries >= floor, apdu.hex()
+
+    asyncio.run(run())
+
+
+# -- the allow list and ENVELOPE -------------------------------------------------------------
+
+
+def select(aid: bytes, cla: int = 0x00, p2: int = 0x00, *, extended: bool = False) -> bytes:
+    return CommandAPDU(cla, INS_SELECT, 0x04, p2, aid, extended=extended).to_bytes()
+
+
+def delivered(command: bytes, depth: int) -> list[bytes]:
+    """ENVELOPEs that bring ``command`` ``depth`` ENVELOPEs deep on a card of any mode: each
+    level's sequence is ended, so that a terminator card executes what it gathered."""
+    if not depth:
+        return [command]
+    return [*delivered(envelope(command), depth - 1), *delivered(END, depth - 1)]
+
+
+@pytest.mark.parametrize("keep", [0, 1])
+async def test_with_allow_ins_without_c2_every_envelope_is_refused(keep: int) -> None:
+    card = enveloped("each")
+    guard = CardGuard(keep=keep, policy=ApduPolicy(frozenset({0xA4, 0xC0})))
+    for apdu in (envelope(select(PKI_AID)), envelope(select(CCC_AID), 0x80), END):
+        assert (await guard.transmit(card, apdu)).hex() == "6d00"
+    assert card.executed == []
+
+
+@pytest.mark.parametrize("mode", ENVELOPE_MODES)
+@pytest.mark.parametrize("keep", [0, 1])
+async def test_an_instruction_inside_an_envelope_must_be_on_the_allow_list(
+    mode: str, keep: int
+) -> None:
+    card = enveloped(mode)
+    guard = CardGuard(keep=keep, policy=ApduPolicy(frozenset({0xA4, 0xC0, 0xC2})))
+    get_challenge = bytes.fromhex("0084000008")
+    assert (await guard.transmit(card, envelope(get_challenge))).hex() == "6d00"
+    assert (await guard.transmit(card, envelope(envelope(get_challenge)))).hex() == "6d00"
+    assert (await guard.transmit(card, END)).hex() == "9000"
+    assert card.executed == []
+    for apdu in delivered(select(PKI_AID), 1):  # SELECT is listed: it reaches the card
+        await guard.transmit(card, apdu)
+    assert card.card.selected() == [PKI_AID]
+
+
+@pytest.mark.parametrize("mode", ["length", "terminator"])
+async def test_a_split_command_whose_instruction_is_not_allowed_is_refused_to_its_end(
+    mode: str,
+) -> None:
+    card = enveloped(mode)
+    guard = CardGuard(keep=0, policy=ApduPolicy(frozenset({0xA4, 0xC2})))
+    put_data = CommandAPDU(0x00, 0xDB, 0x3F, 0xFF, bytes(300), extended=True).to_bytes()
+    parts = [put_data[:1], put_data[1:100], put_data[100:]]
+    answers = [(await guard.transmit(card, envelope(part))).hex() for part in parts]
+    # A lone CLA may still become anything: followed, and judged once its instruction comes.
+    assert answers == ["9000", "6d00", "6d00"]
+    await guard.transmit(card, END)
+    assert not any(instruction(command) == 0xDB for command in card.executed)
+
+
+@pytest.mark.parametrize("mode", ENVELOPE_MODES)
+@pytest.mark.parametrize("keep", [0, 1])
+@pytest.mark.parametrize("depth", range(1, ENVELOPE_DEPTH + 1))
+async def test_a_select_of_an_applet_not_allowed_is_refused_inside_envelopes(
+    mode: str, keep: int, depth: int
+) -> None:
+    card = enveloped(mode)
+    guard = CardGuard(keep=keep, policy=ALLOW_GSC_IS)
+    forbidden = delivered(select(CCC_AID, 0x81), depth)
+    assert (await guard.transmit(card, forbidden[0])).hex() == "6a82"
+    for apdu in forbidden[1:]:
+        await guard.transmit(card, apdu)
+    assert card.card.selected() == []
+    for apdu in delivered(select(PKI_AID), depth):  # an allowed one reaches the card
+        await guard.transmit(card, apdu)
+    # ... unless only an empty ENVELOPE two deep would execute it: a nested part that may still
+    # grow is refused (the guard follows no sequence there).
+    reached = mode != "terminator" or depth < ENVELOPE_DEPTH
+    assert card.card.selected() == ([PKI_AID] if reached else [])
+
+
+@pytest.mark.parametrize("mode", ["length", "terminator"])
+@pytest.mark.parametrize("aid", [PKI_AID, CCC_AID], ids=["allowed", "forbidden"])
+@pytest.mark.parametrize("cut", [2, 3, 4, 6, 8, 11])
+async def test_a_select_by_aid_split_across_envelopes_is_refused(
+    mode: str, aid: bytes, cut: int
+) -> None:
+    """Only the first bytes of a split command are kept: its AID cannot be judged, even an
+    allowed one (a long SELECT over T=0 still fits one ENVELOPE)."""
+    card = enveloped(mode)
+    guard = CardGuard(keep=1, policy=ALLOW_GSC_IS)
+    command = select(aid, extended=True)
+    parts = [command[:cut], command[cut:12], command[12:]]
+    answers = [(await guard.transmit(card, envelope(part))).hex() for part in parts]
+    await guard.transmit(card, END)
+    refused = answers.index("6a82")
+    if cut != 4:  # 00 A4 04 00 is whole (an empty AID), so refused alone: the rest is new data
+        assert answers[refused:] == ["6a82"] * (3 - refused)
+    assert card.card.selected() == []
+    assert not any(command[1:3] == b"\xa4\x04" for command in card.executed)
+
+
+@pytest.mark.parametrize(
+    "part",
+    ["00", "00A4", "00A404", "00A4040007A000"],
+    ids=["cla", "ins", "p1", "part"],
+)
+async def test_inside_a_nested_envelope_a_part_that_may_become_a_select_is_refused(
+    part: str,
+) -> None:
+    card = enveloped("terminator")
+    guard = CardGuard(keep=0, policy=ALLOW_GSC_IS)
+    steps = [envelope(envelope(bytes.fromhex(part))), END, envelope(END), END]
+    assert (await guard.transmit(card, steps[0])).hex() == "6a82"
+    for apdu in steps[1:]:
+        await guard.transmit(card, apdu)
+    assert card.executed == []
+
+
+@pytest.mark.parametrize(
+    ("allowed", "aid"),
+    [(PKI_AID, PKI_AID), (RID_GSC_IS, PKI_AID), (RID_GSC_IS, RID_GSC_IS)],
+    ids=["exact", "longer", "prefix"],
+)
+@pytest.mark.parametrize("p2", [0x01, 0x02, 0x03, 0x0E], ids=["last", "next", "prev", "next-0c"])
+async def test_a_select_of_another_occurrence_is_refused_by_an_aid_allow_list(
+    allowed: bytes, aid: bytes, p2: int
+) -> None:
+    """Which applet a card picks then depends on an order only the card knows."""
+    card = enveloped("each")
+    guard = CardGuard(keep=0, policy=ApduPolicy(aids=frozenset({allowed})))
+    assert (await guard.transmit(card, select(aid, p2=p2))).hex() == "6a82"
+    assert (await guard.transmit(card, envelope(select(aid, p2=p2)))).hex() == "6a82"
+    assert card.card.selected() == []
+    first = select(PKI_AID, p2=p2 & ~0x03)  # the first or only occurrence: FCI or none
+    assert (await guard.transmit(card, first)).hex() in ("610d", "9000")
+    assert card.card.selected() == [PKI_AID]
+
+
+@pytest.mark.parametrize(
+    ("policy", "inside"),
+    [(ALLOW_GSC_IS, "6a82"), (ApduPolicy(frozenset({0xA4, 0xC2, 0xC3})), "6d00")],
+    ids=["aids", "ins-with-c3"],
+)
+async def test_an_odd_envelope_is_refused_by_an_allow_list(policy: ApduPolicy, inside: str) -> None:
+    """Its BER-TLV data is not read, so a listed C3 is refused too; inside an ENVELOPE, with what
+    the policy answers to what it cannot judge."""
+    tlv = bytes((0x53, 11)) + select(CCC_AID)
+    odd = CommandAPDU(0x00, 0xC3, 0x00, 0x00, tlv).to_bytes()
+    bare = PivLikeCard()
+    assert (await CardGuard(keep=0, policy=policy).transmit(bare, odd)).hex() == "6d00"
+    assert bare.sent == []
+    card = enveloped("each")
+    assert (await CardGuard(keep=0, policy=policy).transmit(card, envelope(odd))).hex() == inside
+    assert card.executed == []
+
+
+@functools.cache
+def applet_aids() -> tuple[bytes, ...]:
+    """The AIDs of the emulated card's applets."""
+    return tuple(in_process().card.applets)
+
+
+def select_strategy() -> st.SearchStrategy[bytes]:
+    """SELECTs of the emulated card's applets in every encoding: any class (channels,
+    proprietary, chained, secure messaging), AIDs whole, cut short, extended or empty, any
+    occurrence, short and extended lengths, vicc's 3-byte Le and a byte too few."""
+
+    @st.composite
+    def selects(draw: st.DrawFn) -> bytes:
+        aid = draw(st.sampled_from(applet_aids()))
+        shape = draw(st.sampled_from(["whole"] * 5 + ["short", "long", "empty"]))
+        if shape == "short":
+            aid = aid[: draw(st.integers(1, len(aid) - 1))]
+        elif shape == "long":
+            aid += b"\x00"
+        elif shape == "empty":
+            aid = b""
+        cla = draw(st.sampled_from([0x00] * 4 + [0x01, 0x03, 0x0C, 0x10, 0x41, 0x81, 0x92, 0xA3]))
+        p1 = draw(st.sampled_from([0x04] * 6 + [0x00, 0x02]))
+        p2 = draw(st.sampled_from([0x00] * 4 + [0x0C, 0x01, 0x02, 0x03, 0x0E]))
+        le = draw(st.none() | st.sampled_from([13, 256]))
+        raw = CommandAPDU(cla, INS_SELECT, p1, p2, aid, le, extended=draw(st.booleans()))
+        encoded = raw.to_bytes()
+        mangle = draw(st.sampled_from(["none"] * 6 + ["append", "drop"]))
+        if mangle == "append":
+            encoded += b"\x00"
+        elif mangle == "drop":
+            encoded = encoded[:-1]
+        return encoded
+
+    return selects()
+
+
+POLICY_INSTRUCTIONS = frozenset({0xA4, 0xC0, 0xC2, 0xCA, 0x20})
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    aids=st.sets(st.sampled_from([RID_GSC_IS, PKI_AID, RID_DOD, GP_AID]), min_size=1, max_size=2),
+    listed=st.booleans(),
+    keep=st.sampled_from([0, 1]),
+    lenient=st.booleans(),
+    mode=st.sampled_from(ENVELOPE_MODES),
+    steps=st.lists(
+        envelope_steps(st.one_of(select_strategy(), select_strategy(), command_strategy())),
+        min_size=1,
+        max_size=10,
+    ),
+)
+def test_through_envelopes_no_applet_outside_the_allow_list_is_selected(
+    aids: set[bytes],
+    listed: bool,
+    keep: int,
+    lenient: bool,
+    mode: str,
+    steps: list[list[bytes]],
+) -> None:
+    instructions = POLICY_INSTRUCTIONS if listed else frozenset()
+    policy = ApduPolicy(instructions, frozenset(aids))
+    card = enveloped(mode, lenient=lenient)
+    guard = CardGuard(keep=keep, policy=policy)
+
+    async def run() -> None:
+        for step in steps:
+            for apdu in step:
+                await guard.transmit(card, apdu)
+                for aid in card.card.selected():
+                    assert any(aid.startswith(prefix) for prefix in aids), (apdu.hex(), aid.hex())
+                if listed:
+                    for command in card.executed:
+                        assert instruction(command) in {None, *instructions}, command.hex()
 
     asyncio.run(run())

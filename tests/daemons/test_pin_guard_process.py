@@ -119,3 +119,24 @@ async def test_envelopes_reach_the_card_unless_they_carry_a_pin_the_guard_keeps(
         )
     assert answers == ["6d00", "6d00", "63c2", "63c1", "6983", "6983", "6983", "6d00"]
     assert CardStore(card).load_state().pin.tries_remaining == 1
+
+
+async def test_the_aid_allow_list_looks_inside_envelopes_without_the_pin_guard(
+    card: Path,
+) -> None:
+    """Our card answers ENVELOPE 6D00 and has the CCC: a 6A82 is the allow list's answer."""
+    select_ccc = "00A4040007A000000116DB00"
+    select_pki = "00A4040007A0000000790100"
+    async with guest_of(card, "--pin-guard", "0", "--allow-aid", "A000000079") as guest:
+        answers = await guest.send(
+            [
+                "00C200000C" + select_ccc,  # a SELECT the allow list refuses, in an ENVELOPE
+                "00C200000C" + select_pki,  # one it allows: the card's 6D00
+                "00C2000003" + select_pki[:6],  # a split SELECT by AID: not judged, refused
+                "00C2000009" + select_pki[6:],  # ... to its end
+                "00A4040207A0000000790100",  # the next occurrence: the card's order decides
+                select_pki,
+            ]
+        )
+    assert answers[:5] == ["6a82", "6d00", "6a82", "6a82", "6a82"]
+    assert answers[5] in ("610d", "9000")
