@@ -6,7 +6,8 @@ an error if the card goes away first), and a PC_to_RDR_Abort, answered when both
 the abort procedure are in. The host learns of cards coming and going by a NotifySlotChange
 on the interrupt endpoint, sent only on a real change.
 
-Deliberate choices, each against a fault of QEMU's usb-ccid (``vscard-and-qemu.md`` §3):
+Deliberate choices, each against a fault of QEMU's usb-ccid (QEMU's
+``hw/usb/dev-smartcard-reader.c``):
 
 - Extended APDU level: APDUs and responses up to 64 KiB pass whole; a message longer than
   dwMaxCCIDMessageLength - 10 is chained with wLevelParameter / bChainParameter.

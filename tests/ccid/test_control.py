@@ -1,5 +1,5 @@
 """ep0 answers what the Linux kernel, libusb/libccid and usbip-win2 ask of a CCID reader
-(``usbip-ccid-libccid.md`` §1.6, §5 trap 8) and stalls everything else."""
+(the kernel's ``drivers/usb/core/message.c``, libccid's ``src/ccid_usb.c``) and stalls everything else."""
 
 from __future__ import annotations
 

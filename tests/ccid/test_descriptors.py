@@ -1,5 +1,6 @@
 """The reader's USB descriptors, byte for byte, and the fields libccid reads from them
-(``usbip-ccid-libccid.md`` §3.2)."""
+(libccid's ``src/ccid_usb.c``, ``get_ccid_usb_interface`` and
+``ccid_open_hack_pre``)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ CCID = bytes.fromhex(
 # In QEMU's order: interrupt IN, bulk IN, bulk OUT.
 ENDPOINTS = bytes.fromhex("07 05 81 03 0800 FF  07 05 82 02 4000 00  07 05 03 02 4000 00")
 
-# QEMU 7.2's usb-ccid class descriptor (vscard-and-qemu.md §3.2), to check the layout
+# QEMU 7.2's usb-ccid class descriptor (QEMU's ``hw/usb/dev-smartcard-reader.c``, ``qemu_ccid_descriptor``), to check the layout
 # against a descriptor libccid is known to read.
 QEMU_CCID = bytes.fromhex(
     "36 21 10 01 00 07 01 00 00 00 a0 0f 00 00 00 00 01 00 00 80 25 00 00 00 c2 01 00 00 fe 00"

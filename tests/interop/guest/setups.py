@@ -36,7 +36,8 @@ USBIP_PORT = 3240
 Controller = Literal["uhci", "xhci"]
 """The USB host controller for usb-ccid. Use ``uhci``: with ``xhci`` QEMU 7.2's usb-ccid answers
 short (pcscd: "Not enough data received: 2 bytes", then OpenSC: "Unsupported card"), which fits
-its stray zero-length packet after 64-byte messages (vscard-and-qemu.md §3.6)."""
+its stray zero-length packet after 64-byte messages (QEMU's ``hw/usb/dev-smartcard-reader.c``,
+``ccid_bulk_in_get``)."""
 CONTROLLERS: Mapping[str, str] = {"uhci": "piix3-usb-uhci", "xhci": "qemu-xhci"}
 
 

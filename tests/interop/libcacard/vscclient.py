@@ -16,7 +16,7 @@ prints with stdio and flushes only after its prompt, so on a pipe the ``-d`` tra
 type=...``) would otherwise sit in a 4 KiB buffer.
 
 :func:`run_vscclient` runs it against a host and port with an ``-e`` string. Its traps
-(cac-libcacard-opensc.md §1, guest-testing.md): stdin must stay an open pipe (it spins at EOF),
+(libcacard's ``src/vscclient.c``, ``do_command``): stdin must stay an open pipe (it spins at EOF),
 and ``exit`` calls exit(0) before the queued CardRemove/ReaderRemove are flushed, so the host
 sees only a TCP close.
 

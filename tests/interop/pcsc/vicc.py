@@ -1,7 +1,7 @@
 """vsmartcard's ``vicc`` as a stand-in real card behind our private pcscd's vpcd reader.
 
 Debian 12's ``python3-virtualsmartcard`` (vicc 0.8) cannot be run as packaged for this purpose
-(pcsc-crypto-perf.md). This file is both the host-side controller (:class:`Vicc`) and, run as a
+(see the fixes below). This file is both the host-side controller (:class:`Vicc`) and, run as a
 script by Debian's ``/usr/bin/python3``, a launcher that imports vicc's own classes and fixes:
 
 1. the package lives in ``/usr/lib/python3/site-packages/virtualsmartcard``, which is on no
