@@ -1,5 +1,6 @@
-"""ep0 answers what the Linux kernel, libusb/libccid and usbip-win2 ask of a CCID reader
-(the kernel's ``drivers/usb/core/message.c``, libccid's ``src/ccid_usb.c``) and stalls everything else."""
+"""ep0 answers what the Linux kernel, libusb/libccid and usbip-win2 ask of a CCID reader (the
+kernel's ``drivers/usb/core/message.c``, libccid's ``src/ccid_usb.c``) and stalls everything
+else."""
 
 from __future__ import annotations
 

@@ -29,8 +29,8 @@ CCID = bytes.fromhex(
 # In QEMU's order: interrupt IN, bulk IN, bulk OUT.
 ENDPOINTS = bytes.fromhex("07 05 81 03 0800 FF  07 05 82 02 4000 00  07 05 03 02 4000 00")
 
-# QEMU 7.2's usb-ccid class descriptor (QEMU's ``hw/usb/dev-smartcard-reader.c``, ``qemu_ccid_descriptor``), to check the layout
-# against a descriptor libccid is known to read.
+# QEMU 7.2's usb-ccid class descriptor (QEMU's ``hw/usb/dev-smartcard-reader.c``,
+# ``qemu_ccid_descriptor``), to check the layout against a descriptor libccid is known to read.
 QEMU_CCID = bytes.fromhex(
     "36 21 10 01 00 07 01 00 00 00 a0 0f 00 00 00 00 01 00 00 80 25 00 00 00 c2 01 00 00 fe 00"
     " 00 00 00 00 00 00 00 00 00 00 fe 04 01 00 12 00 01 00 ff ff 00 00 01 01"

@@ -34,7 +34,7 @@ from ccid.usbip import (
 from ccid.usbip.codec import Phase
 from ccid.usbip.constants import OpCode
 
-# Live on this host (Debian's usbip 2.0 and usbipd, captured here): what `usbip list -r` sends, and what the real
+# Captured live from Debian's usbip 2.0 tools: what `usbip list -r` sends, and what the real
 # usbipd answers to it with nothing exported and to an IMPORT of an unknown busid.
 USBIP_LIST_REQUEST = bytes.fromhex("0111 8005 00000000")
 USBIPD_EMPTY_DEVLIST = bytes.fromhex("0111 0005 00000000 00000000")

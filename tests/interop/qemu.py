@@ -1,8 +1,8 @@
 """Real QEMU as a test peer: a ``usb-ccid`` + ``ccid-card-passthru`` on a loopback port, no guest.
 
 Readiness comes from QMP, never from probing the VSCard port: QEMU keeps stray bytes across
-reconnects, so a probe would corrupt the next client's framing (QEMU's ``hw/usb/ccid-card-passthru.c`` keeps
-its receive buffer in ``ccid_card_vscard_read``).
+reconnects, so a probe would corrupt the next client's framing (QEMU's
+``hw/usb/ccid-card-passthru.c`` keeps its receive buffer in ``ccid_card_vscard_read``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The host side answers a client the way QEMU's ccid-card-passthru does (QEMU's
-``hw/usb/ccid-card-passthru.c``, ``ccid_card_vscard_handle_message``), and tracks readers, cards and APDUs per reader."""
+``hw/usb/ccid-card-passthru.c``, ``ccid_card_vscard_handle_message``), and tracks readers,
+cards and APDUs per reader."""
 
 from __future__ import annotations
 

@@ -12,9 +12,9 @@ two readers, ``"<name> 00 00"`` and ``"<name> 00 01"``, whose cards connect to T
 ``P+1`` (``DEVICENAME /dev/null:P``; a host name instead of ``/dev/null`` would make vpcd dial out
 instead). vpcd listens on 0.0.0.0, so by default the daemon also gets a private network namespace
 with only loopback: nothing is exposed, the default port 35963 never collides, and it cannot fall
-into the ephemeral-port trap (a client's own outgoing connection taking vpcd's port first). Card-side processes join that namespace through
-:meth:`Pcscd.netns_argv`; in-process card code gets a connected socket from
-:meth:`Pcscd.connect_card`.
+into the ephemeral-port trap (a client's own outgoing connection taking vpcd's port first).
+Card-side processes join that namespace through :meth:`Pcscd.netns_argv`; in-process card code
+gets a connected socket from :meth:`Pcscd.connect_card`.
 
 Readiness is a condition polled against a deadline: the process is alive, the socket accepts a
 connection, and both vpcd ports listen (read from ``/proc/<pid>/net/tcp`` of the daemon's own
