@@ -35,10 +35,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from cardfloor.iso7816.apdu import CommandAPDU, instruction, plain_class
-
-# Until daemons.card_guard imports them from the floor (its owner's change is in progress).
-from cardfloor.iso7816.instructions import INS_ENVELOPE as INS_ENVELOPE
-from cardfloor.iso7816.instructions import INS_ENVELOPE_ODD as INS_ENVELOPE_ODD
 from cardfloor.iso7816.instructions import (
     INS_RESET_RETRY_COUNTER,
     INS_RESET_RETRY_COUNTER_ODD,
