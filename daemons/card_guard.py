@@ -87,7 +87,7 @@ import enum
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import structlog
 
@@ -102,8 +102,7 @@ from cardfloor.iso7816.instructions import (
     PIN_INSTRUCTIONS,
 )
 
-if TYPE_CHECKING:
-    from .local_readers import LocalCard
+from .local_card import LocalCard
 
 log = structlog.get_logger("daemons.vscclient")
 

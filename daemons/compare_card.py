@@ -7,7 +7,7 @@ import structlog
 
 from cardfloor.iso7816.trace import command_trace, response_trace
 
-from .local_readers import LocalCard
+from .local_card import LocalCard
 
 log = structlog.get_logger("daemons.vscclient")
 

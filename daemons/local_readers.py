@@ -19,7 +19,6 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
 
 import structlog
 
@@ -27,23 +26,9 @@ import vscard
 from vscard.asyncio.client import ReaderIdInUseError
 
 from .card_guard import CardGuard
+from .local_card import LocalCard
 
 log = structlog.get_logger("daemons.vscclient")
-
-
-class LocalCard(Protocol):
-    """A card the client owns: an ATR and a way to send it APDUs."""
-
-    @property
-    def atr(self) -> bytes: ...
-
-    def power_on(self) -> None:
-        """The card goes into a reader: cold reset (an emulated card forgets its login)."""
-        ...
-
-    async def transmit(self, apdu: bytes) -> bytes:
-        """Send a command APDU; return the response with SW1 SW2 (unchanged)."""
-        ...
 
 
 class NoCardInReaderError(Exception):

@@ -1,0 +1,21 @@
+"""What the client's side calls a card: an emulated card, a PKCS#11 or NSS-backed one, or the
+card in a real PC/SC reader. The readers, the PIN guard and compare mode all take this."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class LocalCard(Protocol):
+    """A card the client owns: an ATR and a way to send it APDUs."""
+
+    @property
+    def atr(self) -> bytes: ...
+
+    def power_on(self) -> None:
+        """The card goes into a reader: cold reset (an emulated card forgets its login)."""
+        ...
+
+    async def transmit(self, apdu: bytes) -> bytes:
+        """Send a command APDU; return the response with SW1 SW2 (unchanged)."""
+        ...
