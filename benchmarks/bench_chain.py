@@ -52,7 +52,7 @@ from ccid.codec import decode_response, encode
 from ccid.descriptors import BULK_IN, BULK_OUT
 from ccid.messages import PC_to_RDR_IccPowerOn, PC_to_RDR_XfrBlock, RDR_to_PC_DataBlock
 from ccid.usb import SetupPacket
-from ccid.usbip import Client, import_device, list_devices
+from ccid.usbip import USBIPClient, import_device, list_devices
 from ccid.usbip.constants import URB_HEADER_SIZE
 
 #: SELECT the CAC PKI applet (P2=0C: no FCI back), as OpenSC's CAC driver does.
@@ -90,7 +90,7 @@ class PathResult:
 class UsbipReader:
     """One imported reader, powered on, answering XfrBlocks."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: USBIPClient) -> None:
         self.client = client
         self._wire = encode(PC_to_RDR_XfrBlock(0, 1, SELECT_PKI))
 

@@ -31,8 +31,7 @@ from benchmarks.timing import rate
 from ccid.codec import decode_command
 from ccid.codec import encode as encode_ccid
 from ccid.messages import PC_to_RDR_XfrBlock
-from ccid.usbip import CmdSubmit, Direction
-from ccid.usbip import encode as encode_usbip
+from ccid.usbip import CmdSubmit, Direction, encode_usbip
 from ccid.usbip.codec import RequestDecoder
 
 HEADER = struct.Struct(">III")

@@ -16,7 +16,7 @@ divides ours by the baseline: round trips per second (below 1 is slower), latenc
 CPU is per round trip and per side: the server process (our USB/IP server, the reader and the
 card: what a deployment runs) and the client process (our client, standing in for the kernel).
 The server's CPU is then split, by timing the layers alone in this process: the sans-IO
-:class:`~ccid.usbip.ServerConnection` (two URBs in, two RET_SUBMITs out), the sans-IO
+:class:`~ccid.usbip.USBIPServerConnection` (two URBs in, two RET_SUBMITs out), the sans-IO
 :class:`~ccid.Reader`, the :class:`~ccid.CCIDDevice` adapter with its card task (driven
 directly, no USB/IP), the asyncio TCP floor (the baseline server's CPU), and the rest: the
 USB/IP server's adapter (a task per URB, its bookkeeping and logging), plus what the layers lose
@@ -52,16 +52,16 @@ from ccid.events import APDURequested
 from ccid.messages import PC_to_RDR_IccPowerOn, PC_to_RDR_XfrBlock
 from ccid.usb import SetupPacket
 from ccid.usbip import (
-    Client,
     CmdSubmit,
     Direction,
     ExportedDevice,
     OpReqImport,
-    ServerConnection,
+    USBIPClient,
+    USBIPServerConnection,
+    encode_usbip,
     import_device,
-    serve,
+    serve_usbip,
 )
-from ccid.usbip import encode as encode_usbip
 from ccid.usbip.constants import URB_HEADER_SIZE
 
 OK = b"\x90\x00"
@@ -136,7 +136,7 @@ async def serve_both() -> None:
     """Serve USB/IP and echo; print both ports; answer "cpu" on stdin with our CPU time (ns)."""
     device = CCIDDevice(ReaderConfiguration(serial="BENCH"))
     device.insert_card(MemoryCard(respond=card_answer))
-    server = await serve([device], port=0)
+    server = await serve_usbip([device], port=0)
     echo_server = await asyncio.start_server(echo, "127.0.0.1", 0)
     echo_port = echo_server.sockets[0].getsockname()[1]
     print(server.port, echo_port, flush=True)
@@ -247,7 +247,7 @@ async def measure(
     into.blocks.append(Block(count, elapsed, client_cpu, server_cpu))
 
 
-def usbip_round_trip(client: Client, scenario: Scenario) -> RoundTrip:
+def usbip_round_trip(client: USBIPClient, scenario: Scenario) -> RoundTrip:
     wire = scenario.xfr_block
     expected = CCID_HEADER + scenario.response_length
 
@@ -292,11 +292,11 @@ def cpu_us(step: Callable[[], object], count: int) -> float:
 
 
 def usbip_connection_step(scenario: Scenario) -> Callable[[], object]:
-    """One round trip through a sans-IO ServerConnection: two CMD_SUBMITs in, two RET_SUBMITs
+    """One round trip through a sans-IO USBIPServerConnection: two CMD_SUBMITs in, two RET_SUBMITs
     out (the IN one carrying the DataBlock)."""
     summary = CCIDDevice(ReaderConfiguration(serial="BENCH")).summary
     record = ExportedDevice.from_summary(summary, busid="1-1", busnum=1, devnum=1, path="/b")
-    conn = ServerConnection()
+    conn = USBIPServerConnection()
     conn.receive_data(encode_usbip(OpReqImport("1-1")))
     conn.accept_import(record)
     conn.data_to_send()

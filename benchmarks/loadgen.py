@@ -13,7 +13,7 @@ word closes the connection and fails the run.
   ReaderAdd, ATR through :class:`vscard.ClientConnection`, then every APDU frame is answered
   with one precomputed ``90 00`` response frame for that reader.
 - :class:`UsbipProtocol`: one imported USB/IP device, as the importer (vhci's side): the import,
-  SET_CONFIGURATION and IccPowerOn through :class:`ccid.usbip.ClientConnection`, then a closed
+  SET_CONFIGURATION and IccPowerOn through :class:`ccid.usbip.USBIPClientConnection`, then a closed
   loop per reader: CMD_SUBMIT bulk OUT with an XfrBlock, on its RET_SUBMIT a CMD_SUBMIT bulk IN
   for 65,556 bytes, on that RET_SUBMIT the DataBlock (a time extension means: submit the IN
   again), the latency recorded, and the next XfrBlock. Seqnums and bSeq count up, packed into
@@ -35,7 +35,7 @@ from ccid.codec import encode as ccid_encode
 from ccid.descriptors import BULK_IN, BULK_OUT
 from ccid.messages import PC_to_RDR_IccPowerOn, PC_to_RDR_XfrBlock, RDR_to_PC_DataBlock
 from ccid.usb import SetupPacket
-from ccid.usbip.client_connection import ClientConnection as UsbipConnection
+from ccid.usbip.client_connection import USBIPClientConnection
 from ccid.usbip.constants import URB_HEADER_SIZE, Direction
 from ccid.usbip.events import ImportAccepted, ImportRefused, URBCompleted
 
@@ -231,7 +231,7 @@ class UsbipProtocol(asyncio.Protocol):
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._recorder = recorder
         self._apdu = apdu
-        self._conn: UsbipConnection | None = UsbipConnection()
+        self._conn: USBIPClientConnection | None = USBIPClientConnection()
         self._conn.request_import(busid)
         self._transport: asyncio.Transport | None = None
         self._setup_step = 0
@@ -391,7 +391,7 @@ class UsbipProtocol(asyncio.Protocol):
         if pending := conn.data_to_send():
             self._transport.write(pending)
 
-    def _enter_steady_state(self, conn: UsbipConnection, last_seqnum: int) -> None:
+    def _enter_steady_state(self, conn: USBIPClientConnection, last_seqnum: int) -> None:
         assert conn.device is not None
         assert not conn.pending
         devid = conn.device.devid

@@ -23,9 +23,7 @@ from cacard.signals import on_stop_signals
 from cacard.version import add_version_option
 from ccid import CCIDDevice
 from ccid.configuration import ReaderConfiguration
-from ccid.usbip import DEFAULT_MAX_CONNECTIONS as USBIP_MAX_CONNECTIONS
-from ccid.usbip import Server as USBIPServer
-from ccid.usbip import serve as serve_usbip
+from ccid.usbip import DEFAULT_MAX_USBIP_CONNECTIONS, USBIPServer, serve_usbip
 from vscard.asyncio.server import DEFAULT_HANDSHAKE_TIMEOUT
 from vscard.tls import server_context
 
@@ -274,9 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--usbip-max-clients",
         type=int,
-        default=USBIP_MAX_CONNECTIONS,
+        default=DEFAULT_MAX_USBIP_CONNECTIONS,
         metavar="N",
-        help=f"USB/IP connections served at once (default {USBIP_MAX_CONNECTIONS})",
+        help=f"USB/IP connections served at once (default {DEFAULT_MAX_USBIP_CONNECTIONS})",
     )
     parser.add_argument(
         "--usbip-max-clients-per-source",

@@ -94,6 +94,6 @@ def test_each_core_imports_alone(core: str) -> None:
 
 
 def test_the_asyncio_adapters_load_on_first_use() -> None:
-    loaded = loaded_after("import vscard, ccid, ccid.usbip; vscard.serve; ccid.usbip.serve")
+    loaded = loaded_after("import vscard, ccid, ccid.usbip; vscard.serve; ccid.usbip.serve_usbip")
     assert {"vscard.asyncio.server", "ccid.usbip.server", "asyncio"} <= loaded
     assert "ccid.device" not in loaded

@@ -3,11 +3,11 @@ usbip-win2), and a small client to import one.
 
 The layers, bottom up:
 
-- :mod:`~ccid.usbip.messages` and :func:`encode` / :class:`RequestDecoder` /
+- :mod:`~ccid.usbip.messages` and :func:`encode_usbip` / :class:`RequestDecoder` /
   :class:`ReplyDecoder`: the wire format.
-- :class:`ServerConnection` (the exporter) and :class:`ClientConnection` (the importer):
+- :class:`USBIPServerConnection` (the exporter) and :class:`USBIPClientConnection` (the importer):
   protocol behaviour, URB bookkeeping and unlink races, bytes in, events and bytes out, no I/O.
-- :func:`serve` and :func:`import_device` / :func:`list_devices`: asyncio adapters, loaded on
+- :func:`serve_usbip` and :func:`import_device` / :func:`list_devices`: asyncio adapters, loaded on
   first use: ``import ccid.usbip`` costs the sans-IO layers only.
 """
 
@@ -16,16 +16,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Final
 
-from .client_connection import ClientConnection, ClientState
+from .client_connection import USBIPClientConnection, USBIPClientState
 from .codec import (
     DEFAULT_MAX_DEVICES,
     DEFAULT_MAX_TRANSFER_LENGTH,
-    Phase,
-    ReplyDecoder,
-    RequestDecoder,
-    encode,
+    encode_usbip,
 )
-from .connection import DEFAULT_MAX_PENDING_URBS, ServerConnection, State, is_port_reset
+from .connection import (
+    DEFAULT_MAX_PENDING_URBS,
+    USBIPServerConnection,
+    USBIPServerState,
+    is_port_reset,
+)
 from .constants import (
     USBIP_PORT,
     USBIP_VERSION,
@@ -37,34 +39,34 @@ from .constants import (
     URBStatus,
 )
 from .errors import (
-    ConnectionClosedError,
     ImportRefusedError,
-    LocalProtocolError,
-    ProtocolError,
     URBError,
+    USBIPConnectionClosedError,
     USBIPError,
+    USBIPLocalProtocolError,
+    USBIPProtocolError,
+    USBIPRemoteProtocolError,
 )
 from .events import (
-    ClientEvent,
     DevlistReceived,
     DevlistRequested,
     ImportAccepted,
     ImportRefused,
     ImportRequested,
     PortReset,
-    ServerEvent,
     UnlinkAnswered,
     UnlinkRequested,
     URBCompleted,
     URBRefused,
     URBSubmitted,
     URBUnlinked,
+    USBIPClientEvent,
+    USBIPServerEvent,
 )
 from .messages import (
     CmdSubmit,
     CmdUnlink,
     ExportedDevice,
-    Message,
     OpRepDevlist,
     OpRepImport,
     OpReqDevlist,
@@ -73,23 +75,31 @@ from .messages import (
     Request,
     RetSubmit,
     RetUnlink,
+    USBIPMessage,
 )
 
 if TYPE_CHECKING:
-    from .client import URB, Client, import_device, list_devices
+    from .client import URB, USBIPClient, import_device, list_devices
     from .server import (
-        DEFAULT_MAX_CONNECTIONS,
+        DEFAULT_MAX_USBIP_CONNECTIONS,
         DEFAULT_OP_TIMEOUT,
         Export,
-        Server,
-        serve,
+        USBIPServer,
+        serve_usbip,
     )
 
 #: The asyncio adapters' names and the module that defines each.
-_LAZY: Final = dict.fromkeys(("URB", "Client", "import_device", "list_devices"), ".client") | (
-    dict.fromkeys(
-        ("DEFAULT_MAX_CONNECTIONS", "DEFAULT_OP_TIMEOUT", "Export", "Server", "serve"), ".server"
-    )
+_LAZY: Final = dict.fromkeys(
+    ("URB", "USBIPClient", "import_device", "list_devices"), ".client"
+) | dict.fromkeys(
+    (
+        "DEFAULT_MAX_USBIP_CONNECTIONS",
+        "DEFAULT_OP_TIMEOUT",
+        "Export",
+        "USBIPServer",
+        "serve_usbip",
+    ),
+    ".server",
 )
 
 
@@ -107,22 +117,17 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_DEVICES",
     "DEFAULT_MAX_PENDING_URBS",
     "DEFAULT_MAX_TRANSFER_LENGTH",
+    "DEFAULT_MAX_USBIP_CONNECTIONS",
     "DEFAULT_OP_TIMEOUT",
     "URB",
     "USBIP_PORT",
     "USBIP_VERSION",
-    "Client",
-    "ClientConnection",
-    "ClientEvent",
-    "ClientState",
     "CmdSubmit",
     "CmdUnlink",
     "Command",
-    "ConnectionClosedError",
     "DevlistReceived",
     "DevlistRequested",
     "Direction",
@@ -132,27 +137,17 @@ __all__ = [
     "ImportRefused",
     "ImportRefusedError",
     "ImportRequested",
-    "LocalProtocolError",
-    "Message",
     "OpCode",
     "OpRepDevlist",
     "OpRepImport",
     "OpReqDevlist",
     "OpReqImport",
     "OpStatus",
-    "Phase",
     "PortReset",
-    "ProtocolError",
     "Reply",
-    "ReplyDecoder",
     "Request",
-    "RequestDecoder",
     "RetSubmit",
     "RetUnlink",
-    "Server",
-    "ServerConnection",
-    "ServerEvent",
-    "State",
     "TransferFlags",
     "URBCompleted",
     "URBError",
@@ -160,12 +155,25 @@ __all__ = [
     "URBStatus",
     "URBSubmitted",
     "URBUnlinked",
+    "USBIPClient",
+    "USBIPClientConnection",
+    "USBIPClientEvent",
+    "USBIPClientState",
+    "USBIPConnectionClosedError",
     "USBIPError",
+    "USBIPLocalProtocolError",
+    "USBIPMessage",
+    "USBIPProtocolError",
+    "USBIPRemoteProtocolError",
+    "USBIPServer",
+    "USBIPServerConnection",
+    "USBIPServerEvent",
+    "USBIPServerState",
     "UnlinkAnswered",
     "UnlinkRequested",
-    "encode",
+    "encode_usbip",
     "import_device",
     "is_port_reset",
     "list_devices",
-    "serve",
+    "serve_usbip",
 ]

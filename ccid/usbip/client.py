@@ -16,18 +16,24 @@ from typing import TypeVar
 from cardfloor.log import get_logger
 
 from ..usb import SetupPacket
-from .client_connection import ClientConnection, ClientState
+from .client_connection import USBIPClientConnection, USBIPClientState
 from .codec import DEFAULT_MAX_TRANSFER_LENGTH
 from .constants import MAX_ENDPOINT, USBIP_PORT, Direction, OpStatus, URBStatus
-from .errors import ConnectionClosedError, ImportRefusedError, ProtocolError, URBError, USBIPError
+from .errors import (
+    ImportRefusedError,
+    URBError,
+    USBIPConnectionClosedError,
+    USBIPError,
+    USBIPRemoteProtocolError,
+)
 from .events import (
-    ClientEvent,
     DevlistReceived,
     ImportAccepted,
     ImportRefused,
     UnlinkAnswered,
     URBCompleted,
     URBUnlinked,
+    USBIPClientEvent,
 )
 from .messages import ExportedDevice, RetSubmit
 from .stream import READ_SIZE, peer_name, set_nodelay
@@ -52,20 +58,20 @@ class URB:
         """Wait for the RET_SUBMIT (whatever its status).
 
         Raises :class:`URBError` when an unlink ended the URB first, and
-        :class:`ConnectionClosedError` when the connection ended first (its ``__cause__`` is
-        the :class:`ProtocolError` or :class:`OSError` that ended it, if any).
+        :class:`USBIPConnectionClosedError` when the connection ended first (its ``__cause__`` is
+        the :class:`USBIPRemoteProtocolError` or :class:`OSError` that ended it, if any).
         """
         return await asyncio.shield(self._future)
 
 
-class Client:
+class USBIPClient:
     """An imported device. Create it with :func:`import_device`."""
 
     def __init__(
         self,
         stream_reader: asyncio.StreamReader,
         stream_writer: asyncio.StreamWriter,
-        conn: ClientConnection,
+        conn: USBIPClientConnection,
     ) -> None:
         assert conn.device is not None
         self.device: ExportedDevice = conn.device
@@ -147,7 +153,7 @@ class Client:
         """Wait until the server closes the connection (or :meth:`close` is called)."""
         await self._closed.wait()
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self) -> USBIPClient:
         return self
 
     async def __aexit__(
@@ -162,7 +168,7 @@ class Client:
 
     def _check_open(self) -> None:
         if self.closed:
-            raise ConnectionClosedError(f"connection to {self.peer} is closed") from self.error
+            raise USBIPConnectionClosedError(f"connection to {self.peer} is closed") from self.error
 
     def _submit(
         self,
@@ -208,7 +214,7 @@ class Client:
                 for event in self._conn.receive_data(data):
                     self._dispatch(event)
             self._log.info("usbip.disconnected")
-        except ProtocolError as exc:
+        except USBIPRemoteProtocolError as exc:
             self._log.warning(
                 "usbip.protocol_error", field=exc.field, value=repr(exc.value), error=str(exc)
             )
@@ -218,7 +224,7 @@ class Client:
             error = exc
         await self._shutdown(error, from_reader=True)
 
-    def _dispatch(self, event: ClientEvent) -> None:
+    def _dispatch(self, event: USBIPClientEvent) -> None:
         match event:
             case URBCompleted(submit, ret):
                 self._log.debug(
@@ -246,7 +252,7 @@ class Client:
         if not from_reader:
             self._read_task.cancel()
         self._conn.close()
-        failure = ConnectionClosedError(f"connection to {self.peer} closed")
+        failure = USBIPConnectionClosedError(f"connection to {self.peer} closed")
         failure.__cause__ = error
         for urb in self._urbs.values():
             _resolve(urb, failure)
@@ -277,8 +283,8 @@ def _resolve(future: asyncio.Future[_T] | None, result: _T | BaseException) -> N
 
 
 async def _op_exchange(
-    conn: ClientConnection, host: str, port: int, timeout: float
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, ClientEvent]:
+    conn: USBIPClientConnection, host: str, port: int, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, USBIPClientEvent]:
     async with asyncio.timeout(timeout):
         stream_reader, stream_writer = await asyncio.open_connection(host, port)
         set_nodelay(stream_writer)
@@ -287,7 +293,7 @@ async def _op_exchange(
             while True:
                 data = await stream_reader.read(READ_SIZE)
                 if not data:
-                    raise ConnectionClosedError(f"{host}:{port} closed before its OP reply")
+                    raise USBIPConnectionClosedError(f"{host}:{port} closed before its OP reply")
                 events = conn.receive_data(data)
                 if events:
                     return stream_reader, stream_writer, events[0]
@@ -300,7 +306,7 @@ async def list_devices(
     host: str = "127.0.0.1", port: int = USBIP_PORT, *, timeout: float = 10.0
 ) -> tuple[ExportedDevice, ...]:
     """Ask a USB/IP server for its exportable devices (``usbip list -r``)."""
-    conn = ClientConnection()
+    conn = USBIPClientConnection()
     conn.request_devlist()
     _, writer, event = await _op_exchange(conn, host, port, timeout)
     writer.close()
@@ -319,13 +325,13 @@ async def import_device(
     *,
     timeout: float = 10.0,
     max_transfer_length: int = DEFAULT_MAX_TRANSFER_LENGTH,
-) -> Client:
+) -> USBIPClient:
     """Import ``busid`` (what ``usbip attach`` does before handing the socket to vhci).
 
     Raises :class:`ImportRefusedError` with the server's status (4 unknown, 2 busy).
     ``timeout`` bounds the connection and the OP exchange, not the transfers.
     """
-    conn = ClientConnection(max_transfer_length=max_transfer_length)
+    conn = USBIPClientConnection(max_transfer_length=max_transfer_length)
     conn.request_import(busid)
     reader, writer, event = await _op_exchange(conn, host, port, timeout)
     if isinstance(event, ImportRefused):
@@ -334,7 +340,7 @@ async def import_device(
             await writer.wait_closed()
         raise ImportRefusedError(event.busid, event.status)
     assert isinstance(event, ImportAccepted)
-    assert conn.state is ClientState.URB
-    client = Client(reader, writer, conn)
+    assert conn.state is USBIPClientState.URB
+    client = USBIPClient(reader, writer, conn)
     client._log.info("usbip.imported", devid=f"0x{event.device.devid:08X}")
     return client

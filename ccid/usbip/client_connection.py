@@ -3,7 +3,7 @@
 A connection asks once, for the device list or for an import; after an accepted import it
 submits URBs and unlinks them. Its checks are Linux vhci's: a RET_SUBMIT for no pending URB, an
 IN reply longer than asked, or a RET_UNLINK for no unlink in flight raises
-:class:`ProtocolError` (vhci drops the device for the first two). A URB whose unlink is
+:class:`USBIPRemoteProtocolError` (vhci drops the device for the first two). A URB whose unlink is
 answered while it is still pending ends with that answer (:class:`URBUnlinked`); any
 RET_SUBMIT for it afterwards is an error.
 """
@@ -15,37 +15,37 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from ..usb import SetupPacket
-from .codec import DEFAULT_MAX_DEVICES, DEFAULT_MAX_TRANSFER_LENGTH, ReplyDecoder, encode
+from .codec import DEFAULT_MAX_DEVICES, DEFAULT_MAX_TRANSFER_LENGTH, ReplyDecoder, encode_usbip
 from .constants import Direction, OpCode, URBStatus
-from .errors import LocalProtocolError, ProtocolError
+from .errors import USBIPLocalProtocolError, USBIPRemoteProtocolError
 from .events import (
-    ClientEvent,
     DevlistReceived,
     ImportAccepted,
     ImportRefused,
     UnlinkAnswered,
     URBCompleted,
     URBUnlinked,
+    USBIPClientEvent,
 )
 from .messages import (
     CmdSubmit,
     CmdUnlink,
     ExportedDevice,
-    Message,
     OpRepDevlist,
     OpRepImport,
     OpReqDevlist,
     OpReqImport,
     RetSubmit,
     RetUnlink,
+    USBIPMessage,
     check_busid,
 )
 
 _U32 = 0xFFFFFFFF
 
 
-class ClientState(enum.Enum):
-    """Where a :class:`ClientConnection` is."""
+class USBIPClientState(enum.Enum):
+    """Where a :class:`USBIPClientConnection` is."""
 
     IDLE = "idle"
     WAIT_DEVLIST = "wait_devlist"
@@ -55,7 +55,7 @@ class ClientState(enum.Enum):
     CLOSED = "closed"
 
 
-class ClientConnection:
+class USBIPClientConnection:
     """One connection to a USB/IP server, seen from the importer."""
 
     def __init__(
@@ -73,7 +73,7 @@ class ClientConnection:
         self._next_seqnum = first_seqnum & _U32
         self._outgoing: list[bytes] = []  # encoded messages, joined once per write
         self._busid = ""
-        self.state = ClientState.IDLE
+        self.state = USBIPClientState.IDLE
         self.device: ExportedDevice | None = None
         """The imported device, once the server accepted the import."""
 
@@ -90,19 +90,19 @@ class ClientConnection:
 
     def request_devlist(self) -> None:
         """Queue OP_REQ_DEVLIST; :class:`DevlistReceived` reports the answer."""
-        self._expect(ClientState.IDLE, "request_devlist")
+        self._expect(USBIPClientState.IDLE, "request_devlist")
         self._send(OpReqDevlist())
         self._decoder.expect(OpCode.OP_REP_DEVLIST)
-        self.state = ClientState.WAIT_DEVLIST
+        self.state = USBIPClientState.WAIT_DEVLIST
 
     def request_import(self, busid: str) -> None:
         """Queue OP_REQ_IMPORT for ``busid``; :class:`ImportAccepted` or :class:`ImportRefused`."""
-        self._expect(ClientState.IDLE, "request_import")
+        self._expect(USBIPClientState.IDLE, "request_import")
         check_busid(busid)
         self._busid = busid
         self._send(OpReqImport(busid))
         self._decoder.expect(OpCode.OP_REP_IMPORT)
-        self.state = ClientState.WAIT_IMPORT
+        self.state = USBIPClientState.WAIT_IMPORT
 
     def submit(
         self,
@@ -121,7 +121,7 @@ class ClientConnection:
         An IN URB asks for ``length`` bytes; an OUT URB sends ``data``. On ep0 pass ``setup``:
         its wLength is the transfer length.
         """
-        self._expect(ClientState.URB, "submit")
+        self._expect(USBIPClientState.URB, "submit")
         assert self.device is not None
         if direction == Direction.OUT:
             length = len(data)
@@ -145,24 +145,24 @@ class ClientConnection:
 
     def unlink(self, unlink_seqnum: int) -> int:
         """Queue CMD_UNLINK for URB ``unlink_seqnum``; return the unlink's own seqnum."""
-        self._expect(ClientState.URB, "unlink")
+        self._expect(USBIPClientState.URB, "unlink")
         assert self.device is not None
         seqnum = self._allocate_seqnum()
         self._unlinks[seqnum] = unlink_seqnum
         self._send(CmdUnlink(seqnum, self.device.devid, unlink_seqnum))
         return seqnum
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> list[ClientEvent]:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[USBIPClientEvent]:
         """Consume bytes from the server and return what they answered.
 
-        Raises :class:`ProtocolError` on malformed input; the connection is then closed.
+        Raises :class:`USBIPRemoteProtocolError` on malformed input; the connection is then closed.
         """
-        events: list[ClientEvent] = []
+        events: list[USBIPClientEvent] = []
         try:
             self._decoder.feed(data)
             while (reply := self._decoder.next_reply()) is not None:
                 self._handle(reply, events)
-        except ProtocolError:
+        except USBIPRemoteProtocolError:
             self.close()
             raise
         return events
@@ -172,17 +172,19 @@ class ClientConnection:
         left = tuple(self._pending)
         self._pending.clear()
         self._unlinks.clear()
-        self.state = ClientState.CLOSED
+        self.state = USBIPClientState.CLOSED
         return left
 
     # -- internals ------------------------------------------------------------------------
 
-    def _expect(self, state: ClientState, action: str) -> None:
+    def _expect(self, state: USBIPClientState, action: str) -> None:
         if self.state is not state:
-            raise LocalProtocolError(f"{action} is not possible in state {self.state.name}")
+            raise USBIPLocalProtocolError(
+                f"{action} needs state {state.name}", field="state", value=self.state.name
+            )
 
-    def _send(self, message: Message) -> None:
-        self._outgoing.append(encode(message))
+    def _send(self, message: USBIPMessage) -> None:
+        self._outgoing.append(encode_usbip(message))
 
     def _pending_submit(self, seqnum: int) -> CmdSubmit | None:
         return self._pending.get(seqnum)
@@ -195,24 +197,24 @@ class ClientConnection:
             if seqnum not in self._pending and seqnum not in self._unlinks:
                 return seqnum
 
-    def _handle(self, reply: Message, events: list[ClientEvent]) -> None:
+    def _handle(self, reply: USBIPMessage, events: list[USBIPClientEvent]) -> None:
         match reply:
             case OpRepDevlist(devices, status):
-                self.state = ClientState.CLOSED
+                self.state = USBIPClientState.CLOSED
                 events.append(DevlistReceived(devices, status))
             case OpRepImport(status, device) if device is not None:
                 if device.busid != self._busid:
                     # `usbip attach` refuses this reply ("recv different busid").
-                    raise ProtocolError(
+                    raise USBIPRemoteProtocolError(
                         f"reply names another device than {self._busid!r}",
                         field="OP_REP_IMPORT.busid",
                         value=device.busid,
                     )
                 self.device = device
-                self.state = ClientState.URB
+                self.state = USBIPClientState.URB
                 events.append(ImportAccepted(device))
             case OpRepImport(status):
-                self.state = ClientState.CLOSED
+                self.state = USBIPClientState.CLOSED
                 events.append(ImportRefused(self._busid, status))
             case RetSubmit(seqnum):
                 # The decoder framed it by this pending URB, so it exists.
@@ -220,7 +222,7 @@ class ClientConnection:
             case RetUnlink(seqnum, status):
                 victim = self._unlinks.pop(seqnum, None)
                 if victim is None:
-                    raise ProtocolError(
+                    raise USBIPRemoteProtocolError(
                         "no CMD_UNLINK with this seqnum is in flight",
                         field="RET_UNLINK.seqnum",
                         value=seqnum,

@@ -1,4 +1,4 @@
-"""Sans-IO codec: messages to bytes with :func:`encode`; bytes to messages with the decoders.
+"""Sans-IO codec: messages to bytes with :func:`encode_usbip`; bytes to messages with the decoders.
 
 Decoders are pull-based, like h11: :meth:`feed` only buffers, and each ``next_*`` call returns
 one complete message or None. The caller handles a message before asking for the next one, so
@@ -6,7 +6,7 @@ a connection's state (the import decision, the URBs still pending) always applie
 next message. A header is checked as soon as it is in, before any payload it announces is
 read: a URB asking 4 GiB (or an OUT URB announcing more than ``max_transfer_length``) is
 refused after its 48 bytes, so nothing beyond one bounded message is ever buffered. After a
-:class:`ProtocolError` the stream is out of sync and every later call raises it again.
+:class:`USBIPRemoteProtocolError` the stream is out of sync and every later call raises it again.
 """
 
 from __future__ import annotations
@@ -34,12 +34,11 @@ from .constants import (
     OpCode,
     OpStatus,
 )
-from .errors import ProtocolError
+from .errors import USBIPRemoteProtocolError
 from .messages import (
     CmdSubmit,
     CmdUnlink,
     ExportedDevice,
-    Message,
     OpRepDevlist,
     OpRepImport,
     OpReply,
@@ -49,6 +48,7 @@ from .messages import (
     RetSubmit,
     RetUnlink,
     URBReply,
+    USBIPMessage,
 )
 
 #: Largest payload a message may carry by default (OUT data, IN data in a reply): CCID's biggest
@@ -145,7 +145,7 @@ def _encode_device(device: ExportedDevice, *, interfaces: bool) -> bytes:
     )
 
 
-def encode(message: Message) -> bytes:
+def encode_usbip(message: USBIPMessage) -> bytes:
     """Return the wire bytes of ``message``: header, fixed records and payload."""
     match message:
         case CmdSubmit():
@@ -225,7 +225,9 @@ def _text(raw: bytes) -> bytes:
 def _decode_busid(raw: bytes, field: str) -> str:
     text = _text(raw)
     if not text or len(text) >= BUSID_SIZE or not text.isascii():
-        raise ProtocolError("busid must be 1-31 ASCII characters and a NUL", field=field, value=raw)
+        raise USBIPRemoteProtocolError(
+            "busid must be 1-31 ASCII characters and a NUL", field=field, value=raw
+        )
     return text.decode("ascii")
 
 
@@ -244,7 +246,9 @@ def _decode_device(
     text = _text(path)
     if len(text) >= PATH_SIZE:
         # A C string that fills its field has no NUL: the peer's own tools would read past it.
-        raise ProtocolError("path must end with a NUL", field=f"{field}.path", value=path)
+        raise USBIPRemoteProtocolError(
+            "path must end with a NUL", field=f"{field}.path", value=path
+        )
     return ExportedDevice(
         # Paths are informational: keep any bytes, exactly, rather than refuse a peer over them.
         path=text.decode("utf-8", "surrogateescape"),
@@ -267,7 +271,7 @@ def _decode_device(
 
 def _check_version(version: int) -> None:
     if version != USBIP_VERSION:
-        raise ProtocolError(
+        raise USBIPRemoteProtocolError(
             f"unsupported USB/IP version (we speak 0x{USBIP_VERSION:04X})",
             field="op_common.version",
             value=version,
@@ -277,22 +281,24 @@ def _check_version(version: int) -> None:
 def _check_op_common(version: int, code: int, expected: OpCode) -> None:
     _check_version(version)
     if code != expected:
-        raise ProtocolError(
+        raise USBIPRemoteProtocolError(
             f"expected {expected.name} (0x{expected.value:04X})", field="op_common.code", value=code
         )
 
 
 def _check_endpoint(name: str, direction: int, ep: int) -> None:
     if direction not in (Direction.OUT, Direction.IN):
-        raise ProtocolError("direction must be 0 or 1", field=f"{name}.direction", value=direction)
+        raise USBIPRemoteProtocolError(
+            "direction must be 0 or 1", field=f"{name}.direction", value=direction
+        )
     if ep > MAX_ENDPOINT:
-        raise ProtocolError("endpoint number above 15", field=f"{name}.ep", value=ep)
+        raise USBIPRemoteProtocolError("endpoint number above 15", field=f"{name}.ep", value=ep)
 
 
 def _check_packets(name: str, number_of_packets: int) -> None:
     if number_of_packets not in NON_ISO_PACKETS:
         # Isochronous URBs carry descriptors after the data; nothing here exports ISO endpoints.
-        raise ProtocolError(
+        raise USBIPRemoteProtocolError(
             "isochronous URBs are not supported (non-ISO URBs carry 0 or 0xFFFFFFFF)",
             field=f"{name}.number_of_packets",
             value=number_of_packets & 0xFFFFFFFF,
@@ -319,7 +325,7 @@ class _Decoder:
             raise ValueError(f"max_transfer_length={max_transfer_length} must fit in an s32")
         self._max_transfer_length = max_transfer_length
         self._buffer = bytearray()
-        self._error: ProtocolError | None = None
+        self._error: USBIPRemoteProtocolError | None = None
         self.phase = Phase.OP
 
     @property
@@ -333,7 +339,7 @@ class _Decoder:
             raise self._error
         self._buffer += data
 
-    def _fail(self, error: ProtocolError) -> ProtocolError:
+    def _fail(self, error: USBIPRemoteProtocolError) -> USBIPRemoteProtocolError:
         self._error = error
         return error
 
@@ -349,7 +355,7 @@ class _Decoder:
     def _check_length(self, name: str, length: int, *, carried: bool = True) -> None:
         """Refuse a negative length, and one above the limit if its bytes follow the header."""
         if length < 0 or (carried and length > self._max_transfer_length):
-            raise ProtocolError(
+            raise USBIPRemoteProtocolError(
                 f"transfer length outside [0, max_transfer_length={self._max_transfer_length}]",
                 field=name,
                 value=length & 0xFFFFFFFF,
@@ -380,7 +386,7 @@ class RequestDecoder(_Decoder):
             if self.phase is _URB:
                 return self._next_command()
             return self._next_op_request()
-        except ProtocolError as error:
+        except USBIPRemoteProtocolError as error:
             raise self._fail(error) from None
 
     def _next_op_request(self) -> OpReqDevlist | OpReqImport | None:
@@ -393,7 +399,7 @@ class RequestDecoder(_Decoder):
             self._take(OP_COMMON_SIZE)
             return OpReqDevlist()
         if code != OpCode.OP_REQ_IMPORT:
-            raise ProtocolError(
+            raise USBIPRemoteProtocolError(
                 "an importer sends OP_REQ_DEVLIST (0x8005) or OP_REQ_IMPORT (0x8003)",
                 field="op_common.code",
                 value=code,
@@ -461,7 +467,7 @@ class RequestDecoder(_Decoder):
             _check_endpoint("CMD_UNLINK", direction, ep)
             self._take(URB_HEADER_SIZE)
             return CmdUnlink(seqnum, devid, unlink_seqnum, direction, ep)
-        raise ProtocolError(
+        raise USBIPRemoteProtocolError(
             "an importer sends only CMD_SUBMIT (1) and CMD_UNLINK (2)",
             field="usbip_header_basic.command",
             value=command,
@@ -503,7 +509,7 @@ class ReplyDecoder(_Decoder):
             if self.phase is Phase.URB:
                 return self._next_urb_reply()
             return self._next_op_reply()
-        except ProtocolError as error:
+        except USBIPRemoteProtocolError as error:
             raise self._fail(error) from None
 
     def _next_op_reply(self) -> OpReply | None:
@@ -511,7 +517,7 @@ class ReplyDecoder(_Decoder):
         if not buffer:
             return None
         if self.phase is Phase.DONE or self._expected is None:
-            raise ProtocolError(
+            raise USBIPRemoteProtocolError(
                 "bytes nobody asked for", field="op_common", value=bytes(buffer[:OP_COMMON_SIZE])
             )
         if len(buffer) < OP_COMMON_SIZE:
@@ -539,7 +545,7 @@ class ReplyDecoder(_Decoder):
             return None
         count = _U32.unpack_from(buffer, OP_COMMON_SIZE)[0]
         if count > self._max_devices:
-            raise ProtocolError(
+            raise USBIPRemoteProtocolError(
                 f"more than max_devices={self._max_devices}",
                 field="OP_REP_DEVLIST.ndev",
                 value=count,
@@ -582,7 +588,7 @@ class ReplyDecoder(_Decoder):
             submit = self._submitted(seqnum)
             if submit is None:
                 # Linux vhci drops the device here ("cannot find a urb of seqnum").
-                raise ProtocolError(
+                raise USBIPRemoteProtocolError(
                     "no pending URB has this seqnum", field="RET_SUBMIT.seqnum", value=seqnum
                 )
             self._check_length("RET_SUBMIT.actual_length", actual_length)
@@ -590,7 +596,7 @@ class ReplyDecoder(_Decoder):
             payload = 0
             if submit.direction == Direction.IN:
                 if actual_length > submit.transfer_buffer_length:
-                    raise ProtocolError(
+                    raise USBIPRemoteProtocolError(
                         f"more bytes than the URB asked for "
                         f"(transfer_buffer_length={submit.transfer_buffer_length})",
                         field="RET_SUBMIT.actual_length",
@@ -616,7 +622,7 @@ class ReplyDecoder(_Decoder):
             _, _, devid, direction, ep, status = _RET_UNLINK.unpack_from(buffer)
             self._take(URB_HEADER_SIZE)
             return RetUnlink(seqnum, status, devid, direction, ep)
-        raise ProtocolError(
+        raise USBIPRemoteProtocolError(
             "an exporter sends only RET_SUBMIT (3) and RET_UNLINK (4)",
             field="usbip_header_basic.command",
             value=command,

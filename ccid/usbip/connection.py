@@ -11,7 +11,7 @@ state               on                                          next state
 ``SEND_DEVLIST``    :meth:`send_devlist`                        ``CLOSED``
 ``DECIDE_IMPORT``   :meth:`accept_import`                       ``URB``
 ``DECIDE_IMPORT``   :meth:`refuse_import`                       ``CLOSED``
-any                 :meth:`close`, a :class:`ProtocolError`     ``CLOSED``
+any                 :meth:`close`, a :class:`USBIPRemoteProtocolError`     ``CLOSED``
 ==================  ==========================================  ==================
 
 In ``URB`` every CMD_SUBMIT is recorded by seqnum until :meth:`complete` answers it. A
@@ -22,9 +22,10 @@ Linux vhci, never held against the peer: drivers/usb/usbip/stub_rx.c, stub_recv_
 
 A peer gets a budget, not a free ride: a CMD_SUBMIT past ``max_pending_urbs`` is answered -12
 (ENOMEM), but past ``max_refused_urbs`` such refusals in one connection it is a
-:class:`ProtocolError` and the connection closes. Each :meth:`receive_data` call handles at most
-``max_requests`` requests and keeps the rest buffered (:attr:`ServerConnection.backlogged`), so
-the adapter can let other connections run between batches.
+:class:`USBIPRemoteProtocolError` and the connection closes. Each :meth:`receive_data` call
+handles at most ``max_requests`` requests and keeps the rest buffered
+(:attr:`USBIPServerConnection.backlogged`), so the adapter can let other connections run
+between batches.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Final
 
-from .codec import DEFAULT_MAX_TRANSFER_LENGTH, RequestDecoder, encode
+from .codec import DEFAULT_MAX_TRANSFER_LENGTH, RequestDecoder, encode_usbip
 from .constants import (
     URB_HEADER_SIZE,
     USB_PORT_FEAT_RESET,
@@ -45,21 +46,20 @@ from .constants import (
     TransferFlags,
     URBStatus,
 )
-from .errors import LocalProtocolError, ProtocolError
+from .errors import USBIPLocalProtocolError, USBIPRemoteProtocolError
 from .events import (
     DevlistRequested,
     ImportRequested,
     PortReset,
-    ServerEvent,
     UnlinkRequested,
     URBRefused,
     URBSubmitted,
+    USBIPServerEvent,
 )
 from .messages import (
     CmdSubmit,
     CmdUnlink,
     ExportedDevice,
-    Message,
     OpRepDevlist,
     OpRepImport,
     OpReqDevlist,
@@ -67,6 +67,7 @@ from .messages import (
     Request,
     RetSubmit,
     RetUnlink,
+    USBIPMessage,
 )
 
 #: URBs one connection may have pending. Linux vhci keeps a handful per device (libccid: one
@@ -76,13 +77,13 @@ DEFAULT_MAX_PENDING_URBS: Final = 64
 #: never meets the pending limit (vhci forwards what its class driver submits, and libccid keeps
 #: at most three URBs plus a control one in flight), so a handful of refusals is a bug or a flood.
 DEFAULT_MAX_REFUSED_URBS: Final = 16
-#: Requests one :meth:`ServerConnection.receive_data` call handles. An importer sends one to
+#: Requests one :meth:`USBIPServerConnection.receive_data` call handles. An importer sends one to
 #: three per round trip; a 64 KiB read of bare CMD_SUBMIT headers holds 1,365.
 DEFAULT_MAX_REQUESTS: Final = 32
 
 
-class State(enum.Enum):
-    """Where a :class:`ServerConnection` is (see the module's table)."""
+class USBIPServerState(enum.Enum):
+    """Where a :class:`USBIPServerConnection` is (see the module's table)."""
 
     OP = "op"
     SEND_DEVLIST = "send_devlist"
@@ -102,7 +103,7 @@ def is_port_reset(submit: CmdSubmit) -> bool:
     )
 
 
-class ServerConnection:
+class USBIPServerConnection:
     """One importer's connection, seen from the exporter. Bytes in, events and bytes out."""
 
     def __init__(
@@ -130,7 +131,7 @@ class ServerConnection:
         self._pending: dict[int, CmdSubmit] = {}
         self._outgoing: list[bytes] = []  # encoded messages, joined once per write
         self._busid: str | None = None
-        self.state = State.OP
+        self.state = USBIPServerState.OP
         self.device: ExportedDevice | None = None
         """The imported device, once :meth:`accept_import` was called."""
 
@@ -161,23 +162,23 @@ class ServerConnection:
         self._outgoing.clear()
         return data
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> list[ServerEvent]:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[USBIPServerEvent]:
         """Consume bytes from the importer; queue replies and return what to do.
 
         At most ``max_requests`` requests are handled; when :attr:`backlogged`, and after
         :meth:`accept_import`, call ``receive_data(b"")`` to process the requests still
-        buffered. Raises :class:`ProtocolError` on malformed input or past the
+        buffered. Raises :class:`USBIPRemoteProtocolError` on malformed input or past the
         ``max_refused_urbs`` budget: the connection is then ``CLOSED`` and the socket must close
         once :meth:`data_to_send` (replies to the requests before the bad one) is written.
         """
         self._backlogged = False
-        if self.state is State.CLOSED:
+        if self.state is USBIPServerState.CLOSED:
             return []
-        events: list[ServerEvent] = []
+        events: list[USBIPServerEvent] = []
         try:
             self._decoder.feed(data)
             for _ in range(self._max_requests):
-                if self.state is not State.URB and self.state is not State.OP:
+                if self.state is not USBIPServerState.URB and self.state is not USBIPServerState.OP:
                     break
                 request = self._decoder.next_request()
                 if request is None:
@@ -185,11 +186,11 @@ class ServerConnection:
                 self._handle(request, events)
             else:
                 self._backlogged = self._decoder.buffered > 0
-            if self._decoder.buffered > self._max_early and self.state is not State.URB:
-                raise ProtocolError(
+            if self._decoder.buffered > self._max_early and self.state is not USBIPServerState.URB:
+                raise USBIPRemoteProtocolError(
                     "bytes sent before the OP reply", field="stream", value=self._decoder.buffered
                 )
-        except ProtocolError:
+        except USBIPRemoteProtocolError:
             self.close()
             raise
         return events
@@ -198,30 +199,34 @@ class ServerConnection:
 
     def send_devlist(self, devices: Iterable[ExportedDevice]) -> None:
         """Answer OP_REQ_DEVLIST; the exchange is then over (the peer closes)."""
-        self._expect(State.SEND_DEVLIST, "send_devlist")
+        self._expect(USBIPServerState.SEND_DEVLIST, "send_devlist")
         self._send(OpRepDevlist(tuple(devices)))
-        self.state = State.CLOSED
+        self.state = USBIPServerState.CLOSED
 
     def accept_import(self, device: ExportedDevice) -> None:
         """Answer OP_REQ_IMPORT with ``device``, whose busid must be the one requested."""
-        self._expect(State.DECIDE_IMPORT, "accept_import")
+        self._expect(USBIPServerState.DECIDE_IMPORT, "accept_import")
         if device.busid != self._busid:
             # Both the Linux tool and usbip-win2 reject a reply with another busid.
-            raise LocalProtocolError(
-                f"busid {device.busid!r} does not answer the request for {self._busid!r}"
+            raise USBIPLocalProtocolError(
+                f"does not answer the request for busid {self._busid!r}",
+                field="ExportedDevice.busid",
+                value=device.busid,
             )
         self._send(OpRepImport(OpStatus.OK, device.without_interfaces()))
         self.device = device
-        self.state = State.URB
+        self.state = USBIPServerState.URB
         self._decoder.start_urb_phase()
 
     def refuse_import(self, status: OpStatus) -> None:
         """Answer OP_REQ_IMPORT with an error (NODEV for an unknown busid, DEV_BUSY if taken)."""
-        self._expect(State.DECIDE_IMPORT, "refuse_import")
+        self._expect(USBIPServerState.DECIDE_IMPORT, "refuse_import")
         if status == OpStatus.OK:
-            raise LocalProtocolError("refuse_import needs an error status")
+            raise USBIPLocalProtocolError(
+                "refuse_import needs an error status", field="status", value=status.name
+            )
         self._send(OpRepImport(status))
-        self.state = State.CLOSED
+        self.state = USBIPServerState.CLOSED
 
     # -- URB phase ------------------------------------------------------------------------
 
@@ -238,7 +243,7 @@ class ServerConnection:
         nothing is sent, and its result must be dropped.
         """
         submit = self._pending.get(seqnum)
-        if submit is None or self.state is not State.URB:
+        if submit is None or self.state is not USBIPServerState.URB:
             return False
         limit = submit.transfer_buffer_length
         if submit.direction == Direction.IN:
@@ -267,26 +272,28 @@ class ServerConnection:
         left = tuple(self._pending)
         self._pending.clear()
         self._backlogged = False
-        self.state = State.CLOSED
+        self.state = USBIPServerState.CLOSED
         return left
 
     # -- internals ------------------------------------------------------------------------
 
-    def _expect(self, state: State, action: str) -> None:
+    def _expect(self, state: USBIPServerState, action: str) -> None:
         if self.state is not state:
-            raise LocalProtocolError(f"{action} is not possible in state {self.state.name}")
+            raise USBIPLocalProtocolError(
+                f"{action} needs state {state.name}", field="state", value=self.state.name
+            )
 
-    def _send(self, message: Message) -> None:
-        self._outgoing.append(encode(message))
+    def _send(self, message: USBIPMessage) -> None:
+        self._outgoing.append(encode_usbip(message))
 
-    def _handle(self, request: Request, events: list[ServerEvent]) -> None:
+    def _handle(self, request: Request, events: list[USBIPServerEvent]) -> None:
         match request:
-            case OpReqDevlist() if self.state is State.OP:
-                self.state = State.SEND_DEVLIST
+            case OpReqDevlist() if self.state is USBIPServerState.OP:
+                self.state = USBIPServerState.SEND_DEVLIST
                 events.append(DevlistRequested())
-            case OpReqImport(busid) if self.state is State.OP:
+            case OpReqImport(busid) if self.state is USBIPServerState.OP:
                 self._busid = busid
-                self.state = State.DECIDE_IMPORT
+                self.state = USBIPServerState.DECIDE_IMPORT
                 events.append(ImportRequested(busid))
             case CmdSubmit():
                 self._check_devid("CMD_SUBMIT.devid", request.devid)
@@ -304,16 +311,16 @@ class ServerConnection:
         assert self.device is not None
         # The Linux stub drops a connection whose URBs name another device.
         if devid != self.device.devid:
-            raise ProtocolError(
+            raise USBIPRemoteProtocolError(
                 f"not the imported device (devid 0x{self.device.devid:08X})",
                 field=field,
                 value=devid,
             )
 
-    def _submit(self, submit: CmdSubmit, events: list[ServerEvent]) -> None:
+    def _submit(self, submit: CmdSubmit, events: list[USBIPServerEvent]) -> None:
         seqnum = submit.seqnum
         if seqnum in self._pending:
-            raise ProtocolError(
+            raise USBIPRemoteProtocolError(
                 "a URB with this seqnum is pending", field="CMD_SUBMIT.seqnum", value=seqnum
             )
         if is_port_reset(submit):
@@ -327,7 +334,7 @@ class ServerConnection:
         if len(self._pending) >= self._max_pending:
             self._refused += 1
             if self._refused > self._max_refused:
-                raise ProtocolError(
+                raise USBIPRemoteProtocolError(
                     f"URB {self._refused} past max_pending_urbs={self._max_pending} "
                     f"(max_refused_urbs={self._max_refused})",
                     field="CMD_SUBMIT.seqnum",

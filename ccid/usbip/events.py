@@ -67,7 +67,7 @@ class URBRefused:
     reason: str
 
 
-ServerEvent = (
+USBIPServerEvent = (
     DevlistRequested | ImportRequested | URBSubmitted | UnlinkRequested | PortReset | URBRefused
 )
 
@@ -122,6 +122,6 @@ class UnlinkAnswered:
     status: int
 
 
-ClientEvent = (
+USBIPClientEvent = (
     DevlistReceived | ImportAccepted | ImportRefused | URBCompleted | URBUnlinked | UnlinkAnswered
 )

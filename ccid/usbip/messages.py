@@ -328,4 +328,4 @@ Request = OpRequest | URBRequest
 """What an importer (client) sends."""
 Reply = OpReply | URBReply
 """What an exporter (server) sends."""
-Message = Request | Reply
+USBIPMessage = Request | Reply

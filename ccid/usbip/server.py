@@ -5,7 +5,7 @@ and runs each URB on the device as a task, or inline when the device allows it
 (``UsbDevice.start_inline``, :func:`~cardfloor.aio.eager.start_eagerly`): then a URB that
 finishes at once (bulk OUT, control) costs no task. Each reply goes out in one write. An IN URB
 that must wait is a task parked in the device until data exist; CMD_UNLINK cancels that task.
-A connection that ends (EOF, a protocol error, :meth:`Server.remove_device`) cancels its URBs,
+A connection that ends (EOF, a protocol error, :meth:`USBIPServer.remove_device`) cancels its URBs,
 resets the device and frees it for the next import.
 """
 
@@ -29,26 +29,26 @@ from .codec import DEFAULT_MAX_TRANSFER_LENGTH
 from .connection import (
     DEFAULT_MAX_PENDING_URBS,
     DEFAULT_MAX_REFUSED_URBS,
-    ServerConnection,
-    State,
+    USBIPServerConnection,
+    USBIPServerState,
 )
 from .constants import USBIP_PORT, Direction, OpStatus, URBStatus
-from .errors import ProtocolError
+from .errors import USBIPRemoteProtocolError
 from .events import (
     DevlistRequested,
     ImportRequested,
     PortReset,
-    ServerEvent,
     UnlinkRequested,
     URBRefused,
     URBSubmitted,
+    USBIPServerEvent,
 )
 from .messages import CmdSubmit, ExportedDevice, check_busid
 from .stream import READ_SIZE, IPNetwork, peer_address, peer_name, set_nodelay
 
 log = get_logger("ccid.usbip")
 
-DEFAULT_MAX_CONNECTIONS: Final = 64
+DEFAULT_MAX_USBIP_CONNECTIONS: Final = 64
 #: Seconds a new connection has to send its OP request (the tools send it at once).
 DEFAULT_OP_TIMEOUT: Final = 10.0
 #: ``busnum`` of every exported device: there is no real bus behind them.
@@ -96,14 +96,14 @@ class _Session:
 
     def __init__(
         self,
-        server: Server,
+        server: USBIPServer,
         stream_reader: asyncio.StreamReader,
         stream_writer: asyncio.StreamWriter,
     ) -> None:
         self._server = server
         self._reader = stream_reader
         self._writer = stream_writer
-        self._conn = ServerConnection(
+        self._conn = USBIPServerConnection(
             max_pending_urbs=server._max_pending_urbs,
             max_transfer_length=server._max_transfer_length,
             max_refused_urbs=server._max_refused_urbs,
@@ -122,17 +122,17 @@ class _Session:
     async def run(self) -> None:
         try:
             async with asyncio.timeout(self._server._op_timeout):
-                while self._conn.state is State.OP:
+                while self._conn.state is USBIPServerState.OP:
                     if not await self._receive():
                         return
             # From here on no deadline: an IN URB may rightly stay parked for minutes.
-            while self._conn.state is State.URB:
+            while self._conn.state is USBIPServerState.URB:
                 if not await self._receive():
                     self._log.info("usbip.disconnected")
                     return
                 # Backpressure: a peer that does not read its replies stops being read.
                 await self._writer.drain()
-        except ProtocolError as error:
+        except USBIPRemoteProtocolError as error:
             # Replies to the requests before the bad one (the -12s of a spent budget) still go.
             self._write()
             self._warn(
@@ -186,7 +186,7 @@ class _Session:
         if data and not self._writer.is_closing():
             self._writer.write(data)
 
-    async def _handle(self, event: ServerEvent) -> None:
+    async def _handle(self, event: USBIPServerEvent) -> None:
         match event:
             case URBSubmitted(submit):
                 self._log.debug(
@@ -331,13 +331,13 @@ class _Session:
             pass
 
 
-class Server:
-    """A USB/IP server. Create it with :func:`serve`; add and remove devices at any time."""
+class USBIPServer:
+    """A USB/IP server. Create it with :func:`serve_usbip`; add and remove devices at any time."""
 
     def __init__(
         self,
         *,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_connections: int = DEFAULT_MAX_USBIP_CONNECTIONS,
         max_pending_urbs: int = DEFAULT_MAX_PENDING_URBS,
         max_transfer_length: int = DEFAULT_MAX_TRANSFER_LENGTH,
         op_timeout: float = DEFAULT_OP_TIMEOUT,
@@ -447,7 +447,7 @@ class Server:
         if self._server is not None:
             await self._server.wait_closed()
 
-    async def __aenter__(self) -> Server:
+    async def __aenter__(self) -> USBIPServer:
         return self
 
     async def __aexit__(
@@ -499,24 +499,24 @@ class Server:
             log.info("usbip.connection_closed", peer=session.peer)
 
 
-async def serve(
+async def serve_usbip(
     devices: Iterable[UsbDevice] = (),
     host: str | None = "127.0.0.1",
     port: int = USBIP_PORT,
     *,
-    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    max_connections: int = DEFAULT_MAX_USBIP_CONNECTIONS,
     max_pending_urbs: int = DEFAULT_MAX_PENDING_URBS,
     max_transfer_length: int = DEFAULT_MAX_TRANSFER_LENGTH,
     op_timeout: float = DEFAULT_OP_TIMEOUT,
     allow: Sequence[IPNetwork] | None = None,
     max_connections_per_source: int | None = None,
-) -> Server:
+) -> USBIPServer:
     """Listen for USB/IP importers on ``host`` (all interfaces when None) and ``port``.
 
     With ``allow``, connections from other addresses are closed at once, and so are connections
     past ``max_connections_per_source`` from one address.
 
-    ``devices`` are exported as ``1-1``, ``1-2``... (:meth:`Server.add_device` adds more).
+    ``devices`` are exported as ``1-1``, ``1-2``... (:meth:`USBIPServer.add_device` adds more).
     Past ``max_connections`` new connections are closed at once; a connection may have
     ``max_pending_urbs`` URBs pending (more are answered -12, ENOMEM) and send OUT URBs of up
     to ``max_transfer_length`` bytes (a bigger one closes it before its data is read); an IN
@@ -528,7 +528,7 @@ async def serve(
     instead of retrying its SYN. asyncio's loop then accepts up to that backlog per wake-up,
     uvloop (libuv) until the queue is empty.
     """
-    server = Server(
+    server = USBIPServer(
         max_connections=max_connections,
         max_pending_urbs=max_pending_urbs,
         max_transfer_length=max_transfer_length,

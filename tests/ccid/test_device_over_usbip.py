@@ -25,29 +25,29 @@ from ccid.messages import (
     Response,
 )
 from ccid.usb import SetupPacket
-from ccid.usbip import Client, Server, import_device, list_devices, serve
+from ccid.usbip import USBIPClient, USBIPServer, import_device, list_devices, serve_usbip
 
 ACTIVE = ICCStatus.PRESENT_ACTIVE
 OK = b"\x90\x00"
 
 
 @pytest.fixture
-async def exported() -> AsyncIterator[tuple[CCIDDevice, Server]]:
+async def exported() -> AsyncIterator[tuple[CCIDDevice, USBIPServer]]:
     device = CCIDDevice(ReaderConfiguration(serial="LOOP", time_extension_interval=0.05))
-    server = await serve([device], port=0)
+    server = await serve_usbip([device], port=0)
     yield device, server
     server.close()
     await server.wait_closed()
     await device.aclose()
 
 
-async def exchange(client: Client, command: Command, length: int = 65556) -> Response:
+async def exchange(client: USBIPClient, command: Command, length: int = 65556) -> Response:
     wire = encode(command)
     assert await client.transfer_out(BULK_OUT, wire) == len(wire)
     return decode_response(await client.transfer_in(BULK_IN, length))
 
 
-async def attach(server: Server) -> Client:
+async def attach(server: USBIPServer) -> USBIPClient:
     """What the kernel does after ``usbip attach``, then libccid's open."""
     client = await import_device("1-1", port=server.port)
     device = await client.control(SetupPacket(0x80, 6, 0x0100, 0, 64))
@@ -60,7 +60,7 @@ async def attach(server: Server) -> Client:
 
 
 async def test_usbip_list_shows_a_smart_card_reader_libccid_knows(
-    exported: tuple[CCIDDevice, Server],
+    exported: tuple[CCIDDevice, USBIPServer],
 ) -> None:
     _, server = exported
     (record,) = await list_devices(port=server.port)
@@ -69,7 +69,7 @@ async def test_usbip_list_shows_a_smart_card_reader_libccid_knows(
 
 
 async def test_a_libccid_session_passes_responses_far_over_374_bytes(
-    exported: tuple[CCIDDevice, Server],
+    exported: tuple[CCIDDevice, USBIPServer],
 ) -> None:
     device, server = exported
     client = await attach(server)
@@ -92,7 +92,7 @@ async def test_a_libccid_session_passes_responses_far_over_374_bytes(
 
 
 async def test_time_extensions_cross_usbip_while_the_card_thinks(
-    exported: tuple[CCIDDevice, Server],
+    exported: tuple[CCIDDevice, USBIPServer],
 ) -> None:
     device, server = exported
     gate: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
@@ -114,7 +114,7 @@ async def test_time_extensions_cross_usbip_while_the_card_thinks(
 
 
 async def test_an_unlinked_bulk_in_urb_loses_no_answer(
-    exported: tuple[CCIDDevice, Server],
+    exported: tuple[CCIDDevice, USBIPServer],
 ) -> None:
     _, server = exported
     client = await attach(server)
@@ -127,7 +127,7 @@ async def test_an_unlinked_bulk_in_urb_loses_no_answer(
 
 
 async def test_a_new_import_finds_no_answer_left_from_the_last_one(
-    exported: tuple[CCIDDevice, Server],
+    exported: tuple[CCIDDevice, USBIPServer],
 ) -> None:
     _, server = exported
     first = await attach(server)

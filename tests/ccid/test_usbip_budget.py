@@ -15,16 +15,16 @@ from ccid.usbip import (
     Direction,
     ExportedDevice,
     OpReqImport,
-    ProtocolError,
-    ServerConnection,
-    State,
     UnlinkRequested,
     URBRefused,
     URBStatus,
     URBSubmitted,
-    encode,
+    USBIPRemoteProtocolError,
+    USBIPServerConnection,
+    USBIPServerState,
+    encode_usbip,
     import_device,
-    serve,
+    serve_usbip,
 )
 from ccid.usbip.connection import DEFAULT_MAX_REFUSED_URBS, DEFAULT_MAX_REQUESTS
 
@@ -37,9 +37,9 @@ GET_DEVICE_DESCRIPTOR = SetupPacket(0x80, 6, 0x0100, 0, 18)
 RET_SUBMIT = struct.Struct(">IIIIIi")  # command, seqnum, devid, direction, ep, status
 
 
-def imported(**limits: int) -> ServerConnection:
-    conn = ServerConnection(**limits)
-    conn.receive_data(encode(OpReqImport("1-1")))
+def imported(**limits: int) -> USBIPServerConnection:
+    conn = USBIPServerConnection(**limits)
+    conn.receive_data(encode_usbip(OpReqImport("1-1")))
     conn.accept_import(DEVICE)
     conn.data_to_send()
     return conn
@@ -64,16 +64,16 @@ def statuses(wire: bytes) -> list[int]:
 
 def test_a_flooder_gets_enomem_until_its_budget_is_spent_then_a_protocol_error() -> None:
     conn = imported(max_pending_urbs=2, max_refused_urbs=3)
-    conn.receive_data(encode(bulk_in(1)) + encode(bulk_in(2)))
-    refused = conn.receive_data(b"".join(encode(bulk_in(seqnum)) for seqnum in (3, 4, 5)))
+    conn.receive_data(encode_usbip(bulk_in(1)) + encode_usbip(bulk_in(2)))
+    refused = conn.receive_data(b"".join(encode_usbip(bulk_in(seqnum)) for seqnum in (3, 4, 5)))
     assert [type(event) for event in refused] == [URBRefused] * 3
     assert statuses(conn.data_to_send()) == [URBStatus.ENOMEM] * 3
-    with pytest.raises(ProtocolError) as caught:
-        conn.receive_data(encode(bulk_in(6)))
+    with pytest.raises(USBIPRemoteProtocolError) as caught:
+        conn.receive_data(encode_usbip(bulk_in(6)))
     assert (caught.value.field, caught.value.value) == ("CMD_SUBMIT.seqnum", 6)
     assert "max_pending_urbs=2" in str(caught.value)
     assert "max_refused_urbs=3" in str(caught.value)
-    assert conn.state is State.CLOSED
+    assert conn.state is USBIPServerState.CLOSED
     assert conn.data_to_send() == b""
 
 
@@ -82,7 +82,9 @@ def test_libccids_traffic_with_unlink_races_never_touches_the_budget() -> None:
     then, and unlinks that lose the race to the answer (legal: Linux answers them 0)."""
     conn = imported(max_pending_urbs=4, max_refused_urbs=0)
     seqnum = 1
-    conn.receive_data(encode(CmdSubmit(seqnum, DEVICE.devid, Direction.IN, INTERRUPT_IN & 0x0F)))
+    conn.receive_data(
+        encode_usbip(CmdSubmit(seqnum, DEVICE.devid, Direction.IN, INTERRUPT_IN & 0x0F))
+    )
     for _ in range(2000):
         xfr_block = b"\x6f" + bytes(9)
         out = CmdSubmit(
@@ -93,21 +95,23 @@ def test_libccids_traffic_with_unlink_races_never_touches_the_budget() -> None:
             seqnum + 3, DEVICE.devid, Direction.IN, 0, transfer_buffer_length=18,
             setup=GET_DEVICE_DESCRIPTOR.to_bytes(),
         )  # fmt: skip
-        conn.receive_data(encode(out) + encode(bulk_in(seqnum + 2)) + encode(control))
+        conn.receive_data(
+            encode_usbip(out) + encode_usbip(bulk_in(seqnum + 2)) + encode_usbip(control)
+        )
         conn.complete(seqnum + 1)
         conn.complete(seqnum + 2, data=b"\x80" + bytes(9))
         conn.complete(seqnum + 3, data=bytes(18))
-        late = conn.receive_data(encode(CmdUnlink(seqnum + 4, DEVICE.devid, seqnum + 2)))
+        late = conn.receive_data(encode_usbip(CmdUnlink(seqnum + 4, DEVICE.devid, seqnum + 2)))
         assert late == [UnlinkRequested(seqnum + 4, seqnum + 2, cancelled=False)]
         conn.data_to_send()
         seqnum += 4
     assert conn.refused == 0
-    assert conn.state is State.URB
+    assert conn.state is USBIPServerState.URB
 
 
 def test_one_call_handles_one_batch_and_keeps_the_rest_buffered() -> None:
     conn = imported(max_pending_urbs=4096)
-    wire = b"".join(encode(bulk_in(seqnum)) for seqnum in range(1, 1366))  # one 64 KiB read
+    wire = b"".join(encode_usbip(bulk_in(seqnum)) for seqnum in range(1, 1366))  # one 64 KiB read
     batches = [conn.receive_data(wire)]
     while conn.backlogged:
         batches.append(conn.receive_data(b""))
@@ -124,14 +128,14 @@ def test_one_call_handles_one_batch_and_keeps_the_rest_buffered() -> None:
 async def test_the_server_cuts_a_flooder_off_after_its_budget_and_serves_the_others() -> None:
     flooded, spared = FakeDevice(), FakeDevice(id_product=0x4434)
     async with (
-        await serve([flooded, spared], port=0, max_pending_urbs=8) as server,
+        await serve_usbip([flooded, spared], port=0, max_pending_urbs=8) as server,
         await import_device("1-2", port=server.port) as good,
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(encode(OpReqImport("1-1")))
+        writer.write(encode_usbip(OpReqImport("1-1")))
         await reader.readexactly(8 + 312)
         # The pending limit, the budget of refusals, and one more: all in one write.
-        flood = (encode(bulk_in(seqnum, 0x00010001)) for seqnum in range(1, 8 + 16 + 2))
+        flood = (encode_usbip(bulk_in(seqnum, 0x00010001)) for seqnum in range(1, 8 + 16 + 2))
         writer.write(b"".join(flood))
         replies = await asyncio.wait_for(read_until_closed(reader), 10)
         writer.close()

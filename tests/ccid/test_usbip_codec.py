@@ -18,20 +18,18 @@ from ccid.usbip import (
     CmdUnlink,
     Direction,
     ExportedDevice,
-    Message,
     OpRepDevlist,
     OpRepImport,
     OpReqDevlist,
     OpReqImport,
     OpStatus,
-    ProtocolError,
-    ReplyDecoder,
-    RequestDecoder,
     RetSubmit,
     RetUnlink,
-    encode,
+    USBIPMessage,
+    USBIPRemoteProtocolError,
+    encode_usbip,
 )
-from ccid.usbip.codec import Phase
+from ccid.usbip.codec import Phase, ReplyDecoder, RequestDecoder
 from ccid.usbip.constants import OpCode
 
 # Captured live from Debian's usbip 2.0 tools: what `usbip list -r` sends, and what the real
@@ -96,7 +94,7 @@ GET_DEVICE_DESCRIPTOR = CmdSubmit(
 )
 DESCRIPTOR = bytes.fromhex("12011001000000 40 e6083344 0001 010203 01".replace(" ", ""))
 
-GOLDEN: list[tuple[Message, bytes]] = [
+GOLDEN: list[tuple[USBIPMessage, bytes]] = [
     (OpReqDevlist(), USBIP_LIST_REQUEST),
     (OpRepDevlist(()), USBIPD_EMPTY_DEVLIST),
     (OpRepImport(OpStatus.NODEV), USBIPD_UNKNOWN_BUSID),
@@ -153,11 +151,11 @@ GOLDEN: list[tuple[Message, bytes]] = [
 
 def decode_requests(
     wire: bytes, *, urb: bool = False, chunk: int | None = None, whole: bool = True
-) -> list[Message]:
+) -> list[USBIPMessage]:
     decoder = RequestDecoder()
     if urb:
         decoder.start_urb_phase()
-    messages: list[Message] = []
+    messages: list[USBIPMessage] = []
     step = chunk or len(wire) or 1
     for start in range(0, len(wire), step):
         decoder.feed(wire[start : start + step])
@@ -173,7 +171,7 @@ def decode_replies(
     expect: OpCode | None = None,
     submits: tuple[CmdSubmit, ...] = (),
     whole: bool = True,
-) -> list[Message]:
+) -> list[USBIPMessage]:
     pending = {submit.seqnum: submit for submit in submits}
     decoder = ReplyDecoder(pending.get)
     if expect is None:
@@ -181,14 +179,14 @@ def decode_replies(
     else:
         decoder.expect(expect)
     decoder.feed(wire)
-    messages: list[Message] = []
+    messages: list[USBIPMessage] = []
     while (reply := decoder.next_reply()) is not None:
         messages.append(reply)
     assert decoder.buffered == 0 or not whole
     return messages
 
 
-def decode(message: Message, wire: bytes, *, whole: bool = True) -> list[Message]:
+def decode(message: USBIPMessage, wire: bytes, *, whole: bool = True) -> list[USBIPMessage]:
     """Decode ``wire`` with the decoder, and in the phase, that reads ``message``."""
     match message:
         case OpReqDevlist() | OpReqImport():
@@ -205,14 +203,16 @@ def decode(message: Message, wire: bytes, *, whole: bool = True) -> list[Message
 
 
 @pytest.mark.parametrize(("message", "wire"), GOLDEN, ids=lambda v: type(v).__name__)
-def test_every_message_encodes_to_its_golden_bytes_and_back(message: Message, wire: bytes) -> None:
-    assert encode(message) == wire
+def test_every_message_encodes_to_its_golden_bytes_and_back(
+    message: USBIPMessage, wire: bytes
+) -> None:
+    assert encode_usbip(message) == wire
     assert decode(message, wire) == [message]
 
 
 def test_import_request_split_like_usbip_attach_waits_for_the_busid() -> None:
     decoder = RequestDecoder()
-    wire = encode(OpReqImport("1-1"))
+    wire = encode_usbip(OpReqImport("1-1"))
     decoder.feed(wire[:8])  # `usbip attach` writes the header, then the busid
     assert decoder.next_request() is None
     decoder.feed(wire[8:])
@@ -221,13 +221,13 @@ def test_import_request_split_like_usbip_attach_waits_for_the_busid() -> None:
 
 @given(st.integers(min_value=1, max_value=64))
 def test_urb_stream_decodes_the_same_split_anywhere(chunk: int) -> None:
-    messages: list[Message] = [
+    messages: list[USBIPMessage] = [
         GET_DEVICE_DESCRIPTOR,
         CmdSubmit(2, 0x00010002, Direction.OUT, 3, transfer_buffer_length=70, data=bytes(70)),
         CmdUnlink(3, 0x00010002, 2),
         CmdSubmit(4, 0x00010002, Direction.IN, 2, transfer_buffer_length=65556),
     ]
-    wire = b"".join(encode(message) for message in messages)
+    wire = b"".join(encode_usbip(message) for message in messages)
     assert decode_requests(wire, urb=True, chunk=chunk) == messages
 
 
@@ -235,12 +235,12 @@ def test_ret_submit_for_an_out_urb_carries_no_data_whatever_its_direction_field_
     out = CmdSubmit(5, 1, Direction.OUT, 3, transfer_buffer_length=3, data=b"abc")
     # The Linux stub sends direction 0 in every reply; framing follows the URB, not the reply.
     ret = RetSubmit(5, 0, actual_length=3, direction=1)
-    assert decode_replies(encode(ret), submits=(out,)) == [ret]
+    assert decode_replies(encode_usbip(ret), submits=(out,)) == [ret]
 
 
 def test_devlist_reply_arriving_in_pieces_is_decoded_once_complete() -> None:
     second = dataclasses.replace(DEVICE, busid="1-2", devnum=3)
-    wire = encode(OpRepDevlist((DEVICE, second)))
+    wire = encode_usbip(OpRepDevlist((DEVICE, second)))
     decoder = ReplyDecoder(lambda _: None)
     decoder.expect(OpCode.OP_REP_DEVLIST)
     for byte in wire[:-1]:
@@ -251,11 +251,11 @@ def test_devlist_reply_arriving_in_pieces_is_decoded_once_complete() -> None:
 
 
 def test_a_path_that_is_not_utf8_survives_the_round_trip() -> None:
-    wire = bytearray(encode(OpRepDevlist((DEVICE,))))
+    wire = bytearray(encode_usbip(OpRepDevlist((DEVICE,))))
     wire[12:14] = b"\xff\xfe"
     (reply,) = decode_replies(bytes(wire), expect=OpCode.OP_REP_DEVLIST)
     assert isinstance(reply, OpRepDevlist)
-    assert encode(reply) == bytes(wire)
+    assert encode_usbip(reply) == bytes(wire)
 
 
 # --- refusals -----------------------------------------------------------------------------
@@ -318,11 +318,11 @@ def test_a_bad_header_is_refused_naming_its_field(wire: bytes, urb: bool, field:
     if urb:
         decoder.start_urb_phase()
     decoder.feed(wire)
-    with pytest.raises(ProtocolError) as caught:
+    with pytest.raises(USBIPRemoteProtocolError) as caught:
         decoder.next_request()
     assert caught.value.field == field
     # The stream is out of sync for good.
-    with pytest.raises(ProtocolError):
+    with pytest.raises(USBIPRemoteProtocolError):
         decoder.feed(b"\x00")
 
 
@@ -340,7 +340,7 @@ def test_a_urb_announcing_2_gib_is_refused_after_its_header_without_allocating()
     tracemalloc.start()
     try:
         decoder.feed(header)
-        with pytest.raises(ProtocolError, match="transfer_buffer_length=0x7FFFFFFF"):
+        with pytest.raises(USBIPRemoteProtocolError, match="transfer_buffer_length=0x7FFFFFFF"):
             decoder.next_request()
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -398,7 +398,7 @@ def test_a_urb_announcing_2_gib_is_refused_after_its_header_without_allocating()
 def test_a_bad_op_reply_is_refused_naming_its_field(
     wire: bytes, expect: OpCode, field: str
 ) -> None:
-    with pytest.raises(ProtocolError) as caught:
+    with pytest.raises(USBIPRemoteProtocolError) as caught:
         decode_replies(wire, expect=expect)
     assert caught.value.field == field
 
@@ -409,15 +409,15 @@ IN_8 = CmdSubmit(1, 1, Direction.IN, 2, transfer_buffer_length=8)
 @pytest.mark.parametrize(
     ("wire", "field"),
     [
-        (encode(RetSubmit(2, 0, 0)), "RET_SUBMIT.seqnum"),
-        (encode(RetSubmit(1, 0, 9, data=bytes(9))), "RET_SUBMIT.actual_length"),
-        (encode(GET_DEVICE_DESCRIPTOR), "usbip_header_basic.command"),
-        (encode(RetSubmit(1, 0, 0, number_of_packets=3)), "RET_SUBMIT.number_of_packets"),
+        (encode_usbip(RetSubmit(2, 0, 0)), "RET_SUBMIT.seqnum"),
+        (encode_usbip(RetSubmit(1, 0, 9, data=bytes(9))), "RET_SUBMIT.actual_length"),
+        (encode_usbip(GET_DEVICE_DESCRIPTOR), "usbip_header_basic.command"),
+        (encode_usbip(RetSubmit(1, 0, 0, number_of_packets=3)), "RET_SUBMIT.number_of_packets"),
     ],
     ids=["unknown-seqnum", "more-than-asked", "cmd-from-server", "isochronous"],
 )
 def test_a_bad_urb_reply_is_refused_as_vhci_would(wire: bytes, field: str) -> None:
-    with pytest.raises(ProtocolError) as caught:
+    with pytest.raises(USBIPRemoteProtocolError) as caught:
         decode_replies(wire, submits=(IN_8,))
     assert caught.value.field == field
 
@@ -464,7 +464,7 @@ def test_request_decoder_raises_only_protocol_errors_and_stays_bounded(
     decoder = RequestDecoder(max_transfer_length=MAX_TRANSFER)
     if urb:
         decoder.start_urb_phase()
-    with contextlib.suppress(ProtocolError):
+    with contextlib.suppress(USBIPRemoteProtocolError):
         for start in range(0, len(wire), chunk):
             decoder.feed(wire[start : start + chunk])
             while decoder.next_request() is not None:
@@ -477,7 +477,7 @@ def test_request_decoder_survives_urb_shaped_garbage(words: list[bytes]) -> None
     decoder = RequestDecoder(max_transfer_length=MAX_TRANSFER)
     decoder.start_urb_phase()
     decoder.feed(b"".join(words))
-    with contextlib.suppress(ProtocolError):
+    with contextlib.suppress(USBIPRemoteProtocolError):
         while decoder.next_request() is not None:
             pass
 
@@ -500,7 +500,7 @@ def test_reply_decoder_raises_only_protocol_errors(
         decoder.phase = Phase.URB
     else:
         decoder.expect(expect)
-    with contextlib.suppress(ProtocolError):
+    with contextlib.suppress(USBIPRemoteProtocolError):
         decoder.feed(wire)
         while decoder.next_reply() is not None:
             pass
@@ -512,14 +512,14 @@ def test_reply_decoder_raises_only_protocol_errors(
     st.integers(min_value=0),
 )
 def test_mutated_golden_messages_decode_or_raise_protocol_errors(
-    golden: tuple[Message, bytes], changes: list[tuple[int, int]], cut: int
+    golden: tuple[USBIPMessage, bytes], changes: list[tuple[int, int]], cut: int
 ) -> None:
     message, wire = golden
     mutated = bytearray(wire)
     for position, value in changes:
         mutated[position % len(mutated)] = value
     mutated = mutated[: len(mutated) - cut % 8]
-    with contextlib.suppress(ProtocolError):
+    with contextlib.suppress(USBIPRemoteProtocolError):
         decode(message, bytes(mutated), whole=False)
 
 
@@ -557,10 +557,10 @@ def test_decoded_cmd_submits_are_the_ones_the_constructor_builds(
         setup,
         data if direction == Direction.OUT else b"",
     )
-    wire = encode(built) * 2
+    wire = encode_usbip(built) * 2
     decoder = RequestDecoder(max_transfer_length=MAX_TRANSFER)
     decoder.start_urb_phase()
-    decoded: list[Message] = []
+    decoded: list[USBIPMessage] = []
     for start in range(0, len(wire), chunk):
         decoder.feed(wire[start : start + chunk])
         while (request := decoder.next_request()) is not None:

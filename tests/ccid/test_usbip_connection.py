@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from ccid.usb import SetupPacket, Speed
 from ccid.usbip import (
-    ClientConnection,
     CmdSubmit,
     CmdUnlink,
     DevlistReceived,
@@ -19,15 +18,11 @@ from ccid.usbip import (
     ImportAccepted,
     ImportRefused,
     ImportRequested,
-    LocalProtocolError,
     OpRepImport,
     OpStatus,
     PortReset,
-    ProtocolError,
     RetSubmit,
     RetUnlink,
-    ServerConnection,
-    State,
     TransferFlags,
     UnlinkAnswered,
     UnlinkRequested,
@@ -36,9 +31,14 @@ from ccid.usbip import (
     URBStatus,
     URBSubmitted,
     URBUnlinked,
-    encode,
+    USBIPClientConnection,
+    USBIPLocalProtocolError,
+    USBIPRemoteProtocolError,
+    USBIPServerConnection,
+    USBIPServerState,
+    encode_usbip,
 )
-from ccid.usbip.events import ClientEvent, ServerEvent
+from ccid.usbip.events import USBIPClientEvent, USBIPServerEvent
 
 from .usbip_fake import BULK_IN, BULK_OUT, INTERRUPT_IN, FakeDevice
 
@@ -53,13 +53,13 @@ class Pair:
     """A client and a server connection wired back to back."""
 
     def __init__(self, *, max_pending_urbs: int = 8, first_seqnum: int = 1) -> None:
-        self.server = ServerConnection(max_pending_urbs=max_pending_urbs)
-        self.client = ClientConnection(first_seqnum=first_seqnum)
+        self.server = USBIPServerConnection(max_pending_urbs=max_pending_urbs)
+        self.client = USBIPClientConnection(first_seqnum=first_seqnum)
 
-    def to_server(self) -> list[ServerEvent]:
+    def to_server(self) -> list[USBIPServerEvent]:
         return self.server.receive_data(self.client.data_to_send())
 
-    def to_client(self) -> list[ClientEvent]:
+    def to_client(self) -> list[USBIPClientEvent]:
         return self.client.receive_data(self.server.data_to_send())
 
     def imported(self) -> Pair:
@@ -88,13 +88,13 @@ def test_devlist_lists_each_device_with_its_interfaces_then_the_exchange_is_over
     assert pair.to_server() == [DevlistRequested()]
     pair.server.send_devlist([DEVICE])
     assert pair.to_client() == [DevlistReceived((DEVICE,), OpStatus.OK)]
-    assert pair.server.state is State.CLOSED
+    assert pair.server.state is USBIPServerState.CLOSED
     assert DEVICE.interfaces[0].bInterfaceClass == 0x0B
 
 
 def test_import_echoes_the_busid_and_opens_the_urb_phase() -> None:
     pair = Pair().imported()
-    assert pair.server.state is State.URB
+    assert pair.server.state is USBIPServerState.URB
     assert pair.client.device is not None
     assert pair.client.device.busid == "1-1"
     assert pair.client.device.devid == 0x00010002
@@ -108,7 +108,7 @@ def test_a_refused_import_carries_only_the_status(status: OpStatus) -> None:
     pair.to_server()
     pair.server.refuse_import(status)
     assert pair.server.data_to_send() == encode_refusal(status)
-    assert pair.server.state is State.CLOSED
+    assert pair.server.state is USBIPServerState.CLOSED
 
 
 def encode_refusal(status: OpStatus) -> bytes:
@@ -127,26 +127,26 @@ def test_the_server_cannot_answer_an_import_with_another_busid() -> None:
     pair = Pair()
     pair.client.request_import("1-2")
     pair.to_server()
-    with pytest.raises(LocalProtocolError):
+    with pytest.raises(USBIPLocalProtocolError):
         pair.server.accept_import(DEVICE)
 
 
 def test_a_client_refuses_an_import_reply_for_another_busid() -> None:
-    client = ClientConnection()
+    client = USBIPClientConnection()
     client.request_import("1-2")
-    with pytest.raises(ProtocolError) as caught:
+    with pytest.raises(USBIPRemoteProtocolError) as caught:
         client.receive_data(bytes.fromhex("0111 0003 00000000") + _record(DEVICE))
     assert caught.value.field == "OP_REP_IMPORT.busid"
 
 
 def _record(device: ExportedDevice) -> bytes:
-    return encode(OpRepImport(OpStatus.OK, device.without_interfaces()))[8:]
+    return encode_usbip(OpRepImport(OpStatus.OK, device.without_interfaces()))[8:]
 
 
 def test_urbs_sent_with_the_import_request_wait_for_the_decision() -> None:
     pair = Pair()
     pair.client.request_import("1-1")
-    early = encode(CmdSubmit(1, DEVICE.devid, Direction.IN, 2, transfer_buffer_length=10))
+    early = encode_usbip(CmdSubmit(1, DEVICE.devid, Direction.IN, 2, transfer_buffer_length=10))
     events = pair.server.receive_data(pair.client.data_to_send() + early)
     assert events == [ImportRequested("1-1")]
     pair.server.accept_import(DEVICE)
@@ -156,13 +156,13 @@ def test_urbs_sent_with_the_import_request_wait_for_the_decision() -> None:
 
 
 def test_answers_in_the_wrong_state_are_local_errors() -> None:
-    server = ServerConnection()
-    with pytest.raises(LocalProtocolError):
+    server = USBIPServerConnection()
+    with pytest.raises(USBIPLocalProtocolError):
         server.send_devlist([])
-    with pytest.raises(LocalProtocolError):
+    with pytest.raises(USBIPLocalProtocolError):
         server.accept_import(DEVICE)
-    client = ClientConnection()
-    with pytest.raises(LocalProtocolError):
+    client = USBIPClientConnection()
+    with pytest.raises(USBIPLocalProtocolError):
         client.submit(2, Direction.IN, length=8)
 
 
@@ -252,16 +252,16 @@ def test_a_seqnum_submitted_twice_while_pending_breaks_the_protocol() -> None:
     pair = Pair().imported()
     seqnum = pair.submit_in(BULK_IN, 8)
     duplicate = CmdSubmit(seqnum, DEVICE.devid, Direction.IN, 2, transfer_buffer_length=8)
-    with pytest.raises(ProtocolError) as caught:
-        pair.server.receive_data(encode(duplicate))
+    with pytest.raises(USBIPRemoteProtocolError) as caught:
+        pair.server.receive_data(encode_usbip(duplicate))
     assert caught.value.field == "CMD_SUBMIT.seqnum"
-    assert pair.server.state is State.CLOSED
+    assert pair.server.state is USBIPServerState.CLOSED
 
 
 def test_urbs_for_another_devid_break_the_protocol_as_in_the_linux_stub() -> None:
     pair = Pair().imported()
-    with pytest.raises(ProtocolError) as caught:
-        pair.server.receive_data(encode(CmdUnlink(5, 0x00020003, 1)))
+    with pytest.raises(USBIPRemoteProtocolError) as caught:
+        pair.server.receive_data(encode_usbip(CmdUnlink(5, 0x00020003, 1)))
     assert caught.value.field == "CMD_UNLINK.devid"
 
 
@@ -307,7 +307,7 @@ def test_unlink_of_a_pending_urb_answers_minus_104_with_its_own_seqnum() -> None
     victim = pair.submit_in(BULK_IN, 64)
     unlink = pair.client.unlink(victim)
     assert pair.to_server() == [UnlinkRequested(unlink, victim, cancelled=True)]
-    assert pair.server.data_to_send() == encode(RetUnlink(unlink, -104))
+    assert pair.server.data_to_send() == encode_usbip(RetUnlink(unlink, -104))
     assert victim not in pair.server.pending
 
 
@@ -318,7 +318,7 @@ def test_a_cancelled_urb_is_never_answered() -> None:
     pair.to_server()
     # The device's answer arrives after the unlink was read: it is dropped, nothing is sent.
     assert not pair.server.complete(victim, data=b"late")
-    assert pair.server.data_to_send() == encode(RetUnlink(unlink, -104))
+    assert pair.server.data_to_send() == encode_usbip(RetUnlink(unlink, -104))
 
 
 def test_unlink_after_the_answer_went_out_answers_zero() -> None:
@@ -337,7 +337,7 @@ def test_unlink_of_a_seqnum_never_submitted_answers_zero() -> None:
     pair = Pair().imported()
     unlink = pair.client.unlink(12345)
     assert pair.to_server() == [UnlinkRequested(unlink, 12345, cancelled=False)]
-    assert pair.server.data_to_send() == encode(RetUnlink(unlink, 0))
+    assert pair.server.data_to_send() == encode_usbip(RetUnlink(unlink, 0))
 
 
 def test_submit_and_unlink_in_one_segment_cancel_before_any_work() -> None:
@@ -368,8 +368,10 @@ def test_client_refuses_a_ret_submit_for_a_urb_its_unlink_ended_as_vhci_does() -
     unlink = pair.client.unlink(victim)
     pair.to_server()
     pair.server.data_to_send()
-    buggy_server = encode(RetUnlink(unlink, -104)) + encode(RetSubmit(victim, 0, 4, data=b"late"))
-    with pytest.raises(ProtocolError) as caught:
+    buggy_server = encode_usbip(RetUnlink(unlink, -104)) + encode_usbip(
+        RetSubmit(victim, 0, 4, data=b"late")
+    )
+    with pytest.raises(USBIPRemoteProtocolError) as caught:
         pair.client.receive_data(buggy_server)
     assert caught.value.field == "RET_SUBMIT.seqnum"
 
@@ -380,8 +382,8 @@ def test_client_refuses_a_ret_unlink_carrying_the_victims_seqnum() -> None:
     pair.client.unlink(victim)
     pair.to_server()
     pair.server.data_to_send()
-    with pytest.raises(ProtocolError) as caught:
-        pair.client.receive_data(encode(RetUnlink(victim, -104)))
+    with pytest.raises(USBIPRemoteProtocolError) as caught:
+        pair.client.receive_data(encode_usbip(RetUnlink(victim, -104)))
     assert caught.value.field == "RET_UNLINK.seqnum"
 
 
@@ -450,6 +452,6 @@ def test_any_bytes_after_the_import_raise_protocol_errors_only(wire: bytes) -> N
     pair = Pair().imported()
     try:
         pair.server.receive_data(wire)
-    except ProtocolError:
-        assert pair.server.state is State.CLOSED
+    except USBIPRemoteProtocolError:
+        assert pair.server.state is USBIPServerState.CLOSED
     assert len(pair.server.pending) <= 8

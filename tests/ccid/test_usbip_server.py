@@ -12,20 +12,20 @@ import pytest
 
 from ccid.usb import SetupPacket, Stall
 from ccid.usbip import (
-    Client,
     CmdSubmit,
     Direction,
     ImportRefusedError,
     OpReqImport,
     OpStatus,
     RetSubmit,
-    Server,
     URBError,
     URBStatus,
-    encode,
+    USBIPClient,
+    USBIPServer,
+    encode_usbip,
     import_device,
     list_devices,
-    serve,
+    serve_usbip,
 )
 
 from .usbip_fake import BULK_IN, BULK_OUT, DEVICE_DESCRIPTOR, INTERRUPT_IN, FakeDevice
@@ -40,18 +40,18 @@ def get_descriptor(kind: int, length: int) -> SetupPacket:
 
 @dataclass
 class Rig:
-    server: Server
+    server: USBIPServer
     first: FakeDevice
     second: FakeDevice
 
-    async def import_(self, busid: str = "1-1") -> Client:
+    async def import_(self, busid: str = "1-1") -> USBIPClient:
         return await import_device(busid, port=self.server.port, timeout=5)
 
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
     first, second = FakeDevice(), FakeDevice(id_product=0x4434)
-    async with await serve([first, second], port=0) as server:
+    async with await serve_usbip([first, second], port=0) as server:
         yield Rig(server, first, second)
 
 
@@ -59,7 +59,7 @@ async def raw_import(
     port: int, busid: str = "1-1"
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(encode(OpReqImport(busid)))
+    writer.write(encode_usbip(OpReqImport(busid)))
     reply = await asyncio.wait_for(reader.readexactly(8 + 312), 5)
     assert reply[:8] == bytes.fromhex("0111 0003 00000000")
     return reader, writer
@@ -240,7 +240,7 @@ async def test_devices_added_later_are_listed_and_importable(rig: Rig) -> None:
 
 
 async def test_many_devices_and_connections_work_at_once(rig: Rig) -> None:
-    async def echo(client: Client, rounds: int) -> None:
+    async def echo(client: USBIPClient, rounds: int) -> None:
         for index in range(rounds):
             payload = f"{client.device.busid}:{index}".encode()
             assert await client.bulk_out(BULK_OUT, payload) == len(payload)
@@ -255,7 +255,7 @@ async def test_many_devices_and_connections_work_at_once(rig: Rig) -> None:
 
 async def test_urbs_past_the_pending_limit_fail_with_enomem() -> None:
     device = FakeDevice()
-    async with await serve([device], port=0, max_pending_urbs=2) as server:
+    async with await serve_usbip([device], port=0, max_pending_urbs=2) as server:
         client = await import_device("1-1", port=server.port)
         client.submit_in(BULK_IN, 8)
         client.submit_in(INTERRUPT_IN, 8)
@@ -267,7 +267,7 @@ async def test_urbs_past_the_pending_limit_fail_with_enomem() -> None:
 
 async def test_an_in_urb_asking_2_gib_gets_at_most_max_transfer_length_bytes() -> None:
     device = FakeDevice()
-    async with await serve([device], port=0, max_transfer_length=16) as server:
+    async with await serve_usbip([device], port=0, max_transfer_length=16) as server:
         client = await import_device("1-1", port=server.port)
         device.push(BULK_IN, bytes(range(40)))
         assert await client.bulk_in(BULK_IN, 0x7FFFFFFF) == bytes(range(16))
@@ -276,7 +276,7 @@ async def test_an_in_urb_asking_2_gib_gets_at_most_max_transfer_length_bytes() -
 
 
 async def test_connections_past_the_limit_are_closed_at_once() -> None:
-    async with await serve([FakeDevice()], port=0, max_connections=1) as server:
+    async with await serve_usbip([FakeDevice()], port=0, max_connections=1) as server:
         holder = await import_device("1-1", port=server.port)
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         assert await asyncio.wait_for(reader.read(), 5) == b""
@@ -285,7 +285,7 @@ async def test_connections_past_the_limit_are_closed_at_once() -> None:
 
 
 async def test_a_connection_that_never_asks_is_closed_after_the_op_timeout() -> None:
-    async with await serve([FakeDevice()], port=0, op_timeout=0.05) as server:
+    async with await serve_usbip([FakeDevice()], port=0, op_timeout=0.05) as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         assert await asyncio.wait_for(reader.read(), 5) == b""
         writer.close()
@@ -316,13 +316,13 @@ async def test_closing_the_server_detaches_every_device(rig: Rig) -> None:
 async def test_usbip_win2_port_reset_and_number_of_packets_minus_one(rig: Rig) -> None:
     reader, writer = await raw_import(rig.server.port)
     # Bulk IN with number_of_packets 0xFFFFFFFF, parked; then the 0x23 port reset.
-    writer.write(encode(CmdSubmit(2, DEVID_1_1, Direction.IN, 2, 0, 64, 0, -1)))
+    writer.write(encode_usbip(CmdSubmit(2, DEVID_1_1, Direction.IN, 2, 0, 64, 0, -1)))
     reset = SetupPacket(0x23, 3, 4, 1, 0).to_bytes()
-    writer.write(encode(CmdSubmit(4, DEVID_1_1, Direction.OUT, 0, 0, 0, 0, -1, setup=reset)))
+    writer.write(encode_usbip(CmdSubmit(4, DEVID_1_1, Direction.OUT, 0, 0, 0, 0, -1, setup=reset)))
     flushed = await asyncio.wait_for(reader.readexactly(48), 5)
     answered = await asyncio.wait_for(reader.readexactly(48), 5)
-    assert flushed == encode(RetSubmit(2, URBStatus.ESHUTDOWN))
-    assert answered == encode(RetSubmit(4, 0))
+    assert flushed == encode_usbip(RetSubmit(2, URBStatus.ESHUTDOWN))
+    assert answered == encode_usbip(RetSubmit(4, 0))
     assert rig.first.resets == 1
     writer.close()
 
@@ -345,7 +345,7 @@ class FaultyDevice(FakeDevice):
 
 
 async def test_a_faulty_device_never_makes_the_server_break_the_protocol() -> None:
-    async with await serve([FaultyDevice()], port=0) as server:
+    async with await serve_usbip([FaultyDevice()], port=0) as server:
         client = await import_device("1-1", port=server.port)
         assert await client.bulk_in(BULK_IN, 10) == bytes(10)
         assert await client.control(SetupPacket(0xC0, 1, 0, 0, 4)) == bytes(4)
@@ -374,7 +374,7 @@ class ImpatientDevice(FakeDevice):
 async def test_a_device_may_use_asyncio_timeout_in_its_transfers() -> None:
     # Without start_inline every URB is a task of its own: the device's timeout cancels that
     # task, never the connection's (which would drop the importer).
-    async with await serve([ImpatientDevice()], port=0) as server:
+    async with await serve_usbip([ImpatientDevice()], port=0) as server:
         client = await import_device("1-1", port=server.port)
         assert await client.bulk_in(BULK_IN, 10) == b"late"
         assert await client.bulk_in(BULK_IN, 10) == b"late"
@@ -395,7 +395,7 @@ URB_BASIC = "00000001 00000009 00010001"
         (True, bytes.fromhex(URB_BASIC + "00000000 00000003 00000000 7FFFFFFF") + bytes(20)),
         (True, bytes.fromhex(URB_BASIC + "00000001 00000002 00000000 FFFFFFFF") + bytes(20)),
         (True, bytes.fromhex("00000001 00000009 00020002 00000001 00000002") + bytes(28)),
-        (True, encode(RetSubmit(1, 0))),
+        (True, encode_usbip(RetSubmit(1, 0))),
         (True, bytes.fromhex("000000FF") + bytes(44)),
     ],
     ids=[

@@ -20,8 +20,7 @@ from ccid.constants import ICCStatus
 from ccid.descriptors import BULK_IN, BULK_OUT
 from ccid.messages import Command, PC_to_RDR_IccPowerOn, PC_to_RDR_XfrBlock, RDR_to_PC_DataBlock
 from ccid.usb import SetupPacket
-from ccid.usbip import Client, Server, import_device, list_devices
-from ccid.usbip import serve as serve_usbip
+from ccid.usbip import USBIPClient, USBIPServer, import_device, list_devices, serve_usbip
 from daemons.ccid_passthru import Passthru
 from daemons.emulated_cards import EmulatedCard, open_card_directory
 from daemons.vscclient import Daemon, Plan
@@ -37,14 +36,14 @@ def card_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def passthru() -> AsyncIterator[tuple[Passthru, Server, vscard.Server]]:
+async def passthru() -> AsyncIterator[tuple[Passthru, USBIPServer, vscard.Server]]:
     usbip = await serve_usbip((), "127.0.0.1", 0)
     bridge = Passthru(usbip)
     async with usbip, await vscard.serve(bridge.handle, "127.0.0.1", 0) as server:
         yield bridge, usbip, server
 
 
-async def exchange(client: Client, command: Command) -> RDR_to_PC_DataBlock:
+async def exchange(client: USBIPClient, command: Command) -> RDR_to_PC_DataBlock:
     wire = encode(command)
     assert await client.transfer_out(BULK_OUT, wire) == len(wire)
     while True:
@@ -54,14 +53,14 @@ async def exchange(client: Client, command: Command) -> RDR_to_PC_DataBlock:
             return response
 
 
-async def attach(busid: str, port: int) -> Client:
+async def attach(busid: str, port: int) -> USBIPClient:
     client = await import_device(busid, port=port)
     await client.control(SetupPacket(0x00, 9, 1, 0, 0))  # SET_CONFIGURATION 1
     return client
 
 
 async def test_a_vscclient_card_is_usable_over_usbip_and_leaves_with_its_client(
-    passthru: tuple[Passthru, Server, vscard.Server], card_dir: Path
+    passthru: tuple[Passthru, USBIPServer, vscard.Server], card_dir: Path
 ) -> None:
     bridge, usbip, server = passthru
     daemon = Daemon(
@@ -87,7 +86,7 @@ async def test_a_vscclient_card_is_usable_over_usbip_and_leaves_with_its_client(
 
 
 async def test_an_emulated_card_is_exported_without_any_client(
-    passthru: tuple[Passthru, Server, vscard.Server], card_dir: Path, tmp_path: Path
+    passthru: tuple[Passthru, USBIPServer, vscard.Server], card_dir: Path, tmp_path: Path
 ) -> None:
     bridge, usbip, _ = passthru
     with contextlib.ExitStack() as stack:

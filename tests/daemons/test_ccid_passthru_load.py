@@ -15,7 +15,7 @@ from ccid.codec import decode_response, encode
 from ccid.descriptors import BULK_IN, BULK_OUT
 from ccid.messages import PC_to_RDR_IccPowerOn, PC_to_RDR_XfrBlock, RDR_to_PC_DataBlock
 from ccid.usb import SetupPacket
-from ccid.usbip import Client, ConnectionClosedError, import_device, list_devices
+from ccid.usbip import USBIPClient, USBIPConnectionClosedError, import_device, list_devices
 
 from .passthru_process import ROOT, PassthruProcess, running_passthru
 
@@ -49,7 +49,7 @@ async def settled_fds(passthru: PassthruProcess) -> int:
     return samples[-1]
 
 
-async def attach_and_power(busid: str, port: int) -> Client:
+async def attach_and_power(busid: str, port: int) -> USBIPClient:
     client = await import_device(busid, port=port)
     await client.control(SetupPacket(0x00, 9, 1, 0, 0))
     await client.transfer_out(BULK_OUT, encode(PC_to_RDR_IccPowerOn(0, 0)))
@@ -57,7 +57,7 @@ async def attach_and_power(busid: str, port: int) -> Client:
     return client
 
 
-async def xfr(client: Client, seq: int, apdu: bytes) -> bytes:
+async def xfr(client: USBIPClient, seq: int, apdu: bytes) -> bytes:
     await client.transfer_out(BULK_OUT, encode(PC_to_RDR_XfrBlock(0, seq, apdu)))
     while True:
         answer = decode_response(await client.transfer_in(BULK_IN, 65556))
@@ -127,7 +127,7 @@ async def test_clients_killed_mid_apdu_free_their_devices_and_spare_the_others()
             await process.wait()
         # Their devices are unplugged: the importers are cut off, the device list shrinks.
         for task in pending:
-            with pytest.raises((ConnectionClosedError, AssertionError)):
+            with pytest.raises((USBIPConnectionClosedError, AssertionError)):
                 await asyncio.wait_for(task, 20)
         await asyncio.wait_for(devices(passthru, 1), 20)
         # The survivor's reader still works end to end.

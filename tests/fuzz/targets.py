@@ -71,7 +71,7 @@ TARGETS: Final = {
         Target(
             "usbip",
             "tests.fuzz.usbip_harness",
-            "ccid.usbip: RequestDecoder, ReplyDecoder, ServerConnection, ClientConnection",
+            "ccid.usbip: decoders, USBIPServerConnection, USBIPClientConnection",
         ),
         Target(
             "apdu",

@@ -5,10 +5,10 @@ limits (64-byte transfers, 2 pending URBs, 4 devices); bits 6-7 say what the rep
 0 URB replies (the client has imported already), 1 an OP_REP_IMPORT and what follows it, 2 an
 OP_REP_DEVLIST, 3 URB replies again, and the server refuses imports.
 
-Bugs: any exception but :class:`ccid.usbip.ProtocolError`; a split stream decoding differently
-from the whole one; a decoder that does not stay failed; more bytes buffered than one message;
-a message that does not re-encode to itself; a server whose replies our own client decoder
-refuses (a RET_SUBMIT for no pending URB, more IN bytes than asked, an answer to an unlinked
+Bugs: any exception but :class:`ccid.usbip.USBIPRemoteProtocolError`; a split stream decoding
+differently from the whole one; a decoder that does not stay failed; more bytes buffered than
+one message; a message that does not re-encode to itself; a server whose replies our own client
+decoder refuses (a RET_SUBMIT for no pending URB, more IN bytes than asked, an answer to an unlinked
 URB) or that keeps more URBs than ``max_pending_urbs``.
 """
 
@@ -21,7 +21,6 @@ from ccid.configuration import ReaderConfiguration
 from ccid.descriptors import ReaderDescriptors
 from ccid.usb import SetupPacket
 from ccid.usbip import (
-    ClientConnection,
     CmdSubmit,
     CmdUnlink,
     DevlistRequested,
@@ -35,23 +34,27 @@ from ccid.usbip import (
     OpReqDevlist,
     OpReqImport,
     OpStatus,
-    Phase,
     PortReset,
-    ProtocolError,
-    ReplyDecoder,
-    RequestDecoder,
     RetSubmit,
     RetUnlink,
-    ServerConnection,
-    ServerEvent,
-    State,
     UnlinkRequested,
     URBRefused,
     URBStatus,
     URBSubmitted,
-    encode,
+    USBIPClientConnection,
+    USBIPRemoteProtocolError,
+    USBIPServerConnection,
+    USBIPServerEvent,
+    USBIPServerState,
+    encode_usbip,
 )
-from ccid.usbip.codec import DEFAULT_MAX_DEVICES, DEFAULT_MAX_TRANSFER_LENGTH
+from ccid.usbip.codec import (
+    DEFAULT_MAX_DEVICES,
+    DEFAULT_MAX_TRANSFER_LENGTH,
+    Phase,
+    ReplyDecoder,
+    RequestDecoder,
+)
 from ccid.usbip.constants import (
     OP_COMMON_SIZE,
     URB_HEADER_SIZE,
@@ -121,10 +124,10 @@ def _requests(
                     break
                 out.append((request, before - decoder.buffered))
             check(decoder.buffered < bound, f"{decoder.buffered} bytes buffered")
-    except ProtocolError as error:
+    except USBIPRemoteProtocolError as error:
         try:
             decoder.next_request()
-        except ProtocolError as again:
+        except USBIPRemoteProtocolError as again:
             check(again is error, "a failed decoder raised another error")
         else:
             raise FuzzBug("a failed RequestDecoder returned a request") from None
@@ -140,7 +143,7 @@ def _check_requests(control: int, payload: bytes, phase: Phase) -> None:
     check(split_error == whole_error, f"split: {split_error}, whole: {whole_error}")
     offset = 0
     for request, size in whole:
-        wire = encode(request)
+        wire = encode_usbip(request)
         if isinstance(request, CmdSubmit):
             check(wire == payload[offset : offset + size], f"{request!r} re-encodes differently")
         again, error = _requests([wire], phase, max_transfer)
@@ -170,10 +173,10 @@ def _replies(pieces: Iterable[bytes], control: int, mode: int) -> tuple[list[Rep
                 else OP_COMMON_SIZE + 4 + max_devices * device_bound
             )
             check(decoder.buffered < bound, f"{decoder.buffered} bytes buffered")
-    except ProtocolError as error:
+    except USBIPRemoteProtocolError as error:
         try:
             decoder.next_reply()
-        except ProtocolError as again:
+        except USBIPRemoteProtocolError as again:
             check(again is error, "a failed decoder raised another error")
         else:
             raise FuzzBug("a failed ReplyDecoder returned a reply") from None
@@ -196,7 +199,7 @@ def _check_replies(control: int, payload: bytes) -> None:
             mode = DEVLIST_REPLY
         else:
             mode = URB_REPLIES
-        again, error = _replies([encode(reply)], control, mode)
+        again, error = _replies([encode_usbip(reply)], control, mode)
         check(error is None and again == [reply], f"{reply!r} does not decode back to itself")
 
 
@@ -238,24 +241,27 @@ class _ServerPeer:
         try:
             while self.decoder.next_reply() is not None:
                 pass
-        except ProtocolError as error:
+        except USBIPRemoteProtocolError as error:
             raise FuzzBug(f"the server sent what its client refuses: {error}") from error
         check(self.decoder.buffered == 0, "the server sent a partial message")
 
 
-def _receive(server: ServerConnection, data: bytes) -> list[ServerEvent] | None:
+def _receive(server: USBIPServerConnection, data: bytes) -> list[USBIPServerEvent] | None:
     """The server's events, or None when the bytes broke the protocol (and closed it)."""
     try:
         return server.receive_data(data)
-    except ProtocolError:
-        check(server.state is State.CLOSED, "a ProtocolError left the connection open")
+    except USBIPRemoteProtocolError:
+        check(
+            server.state is USBIPServerState.CLOSED,
+            "a USBIPRemoteProtocolError left the connection open",
+        )
         check(not server.pending, "a closed connection kept URBs")
         return None
 
 
 def _check_server(control: int, payload: bytes) -> None:
     max_transfer, max_pending, _ = _limits(control)
-    server = ServerConnection(max_pending_urbs=max_pending, max_transfer_length=max_transfer)
+    server = USBIPServerConnection(max_pending_urbs=max_pending, max_transfer_length=max_transfer)
     # The server's limit is on what it reads; the client reading its IN data has its own.
     peer = _ServerPeer(DEFAULT_MAX_TRANSFER_LENGTH)
     for piece in chunks(control, payload):
@@ -301,7 +307,7 @@ def _check_server(control: int, payload: bytes) -> None:
 
 def _check_client(control: int, payload: bytes) -> None:
     max_transfer, _, max_devices = _limits(control)
-    client = ClientConnection(max_transfer_length=max_transfer, max_devices=max_devices)
+    client = USBIPClientConnection(max_transfer_length=max_transfer, max_devices=max_devices)
     mode = _reply_mode(control)
     if mode == DEVLIST_REPLY:
         client.request_devlist()
@@ -309,7 +315,7 @@ def _check_client(control: int, payload: bytes) -> None:
         client.request_import(BUSID)
     else:
         client.request_import(BUSID)
-        client.receive_data(encode(OpRepImport(OpStatus.OK, DEVICE.without_interfaces())))
+        client.receive_data(encode_usbip(OpRepImport(OpStatus.OK, DEVICE.without_interfaces())))
         client.submit(0, Direction.IN, length=18, setup=GET_DEVICE_DESCRIPTOR)  # seqnum 1
         client.submit(3, Direction.OUT, data=b"\x65" + bytes(9))  # seqnum 2
         client.submit(2, Direction.IN, length=64)  # seqnum 3
@@ -318,7 +324,7 @@ def _check_client(control: int, payload: bytes) -> None:
     for piece in chunks(control, payload):
         try:
             events = client.receive_data(piece)
-        except ProtocolError:
+        except USBIPRemoteProtocolError:
             return
         for event in events:
             if isinstance(event, ImportAccepted):
@@ -353,7 +359,7 @@ def seeds() -> dict[str, bytes]:
         CmdUnlink(5, DEVID, 3),
         CmdSubmit(6, DEVID, Direction.OUT, 0, setup=PORT_RESET.to_bytes(), number_of_packets=-1),
     ]
-    urb_stream = b"".join(encode(message) for message in urbs)
+    urb_stream = b"".join(encode_usbip(message) for message in urbs)
     rdr_to_pc = bytes.fromhex("81 00000000 00 01 00 00 00")
     replies: list[Reply] = [
         RetSubmit(1, actual_length=18, data=bytes(18)),
@@ -362,21 +368,21 @@ def seeds() -> dict[str, bytes]:
         RetUnlink(4, URBStatus.ECONNRESET),
         RetSubmit(5, actual_length=10, data=rdr_to_pc),
     ]
-    reply_stream = b"".join(encode(message) for message in replies)
+    reply_stream = b"".join(encode_usbip(message) for message in replies)
     return {
-        "import-then-urbs": b"\x00" + encode(OpReqImport(BUSID)) + urb_stream,
-        "import-then-urbs-split": b"\x14" + encode(OpReqImport(BUSID)) + urb_stream,
-        "devlist-request": b"\x00" + encode(OpReqDevlist()),
-        "refused-import": b"\xc0" + encode(OpReqImport("9-9")),
+        "import-then-urbs": b"\x00" + encode_usbip(OpReqImport(BUSID)) + urb_stream,
+        "import-then-urbs-split": b"\x14" + encode_usbip(OpReqImport(BUSID)) + urb_stream,
+        "devlist-request": b"\x00" + encode_usbip(OpReqDevlist()),
+        "refused-import": b"\xc0" + encode_usbip(OpReqImport("9-9")),
         "urb-replies": b"\x00" + reply_stream,
         "import-reply": b"\x40"
-        + encode(OpRepImport(OpStatus.OK, DEVICE.without_interfaces()))
+        + encode_usbip(OpRepImport(OpStatus.OK, DEVICE.without_interfaces()))
         + reply_stream,
-        "devlist-reply": b"\x80" + encode(OpRepDevlist((DEVICE,))),
-        # Regression: a path filling its 256 bytes raised ValueError, not ProtocolError.
+        "devlist-reply": b"\x80" + encode_usbip(OpRepDevlist((DEVICE,))),
+        # Regression: a path filling its 256 bytes raised ValueError, not USBIPRemoteProtocolError.
         "regression-path-without-nul": b"\x40"
-        + encode(OpRepImport(OpStatus.OK, DEVICE.without_interfaces())).replace(
+        + encode_usbip(OpRepImport(OpStatus.OK, DEVICE.without_interfaces())).replace(
             b"/vscard/usb1/1-1".ljust(256, b"\x00"), b"/" * 256
         ),
-        "small-limits": b"\x20" + encode(OpReqImport(BUSID)) + urb_stream,
+        "small-limits": b"\x20" + encode_usbip(OpReqImport(BUSID)) + urb_stream,
     }

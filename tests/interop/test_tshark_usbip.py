@@ -73,7 +73,7 @@ from ccid.messages import (
     Response,
 )
 from ccid.usb import SetupPacket
-from ccid.usbip import URB, Client, import_device, list_devices, serve
+from ccid.usbip import URB, USBIPClient, import_device, list_devices, serve_usbip
 
 #: Debian packages this module needs on the host (wireshark-common asks, at high priority,
 #: whether non-root users may capture; DEBIAN_FRONTEND=noninteractive takes the default, no).
@@ -138,7 +138,7 @@ def get_string(index: int, langid: int = LANGID_EN_US) -> SetupPacket:
 class Host:
     """The kernel, libusb and libccid over our USB/IP client; counts what goes on the wire."""
 
-    def __init__(self, client: Client, session: Session) -> None:
+    def __init__(self, client: USBIPClient, session: Session) -> None:
         self.client = client
         self.session = session
 
@@ -320,7 +320,7 @@ async def record(path: Path) -> Session:
     """Run the whole session against a fresh reader while tshark captures it."""
     session = Session()
     device = CCIDDevice(ReaderConfiguration(serial="TSHARK", time_extension_interval=0.05))
-    async with await serve([device], port=0) as server:
+    async with await serve_usbip([device], port=0) as server:
         session.port = server.port
         async with capture(path, server.port):
             await list_devices(port=server.port)

@@ -19,7 +19,7 @@ from typing import Final
 
 import pytest
 
-from ccid.usbip import Server, import_device, serve
+from ccid.usbip import USBIPServer, import_device, serve_usbip
 
 from ..ccid.usbip_fake import FakeDevice
 
@@ -41,9 +41,9 @@ needs_no_vhci = pytest.mark.skipif(
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[tuple[Server, FakeDevice]]:
+async def server() -> AsyncIterator[tuple[USBIPServer, FakeDevice]]:
     device = FakeDevice()
-    async with await serve([device, FakeDevice(id_product=0x4434)], port=0) as running:
+    async with await serve_usbip([device, FakeDevice(id_product=0x4434)], port=0) as running:
         yield running, device
 
 
@@ -64,7 +64,7 @@ async def usbip(port: int, *args: str) -> tuple[int, str, str]:
 
 
 async def test_usbip_list_shows_our_devices_with_vid_pid_and_class(
-    server: tuple[Server, FakeDevice],
+    server: tuple[USBIPServer, FakeDevice],
 ) -> None:
     running, _ = server
     rc, out, err = await usbip(running.port, "list", "-r", "127.0.0.1")
@@ -82,7 +82,7 @@ async def test_usbip_list_shows_our_devices_with_vid_pid_and_class(
 
 @needs_no_vhci
 async def test_usbip_attach_completes_the_import_and_stops_only_at_vhci(
-    server: tuple[Server, FakeDevice],
+    server: tuple[USBIPServer, FakeDevice],
 ) -> None:
     running, device = server
     export = running.exports["1-1"]
@@ -103,7 +103,7 @@ async def test_usbip_attach_completes_the_import_and_stops_only_at_vhci(
 
 
 async def test_usbip_attach_of_an_unknown_busid_says_device_not_found(
-    server: tuple[Server, FakeDevice],
+    server: tuple[USBIPServer, FakeDevice],
 ) -> None:
     running, _ = server
     rc, _, err = await usbip(running.port, "attach", "-r", "127.0.0.1", "-b", "9-9")
@@ -112,7 +112,7 @@ async def test_usbip_attach_of_an_unknown_busid_says_device_not_found(
 
 
 async def test_usbip_attach_of_a_device_in_use_says_device_busy(
-    server: tuple[Server, FakeDevice],
+    server: tuple[USBIPServer, FakeDevice],
 ) -> None:
     running, _ = server
     async with await import_device("1-1", port=running.port):
@@ -123,7 +123,7 @@ async def test_usbip_attach_of_a_device_in_use_says_device_busy(
 
 async def test_usbip_lists_and_imports_the_ccid_reader_model() -> None:
     device = pytest.importorskip("ccid.device").CCIDDevice()
-    async with await serve([device], port=0) as running:
+    async with await serve_usbip([device], port=0) as running:
         rc, out, err = await usbip(running.port, "list", "-r", "127.0.0.1")
         assert rc == 0, err
         lines = [line.strip() for line in out.splitlines()]
