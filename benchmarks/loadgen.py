@@ -393,7 +393,7 @@ class UsbipProtocol(asyncio.Protocol):
 
     def _enter_steady_state(self, conn: USBIPClientConnection, last_seqnum: int) -> None:
         assert conn.device is not None
-        assert not conn.pending
+        assert not conn.pending_urbs
         devid = conn.device.devid
         xfr = ccid_encode(PC_to_RDR_XfrBlock(0, 0, self._apdu))
         self._out = bytearray(

@@ -6,6 +6,12 @@ IN reply longer than asked, or a RET_UNLINK for no unlink in flight raises
 :class:`USBIPRemoteProtocolError` (vhci drops the device for the first two). A URB whose unlink is
 answered while it is still pending ends with that answer (:class:`URBUnlinked`); any
 RET_SUBMIT for it afterwards is an error.
+
+Driving it is the project's one sans-IO idiom (as the server side and vscard's connections):
+``receive_data(bytes) -> list[event]``, then :meth:`~USBIPClientConnection.data_to_send`. One
+call consumes all it is given: bytes after OP_REP_IMPORT in the same read are decoded as URB
+replies in that call, after :class:`ImportAccepted`. Its peer is the server we chose, so there
+is no per-call bound (and no ``pending``).
 """
 
 from __future__ import annotations
@@ -78,7 +84,7 @@ class USBIPClientConnection:
         """The imported device, once the server accepted the import."""
 
     @property
-    def pending(self) -> Mapping[int, CmdSubmit]:
+    def pending_urbs(self) -> Mapping[int, CmdSubmit]:
         """URBs submitted and not yet answered, by seqnum (read-only view)."""
         return MappingProxyType(self._pending)
 

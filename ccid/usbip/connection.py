@@ -22,10 +22,17 @@ Linux vhci, never held against the peer: drivers/usb/usbip/stub_rx.c, stub_recv_
 
 A peer gets a budget, not a free ride: a CMD_SUBMIT past ``max_pending_urbs`` is answered -12
 (ENOMEM), but past ``max_refused_urbs`` such refusals in one connection it is a
-:class:`USBIPRemoteProtocolError` and the connection closes. Each :meth:`receive_data` call
-handles at most ``max_requests`` requests and keeps the rest buffered
-(:attr:`USBIPServerConnection.backlogged`), so the adapter can let other connections run
-between batches.
+:class:`USBIPRemoteProtocolError` and the connection closes.
+
+Driving it is the project's one sans-IO idiom (vscard's :class:`~vscard.HostConnection` is
+driven the same way): ``receive_data(bytes) -> list[event]``, act on each event (the calls that
+answer one may queue bytes), then write :meth:`~USBIPServerConnection.data_to_send`. The bytes
+of one read are consumed whatever the state: requests that arrive with OP_REQ_IMPORT wait for
+the decision, and :meth:`~USBIPServerConnection.accept_import` returns their events, so the
+adapter never feeds bytes again for the protocol's sake. Work per call is bounded the way
+vscard's is: one call handles at most ``max_requests`` requests and keeps the rest; while
+:attr:`~USBIPServerConnection.pending`, ``receive_data(b"")`` handles the next batch, which lets
+an adapter run other connections in between.
 """
 
 from __future__ import annotations
@@ -125,7 +132,7 @@ class USBIPServerConnection:
         self._max_refused = max_refused_urbs
         self._max_requests = max_requests
         self._refused = 0
-        self._backlogged = False
+        self._pending_batch = False
         # Bytes a peer may send before the OP decision is made: one maximal URB.
         self._max_early = URB_HEADER_SIZE + max_transfer_length
         self._pending: dict[int, CmdSubmit] = {}
@@ -141,10 +148,10 @@ class USBIPServerConnection:
         return self._decoder.buffered
 
     @property
-    def backlogged(self) -> bool:
-        """True when the last :meth:`receive_data` stopped at ``max_requests``: more requests
-        may be buffered; call ``receive_data(b"")`` for the next batch."""
-        return self._backlogged
+    def pending(self) -> bool:
+        """True when the last call stopped at ``max_requests``: ``receive_data(b"")`` handles
+        more (vscard's ``HostConnection.pending``)."""
+        return self._pending_batch
 
     @property
     def refused(self) -> int:
@@ -152,7 +159,7 @@ class USBIPServerConnection:
         return self._refused
 
     @property
-    def pending(self) -> Mapping[int, CmdSubmit]:
+    def pending_urbs(self) -> Mapping[int, CmdSubmit]:
         """URBs submitted and not yet answered, by seqnum (read-only view)."""
         return MappingProxyType(self._pending)
 
@@ -165,35 +172,21 @@ class USBIPServerConnection:
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[USBIPServerEvent]:
         """Consume bytes from the importer; queue replies and return what to do.
 
-        At most ``max_requests`` requests are handled; when :attr:`backlogged`, and after
-        :meth:`accept_import`, call ``receive_data(b"")`` to process the requests still
-        buffered. Raises :class:`USBIPRemoteProtocolError` on malformed input or past the
-        ``max_refused_urbs`` budget: the connection is then ``CLOSED`` and the socket must close
-        once :meth:`data_to_send` (replies to the requests before the bad one) is written.
+        At most ``max_requests`` requests are handled (see :attr:`pending`); requests after
+        OP_REQ_IMPORT wait for :meth:`accept_import`, which returns their events. Raises
+        :class:`USBIPRemoteProtocolError` on malformed input or past the ``max_refused_urbs``
+        budget: the connection is then ``CLOSED`` and the socket must close once
+        :meth:`data_to_send` (replies to the requests before the bad one) is written.
         """
-        self._backlogged = False
         if self.state is USBIPServerState.CLOSED:
+            self._pending_batch = False
             return []
-        events: list[USBIPServerEvent] = []
         try:
             self._decoder.feed(data)
-            for _ in range(self._max_requests):
-                if self.state is not USBIPServerState.URB and self.state is not USBIPServerState.OP:
-                    break
-                request = self._decoder.next_request()
-                if request is None:
-                    break
-                self._handle(request, events)
-            else:
-                self._backlogged = self._decoder.buffered > 0
-            if self._decoder.buffered > self._max_early and self.state is not USBIPServerState.URB:
-                raise USBIPRemoteProtocolError(
-                    "bytes sent before the OP reply", field="stream", value=self._decoder.buffered
-                )
         except USBIPRemoteProtocolError:
             self.close()
             raise
-        return events
+        return self._next_batch()
 
     # -- OP phase -------------------------------------------------------------------------
 
@@ -203,8 +196,12 @@ class USBIPServerConnection:
         self._send(OpRepDevlist(tuple(devices)))
         self.state = USBIPServerState.CLOSED
 
-    def accept_import(self, device: ExportedDevice) -> None:
-        """Answer OP_REQ_IMPORT with ``device``, whose busid must be the one requested."""
+    def accept_import(self, device: ExportedDevice) -> list[USBIPServerEvent]:
+        """Answer OP_REQ_IMPORT with ``device``, whose busid must be the one requested.
+
+        Returns the events of the URB requests that arrived with OP_REQ_IMPORT (a batch, as
+        :meth:`receive_data` returns); it raises as :meth:`receive_data` does.
+        """
         self._expect(USBIPServerState.DECIDE_IMPORT, "accept_import")
         if device.busid != self._busid:
             # Both the Linux tool and usbip-win2 reject a reply with another busid.
@@ -217,6 +214,7 @@ class USBIPServerConnection:
         self.device = device
         self.state = USBIPServerState.URB
         self._decoder.start_urb_phase()
+        return self._next_batch()
 
     def refuse_import(self, status: OpStatus) -> None:
         """Answer OP_REQ_IMPORT with an error (NODEV for an unknown busid, DEV_BUSY if taken)."""
@@ -271,7 +269,7 @@ class USBIPServerConnection:
         """End the connection: nothing more is sent. Returns the seqnums left unanswered."""
         left = tuple(self._pending)
         self._pending.clear()
-        self._backlogged = False
+        self._pending_batch = False
         self.state = USBIPServerState.CLOSED
         return left
 
@@ -282,6 +280,30 @@ class USBIPServerConnection:
             raise USBIPLocalProtocolError(
                 f"{action} needs state {state.name}", field="state", value=self.state.name
             )
+
+    def _next_batch(self) -> list[USBIPServerEvent]:
+        """Handle buffered requests, at most ``max_requests``, until a decision is awaited."""
+        self._pending_batch = False
+        events: list[USBIPServerEvent] = []
+        decoder = self._decoder
+        try:
+            for _ in range(self._max_requests):
+                if self.state is not USBIPServerState.URB and self.state is not USBIPServerState.OP:
+                    break
+                request = decoder.next_request()
+                if request is None:
+                    break
+                self._handle(request, events)
+            else:
+                self._pending_batch = decoder.buffered > 0
+            if decoder.buffered > self._max_early and self.state is not USBIPServerState.URB:
+                raise USBIPRemoteProtocolError(
+                    "bytes sent before the OP reply", field="stream", value=decoder.buffered
+                )
+        except USBIPRemoteProtocolError:
+            self.close()
+            raise
+        return events
 
     def _send(self, message: USBIPMessage) -> None:
         self._outgoing.append(encode_usbip(message))

@@ -7,6 +7,12 @@ finishes at once (bulk OUT, control) costs no task. Each reply goes out in one w
 that must wait is a task parked in the device until data exist; CMD_UNLINK cancels that task.
 A connection that ends (EOF, a protocol error, :meth:`USBIPServer.remove_device`) cancels its URBs,
 resets the device and frees it for the next import.
+
+Who knows what: each connection (``_Session``) gets one frozen ``_SessionConfig`` (the
+server's limits, its warning rate limit and its ``_Exports`` registry) and reaches devices only
+through the registry's ``records``/``claim`` and :class:`Export`'s ``release``; the server
+reaches a connection only through :meth:`Export.disconnect`. No class reads another's private
+attributes.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import asyncio
 import functools
 import socket
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import Final
 
@@ -56,7 +63,11 @@ BUSNUM: Final = 1
 
 
 class Export:
-    """A device the server exports under :attr:`busid`, and who has imported it."""
+    """A device the server exports under :attr:`busid`, and who has imported it.
+
+    One connection at a time holds it: the server's connections take it with :meth:`claim` and
+    give it back with :meth:`release`; :meth:`disconnect` asks the holder to let go.
+    """
 
     def __init__(self, device: UsbDevice, record: ExportedDevice) -> None:
         self.device = device
@@ -86,9 +97,67 @@ class Export:
         while self._session is not None:
             await self._changed.wait()
 
+    def claim(self, session: _Session) -> bool:
+        """Let ``session`` hold the device; False while another holds it."""
+        if self._session is not None:
+            return False
+        self._session = session
+        self.imports += 1
+        self._notify()
+        return True
+
+    def release(self, session: _Session) -> None:
+        """``session`` let go (its URBs cancelled, the device reset); no-op for a non-holder."""
+        if self._session is session:
+            self._session = None
+            self._notify()
+
+    def disconnect(self, reason: str) -> None:
+        """End the holder's connection, if any; :meth:`wait_released` then returns."""
+        if self._session is not None:
+            self._session.abort(reason)
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+
+class _Exports:
+    """The server's devices by busid, as its connections see them: list them, claim one."""
+
+    def __init__(self) -> None:
+        self._by_busid: dict[str, Export] = {}
+        self.view: Mapping[str, Export] = MappingProxyType(self._by_busid)
+        """Read-only view by busid."""
+
+    def add(self, export: Export) -> None:
+        self._by_busid[export.busid] = export
+
+    def pop(self, busid: str) -> Export:
+        return self._by_busid.pop(busid)
+
+    def records(self) -> list[ExportedDevice]:
+        """What OP_REP_DEVLIST lists."""
+        return [export.record for export in self._by_busid.values()]
+
+    def claim(self, busid: str, session: _Session) -> Export | OpStatus:
+        """The export ``session`` now holds, or why not (NODEV unknown, DEV_BUSY taken)."""
+        export = self._by_busid.get(busid)
+        if export is None:
+            return OpStatus.NODEV
+        return export if export.claim(session) else OpStatus.DEV_BUSY
+
+
+@dataclass(frozen=True, slots=True)
+class _SessionConfig:
+    """What every connection of one server shares: its limits and its warning rate limit."""
+
+    max_pending_urbs: int
+    max_transfer_length: int
+    max_refused_urbs: int
+    op_timeout: float
+    log_limit: LogRateLimit
+    exports: _Exports
 
 
 class _Session:
@@ -96,17 +165,17 @@ class _Session:
 
     def __init__(
         self,
-        server: USBIPServer,
+        config: _SessionConfig,
         stream_reader: asyncio.StreamReader,
         stream_writer: asyncio.StreamWriter,
     ) -> None:
-        self._server = server
+        self._config = config
         self._reader = stream_reader
         self._writer = stream_writer
         self._conn = USBIPServerConnection(
-            max_pending_urbs=server._max_pending_urbs,
-            max_transfer_length=server._max_transfer_length,
-            max_refused_urbs=server._max_refused_urbs,
+            max_pending_urbs=config.max_pending_urbs,
+            max_transfer_length=config.max_transfer_length,
+            max_refused_urbs=config.max_refused_urbs,
         )
         self._export: Export | None = None
         self._urbs: dict[int, asyncio.Task[None]] = {}
@@ -121,7 +190,7 @@ class _Session:
 
     async def run(self) -> None:
         try:
-            async with asyncio.timeout(self._server._op_timeout):
+            async with asyncio.timeout(self._config.op_timeout):
                 while self._conn.state is USBIPServerState.OP:
                     if not await self._receive():
                         return
@@ -139,7 +208,7 @@ class _Session:
                 "usbip.protocol_error", field=error.field, value=repr(error.value), error=str(error)
             )
         except TimeoutError:
-            self._warn("usbip.op_timeout", timeout=self._server._op_timeout)
+            self._warn("usbip.op_timeout", timeout=self._config.op_timeout)
         except OSError as error:
             self._warn("usbip.connection_lost", error=repr(error))
         finally:
@@ -161,23 +230,19 @@ class _Session:
             return False
         events = self._conn.receive_data(data)
         while True:
-            state = self._conn.state
-            for event in events:
-                await self._handle(event)
+            await self._handle_all(events)
             self._write()
-            if self._conn.backlogged:
-                # One batch per loop turn, and nothing more read meanwhile: a peer that packs
-                # a thousand URBs into one read delays the other connections by one batch.
-                await self._writer.drain()
-                await asyncio.sleep(0)
-            elif self._conn.state is state:
+            if not self._conn.pending:
                 return True
-            # More buffered, or an accepted import lets URBs that came with the request through.
+            # One batch per loop turn, and nothing more read meanwhile: a peer that packs a
+            # thousand URBs into one read delays the other connections by one batch.
+            await self._writer.drain()
+            await asyncio.sleep(0)
             events = self._conn.receive_data(b"")
 
     def _warn(self, event: str, **fields: object) -> None:
         """A warning a peer can repeat at will: rate-limited server-wide, with the count dropped."""
-        suppressed = self._server._log_limit.allow(event)
+        suppressed = self._config.log_limit.allow(event)
         if suppressed is not None:
             self._log.warning(event, **fields, suppressed=suppressed)
 
@@ -185,6 +250,10 @@ class _Session:
         data = self._conn.data_to_send()
         if data and not self._writer.is_closing():
             self._writer.write(data)
+
+    async def _handle_all(self, events: list[USBIPServerEvent]) -> None:
+        for event in events:
+            await self._handle(event)
 
     async def _handle(self, event: USBIPServerEvent) -> None:
         match event:
@@ -223,16 +292,17 @@ class _Session:
                     refused=self._conn.refused,
                 )
             case DevlistRequested():
-                records = [export.record for export in self._server._exports.values()]
+                records = self._config.exports.records()
                 self._conn.send_devlist(records)
                 self._log.info("usbip.devlist", devices=len(records))
             case ImportRequested(busid):
-                claimed = self._server._claim(busid, self)
+                claimed = self._config.exports.claim(busid, self)
                 if isinstance(claimed, Export):
                     self._export = claimed
                     self._inline = getattr(claimed.device, "start_inline", False) is True
-                    self._conn.accept_import(claimed.record)
+                    early = self._conn.accept_import(claimed.record)
                     self._log.info("usbip.imported", busid=busid)
+                    await self._handle_all(early)  # the URBs that came with the request
                 else:
                     self._conn.refuse_import(claimed)
                     self._log.info("usbip.import_refused", busid=busid, status=claimed.name)
@@ -269,7 +339,7 @@ class _Session:
                 return URBStatus.OK, b"", None
             if submit.direction == Direction.IN:
                 # A huge IN URB is legal; it is served in pieces of at most max_transfer_length.
-                length = min(submit.transfer_buffer_length, self._server._max_transfer_length)
+                length = min(submit.transfer_buffer_length, self._config.max_transfer_length)
                 data = await device.transfer_in(0x80 | submit.ep, length)
                 return URBStatus.OK, self._fit(submit, data, length), None
             accepted = await device.transfer_out(submit.ep, submit.data)
@@ -318,12 +388,12 @@ class _Session:
         export = self._export
         if export is not None:
             self._reset_device(export)
-            self._server._release(export, self)
+            export.release(self)
             self._log.info("usbip.detached", busid=export.busid, cancelled=len(left))
         self._writer.close()
         try:
             # A peer that never reads its last reply must not hold the connection open.
-            async with asyncio.timeout(self._server._op_timeout):
+            async with asyncio.timeout(self._config.op_timeout):
                 await self._writer.wait_closed()
         except TimeoutError:
             self._writer.transport.abort()
@@ -350,13 +420,16 @@ class USBIPServer:
             allow=allow,
             max_connections_per_source=max_connections_per_source,
         )
-        self._max_pending_urbs = max_pending_urbs
-        self._max_transfer_length = max_transfer_length
-        self._max_refused_urbs = max_refused_urbs
-        # Shared by every connection: a flooder that reconnects keeps meeting the same limit.
-        self._log_limit = LogRateLimit()
-        self._op_timeout = op_timeout
-        self._exports: dict[str, Export] = {}
+        self._exports = _Exports()
+        self._config = _SessionConfig(
+            max_pending_urbs=max_pending_urbs,
+            max_transfer_length=max_transfer_length,
+            max_refused_urbs=max_refused_urbs,
+            op_timeout=op_timeout,
+            # Shared by every connection: a flooder that reconnects keeps meeting the same limit.
+            log_limit=LogRateLimit(),
+            exports=self._exports,
+        )
         self._devnum = 0
         self._sessions: set[_Session] = set()
         self._server: asyncio.Server | None = None
@@ -364,7 +437,7 @@ class USBIPServer:
     @property
     def exports(self) -> Mapping[str, Export]:
         """Exported devices by busid (read-only view)."""
-        return MappingProxyType(self._exports)
+        return self._exports.view
 
     def add_device(
         self, device: UsbDevice, *, busid: str | None = None, path: str | None = None
@@ -375,11 +448,11 @@ class USBIPServer:
         """
         self._devnum += 1
         if busid is None:
-            while f"{BUSNUM}-{self._devnum}" in self._exports:
+            while f"{BUSNUM}-{self._devnum}" in self._exports.view:
                 self._devnum += 1
             busid = f"{BUSNUM}-{self._devnum}"
         check_busid(busid)
-        if busid in self._exports:
+        if busid in self._exports.view:
             raise ValueError(f"busid {busid!r} is already exported")
         record = ExportedDevice.from_summary(
             device.summary,
@@ -389,7 +462,7 @@ class USBIPServer:
             path=path if path is not None else f"/vscard/usb{BUSNUM}/{busid}",
         )
         export = Export(device, record)
-        self._exports[busid] = export
+        self._exports.add(export)
         log.info(
             "usbip.device_added",
             busid=busid,
@@ -405,8 +478,7 @@ class USBIPServer:
         :class:`KeyError` for a busid that is not exported.
         """
         export = self._exports.pop(busid)
-        if export._session is not None:
-            export._session.abort(f"device {busid} removed")
+        export.disconnect(f"device {busid} removed")
         await export.wait_released()
         log.info("usbip.device_removed", busid=busid)
 
@@ -461,21 +533,17 @@ class USBIPServer:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _claim(self, busid: str, session: _Session) -> Export | OpStatus:
-        export = self._exports.get(busid)
-        if export is None:
-            return OpStatus.NODEV
-        if export._session is not None:
-            return OpStatus.DEV_BUSY
-        export._session = session
-        export.imports += 1
-        export._notify()
-        return export
-
-    def _release(self, export: Export, session: _Session) -> None:
-        if export._session is session:
-            export._session = None
-            export._notify()
+    async def _listen(self, host: str | None, port: int, max_connections: int) -> None:
+        backlog, wanted = listen_backlog(max_connections)
+        self._server = await asyncio.start_server(self._accept, host, port, backlog=backlog)
+        if backlog < wanted:
+            log.warning(
+                "usbip.listen_backlog_cut",
+                backlog=backlog,
+                wanted=wanted,
+                advice="raise net.core.somaxconn: a reconnect storm may overflow the queue",
+            )
+        log.info("usbip.listening", host=host, port=self.port, backlog=backlog)
 
     async def _accept(
         self, stream_reader: asyncio.StreamReader, stream_writer: asyncio.StreamWriter
@@ -487,7 +555,7 @@ class USBIPServer:
             stream_writer.close()
             return
         set_nodelay(stream_writer, keepalive=True)
-        session = _Session(self, stream_reader, stream_writer)
+        session = _Session(self._config, stream_reader, stream_writer)
         self._sessions.add(session)
         self._admission.opened(address)
         log.info("usbip.connection_opened", peer=session.peer)
@@ -538,14 +606,5 @@ async def serve_usbip(
     )
     for device in devices:
         server.add_device(device)
-    backlog, wanted = listen_backlog(max_connections)
-    server._server = await asyncio.start_server(server._accept, host, port, backlog=backlog)
-    if backlog < wanted:
-        log.warning(
-            "usbip.listen_backlog_cut",
-            backlog=backlog,
-            wanted=wanted,
-            advice="raise net.core.somaxconn: a reconnect storm may overflow the queue",
-        )
-    log.info("usbip.listening", host=host, port=server.port, backlog=backlog)
+    await server._listen(host, port, max_connections)
     return server

@@ -19,6 +19,7 @@ from ccid.usbip import (
     ImportRefused,
     ImportRequested,
     OpRepImport,
+    OpReqImport,
     OpStatus,
     PortReset,
     RetSubmit,
@@ -143,16 +144,47 @@ def _record(device: ExportedDevice) -> bytes:
     return encode_usbip(OpRepImport(OpStatus.OK, device.without_interfaces()))[8:]
 
 
-def test_urbs_sent_with_the_import_request_wait_for_the_decision() -> None:
+def test_urbs_sent_with_the_import_request_run_once_it_is_accepted() -> None:
     pair = Pair()
     pair.client.request_import("1-1")
-    early = encode_usbip(CmdSubmit(1, DEVICE.devid, Direction.IN, 2, transfer_buffer_length=10))
+    early = b"".join(
+        encode_usbip(CmdSubmit(seqnum, DEVICE.devid, Direction.IN, 2, transfer_buffer_length=10))
+        for seqnum in (1, 2)
+    )
     events = pair.server.receive_data(pair.client.data_to_send() + early)
     assert events == [ImportRequested("1-1")]
-    pair.server.accept_import(DEVICE)
-    (event,) = pair.server.receive_data(b"")
-    assert isinstance(event, URBSubmitted)
-    assert event.submit.seqnum == 1
+    assert pair.server.pending_urbs == {}  # nothing runs before the decision
+    # The core goes on by itself: no second receive_data call.
+    events = pair.server.accept_import(DEVICE)
+    assert [e.submit.seqnum for e in events if isinstance(e, URBSubmitted)] == [1, 2]
+    assert len(events) == 2
+    assert not pair.server.pending
+    assert pair.server.complete(1, data=b"hi")
+    # OP_REP_IMPORT goes out before the answer to a URB that came with the request.
+    reply = encode_usbip(OpRepImport(OpStatus.OK, DEVICE.without_interfaces()))
+    assert pair.server.data_to_send() == reply + encode_usbip(RetSubmit(1, 0, 2, data=b"hi"))
+
+
+def test_urbs_sent_with_a_refused_import_are_never_run() -> None:
+    server = USBIPServerConnection()
+    early = encode_usbip(CmdSubmit(1, DEVICE.devid, Direction.IN, 2, transfer_buffer_length=10))
+    server.receive_data(encode_usbip(OpReqImport("1-1")) + early)
+    server.refuse_import(OpStatus.DEV_BUSY)
+    assert server.receive_data(b"") == []
+    assert server.state is USBIPServerState.CLOSED
+
+
+def test_a_flood_sent_with_the_import_request_comes_in_batches() -> None:
+    server = USBIPServerConnection(max_pending_urbs=100, max_requests=4)
+    early = b"".join(
+        encode_usbip(CmdSubmit(seqnum, DEVICE.devid, Direction.IN, 2, transfer_buffer_length=10))
+        for seqnum in range(1, 11)
+    )
+    server.receive_data(encode_usbip(OpReqImport("1-1")) + early)
+    batches = [server.accept_import(DEVICE)]
+    while server.pending:  # the same bound per call as receive_data's, vscard's `pending`
+        batches.append(server.receive_data(b""))
+    assert [len(batch) for batch in batches] == [4, 4, 2]
 
 
 def test_answers_in_the_wrong_state_are_local_errors() -> None:
@@ -174,7 +206,7 @@ def test_in_urb_is_answered_with_its_data_and_never_more_than_asked() -> None:
     seqnum = pair.submit_in(BULK_IN, 4)
     with pytest.raises(ValueError, match="asked for 4 bytes"):
         pair.server.complete(seqnum, data=b"12345")
-    assert seqnum in pair.server.pending  # the refused answer changed nothing
+    assert seqnum in pair.server.pending_urbs  # the refused answer changed nothing
     assert pair.server.complete(seqnum, data=b"1234")
     (event,) = pair.to_client()
     assert isinstance(event, URBCompleted)
@@ -276,7 +308,7 @@ def test_urbs_past_the_pending_limit_are_answered_enomem_at_once() -> None:
     (done,) = pair.to_client()
     assert isinstance(done, URBCompleted)
     assert (done.submit.seqnum, done.ret.status) == (third, -12)
-    assert len(pair.server.pending) == 2
+    assert len(pair.server.pending_urbs) == 2
 
 
 def test_port_reset_is_answered_ok_and_flushes_every_pending_urb() -> None:
@@ -284,7 +316,7 @@ def test_port_reset_is_answered_ok_and_flushes_every_pending_urb() -> None:
     parked = pair.submit_in(BULK_IN, 8)
     reset = pair.client.submit(0, Direction.OUT, setup=PORT_RESET)
     assert pair.to_server() == [PortReset(reset, (parked,))]
-    assert not pair.server.pending
+    assert not pair.server.pending_urbs
     events = pair.to_client()
     assert [(e.submit.seqnum, e.ret.status) for e in events if isinstance(e, URBCompleted)] == [
         (parked, URBStatus.ESHUTDOWN),
@@ -308,7 +340,7 @@ def test_unlink_of_a_pending_urb_answers_minus_104_with_its_own_seqnum() -> None
     unlink = pair.client.unlink(victim)
     assert pair.to_server() == [UnlinkRequested(unlink, victim, cancelled=True)]
     assert pair.server.data_to_send() == encode_usbip(RetUnlink(unlink, -104))
-    assert victim not in pair.server.pending
+    assert victim not in pair.server.pending_urbs
 
 
 def test_a_cancelled_urb_is_never_answered() -> None:
@@ -347,7 +379,7 @@ def test_submit_and_unlink_in_one_segment_cancel_before_any_work() -> None:
     events = pair.to_server()
     assert isinstance(events[0], URBSubmitted)
     assert events[1] == UnlinkRequested(unlink, victim, cancelled=True)
-    assert not pair.server.pending
+    assert not pair.server.pending_urbs
 
 
 def test_client_ends_the_victim_when_its_unlink_is_answered() -> None:
@@ -359,7 +391,7 @@ def test_client_ends_the_victim_when_its_unlink_is_answered() -> None:
     assert isinstance(events[0], URBUnlinked)
     assert (events[0].submit.seqnum, events[0].status) == (victim, -104)
     assert events[1] == UnlinkAnswered(unlink, victim, -104)
-    assert not pair.client.pending
+    assert not pair.client.pending_urbs
 
 
 def test_client_refuses_a_ret_submit_for_a_urb_its_unlink_ended_as_vhci_does() -> None:
@@ -428,10 +460,10 @@ def test_every_urb_ends_exactly_once_whatever_the_interleaving(actions: list[Act
             submitted.append(pair.client.submit(2, direction, length=8, data=data))
         elif action == "unlink" and submitted:
             pair.client.unlink(submitted[argument % len(submitted)])
-        elif action == "complete" and pair.server.pending:
-            seqnums = list(pair.server.pending)
+        elif action == "complete" and pair.server.pending_urbs:
+            seqnums = list(pair.server.pending_urbs)
             seqnum = seqnums[argument % len(seqnums)]
-            is_in = pair.server.pending[seqnum].direction == Direction.IN
+            is_in = pair.server.pending_urbs[seqnum].direction == Direction.IN
             pair.server.complete(seqnum, data=b"in" if is_in else b"")
         elif action == "to_server":
             pair.to_server()
@@ -439,12 +471,12 @@ def test_every_urb_ends_exactly_once_whatever_the_interleaving(actions: list[Act
             to_client()
     # Drain: deliver everything, answer what is left, deliver the answers.
     pair.to_server()
-    for seqnum in list(pair.server.pending):
-        is_in = pair.server.pending[seqnum].direction == Direction.IN
+    for seqnum in list(pair.server.pending_urbs):
+        is_in = pair.server.pending_urbs[seqnum].direction == Direction.IN
         pair.server.complete(seqnum, data=b"in" if is_in else b"")
     to_client()
     assert sorted(ended) == sorted(submitted)
-    assert not pair.client.pending
+    assert not pair.client.pending_urbs
 
 
 @given(st.binary(max_size=400))
@@ -454,4 +486,4 @@ def test_any_bytes_after_the_import_raise_protocol_errors_only(wire: bytes) -> N
         pair.server.receive_data(wire)
     except USBIPRemoteProtocolError:
         assert pair.server.state is USBIPServerState.CLOSED
-    assert len(pair.server.pending) <= 8
+    assert len(pair.server.pending_urbs) <= 8

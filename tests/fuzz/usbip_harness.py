@@ -246,16 +246,21 @@ class _ServerPeer:
         check(self.decoder.buffered == 0, "the server sent a partial message")
 
 
-def _receive(server: USBIPServerConnection, data: bytes) -> list[USBIPServerEvent] | None:
-    """The server's events, or None when the bytes broke the protocol (and closed it)."""
+def _receive(
+    server: USBIPServerConnection, data: bytes, *, accept: ExportedDevice | None = None
+) -> list[USBIPServerEvent] | None:
+    """The server's events for ``data`` (or for the requests that came with the import it
+    ``accept``-s), or None when the bytes broke the protocol (and closed it)."""
     try:
+        if accept is not None:
+            return server.accept_import(accept)
         return server.receive_data(data)
     except USBIPRemoteProtocolError:
         check(
             server.state is USBIPServerState.CLOSED,
             "a USBIPRemoteProtocolError left the connection open",
         )
-        check(not server.pending, "a closed connection kept URBs")
+        check(not server.pending_urbs, "a closed connection kept URBs")
         return None
 
 
@@ -280,9 +285,8 @@ def _check_server(control: int, payload: bytes) -> None:
                     device = ExportedDevice.from_summary(
                         _SUMMARY, busid=event.busid, busnum=1, devnum=2, path="/fuzz"
                     )
-                    server.accept_import(device)
                     # URBs that came with the import request: handled by this same loop.
-                    more = _receive(server, b"")
+                    more = _receive(server, b"", accept=device)
                     if more is None:
                         return
                     events += more
@@ -292,14 +296,14 @@ def _check_server(control: int, payload: bytes) -> None:
                 peer.unlinked(event.unlink_seqnum)
             elif isinstance(event, PortReset):
                 peer.submitted(CmdSubmit(event.seqnum, DEVID, Direction.OUT, 0))
-        for seqnum, submit in list(server.pending.items()):
+        for seqnum, submit in list(server.pending_urbs.items()):
             if (seqnum + control) % 3:
                 if submit.direction == Direction.IN:
                     size = min(submit.transfer_buffer_length, seqnum % 80)
                     server.complete(seqnum, data=bytes(size))
                 else:
                     server.complete(seqnum, status=URBStatus.EPIPE if seqnum % 5 == 0 else 0)
-        check(len(server.pending) <= max_pending, f"{len(server.pending)} URBs pending")
+        check(len(server.pending_urbs) <= max_pending, f"{len(server.pending_urbs)} URBs pending")
         buffered = server.buffered
         check(buffered <= URB_HEADER_SIZE + max_transfer, f"{buffered} bytes buffered")
         peer.receive(server.data_to_send())
@@ -320,7 +324,7 @@ def _check_client(control: int, payload: bytes) -> None:
         client.submit(3, Direction.OUT, data=b"\x65" + bytes(9))  # seqnum 2
         client.submit(2, Direction.IN, length=64)  # seqnum 3
         client.unlink(3)  # seqnum 4
-    submitted = len(client.pending)
+    submitted = len(client.pending_urbs)
     for piece in chunks(control, payload):
         try:
             events = client.receive_data(piece)
@@ -331,7 +335,7 @@ def _check_client(control: int, payload: bytes) -> None:
                 check(event.device.busid == BUSID, "imported another busid")
                 client.submit(2, Direction.IN, length=64)
                 submitted += 1
-        check(len(client.pending) <= submitted, "pending URBs the client never submitted")
+        check(len(client.pending_urbs) <= submitted, "pending URBs the client never submitted")
         client.data_to_send()
 
 
