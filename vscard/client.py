@@ -9,15 +9,28 @@ A host may hold fewer readers than the client adds: QEMU's ccid-card-passthru ho
 answers every ReaderAdd with reader id 0 (hw/usb/ccid-card-passthru.c,
 ``ccid_card_vscard_handle_message``). The connection notices from the replies alone, when a
 ReaderAdd gets the id of a reader the host already holds (:attr:`ClientConnection.one_reader_host`).
+
+The connection keeps the host's view of the readers and cards, from the host's successful
+replies: a reader exists from its ReaderAdd's reply to its ReaderRemove's, a card from its
+ATR's reply to its CardRemove's (or its reader's removal). Replies arrive in stream order, so
+this is what the host believed when it sent each later message.
+
+It answers by itself what no application could: an APDU for a reader that does not exist gets
+VSC_Error GENERAL_ERROR and a Flush for one gets FlushComplete, each reported
+:class:`~vscard.events.Unexpected`. An APDU for a reader without a card still goes to the
+application, which knows its card: QEMU keeps a card across reconnects, and a client that
+connects without a reset (``connect(reset=False)``) serves it without a new ATR.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from .codec import Decoder, encode
 from .constants import MAX_FRAME_SIZE, VSCARD_UNDEFINED_READER_ID, ErrorCode
-from .errors import LocalProtocolError, ProtocolError
+from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
     APDURequest,
     ClientEvent,
@@ -45,7 +58,12 @@ MAX_PENDING_REQUESTS = 64
 
 
 class ClientConnection:
-    """One VSCard connection, seen from the card side. Feed it bytes, read events and bytes back."""
+    """One VSCard connection, seen from the card side. Feed it bytes, read events and bytes back.
+
+    The request methods (:meth:`add_reader`, :meth:`remove_reader`, :meth:`insert_card`,
+    :meth:`remove_card`) raise :class:`~vscard.LocalProtocolError` and queue nothing while
+    ``MAX_PENDING_REQUESTS`` requests wait for the host's reply.
+    """
 
     def __init__(self, *, max_frame_size: int = MAX_FRAME_SIZE) -> None:
         self._decoder = Decoder(max_frame_size=max_frame_size)
@@ -55,11 +73,13 @@ class ClientConnection:
         self.peer_version: int | None = None
         """The host's protocol version, once its Init arrived."""
         self._reader_ids: set[int] = set()
+        # The ATR of each reader's card, once the host accepted it.
+        self._cards: dict[int, bytes] = {}
         self._one_reader_host = False
 
     @property
-    def error(self) -> ProtocolError | None:
-        """The :class:`vscard.ProtocolError` the host's bytes caused, or None.
+    def error(self) -> RemoteProtocolError | None:
+        """The :class:`vscard.RemoteProtocolError` the host's bytes caused, or None.
 
         Set when :meth:`receive_data` raises it, and also when a call returns the events of
         the good frames that came before a bad one: act on those events, then close the
@@ -71,6 +91,12 @@ class ClientConnection:
     def reader_ids(self) -> frozenset[int]:
         """The ids the host gave to ReaderAdds and that no ReaderRemove took back."""
         return frozenset(self._reader_ids)
+
+    @property
+    def cards(self) -> Mapping[int, bytes]:
+        """The ATR of the card in each reader, by reader id, from the host's reply to the ATR
+        until its reply to the CardRemove or ReaderRemove (a live, read-only view)."""
+        return MappingProxyType(self._cards)
 
     @property
     def one_reader_host(self) -> bool:
@@ -127,19 +153,26 @@ class ClientConnection:
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[ClientEvent]:
         """Consume bytes from the host and return what happened.
 
-        Raises :class:`vscard.ProtocolError` on malformed input; the connection must then close.
-        When good frames come before the bad one in ``data``, their events are returned
-        instead and :attr:`error` holds the error: check it after acting on them.
+        Raises :class:`vscard.RemoteProtocolError` on malformed input; the connection must
+        then close. When good frames come before the bad one in ``data``, their events are
+        returned instead and :attr:`error` holds the error: check it after acting on them.
+        An APDU or Flush for a reader that does not exist is answered here (see the module)
+        and the answer queued for :meth:`data_to_send`.
         """
         events: list[ClientEvent] = []
+        readers = self._reader_ids
         for message in self._decoder.feed(data):
             match message:
                 case APDU(reader_id, apdu):
-                    events.append(APDURequest(reader_id, apdu))
+                    if reader_id in readers:
+                        events.append(APDURequest(reader_id, apdu))
+                    else:
+                        self._send(Error(reader_id, ErrorCode.GENERAL_ERROR))
+                        events.append(Unexpected(message, "no such reader"))
                 case Error(reader_id, code) if self._pending:
                     request = self._pending.popleft()
                     if code == ErrorCode.SUCCESS:
-                        self._track_reader_ids(request, reader_id)
+                        self._track(request, reader_id)
                     events.append(RequestAnswered(request, reader_id, code))
                 case Init(_, version, capabilities):
                     # A host may send two: one when its device starts (if we were connected
@@ -147,20 +180,32 @@ class ClientConnection:
                     self.peer_version = version
                     events.append(PeerInit(version, capabilities))
                 case Flush(reader_id):
-                    events.append(FlushRequested(reader_id))
+                    if reader_id in readers:
+                        events.append(FlushRequested(reader_id))
+                    else:
+                        self._send(FlushComplete(reader_id))
+                        events.append(Unexpected(message, "no such reader"))
                 case Error():
                     events.append(Unexpected(message, "reply without a request"))
                 case _:
                     events.append(Unexpected(message, "not a message a host sends"))
         return events
 
-    def _track_reader_ids(self, request: Message, reader_id: int) -> None:
-        if isinstance(request, ReaderAdd):
-            if reader_id in self._reader_ids:
-                self._one_reader_host = True
-            self._reader_ids.add(reader_id)
-        elif isinstance(request, ReaderRemove):
-            self._reader_ids.discard(request.reader_id)
+    def _track(self, request: Message, reader_id: int) -> None:
+        """Update the host's view of readers and cards from its successful reply."""
+        match request:
+            case ReaderAdd():
+                if reader_id in self._reader_ids:
+                    self._one_reader_host = True
+                self._reader_ids.add(reader_id)
+            case ReaderRemove(removed):
+                self._reader_ids.discard(removed)
+                self._cards.pop(removed, None)
+            case ATR(inserted, atr) if inserted in self._reader_ids:
+                # QEMU accepts an ATR for any id; a reader never added has nobody to serve it.
+                self._cards[inserted] = atr
+            case CardRemove(removed):
+                self._cards.pop(removed, None)
 
     def _send(self, message: Message) -> None:
         self._outgoing += encode(message, max_frame_size=self._max_frame_size)
@@ -168,7 +213,9 @@ class ClientConnection:
     def _request(self, message: Message) -> None:
         if len(self._pending) >= MAX_PENDING_REQUESTS:
             raise LocalProtocolError(
-                f"{MAX_PENDING_REQUESTS} requests already wait for the host's reply"
+                "too many requests wait for the host's reply",
+                field="pending_requests",
+                value=len(self._pending),
             )
         self._send(message)
         self._pending.append(message)

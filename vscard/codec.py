@@ -9,7 +9,7 @@ from typing import Final
 from cardfloor.frozen import slot_setters
 
 from .constants import HEADER_SIZE, MAX_FRAME_SIZE, VSCARD_MAGIC, ErrorCode, MessageType
-from .errors import ProtocolError
+from .errors import RemoteProtocolError
 from .messages import (
     APDU,
     ATR,
@@ -76,7 +76,7 @@ def encode(message: Message, *, max_frame_size: int = MAX_FRAME_SIZE) -> bytes:
 def _decode_init(reader_id: int, payload: bytes) -> Init:
     magic, version = _INIT_FIXED.unpack_from(payload)
     if magic != VSCARD_MAGIC:
-        raise ProtocolError("wrong Init magic", field="Init.magic", value=magic)
+        raise RemoteProtocolError("wrong Init magic", field="Init.magic", value=magic)
     words = (len(payload) - _INIT_FIXED.size) // 4
     capabilities = struct.unpack_from(f">{words}I", payload, _INIT_FIXED.size)
     return Init(reader_id, version, capabilities)
@@ -139,9 +139,9 @@ _DECODERS: Final[dict[int, Callable[[int, bytes], Message]]] = {
 
 def _check_header(msg_type: int, length: int, max_payload: int) -> None:
     if msg_type not in _DECODERS:
-        raise ProtocolError("unknown message type", field="header.type", value=msg_type)
+        raise RemoteProtocolError("unknown message type", field="header.type", value=msg_type)
     if length > max_payload:
-        raise ProtocolError(
+        raise RemoteProtocolError(
             f"frame exceeds max_frame_size={max_payload + HEADER_SIZE}",
             field="header.length",
             value=length,
@@ -149,11 +149,11 @@ def _check_header(msg_type: int, length: int, max_payload: int) -> None:
     expected = _FIXED_LENGTH.get(msg_type)
     if expected is not None and length != expected:
         name = _CLASS_NAMES[msg_type]
-        raise ProtocolError(
+        raise RemoteProtocolError(
             f"{name} payload must be {expected} bytes", field=f"{name}.length", value=length
         )
     if msg_type == MessageType.INIT and (length < 12 or length % 4):
-        raise ProtocolError(
+        raise RemoteProtocolError(
             "Init payload must be magic, version and one or more u32 capability words",
             field="Init.length",
             value=length,
@@ -164,12 +164,12 @@ class Decoder:
     """Turns a byte stream, split anywhere, into messages.
 
     A frame is checked as soon as its header is in: an unknown type, a length above
-    ``max_frame_size`` or a wrong size for a fixed-size message raises :class:`ProtocolError`
-    at once, so at most one frame's worth of bytes is ever buffered. The frames before a bad
-    one are not lost: a :meth:`feed` that completes good frames and then meets a bad one
-    returns the good ones, and the error is raised by the next :meth:`feed` (``feed(b"")``
-    will do; :attr:`error` shows it meanwhile). After a :class:`ProtocolError` the stream is
-    out of sync and every later :meth:`feed` raises it again.
+    ``max_frame_size`` or a wrong size for a fixed-size message raises
+    :class:`~vscard.RemoteProtocolError` at once, so at most one frame's worth of bytes is ever
+    buffered. The frames before a bad one are not lost: a :meth:`feed` that completes good
+    frames and then meets a bad one returns the good ones, and the error is raised by the next
+    :meth:`feed` (``feed(b"")`` will do; :attr:`error` shows it meanwhile). After the error the
+    stream is out of sync and every later :meth:`feed` raises it again.
 
     With ``max_messages`` a :meth:`feed` returns at most that many messages and keeps the rest
     of the bytes undecoded (no copy): while :attr:`pending`, ``feed(b"")`` returns the next ones.
@@ -192,7 +192,7 @@ class Decoder:
         # Bytes a feed stopped in at max_messages, and where it stopped.
         self._held: bytes | None = None
         self._held_offset = 0
-        self._error: ProtocolError | None = None
+        self._error: RemoteProtocolError | None = None
 
     @property
     def buffered(self) -> int:
@@ -207,11 +207,12 @@ class Decoder:
         return self._held is not None
 
     @property
-    def error(self) -> ProtocolError | None:
-        """The :class:`ProtocolError` met so far, or None; once set, :meth:`feed` raises it."""
+    def error(self) -> RemoteProtocolError | None:
+        """The :class:`RemoteProtocolError` met so far, or None; once set, :meth:`feed` raises
+        it."""
         return self._error
 
-    def fail(self, error: ProtocolError) -> None:
+    def fail(self, error: RemoteProtocolError) -> None:
         """Put the stream in ``error`` (found above the framing): every later :meth:`feed`
         raises it."""
         self._error = error
@@ -220,8 +221,8 @@ class Decoder:
         """Add received bytes; return every message they complete, in order (at most
         ``max_messages``: see :attr:`pending`).
 
-        Raises :class:`ProtocolError` on a bad frame, unless good frames came before it in
-        ``data``: those are returned and the next call raises.
+        Raises :class:`RemoteProtocolError` on a bad frame, unless good frames came before it
+        in ``data``: those are returned and the next call raises.
         """
         if self._error is not None:
             raise self._error
@@ -278,7 +279,7 @@ class Decoder:
                         break
                     append(_DECODERS[msg_type](reader_id, source[start:stop]))
                 offset = stop
-        except ProtocolError as error:
+        except RemoteProtocolError as error:
             self._error = error
             if messages:
                 return messages  # the good frames first; the next feed raises

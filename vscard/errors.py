@@ -1,4 +1,25 @@
-"""Exceptions raised by the VSCard codec, connections and adapters."""
+"""Exceptions raised by the VSCard codec, connections and adapters.
+
+The tree, shaped like h11's (one abstract :class:`ProtocolError`, a Local and a Remote side)::
+
+    VSCardError                     everything this package raises on purpose
+    ├── ProtocolError               abstract: someone broke the protocol (.field, .value)
+    │   ├── RemoteProtocolError     the peer sent bytes that break it; the connection is over
+    │   └── LocalProtocolError      this side (the caller of the sans-IO API) asked for
+    │       │                       something the protocol state does not allow; nothing was
+    │       │                       sent, the connection goes on
+    │       ├── UnknownReaderError  no reader with that id on the connection
+    │       ├── NoCardError         the reader has no card
+    │       └── ReaderBusyError     an APDU is already in flight on the reader
+    ├── RequestRefusedError         the host answered a request with a VSC_Error code
+    ├── APDUFailedError             the card side answered an APDU with VSC_Error
+    ├── CardRemovedError            the card went away while an APDU was in flight
+    └── ConnectionClosedError       the connection ended before the operation completed
+
+``except vscard.ProtocolError`` catches both sides; a read loop catches
+:class:`RemoteProtocolError` only, so that a bug on our side is never blamed on the peer. The
+last four are outcomes of a protocol followed correctly, not protocol errors.
+"""
 
 from __future__ import annotations
 
@@ -10,28 +31,37 @@ class VSCardError(Exception):
 
 
 class ProtocolError(VSCardError):
-    """The peer sent bytes that break the protocol; the connection cannot go on.
+    """Someone broke the VSCard protocol: raise :class:`RemoteProtocolError` or
+    :class:`LocalProtocolError`, never this class itself (it is abstract, as h11's is).
 
-    ``field`` names what was wrong (``"header.type"``, ``"Init.magic"``...) and ``value``
-    is what the peer sent there.
+    ``field`` names what was wrong (``"header.type"``, ``"Init.magic"``, ``"reader_id"``...)
+    and ``value`` is what was there.
     """
 
     def __init__(self, reason: str, *, field: str, value: object) -> None:
+        if type(self) is ProtocolError:
+            raise TypeError(
+                "ProtocolError is abstract: raise LocalProtocolError or RemoteProtocolError"
+            )
         super().__init__(field_message(reason, field, value))
         self.reason = reason
         self.field = field
         self.value = value
 
 
-class LocalProtocolError(VSCardError):
-    """This side asked for something the protocol state does not allow."""
+class RemoteProtocolError(ProtocolError):
+    """The peer sent bytes that break the protocol; the connection cannot go on."""
+
+
+class LocalProtocolError(ProtocolError):
+    """This side asked for something the protocol state does not allow; nothing was queued."""
 
 
 class UnknownReaderError(LocalProtocolError):
     """No reader with this id exists on the connection."""
 
     def __init__(self, reader_id: int) -> None:
-        super().__init__(f"no reader with reader_id={reader_id}")
+        super().__init__("no such reader", field="reader_id", value=reader_id)
         self.reader_id = reader_id
 
 
@@ -39,7 +69,7 @@ class NoCardError(LocalProtocolError):
     """The reader has no card inserted."""
 
     def __init__(self, reader_id: int) -> None:
-        super().__init__(f"no card in reader_id={reader_id}")
+        super().__init__("no card in the reader", field="reader_id", value=reader_id)
         self.reader_id = reader_id
 
 
@@ -47,7 +77,7 @@ class ReaderBusyError(LocalProtocolError):
     """The reader already has an APDU in flight; VSCard allows one at a time."""
 
     def __init__(self, reader_id: int) -> None:
-        super().__init__(f"an APDU is already in flight on reader_id={reader_id}")
+        super().__init__("an APDU is already in flight", field="reader_id", value=reader_id)
         self.reader_id = reader_id
 
 

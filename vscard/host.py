@@ -26,7 +26,7 @@ from types import MappingProxyType
 from .atr import atr_problem
 from .codec import Decoder, encode
 from .constants import MAX_FRAME_SIZE, VSCARD_MINIMAL_READER_ID, ErrorCode
-from .errors import NoCardError, ProtocolError, ReaderBusyError, UnknownReaderError
+from .errors import NoCardError, ReaderBusyError, RemoteProtocolError, UnknownReaderError
 from .events import (
     APDUAborted,
     APDUFailed,
@@ -79,13 +79,13 @@ class HostConnection:
     Every :class:`Unexpected` it reports is a protocol violation (a response with no APDU in
     flight, an ATR or CardRemove for a reader never added, a bad ATR, a ReaderAdd past
     ``max_readers``, a second Init, a message only a host sends), and each answered APDU pays
-    one back. Past
-    ``max_violations`` unpaid ones the connection fails with a :class:`ProtocolError` naming the
-    last one's field and value. A well-behaved client commits one per user action at most (a
-    card with a bad ATR, a reader too many) and its card's use pays them back, so it never runs
-    out however long it lives; a peer that only breaks the protocol is cut off after a few
-    dozen frames instead of being logged forever. The one race a good client can hit (its
-    answer to an APDU crossing its own CardRemove or ATR) is not a violation.
+    one back. Past ``max_violations`` unpaid ones the connection fails with a
+    :class:`RemoteProtocolError` naming the last one's field and value. A well-behaved client
+    commits one per user action at most (a card with a bad ATR, a reader too many) and its
+    card's use pays them back, so it never runs out however long it lives; a peer that only
+    breaks the protocol is cut off after a few dozen frames instead of being logged forever.
+    The one race a good client can hit (its answer to an APDU crossing its own CardRemove or
+    ATR) is not a violation.
 
     With ``max_messages``, one :meth:`receive_data` call handles at most that many frames and
     keeps the rest: while :attr:`pending`, call ``receive_data(b"")`` for the next batch.
@@ -130,8 +130,8 @@ class HostConnection:
         return self._violations
 
     @property
-    def error(self) -> ProtocolError | None:
-        """The :class:`vscard.ProtocolError` the client's bytes caused, or None.
+    def error(self) -> RemoteProtocolError | None:
+        """The :class:`vscard.RemoteProtocolError` the client's bytes caused, or None.
 
         Set when :meth:`receive_data` raises it, and also when a call returns the events of
         the good frames that came before a bad one: act on those events, then close the
@@ -158,7 +158,8 @@ class HostConnection:
         """Queue a command APDU for the card in ``reader_id``; its answer comes as an event.
 
         Raises :class:`UnknownReaderError`, :class:`NoCardError` or, while an earlier APDU on
-        that reader is unanswered, :class:`ReaderBusyError`.
+        that reader is unanswered, :class:`ReaderBusyError` (each a
+        :class:`~vscard.LocalProtocolError`; nothing is queued then).
         """
         reader = self._reader(reader_id)
         if reader.atr is None:
@@ -169,7 +170,10 @@ class HostConnection:
         reader.apdu_in_flight = True
 
     def send_flush(self, reader_id: int) -> None:
-        """Queue a Flush; :class:`FlushCompleted` reports the answer."""
+        """Queue a Flush; :class:`FlushCompleted` reports the answer.
+
+        Raises :class:`UnknownReaderError` (a :class:`~vscard.LocalProtocolError`).
+        """
         reader = self._reader(reader_id)
         self._send(Flush(reader_id))
         reader.flush_in_flight = True
@@ -177,16 +181,16 @@ class HostConnection:
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[HostEvent]:
         """Consume bytes from the client; queue replies and return what happened.
 
-        Raises :class:`vscard.ProtocolError` on malformed input or past ``max_violations``;
-        the connection must then close. When good frames come before the bad one, their events
-        (and replies) are returned instead and :attr:`error` holds the error: check it after
-        acting on them.
+        Raises :class:`vscard.RemoteProtocolError` on malformed input or past
+        ``max_violations``; the connection must then close. When good frames come before the
+        bad one, their events (and replies) are returned instead and :attr:`error` holds the
+        error: check it after acting on them.
         """
         events: list[HostEvent] = []
         try:
             for message in self._decoder.feed(data):
                 self._handle(message, events)
-        except ProtocolError:  # the decoder's (nothing handled yet) or _violation's
+        except RemoteProtocolError:  # the decoder's (nothing handled yet) or _violation's
             if events:
                 return events
             raise
@@ -212,7 +216,7 @@ class HostConnection:
         """Report ``message`` as :class:`Unexpected`, or fail once the budget is spent."""
         self._violations += 1
         if self._violations > self._max_violations:
-            error = ProtocolError(
+            error = RemoteProtocolError(
                 f"{reason} (more than max_violations={self._max_violations} unpaid protocol "
                 "violations)",
                 field=field,

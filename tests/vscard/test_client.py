@@ -58,10 +58,14 @@ def test_refusal_code_is_reported_with_its_request() -> None:
     assert event == RequestAnswered(ATR(0, b"\x3b"), 0, ErrorCode.GENERAL_ERROR)
 
 
-def test_host_apdu_and_flush_become_requests_for_the_application() -> None:
+def test_host_apdu_and_flush_for_a_reader_become_requests_for_the_application() -> None:
     conn = ClientConnection()
+    conn.add_reader("r")
+    conn.receive_data(encode(Error(0, 0)))
+    conn.data_to_send()
     events = conn.receive_data(encode(APDU(0, b"\x00\xa4\x04\x00")) + encode(Flush(0)))
     assert events == [APDURequest(0, b"\x00\xa4\x04\x00"), FlushRequested(0)]
+    assert conn.data_to_send() == b""  # the application answers these
 
 
 def test_reply_without_request_and_client_only_messages_are_unexpected() -> None:

@@ -6,17 +6,29 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from ssl import SSLContext
 from types import MappingProxyType, TracebackType
+from typing import Protocol
 
 from cardfloor.aio.eager import start
 from cardfloor.aio.stream import READ_SIZE, peer_name, set_nodelay
 from cardfloor.iso7816.trace import command_trace, response_trace
-from cardfloor.log import get_logger
+from cardfloor.log import Logger, get_logger
 
 from ..client import ClientConnection
-from ..constants import MAX_FRAME_SIZE, VSCARD_MINIMAL_READER_ID, ErrorCode
-from ..errors import ConnectionClosedError, ProtocolError, RequestRefusedError, VSCardError
+from ..constants import (
+    MAX_FRAME_SIZE,
+    VSCARD_MINIMAL_READER_ID,
+    VSCARD_UNDEFINED_READER_ID,
+    ErrorCode,
+)
+from ..errors import (
+    ConnectionClosedError,
+    RemoteProtocolError,
+    RequestRefusedError,
+    VSCardError,
+)
 from ..events import APDURequest, FlushRequested, PeerInit, RequestAnswered, Unexpected
 
 log = get_logger("vscard.client")
@@ -48,18 +60,43 @@ class ReaderIdInUseError(VSCardError):
 #: Host APDUs queued per reader. A host sends one at a time; this bounds a misbehaving one.
 _READER_QUEUE_SIZE = 8
 
+_OnSuccess = Callable[[RequestAnswered], None]
+
+
+class _Request(Protocol):
+    def __call__(
+        self, queue: Callable[[ClientConnection], None], on_success: _OnSuccess | None = None, /
+    ) -> Awaitable[RequestAnswered]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _ReaderLink:
+    """What a :class:`Reader` may do on its :class:`Client`'s connection, and nothing more."""
+
+    conn: ClientConnection
+    """Queues the reader's answers; its ``cards`` hold the reader's card."""
+    request: _Request
+    """Queue a request, send it and return the host's reply (a refusal raises). ``on_success``
+    runs when the reply arrives, in stream order, before the host's next message is seen."""
+    send: Callable[[], Awaitable[None]]
+    """Write what ``conn`` queued, with backpressure."""
+    forget: Callable[[int], None]
+    """The reader with this id is gone: its client stops listing it."""
+    log: Logger
+
 
 class Reader:
     """A reader this client announced to the host, with the card it may hold."""
 
     def __init__(
-        self, client: Client, reader_id: int, name: str, transmit: APDUHandler, *, eager: bool
+        self, link: _ReaderLink, reader_id: int, name: str, transmit: APDUHandler, *, eager: bool
     ) -> None:
-        self._client = client
+        self._link = link
+        self._conn = link.conn
+        self._cards = link.conn.cards
+        self._log = link.log
         self.reader_id = reader_id
         self.name = name
-        self.atr: bytes | None = None
-        """The inserted card's ATR, or None when the reader is empty."""
         self._transmit = transmit
         self._eager = eager
         self._pending: deque[APDURequest | FlushRequested] = deque()
@@ -70,24 +107,31 @@ class Reader:
         # answers at once costs no task switch.
         self._worker: asyncio.Task[None] | None = None
 
+    @property
+    def atr(self) -> bytes | None:
+        """The inserted card's ATR, as the host accepted it, or None when the reader is empty."""
+        return self._cards.get(self.reader_id)
+
     async def insert(self, atr: bytes) -> None:
         """Announce a card (or a reset of it) with its ATR. The host may refuse the ATR."""
         async with self._busy:
-            await self._client._request(lambda c: c.insert_card(self.reader_id, atr))
-            self.atr = atr
+            await self._link.request(lambda c: c.insert_card(self.reader_id, atr))
 
     async def remove_card(self) -> None:
         """Announce that the card left, once any APDU in progress has been answered."""
         async with self._busy:
-            await self._client._request(lambda c: c.remove_card(self.reader_id))
-            self.atr = None
+            await self._link.request(lambda c: c.remove_card(self.reader_id))
 
     async def remove(self) -> None:
         """Remove the card, if any, then the reader itself."""
         if self.atr is not None:
             await self.remove_card()
-        await self._client._request(lambda c: c.remove_reader(self.reader_id))
-        self._client._forget(self)
+        await self._link.request(lambda c: c.remove_reader(self.reader_id), self._removed)
+
+    def _removed(self, _reply: RequestAnswered) -> None:
+        # At the reply, as the connection forgets the reader: its id may be given again next.
+        self._link.forget(self.reader_id)
+        self._stop()
 
     async def _accept(self, item: APDURequest | FlushRequested) -> None:
         """Take a host request (from the read loop); serve it now when the reader is idle."""
@@ -105,32 +149,30 @@ class Reader:
             self._worker.cancel()
 
     async def _serve(self) -> None:
-        client = self._client
+        send = self._link.send
         try:
             while self._pending:
                 item = self._pending.popleft()
                 async with self._busy:
                     if isinstance(item, FlushRequested):
-                        client._conn.send_flush_complete(self.reader_id)
+                        self._conn.send_flush_complete(self.reader_id)
                     else:
                         await self._answer(item.apdu)
-                await client._flush()
+                await send()
         finally:
             self._worker = None
 
     async def _answer(self, apdu: bytes) -> None:
-        client = self._client
-        client._log.debug("vscard.apdu", reader_id=self.reader_id, command=command_trace(apdu))
+        log = self._log
+        log.debug("vscard.apdu", reader_id=self.reader_id, command=command_trace(apdu))
         try:
             response = await self._transmit(apdu)
         except Exception as error:  # the card's failure must not end the client
-            client._log.warning("vscard.apdu_failed", reader_id=self.reader_id, error=repr(error))
-            client._conn.send_failure(self.reader_id, ErrorCode.GENERAL_ERROR)
+            log.warning("vscard.apdu_failed", reader_id=self.reader_id, error=repr(error))
+            self._conn.send_failure(self.reader_id, ErrorCode.GENERAL_ERROR)
         else:
-            client._log.debug(
-                "vscard.apdu", reader_id=self.reader_id, response=response_trace(response)
-            )
-            client._conn.send_response(self.reader_id, response)
+            log.debug("vscard.apdu", reader_id=self.reader_id, response=response_trace(response))
+            self._conn.send_response(self.reader_id, response)
 
 
 class Client:
@@ -148,13 +190,14 @@ class Client:
         self._writer = stream_writer
         self._timeout = timeout
         self._conn = ClientConnection(max_frame_size=max_frame_size)
-        self._replies: deque[asyncio.Future[RequestAnswered]] = deque()
+        self._replies: deque[tuple[asyncio.Future[RequestAnswered], _OnSuccess | None]] = deque()
         self._readers: dict[int, Reader] = {}
         self._peer_init: asyncio.Future[PeerInit] = asyncio.get_running_loop().create_future()
         self._closed = asyncio.Event()
         self._error: BaseException | None = None
         self.peer = peer_name(stream_writer)
         self._log = log.bind(peer=self.peer)
+        self._link = _ReaderLink(self._conn, self._request, self._flush, self._forget, self._log)
         self._read_task = asyncio.create_task(self._read_loop(), name="vscard-client-read")
 
     @property
@@ -193,12 +236,18 @@ class Client:
         Raises :class:`ReaderIdInUseError` when the host answers with the id of a reader it
         already holds: that reader stays as it is, with its own ``transmit``.
         """
-        reply = await self._request(lambda c: c.add_reader(name))
-        if reply.reader_id in self._readers:
+        reader = Reader(self._link, VSCARD_UNDEFINED_READER_ID, name, transmit, eager=eager)
+
+        def register(reply: RequestAnswered) -> None:
+            # At the reply, as the connection learns the reader: the host may use it next.
+            if reply.reader_id not in self._readers:
+                reader.reader_id = reply.reader_id
+                self._readers[reply.reader_id] = reader
+
+        reply = await self._request(lambda c: c.add_reader(name), register)
+        if self._readers.get(reply.reader_id) is not reader:
             self._log.info("vscard.one_reader_host", reader_id=reply.reader_id, name=name)
             raise ReaderIdInUseError(name, reply.reader_id)
-        reader = Reader(self, reply.reader_id, name, transmit, eager=eager)
-        self._readers[reply.reader_id] = reader
         self._log.info("vscard.reader_added", reader_id=reply.reader_id, name=name)
         return reader
 
@@ -243,12 +292,14 @@ class Client:
             # QEMU keeps a card across reconnects; forget whatever the last client left there.
             await self._request(lambda c: c.remove_reader(VSCARD_MINIMAL_READER_ID))
 
-    async def _request(self, queue: Callable[[ClientConnection], None]) -> RequestAnswered:
+    async def _request(
+        self, queue: Callable[[ClientConnection], None], on_success: _OnSuccess | None = None, /
+    ) -> RequestAnswered:
         if self.closed:
             raise ConnectionClosedError("connection to the VSCard host is closed")
         queue(self._conn)
         future: asyncio.Future[RequestAnswered] = asyncio.get_running_loop().create_future()
-        self._replies.append(future)
+        self._replies.append((future, on_success))
         await self._flush()
         try:
             async with asyncio.timeout(self._timeout):
@@ -269,9 +320,8 @@ class Client:
             self._writer.write(data)
             await self._writer.drain()
 
-    def _forget(self, reader: Reader) -> None:
-        self._readers.pop(reader.reader_id, None)
-        reader._stop()
+    def _forget(self, reader_id: int) -> None:
+        self._readers.pop(reader_id, None)
 
     async def _read_loop(self) -> None:
         error: BaseException | None = None
@@ -283,7 +333,7 @@ class Client:
                 if self._conn.error is not None:  # a bad frame after the good ones
                     raise self._conn.error
             self._log.info("vscard.disconnected")
-        except ProtocolError as exc:
+        except RemoteProtocolError as exc:
             self._log.warning(
                 "vscard.protocol_error", field=exc.field, value=repr(exc.value), error=str(exc)
             )
@@ -299,20 +349,16 @@ class Client:
             case PeerInit():
                 if not self._peer_init.done():
                     self._peer_init.set_result(event)
-            case RequestAnswered():
-                future = self._replies.popleft()
+            case RequestAnswered(_, _, code):
+                future, on_success = self._replies.popleft()
+                if on_success is not None and code == ErrorCode.SUCCESS:
+                    on_success(event)  # also when its caller gave up: the host did it
                 if not future.done():
                     future.set_result(event)
             case APDURequest(reader_id) | FlushRequested(reader_id):
-                reader = self._readers.get(reader_id)
-                if reader is None:
-                    self._log.warning("vscard.unknown_reader", reader_id=reader_id)
-                    if isinstance(event, FlushRequested):
-                        self._conn.send_flush_complete(reader_id)
-                    else:
-                        self._conn.send_failure(reader_id)
-                else:
-                    await reader._accept(event)
+                # The connection answers those for readers it does not know; it learns and
+                # forgets them at the same replies as self._readers (see _request).
+                await self._readers[reader_id]._accept(event)
             case Unexpected(message, reason):
                 self._log.warning("vscard.unexpected", message=repr(message), reason=reason)
 
@@ -327,7 +373,7 @@ class Client:
             reader._stop()
         closed = ConnectionClosedError("connection to the VSCard host closed")
         futures: list[asyncio.Future[PeerInit] | asyncio.Future[RequestAnswered]]
-        futures = [self._peer_init, *self._replies]
+        futures = [self._peer_init, *(future for future, _ in self._replies)]
         for future in futures:
             if not future.done():
                 future.set_exception(closed)

@@ -32,7 +32,7 @@ from ..errors import (
     APDUFailedError,
     CardRemovedError,
     ConnectionClosedError,
-    ProtocolError,
+    RemoteProtocolError,
 )
 from ..events import (
     APDUAborted,
@@ -220,7 +220,7 @@ class Session:
                     await asyncio.sleep(0)
                     events = conn.receive_data(b"")
             self._log.info("vscard.disconnected")
-        except ProtocolError as error:
+        except RemoteProtocolError as error:
             self._warn(
                 "vscard.protocol_error",
                 field=error.field,
