@@ -213,6 +213,8 @@ class USBIPClient:
             while data := await self._reader.read(READ_SIZE):
                 for event in self._conn.receive_data(data):
                     self._dispatch(event)
+                if self._conn.error is not None:  # a bad reply after the good ones
+                    raise self._conn.error
             self._log.info("usbip.disconnected")
         except USBIPRemoteProtocolError as exc:
             self._log.warning(

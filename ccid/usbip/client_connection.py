@@ -79,6 +79,7 @@ class USBIPClientConnection:
         self._next_seqnum = first_seqnum & _U32
         self._outgoing: list[bytes] = []  # encoded messages, joined once per write
         self._busid = ""
+        self._error: USBIPRemoteProtocolError | None = None
         self.state = USBIPClientState.IDLE
         self.device: ExportedDevice | None = None
         """The imported device, once the server accepted the import."""
@@ -87,6 +88,12 @@ class USBIPClientConnection:
     def pending_urbs(self) -> Mapping[int, CmdSubmit]:
         """URBs submitted and not yet answered, by seqnum (read-only view)."""
         return MappingProxyType(self._pending)
+
+    @property
+    def error(self) -> USBIPRemoteProtocolError | None:
+        """The error the server's bytes caused, or None; once set, :meth:`receive_data`
+        raises it."""
+        return self._error
 
     def data_to_send(self) -> bytes:
         """Return, and forget, the bytes queued for the server."""
@@ -161,14 +168,22 @@ class USBIPClientConnection:
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[USBIPClientEvent]:
         """Consume bytes from the server and return what they answered.
 
-        Raises :class:`USBIPRemoteProtocolError` on malformed input; the connection is then closed.
+        Malformed input is a :class:`USBIPRemoteProtocolError`, kept in :attr:`error`. When
+        replies came before it, their events are returned: act on them, then close. Otherwise
+        the call raises it and the connection is closed; so does every later call.
         """
+        if self._error is not None:
+            self.close()
+            raise self._error
         events: list[USBIPClientEvent] = []
         try:
             self._decoder.feed(data)
             while (reply := self._decoder.next_reply()) is not None:
                 self._handle(reply, events)
-        except USBIPRemoteProtocolError:
+        except USBIPRemoteProtocolError as error:
+            self._error = error
+            if events:
+                return events
             self.close()
             raise
         return events

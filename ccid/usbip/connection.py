@@ -133,6 +133,7 @@ class USBIPServerConnection:
         self._max_requests = max_requests
         self._refused = 0
         self._pending_batch = False
+        self._error: USBIPRemoteProtocolError | None = None
         # Bytes a peer may send before the OP decision is made: one maximal URB.
         self._max_early = URB_HEADER_SIZE + max_transfer_length
         self._pending: dict[int, CmdSubmit] = {}
@@ -154,6 +155,12 @@ class USBIPServerConnection:
         return self._pending_batch
 
     @property
+    def error(self) -> USBIPRemoteProtocolError | None:
+        """The error the importer's bytes caused, or None; once set, :meth:`receive_data`
+        raises it (see :meth:`receive_data`)."""
+        return self._error
+
+    @property
     def refused(self) -> int:
         """URBs refused so far for ``max_pending_urbs``."""
         return self._refused
@@ -173,19 +180,20 @@ class USBIPServerConnection:
         """Consume bytes from the importer; queue replies and return what to do.
 
         At most ``max_requests`` requests are handled (see :attr:`pending`); requests after
-        OP_REQ_IMPORT wait for :meth:`accept_import`, which returns their events. Raises
-        :class:`USBIPRemoteProtocolError` on malformed input or past the ``max_refused_urbs``
-        budget: the connection is then ``CLOSED`` and the socket must close once
-        :meth:`data_to_send` (replies to the requests before the bad one) is written.
+        OP_REQ_IMPORT wait for :meth:`accept_import`, which returns their events. Malformed
+        input, or a request past the ``max_refused_urbs`` budget, is a
+        :class:`USBIPRemoteProtocolError`, kept in :attr:`error`. When requests came before it,
+        their events are returned (their replies queued) and the connection stays open: act on
+        them, write :meth:`data_to_send`, then close. Otherwise the call raises it and the
+        connection is ``CLOSED``; so does every later call.
         """
+        if self._error is not None:
+            self.close()
+            raise self._error
         if self.state is USBIPServerState.CLOSED:
             self._pending_batch = False
             return []
-        try:
-            self._decoder.feed(data)
-        except USBIPRemoteProtocolError:
-            self.close()
-            raise
+        self._decoder.feed(data)  # raises only once failed, when _error is set
         return self._next_batch()
 
     # -- OP phase -------------------------------------------------------------------------
@@ -199,8 +207,8 @@ class USBIPServerConnection:
     def accept_import(self, device: ExportedDevice) -> list[USBIPServerEvent]:
         """Answer OP_REQ_IMPORT with ``device``, whose busid must be the one requested.
 
-        Returns the events of the URB requests that arrived with OP_REQ_IMPORT (a batch, as
-        :meth:`receive_data` returns); it raises as :meth:`receive_data` does.
+        Returns the events of the URB requests that arrived with OP_REQ_IMPORT: a batch, with
+        errors held or raised, as :meth:`receive_data` returns them.
         """
         self._expect(USBIPServerState.DECIDE_IMPORT, "accept_import")
         if device.busid != self._busid:
@@ -300,7 +308,11 @@ class USBIPServerConnection:
                 raise USBIPRemoteProtocolError(
                     "bytes sent before the OP reply", field="stream", value=decoder.buffered
                 )
-        except USBIPRemoteProtocolError:
+        except USBIPRemoteProtocolError as error:
+            self._error = error
+            self._pending_batch = False
+            if events:
+                return events
             self.close()
             raise
         return events

@@ -232,6 +232,8 @@ class _Session:
         while True:
             await self._handle_all(events)
             self._write()
+            if self._conn.error is not None:  # a bad request after the good ones
+                raise self._conn.error
             if not self._conn.pending:
                 return True
             # One batch per loop turn, and nothing more read meanwhile: a peer that packs a

@@ -33,6 +33,7 @@ from ccid.usbip import (
     URBSubmitted,
     URBUnlinked,
     USBIPClientConnection,
+    USBIPClientState,
     USBIPLocalProtocolError,
     USBIPRemoteProtocolError,
     USBIPServerConnection,
@@ -172,6 +173,20 @@ def test_urbs_sent_with_a_refused_import_are_never_run() -> None:
     server.refuse_import(OpStatus.DEV_BUSY)
     assert server.receive_data(b"") == []
     assert server.state is USBIPServerState.CLOSED
+
+
+def test_requests_before_a_bad_one_are_reported_and_the_error_held() -> None:
+    pair = Pair().imported()
+    good = encode_usbip(CmdSubmit(7, DEVICE.devid, Direction.IN, 2, transfer_buffer_length=8))
+    bad = encode_usbip(CmdSubmit(8, 0xDEAD, Direction.IN, 2, transfer_buffer_length=8))
+    (event,) = pair.server.receive_data(good + bad)
+    assert isinstance(event, URBSubmitted)
+    assert pair.server.error is not None
+    assert pair.server.error.field == "CMD_SUBMIT.devid"
+    assert pair.server.complete(7, data=b"ok")  # the good URB may still be answered
+    with pytest.raises(USBIPRemoteProtocolError):
+        pair.server.receive_data(b"")
+    assert pair.server.state is USBIPServerState.CLOSED
 
 
 def test_a_flood_sent_with_the_import_request_comes_in_batches() -> None:
@@ -403,9 +418,16 @@ def test_client_refuses_a_ret_submit_for_a_urb_its_unlink_ended_as_vhci_does() -
     buggy_server = encode_usbip(RetUnlink(unlink, -104)) + encode_usbip(
         RetSubmit(victim, 0, 4, data=b"late")
     )
+    # The good reply comes first, its events too; the error waits in .error.
+    events = pair.client.receive_data(buggy_server)
+    assert [type(event) for event in events] == [URBUnlinked, UnlinkAnswered]
+    error = pair.client.error
+    assert error is not None
+    assert error.field == "RET_SUBMIT.seqnum"
     with pytest.raises(USBIPRemoteProtocolError) as caught:
-        pair.client.receive_data(buggy_server)
-    assert caught.value.field == "RET_SUBMIT.seqnum"
+        pair.client.receive_data(b"")  # sticky
+    assert caught.value is error
+    assert pair.client.state is USBIPClientState.CLOSED
 
 
 def test_client_refuses_a_ret_unlink_carrying_the_victims_seqnum() -> None:

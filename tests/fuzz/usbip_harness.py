@@ -304,6 +304,9 @@ def _check_server(control: int, payload: bytes) -> None:
                 else:
                     server.complete(seqnum, status=URBStatus.EPIPE if seqnum % 5 == 0 else 0)
         check(len(server.pending_urbs) <= max_pending, f"{len(server.pending_urbs)} URBs pending")
+        if server.error is not None:  # good requests, then a bad one: the adapter closes
+            peer.receive(server.data_to_send())
+            return
         buffered = server.buffered
         check(buffered <= URB_HEADER_SIZE + max_transfer, f"{buffered} bytes buffered")
         peer.receive(server.data_to_send())
