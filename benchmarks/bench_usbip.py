@@ -17,7 +17,7 @@ CPU is per round trip and per side: the server process (our USB/IP server, the r
 card: what a deployment runs) and the client process (our client, standing in for the kernel).
 The server's CPU is then split, by timing the layers alone in this process: the sans-IO
 :class:`~ccid.usbip.USBIPServerConnection` (two URBs in, two RET_SUBMITs out), the sans-IO
-:class:`~ccid.Reader`, the :class:`~ccid.CCIDDevice` adapter with its card task (driven
+:class:`~ccid.CCIDReader`, the :class:`~ccid.CCIDDevice` adapter with its card task (driven
 directly, no USB/IP), the asyncio TCP floor (the baseline server's CPU), and the rest: the
 USB/IP server's adapter (a task per URB, its bookkeeping and logging), plus what the layers lose
 to cold caches between syscalls (alone they run warm), so the rest is an upper bound.
@@ -44,7 +44,7 @@ import structlog
 from benchmarks.report import Figure, Section
 from benchmarks.timing import LoopName
 from benchmarks.timing import run as run_on
-from ccid import CCIDDevice, MemoryCard, Reader, ReaderConfiguration
+from ccid import CCIDDevice, CCIDReader, MemoryCard, ReaderConfiguration
 from ccid.card import TEST_ATR
 from ccid.codec import encode
 from ccid.descriptors import BULK_IN, BULK_OUT
@@ -317,25 +317,20 @@ def usbip_connection_step(scenario: Scenario) -> Callable[[], object]:
 
 
 def reader_step(scenario: Scenario) -> Callable[[], object]:
-    """One XfrBlock through a sans-IO Reader, as CCIDDevice drives it."""
-    reader = Reader(ReaderConfiguration(serial="BENCH"))
+    """One XfrBlock through a sans-IO CCIDReader, as CCIDDevice drives it."""
+    reader = CCIDReader(ReaderConfiguration(serial="BENCH"))
     reader.insert_card(TEST_ATR)
     reader.receive_bulk_out(encode(PC_to_RDR_IccPowerOn(0, 0)), 0.0)
     reader.read_bulk_in(XFR_BUFFER)
-    while reader.next_event() is not None:
-        pass
     xfr, response = scenario.xfr_block, scenario.response
 
     def step() -> None:
-        reader.receive_bulk_out(xfr, 0.0)
-        event = reader.next_event()
+        (event,) = reader.receive_bulk_out(xfr, 0.0)
         assert isinstance(event, APDURequested)
         reader.get_timer()
         reader.apdu_response(event.request, response)
-        reader.next_event()
         reader.get_timer()
         reader.read_bulk_in(XFR_BUFFER)
-        reader.next_event()
         reader.get_timer()
 
     return step

@@ -3,28 +3,46 @@
 The layers, bottom up:
 
 - :mod:`ccid.messages` and :mod:`ccid.codec`: the PC_to_RDR / RDR_to_PC wire format.
-- :class:`Reader`: the reader, sans-IO (bulk-OUT bytes in, bulk-IN and interrupt messages out,
-  time as an explicit input); :mod:`ccid.descriptors` and :mod:`ccid.control` for ep0.
-- :class:`Card`: what a card offers a reader; :class:`MemoryCard` for tests.
+- :class:`CCIDReader`: the reader, sans-IO (bulk-OUT bytes in, bulk-IN and interrupt messages
+  pulled per endpoint, each input returning the events it caused for the card side, time as an
+  explicit input), following its :class:`Transaction` table; :mod:`ccid.descriptors` and
+  :mod:`ccid.control` for ep0.
+- :class:`ICC`: what a card in the slot offers a reader; :class:`MemoryCard` for tests.
 - :class:`CCIDDevice`: the asyncio adapter, a :class:`ccid.usb.UsbDevice` for USB/IP, loaded on
   first use: ``import ccid`` costs the sans-IO reader only.
+
+``Reader`` and ``Card`` are the old names of :class:`CCIDReader` and :class:`ICC`, kept for one
+release with a :class:`DeprecationWarning`.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
-from .card import Card, MemoryCard
+from .card import ICC, MemoryCard
 from .configuration import ReaderConfiguration
 from .errors import CCIDError
-from .reader import Reader
+from .reader import CCIDReader
 from .slot import SlotState
+from .transaction import Transaction
 
 if TYPE_CHECKING:
     from .device import CCIDDevice
 
+    Reader = CCIDReader
+    Card = ICC
+
+_DEPRECATED = {"Reader": "CCIDReader", "Card": "ICC"}
+
 
 def __getattr__(name: str) -> object:
+    if name in _DEPRECATED:
+        new = _DEPRECATED[name]
+        warnings.warn(
+            f"ccid.{name} is deprecated, use ccid.{new}", DeprecationWarning, stacklevel=2
+        )
+        return globals()[new]
     if name != "CCIDDevice":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from .device import CCIDDevice
@@ -34,11 +52,12 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "ICC",
     "CCIDDevice",
     "CCIDError",
-    "Card",
+    "CCIDReader",
     "MemoryCard",
-    "Reader",
     "ReaderConfiguration",
     "SlotState",
+    "Transaction",
 ]

@@ -17,8 +17,12 @@ from typing import Final, Protocol
 TEST_ATR: Final = bytes.fromhex("3B 80 81 31 FE 45 8B")
 
 
-class Card(Protocol):
-    """A smart card as a reader uses it."""
+class ICC(Protocol):
+    """A smart card in the reader's slot, as the reader uses it: the CCID spec's ICC.
+
+    Anything with these three members fits: :class:`MemoryCard`, ``cacard``'s emulator
+    (``daemons.emulated_cards.EmulatedCard``), a remote card over VSCard.
+    """
 
     @property
     def atr(self) -> bytes:
@@ -51,7 +55,7 @@ def _success(apdu: bytes) -> bytes:
 
 
 class MemoryCard:
-    """A card in memory: each APDU is answered by ``respond`` (9000 by default).
+    """An :class:`ICC` in memory: each APDU is answered by ``respond`` (9000 by default).
 
     It remembers the last ``history`` APDUs it received and how often it was reset, so tests
     can check what reached the card.

@@ -5,6 +5,9 @@ usbip-win2 send: GET_DESCRIPTOR at every wLength (answered with min(wLength, len
 SET_CONFIGURATION (which resets the CCID state, so no stale answer survives a re-attach),
 SET_INTERFACE, GET_STATUS, CLEAR_FEATURE(ENDPOINT_HALT), usbip-win2's hub-class port reset.
 DEVICE_QUALIFIER stalls: the device is full speed only. Anything unknown stalls.
+
+Three requests reach the reader (SET_CONFIGURATION and a port reset reset it, ABORT starts an
+abort), so a request returns, beside its answer, the events it caused for the card side.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from .descriptors import (
     DescriptorType,
     ReaderDescriptors,
 )
-from .reader import Reader
+from .errors import CCIDError
+from .events import ReaderEvent
+from .reader import CCIDReader
 from .usb import SetupPacket, Stall
 
 log = get_logger("ccid.control")
@@ -74,19 +79,20 @@ _INTERFACE_NUMBER: Final = 0
 class ControlPipe:
     """Answers ep0 requests for one reader; raises :class:`~ccid.usb.Stall` to refuse one."""
 
-    def __init__(self, descriptors: ReaderDescriptors, reader: Reader) -> None:
+    def __init__(self, descriptors: ReaderDescriptors, reader: CCIDReader) -> None:
         self._descriptors = descriptors
         self._reader = reader
         self.configuration = 0
         """The bConfigurationValue set by the host (0: not configured)."""
 
-    def reset(self) -> None:
-        """A USB reset: back to the default state, unconfigured."""
+    def reset(self) -> list[ReaderEvent]:
+        """A USB reset: back to the default state, unconfigured; returns the reader's events."""
         self.configuration = 0
-        self._reader.reset()
+        return self._reader.reset()
 
-    def handle(self, setup: SetupPacket, data: bytes) -> bytes:
-        """Answer one control transfer: at most wLength bytes for IN, b"" for OUT."""
+    def handle(self, setup: SetupPacket, data: bytes) -> tuple[bytes, list[ReaderEvent]]:
+        """Answer one control transfer: at most wLength bytes for IN, b"" for OUT, with the
+        events the request caused in the reader."""
         log.debug(
             "ccid.control",
             bmRequestType=setup.bmRequestType,
@@ -95,7 +101,8 @@ class ControlPipe:
             wIndex=setup.wIndex,
             wLength=setup.wLength,
         )
-        answer = self._answer(setup)
+        events: list[ReaderEvent] = []
+        answer = self._answer(setup, events)
         if answer is None:
             log.debug(
                 "ccid.control_stall", bmRequestType=setup.bmRequestType, bRequest=setup.bRequest
@@ -104,9 +111,9 @@ class ControlPipe:
                 f"bmRequestType=0x{setup.bmRequestType:02X} bRequest=0x{setup.bRequest:02X} "
                 f"wValue=0x{setup.wValue:04X} wIndex=0x{setup.wIndex:04X}"
             )
-        return answer[: setup.wLength] if setup.is_in else b""
+        return (answer[: setup.wLength] if setup.is_in else b""), events
 
-    def _answer(self, setup: SetupPacket) -> bytes | None:
+    def _answer(self, setup: SetupPacket, events: list[ReaderEvent]) -> bytes | None:
         request, value, index = setup.bRequest, setup.wValue, setup.wIndex
         match setup.bmRequestType:
             case RequestType.STANDARD_DEVICE_IN if request == StandardRequest.GET_DESCRIPTOR:
@@ -120,7 +127,7 @@ class ControlPipe:
                     return None
                 log.info("ccid.set_configuration", configuration=value)
                 self.configuration = value
-                self._reader.reset()
+                events += self._reader.reset()
                 return b""
             case RequestType.STANDARD_DEVICE_OUT if request == StandardRequest.SET_ADDRESS:
                 return b""  # vhci answers it itself; accept a transport that forwards it
@@ -150,7 +157,11 @@ class ControlPipe:
             case RequestType.CLASS_INTERFACE_OUT if (
                 request == ClassRequest.ABORT and index & 0xFF == _INTERFACE_NUMBER
             ):
-                return b"" if self._reader.abort_request(value & 0xFF, value >> 8) else None
+                try:
+                    events += self._reader.abort_request(value & 0xFF, value >> 8)
+                except CCIDError:
+                    return None  # no such slot
+                return b""
             case RequestType.CLASS_INTERFACE_IN if (
                 request == ClassRequest.GET_CLOCK_FREQUENCIES and index & 0xFF == _INTERFACE_NUMBER
             ):
@@ -163,7 +174,7 @@ class ControlPipe:
                 request == StandardRequest.SET_FEATURE and value == PORT_RESET
             ):
                 log.info("ccid.port_reset")
-                self.reset()
+                events += self.reset()
                 return b""
             case _:
                 return None

@@ -1,7 +1,7 @@
 """asyncio adapter: the sans-IO reader as a :class:`ccid.usb.UsbDevice` a USB/IP server exports.
 
 It only moves bytes and time: ep0 requests go to :class:`~ccid.control.ControlPipe`, bulk-OUT
-bytes to :class:`~ccid.reader.Reader`; IN transfers wait (parked, never answered empty) until
+bytes to :class:`~ccid.reader.CCIDReader`; IN transfers wait (parked, never answered empty) until
 the reader has a message for them; the card's ``transmit`` runs as a task, and a loop timer
 calls the reader when a time extension is due.
 
@@ -12,18 +12,19 @@ await in between, so an IN transfer cancelled by CMD_UNLINK never loses data.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import ClassVar
 
 from cardfloor.log import get_logger
 
-from .card import Card
+from .card import ICC
 from .configuration import ReaderConfiguration
 from .constants import NOTIFY_SLOT_CHANGE_SIZE
 from .control import ControlPipe
 from .descriptors import BULK_IN, BULK_OUT, INTERRUPT_IN, ReaderDescriptors
 from .errors import CCIDError
-from .events import APDUCancelled, APDURequested, ICCReset
-from .reader import Reader
+from .events import APDUCancelled, APDURequested, ICCReset, ReaderEvent
+from .reader import CCIDReader
 from .slot import SlotState
 from .usb import DeviceSummary, SetupPacket, Stall
 
@@ -42,9 +43,9 @@ class CCIDDevice:
     def __init__(self, config: ReaderConfiguration | None = None) -> None:
         self.config = config if config is not None else ReaderConfiguration()
         self.descriptors = ReaderDescriptors.from_configuration(self.config)
-        self._reader = Reader(self.config)
+        self._reader = CCIDReader(self.config)
         self._control = ControlPipe(self.descriptors, self._reader)
-        self._card: Card | None = None
+        self._card: ICC | None = None
         self._transmits: dict[int, asyncio.Task[None]] = {}
         self._bulk_in_ready = asyncio.Event()
         self._interrupt_ready = asyncio.Event()
@@ -54,7 +55,7 @@ class CCIDDevice:
     # -- the card side --------------------------------------------------------------------
 
     @property
-    def card(self) -> Card | None:
+    def card(self) -> ICC | None:
         """The card in the slot."""
         return self._card
 
@@ -64,24 +65,24 @@ class CCIDDevice:
         return self._reader.slot_state
 
     @property
-    def reader(self) -> Reader:
+    def reader(self) -> CCIDReader:
         """The sans-IO reader behind this device (read its state; do not drive it)."""
         return self._reader
 
-    def insert_card(self, card: Card) -> None:
+    def insert_card(self, card: ICC) -> None:
         """Put ``card`` in the slot (replacing any card there); the host is notified.
 
         Raises :class:`ValueError` when its ATR is one libccid cannot take.
         """
-        self._reader.insert_card(card.atr)
+        events = self._reader.insert_card(card.atr)
         self._card = card
-        self._sync()
+        self._sync(events)
 
     def remove_card(self) -> None:
         """Take the card out; an APDU it was working on is answered with an error at once."""
-        self._reader.remove_card()
+        events = self._reader.remove_card()
         self._card = None
-        self._sync()
+        self._sync(events)
 
     async def aclose(self) -> None:
         """Stop the card's work and the timer (as a USB reset would) and wait for them."""
@@ -101,9 +102,12 @@ class CCIDDevice:
     async def control(self, setup: SetupPacket, data: bytes) -> bytes:
         """An ep0 request: standard and CCID class requests; :class:`Stall` for the rest."""
         try:
-            return self._control.handle(setup, data)
-        finally:
+            answer, events = self._control.handle(setup, data)
+        except Stall:
             self._sync()
+            raise
+        self._sync(events)
+        return answer
 
     async def transfer_in(self, endpoint: int, length: int) -> bytes:
         """Bulk-IN: the next response, at most ``length`` bytes of it at a time. Interrupt-IN:
@@ -135,27 +139,31 @@ class CCIDDevice:
         """
         if endpoint != BULK_OUT:
             raise Stall(f"no OUT endpoint 0x{endpoint:02X}")
+        reader = self._reader
         try:
-            self._reader.receive_bulk_out(data, asyncio.get_running_loop().time())
+            events = reader.receive_bulk_out(data, asyncio.get_running_loop().time())
         except CCIDError as error:
             # The reader dropped the bytes; the next transfer starts a new message.
-            raise Stall(str(error)) from error
-        finally:
             self._sync()
+            raise Stall(str(error)) from error
+        self._sync(events)
+        if reader.error is not None:
+            # Commands before the bad header asked for the card, and were acted on above.
+            raise Stall(str(reader.error)) from reader.error
         return len(data)
 
     def reset(self) -> None:
         """USB port reset: unconfigured, nothing in flight, the card (if any) unpowered."""
-        self._control.reset()
+        events = self._control.reset()
         self._cancel_timer()
-        self._sync()
+        self._sync(events)
 
     # -- internals ------------------------------------------------------------------------
 
-    def _sync(self) -> None:
-        """Act on what the reader asks for; wake parked IN transfers; set the timer."""
+    def _sync(self, events: Iterable[ReaderEvent] = ()) -> None:
+        """Act on the events a reader input returned; wake parked IN transfers; set the timer."""
         reader = self._reader
-        while (event := reader.next_event()) is not None:
+        for event in events:
             match event:
                 case APDURequested(request, apdu):
                     card = self._card
@@ -178,7 +186,7 @@ class CCIDDevice:
         _set(self._interrupt_ready, reader.interrupt_pending)
         self._schedule_timer(reader.get_timer())
 
-    async def _transmit(self, card: Card, request: int, apdu: bytes) -> None:
+    async def _transmit(self, card: ICC, request: int, apdu: bytes) -> None:
         try:
             response = await card.transmit(apdu)
         except asyncio.CancelledError:
@@ -186,11 +194,11 @@ class CCIDDevice:
         except Exception as error:  # the card's failure must not end the reader
             log.warning("ccid.card_failed", request=request, error=repr(error))
             self._transmits.pop(request, None)
-            self._reader.apdu_failed(request)
+            events = self._reader.apdu_failed(request)
         else:
             self._transmits.pop(request, None)
-            self._reader.apdu_response(request, response)
-        self._sync()
+            events = self._reader.apdu_response(request, response)
+        self._sync(events)
 
     def _schedule_timer(self, deadline: float | None) -> None:
         # A timer due no later than the reader's deadline stays armed, and one left over when
@@ -212,8 +220,7 @@ class CCIDDevice:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_deadline = 0.0
-        self._reader.handle_timer(asyncio.get_running_loop().time())
-        self._sync()
+        self._sync(self._reader.handle_timer(asyncio.get_running_loop().time()))
 
 
 def _set(event: asyncio.Event, value: bool) -> None:

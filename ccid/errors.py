@@ -6,10 +6,11 @@ from cardfloor.errors import field_message
 
 
 class CCIDError(Exception):
-    """Bytes that break CCID framing: the message cannot be parsed, so it cannot be answered.
+    """What the host sent cannot be answered in CCID, so the transfer is refused (stalled):
+    bytes that break CCID framing, or an ABORT class request for a slot that does not exist.
 
     ``field`` names what was wrong (``"dwLength"``, ``"bStatus"``...) and ``value`` is what
-    the peer sent there. Semantic faults in a well-framed command (a wrong bSlot, a bad
+    the peer sent there. Semantic faults in a well-framed bulk-OUT command (a wrong bSlot, a bad
     bPowerSelect) are not errors: the reader answers them with bError, as the spec says.
     """
 

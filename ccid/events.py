@@ -1,7 +1,8 @@
-"""What the sans-IO :class:`~ccid.reader.Reader` asks of the side that owns the card.
+"""What the sans-IO :class:`~ccid.reader.CCIDReader` asks of the side that owns the card.
 
 The reader decides *when* the card is used; whoever holds the card (an asyncio adapter, a
-test) does the work and reports back to the reader.
+test) does the work and reports back to the reader. Each of the reader's inputs returns the
+events it caused, in the order the card side must act on them.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class APDURequested:
-    """Send ``apdu`` to the card, then call ``Reader.apdu_response(request, ...)``.
+    """Send ``apdu`` to the card, then call ``CCIDReader.apdu_response(request, ...)``.
 
-    Or ``Reader.apdu_failed(request)`` when the card gives no answer. ``request`` tells this
+    Or ``CCIDReader.apdu_failed(request)`` when the card gives no answer. ``request`` tells this
     APDU from any earlier one whose answer arrives late.
     """
 
@@ -43,4 +44,4 @@ class ICCReset:
 
 
 ReaderEvent = APDURequested | APDUCancelled | ICCReset
-"""Anything :meth:`Reader.next_event` returns."""
+"""What a :class:`~ccid.reader.CCIDReader` input returns a list of."""

@@ -14,7 +14,7 @@ Deliberate choices, each against a fault of QEMU's usb-ccid (QEMU's
 - A command that comes while an XfrBlock is with the card gets CMD_SLOT_BUSY (0xE0).
 - While the card works, a time extension (bStatus 0x80, bError 1) goes out every
   ``time_extension_interval`` seconds, well inside libccid's 3 s read timeout. Time enters
-  only through :meth:`Reader.receive_bulk_out` and :meth:`Reader.handle_timer`.
+  only through :meth:`CCIDReader.receive_bulk_out` and :meth:`CCIDReader.handle_timer`.
 - An answer is matched to its request, never to "the oldest one". libccid does not check
   bSeq on XfrBlock answers, so a late answer the host never read would become the answer to
   its next APDU: every new command first drops responses the host has not read (except the
@@ -23,13 +23,20 @@ Deliberate choices, each against a fault of QEMU's usb-ccid (QEMU's
 
 Which command may come when, and what one that may not is answered, is the transaction table
 of :mod:`ccid.transaction`; the reader keeps one :class:`Transaction` state and follows it.
+
+Driving it follows docs/sans-io.md: each input returns the list of
+:data:`~ccid.events.ReaderEvent` it caused, for the side that holds the card; there is no
+queue to poll. Bytes for the host are pulled per endpoint (:meth:`CCIDReader.read_bulk_in`,
+:meth:`CCIDReader.read_interrupt_in`) rather than with ``data_to_send()``, because a USB host
+polls its endpoints: the device answers an IN transfer when the host asks, with at most the
+length it asks for. Unlike a stream's, a :class:`CCIDError` is not sticky: it refuses (stalls)
+one transfer, and the next starts a new message.
 """
 
 from __future__ import annotations
 
 import itertools
 import struct
-from collections import deque
 
 from cardfloor.iso7816.atr import parse_atr
 from cardfloor.iso7816.trace import command_trace, response_trace
@@ -136,7 +143,7 @@ _XFR_EVENTS: dict[int, TransactionEvent] = {
 }
 
 
-class Reader:
+class CCIDReader:
     """A one-slot CCID reader at extended APDU level. Create one per USB device."""
 
     def __init__(self, config: ReaderConfiguration | None = None) -> None:
@@ -152,7 +159,9 @@ class Reader:
         self._slot = Slot()
         self._responses = ResponseQueue()
         self._notify_pending = False
-        self._events: deque[ReaderEvent] = deque()
+        # What the input being handled asks of the card side; handed over as it returns.
+        self._events: list[ReaderEvent] = []
+        self._error: CCIDError | None = None
         self._requests = itertools.count(1)
         self._state = _IDLE
         # What the state holds: each field means something in the states named only.
@@ -210,24 +219,43 @@ class Reader:
         """A NotifySlotChange waits for an interrupt-IN transfer."""
         return self._notify_pending
 
+    @property
+    def error(self) -> CCIDError | None:
+        """What the last :meth:`receive_bulk_out` held instead of raising, or None.
+
+        Set when that call returned the events of commands that came before a bad header: act
+        on them, then refuse the transfer as if the call had raised.
+        """
+        return self._error
+
     # -- input from the host --------------------------------------------------------------
 
-    def receive_bulk_out(self, data: bytes | bytearray | memoryview, now: float) -> None:
+    def receive_bulk_out(
+        self, data: bytes | bytearray | memoryview, now: float
+    ) -> list[ReaderEvent]:
         """Consume bulk-OUT bytes (split anywhere) at time ``now``; answer what they complete.
 
-        Raises :class:`CCIDError` when a header announces a message longer than
-        dwMaxCCIDMessageLength; commands before it were handled, the bytes after it are
-        dropped, and the next call starts a new message.
+        Returns what the commands ask of the card side. Raises :class:`CCIDError` when a
+        header announces a message longer than dwMaxCCIDMessageLength: commands before it
+        were answered, the bytes after it are dropped, and the next call starts a new message.
+        If those commands asked something of the card side, their events are returned instead
+        and :attr:`error` holds the error.
         """
+        events: list[ReaderEvent] = []
+        self._events = events
+        self._error = None
         self._decoder.feed(data)
         while True:
             try:
                 command = self._decoder.next_command()
             except CCIDError as error:
                 self._log.warning("ccid.bad_message", field=error.field, value=error.value)
-                raise
+                if not events:
+                    raise
+                self._error = error
+                return events
             if command is None:
-                return
+                return events
             self._handle(command, now)
 
     def read_bulk_in(self, max_length: int) -> bytes:
@@ -249,15 +277,17 @@ class Reader:
         self._log.debug("ccid.notify_slot_change", bmSlotICCState=message.bmSlotICCState.hex())
         return encode(message)
 
-    def abort_request(self, bSlot: int, bSeq: int) -> bool:
+    def abort_request(self, bSlot: int, bSeq: int) -> list[ReaderEvent]:
         """The ABORT class request (wValue = bSeq << 8 | bSlot) arrived on ep0.
 
         The command in progress is answered with CMD_ABORTED; the PC_to_RDR_Abort with the
-        same bSeq is answered once both have arrived. Returns False (stall the request) when
-        the slot does not exist.
+        same bSeq is answered once both have arrived. Raises :class:`CCIDError` (field
+        ``bSlot``: stall the request) when the slot does not exist.
         """
         if bSlot != 0:
-            return False
+            raise CCIDError("no such slot", field="bSlot", value=bSlot)
+        events: list[ReaderEvent] = []
+        self._events = events
         self._log.info("ccid.abort_request", bSeq=bSeq)
         if self._state is _ABORT_COMMANDED and bSeq == self._bSeq:
             event = TransactionEvent.PAIRED_ABORT_REQUEST
@@ -270,71 +300,85 @@ class Reader:
             # The held PC_to_RDR_Abort belongs to another procedure: it cannot complete.
             self._answer(self._failure(PC_to_RDR_Abort(0, self._bSeq), SlotError.BAD_SEQ))
         self._abort_half(answer, next_state, bSeq)
-        return True
+        return events
 
     def discard_partial_command(self) -> None:
-        """Forget the bytes of a command not yet complete (CLEAR_FEATURE(HALT) on bulk-OUT)."""
+        """Forget the bytes of a command not yet complete (CLEAR_FEATURE(HALT) on bulk-OUT).
+
+        No command is lost with them, so the card side has nothing to do.
+        """
         if self._decoder.buffered:
             self._log.info("ccid.partial_command_dropped", length=self._decoder.buffered)
         self._decoder.clear()
 
-    def reset(self) -> None:
+    def reset(self) -> list[ReaderEvent]:
         """USB reset or SET_CONFIGURATION: drop every message, command and answer in flight.
 
         The card stays in the slot but loses power, as with a physical reader.
         """
+        events: list[ReaderEvent] = []
+        self._events = events
         self._decoder.clear()
         self._responses.clear()
         self._notify_pending = False
         answer, next_state = TRANSITIONS[self._state, TransactionEvent.USB_RESET]
         if answer is Answer.CANCELLED:
-            self._events.append(APDUCancelled(self._request))
+            events.append(APDUCancelled(self._request))
         self._go(next_state)
         if self._slot.apply(SlotEvent.USB_RESET) is SlotState.PRESENT_ACTIVE:
-            self._events.append(ICCReset(active=False))
+            events.append(ICCReset(active=False))
+        return events
 
     # -- input from the card side ---------------------------------------------------------
 
-    def insert_card(self, atr: bytes) -> None:
+    def insert_card(self, atr: bytes) -> list[ReaderEvent]:
         """A card arrived (replacing any card present). Raises ValueError for a bad ATR."""
         parsed = parse_atr(atr)
+        events: list[ReaderEvent] = []
+        self._events = events
         if self._slot.state is not SlotState.ABSENT:
             self._card_gone()
         self._slot.apply(SlotEvent.INSERT, parsed)
         self._notify_pending = True
         self._log.info("ccid.card_inserted", atr=atr.hex())
+        return events
 
-    def remove_card(self) -> None:
+    def remove_card(self) -> list[ReaderEvent]:
         """The card left. An XfrBlock it was working on is answered with ICC_MUTE at once."""
+        events: list[ReaderEvent] = []
         if self._slot.state is SlotState.ABSENT:
-            return
+            return events
+        self._events = events
         self._card_gone()
         self._slot.apply(SlotEvent.REMOVE)
         self._notify_pending = True
         self._log.info("ccid.card_removed")
+        return events
 
-    def apdu_response(self, request: int, response: bytes) -> None:
+    def apdu_response(self, request: int, response: bytes) -> list[ReaderEvent]:
         """The card answered APDU ``request`` with ``response`` (data and SW1 SW2)."""
+        events: list[ReaderEvent] = []
+        self._events = events
         if not self._card_done(request, TransactionEvent.CARD_ANSWERED):
-            return
+            return events
         bSeq = self._bSeq
         self._log.debug("ccid.apdu", bSeq=bSeq, response=response_trace(response))
         if len(response) > MAX_APDU_SIZE:
             self._log.warning("ccid.response_too_long", bSeq=bSeq, length=len(response))
             self._go(_IDLE)
             self._answer(self._data_block_failure(bSeq, SlotError.XFR_OVERRUN))
-            return
+            return events
         self._rest = response
         self._send_response_block(bSeq, first=True)
+        return events
 
-    def apdu_failed(self, request: int) -> None:
+    def apdu_failed(self, request: int) -> list[ReaderEvent]:
         """The card gave no answer to APDU ``request``: the host gets ICC_MUTE."""
+        events: list[ReaderEvent] = []
+        self._events = events
         if self._card_done(request, TransactionEvent.CARD_FAILED):
             self._answer(self._data_block_failure(self._bSeq, SlotError.ICC_MUTE))
-
-    def next_event(self) -> ReaderEvent | None:
-        """The next thing the card side must do, or None."""
-        return self._events.popleft() if self._events else None
+        return events
 
     # -- time -----------------------------------------------------------------------------
 
@@ -342,10 +386,12 @@ class Reader:
         """When :meth:`handle_timer` must next be called, or None when no timer is needed."""
         return self._deadline if self._state is _CARD_BUSY else None
 
-    def handle_timer(self, now: float) -> None:
+    def handle_timer(self, now: float) -> list[ReaderEvent]:
         """Send a time extension if one is due at ``now`` and the host has read everything."""
+        events: list[ReaderEvent] = []
         if self._state is not _CARD_BUSY or now < self._deadline:
-            return
+            return events
+        self._events = events
         # An unread message means the host is not waiting yet; one extension per read.
         if not self._responses:
             self._answer(
@@ -358,6 +404,7 @@ class Reader:
                 )
             )
         self._deadline = now + self._config.time_extension_interval
+        return events
 
     # -- commands -------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ examples:
 
 
 class RemoteCard:
-    """A card in a VSCard client's reader, as a :class:`ccid.card.Card`."""
+    """A card in a VSCard client's reader, as a :class:`ccid.ICC`."""
 
     def __init__(self, session: vscard.Session, reader_id: int, atr: bytes) -> None:
         self._session = session

@@ -51,7 +51,7 @@ class EmulatedCard:
         self._card.power_on()
 
     def reset(self) -> None:
-        """A reader powered the card up or down (``ccid.Card``)."""
+        """A reader powered the card up or down (``ccid.ICC``)."""
         self._card.power_on()
 
     async def transmit(self, apdu: bytes) -> bytes:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ccid import Reader, ReaderConfiguration
+from ccid import CCIDReader, ReaderConfiguration
 from ccid.card import TEST_ATR
 from ccid.codec import encode
 from ccid.control import ControlPipe
@@ -20,8 +20,8 @@ CONFIG = ReaderConfiguration(serial="0123456789AB")
 DESCRIPTORS = ReaderDescriptors.from_configuration(CONFIG)
 
 
-def pipe() -> tuple[ControlPipe, Reader]:
-    reader = Reader(CONFIG)
+def pipe() -> tuple[ControlPipe, CCIDReader]:
+    reader = CCIDReader(CONFIG)
     return ControlPipe(DESCRIPTORS, reader), reader
 
 
@@ -56,7 +56,7 @@ def test_descriptors_are_answered_with_at_most_wlength_bytes(
     setup: SetupPacket, expected: bytes
 ) -> None:
     control, _ = pipe()
-    assert control.handle(setup, b"") == expected
+    assert control.handle(setup, b"") == (expected, [])
 
 
 @pytest.mark.parametrize(
@@ -90,10 +90,10 @@ def test_set_configuration_configures_and_resets_the_ccid_state() -> None:
     control, reader = pipe()
     reader.insert_card(TEST_ATR)
     reader.receive_bulk_out(encode(PC_to_RDR_IccPowerOn(0, 1)), 0.0)
-    assert control.handle(request(0x80, 8, 0, 0, 1), b"") == b"\x00"
-    assert control.handle(request(0x00, 9, 1), b"") == b""
+    assert control.handle(request(0x80, 8, 0, 0, 1), b"") == (b"\x00", [])
+    assert control.handle(request(0x00, 9, 1), b"") == (b"", [ICCReset(active=False)])
     assert control.configuration == 1
-    assert control.handle(request(0x80, 8, 0, 0, 1), b"") == b"\x01"
+    assert control.handle(request(0x80, 8, 0, 0, 1), b"") == (b"\x01", [])
     # The unread PowerOn answer is gone and the card is unpowered, as after a re-plug.
     assert reader.read_bulk_in(64) == b""
     assert reader.slot_state is SlotState.PRESENT_INACTIVE
@@ -102,13 +102,17 @@ def test_set_configuration_configures_and_resets_the_ccid_state() -> None:
 def test_set_configuration_cancels_an_apdu_in_flight() -> None:
     control, reader = pipe()
     reader.insert_card(TEST_ATR)
-    reader.receive_bulk_out(encode(PC_to_RDR_IccPowerOn(0, 1)), 0.0)
-    reader.receive_bulk_out(encode(PC_to_RDR_XfrBlock(0, 2, b"\x00\xa4\x04\x00")), 0.0)
-    assert reader.next_event() == ICCReset(active=True)
-    requested = reader.next_event()
+    assert reader.receive_bulk_out(encode(PC_to_RDR_IccPowerOn(0, 1)), 0.0) == [
+        ICCReset(active=True)
+    ]
+    (requested,) = reader.receive_bulk_out(
+        encode(PC_to_RDR_XfrBlock(0, 2, b"\x00\xa4\x04\x00")), 0.0
+    )
     assert isinstance(requested, APDURequested)
-    control.handle(request(0x00, 9, 1), b"")
-    assert reader.next_event() == APDUCancelled(requested.request)
+    assert control.handle(request(0x00, 9, 1), b"") == (
+        b"",
+        [APDUCancelled(requested.request), ICCReset(active=False)],
+    )
     assert reader.read_bulk_in(64) == b""
 
 
@@ -127,7 +131,7 @@ def test_set_configuration_cancels_an_apdu_in_flight() -> None:
 )
 def test_standard_requests_libusb_and_the_kernel_send(setup: SetupPacket, expected: bytes) -> None:
     control, _ = pipe()
-    assert control.handle(setup, b"") == expected
+    assert control.handle(setup, b"") == (expected, [])
 
 
 def test_clear_halt_on_bulk_out_forgets_a_partial_command() -> None:
@@ -140,14 +144,14 @@ def test_clear_halt_on_bulk_out_forgets_a_partial_command() -> None:
 
 def test_class_requests_list_the_clock_and_the_data_rates() -> None:
     control, _ = pipe()
-    assert control.handle(request(0xA1, 2, 0, 0, 256), b"") == bytes.fromhex("A00F0000")
-    assert control.handle(request(0xA1, 3, 0, 0, 256), b"") == bytes.fromhex("002A0000 16400500")
-    assert control.handle(request(0xA1, 3, 0, 0, 4), b"") == bytes.fromhex("002A0000")
+    assert control.handle(request(0xA1, 2, 0, 0, 256), b"")[0] == bytes.fromhex("A00F0000")
+    assert control.handle(request(0xA1, 3, 0, 0, 256), b"")[0] == bytes.fromhex("002A0000 16400500")
+    assert control.handle(request(0xA1, 3, 0, 0, 4), b"")[0] == bytes.fromhex("002A0000")
 
 
 def test_abort_class_request_starts_the_abort_procedure() -> None:
     control, reader = pipe()
-    assert control.handle(request(0x21, 1, 0x0700), b"") == b""
+    assert control.handle(request(0x21, 1, 0x0700), b"") == (b"", [])
     assert reader.busy
 
 
@@ -157,7 +161,21 @@ def test_usbip_win2_port_reset_resets_the_device() -> None:
     reader.receive_bulk_out(encode(PC_to_RDR_IccPowerOn(0, 1)), 0.0)
     control.handle(request(0x00, 9, 1), b"")
     reader.receive_bulk_out(encode(PC_to_RDR_IccPowerOn(0, 2)), 0.0)
-    assert control.handle(request(0x23, 3, 4, 1), b"") == b""
+    assert control.handle(request(0x23, 3, 4, 1), b"") == (b"", [ICCReset(active=False)])
     assert control.configuration == 0
     assert reader.read_bulk_in(64) == b""
     assert reader.slot_state is SlotState.PRESENT_INACTIVE
+
+
+def test_abort_class_request_cancels_the_apdu_with_the_card() -> None:
+    control, reader = pipe()
+    reader.insert_card(TEST_ATR)
+    reader.receive_bulk_out(encode(PC_to_RDR_IccPowerOn(0, 1)), 0.0)
+    (requested,) = reader.receive_bulk_out(
+        encode(PC_to_RDR_XfrBlock(0, 2, b"\x00\xa4\x04\x00")), 0.0
+    )
+    assert isinstance(requested, APDURequested)
+    assert control.handle(request(0x21, 1, 0x0300), b"") == (
+        b"",
+        [APDUCancelled(requested.request)],
+    )

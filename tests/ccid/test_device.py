@@ -244,6 +244,34 @@ async def test_an_oversized_message_stalls_its_transfer_and_the_next_one_works()
     assert await receive(device, 10) == RDR_to_PC_SlotStatus(0, 2, ICCStatus.NOT_PRESENT)
 
 
+async def test_an_apdu_before_an_oversized_header_reaches_the_card_though_the_transfer_stalls() -> (
+    None
+):
+    device = make_device()
+    card = await powered(device)
+    wire = encode(PC_to_RDR_XfrBlock(0, 1, SELECT)) + bytes.fromhex("6F FFFFFFFF 00 02 000000")
+    with pytest.raises(Stall, match="dwLength"):
+        await device.transfer_out(BULK_OUT, wire)
+    assert await receive(device) == RDR_to_PC_DataBlock(0, 1, ACTIVE, abData=OK)
+    assert list(card.apdus) == [SELECT]
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [SetupPacket(0x21, 1, 0x0200, 0, 0), SetupPacket(0x00, 9, 1, 0, 0)],
+    ids=["abort", "set-configuration"],
+)
+async def test_ep0_requests_that_end_the_apdu_stop_the_card(setup: SetupPacket) -> None:
+    device = make_device()
+    card = await powered(device, GatedCard())
+    assert isinstance(card, GatedCard)
+    await send(device, PC_to_RDR_XfrBlock(0, 1, SELECT))
+    await run_ready_tasks()
+    assert await device.control(setup, b"") == b""
+    await run_ready_tasks()
+    assert card.cancelled
+
+
 async def test_endpoints_the_reader_lacks_and_impossible_lengths_stall() -> None:
     device = make_device()
     with pytest.raises(Stall):

@@ -1,6 +1,7 @@
 """The sans-IO reader answers every PC_to_RDR command as CCID rev 1.1 and libccid expect:
 the right response type and bStatus/bError, busy, abort, chaining, time extension, cards
-coming and going mid-APDU. Time is driven explicitly."""
+coming and going mid-APDU. Time is driven explicitly; what the card side must do is what the
+reader's inputs return."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccid import CCIDError, Reader, ReaderConfiguration, SlotState
+from ccid import CCIDError, CCIDReader, ReaderConfiguration, SlotState
 from ccid.card import TEST_ATR
 from ccid.codec import decode_interrupt, decode_response, encode
 from ccid.constants import MAX_APDU_SIZE, ChainParameter, CommandStatus, ICCStatus, SlotError
@@ -41,6 +42,8 @@ from ccid.messages import (
     UnknownCommand,
 )
 
+from .card_side import RecordingReader
+
 ACTIVE = ICCStatus.PRESENT_ACTIVE
 INACTIVE = ICCStatus.PRESENT_INACTIVE
 ABSENT = ICCStatus.NOT_PRESENT
@@ -56,7 +59,7 @@ class Host:
     """libccid's side of the bulk and interrupt pipes, with a clock the test drives."""
 
     def __init__(self, config: ReaderConfiguration | None = None) -> None:
-        self.reader = Reader(config or ReaderConfiguration(serial="TEST"))
+        self.reader = RecordingReader(config or ReaderConfiguration(serial="TEST"))
         self.now = 0.0
 
     def send(self, *commands: Command) -> None:
@@ -74,10 +77,8 @@ class Host:
         return response
 
     def events(self) -> list[ReaderEvent]:
-        out = []
-        while (event := self.reader.next_event()) is not None:
-            out.append(event)
-        return out
+        """What the inputs since the last call asked of the card side, in order."""
+        return self.reader.take_events()
 
     def notification(self) -> bytes | None:
         return self.reader.read_interrupt_in()
@@ -107,6 +108,15 @@ def powered(config: ReaderConfiguration | None = None) -> Host:
     host.ask(PC_to_RDR_IccPowerOn(0, 0))
     host.events()
     return host
+
+
+def test_the_old_names_still_work_for_one_release_with_a_warning() -> None:
+    import ccid
+
+    with pytest.warns(DeprecationWarning, match="ccid.CCIDReader"):
+        assert ccid.Reader is CCIDReader
+    with pytest.warns(DeprecationWarning, match="ccid.ICC"):
+        assert ccid.Card is ccid.ICC
 
 
 # -- slot state and NotifySlotChange ----------------------------------------------------------
@@ -600,8 +610,8 @@ def test_power_off_forgets_a_chain_in_progress() -> None:
 def test_abort_request_then_command_ends_the_apdu_and_answers_the_abort() -> None:
     host = powered()
     request = host.xfr(5)
-    assert host.reader.abort_request(0, 6)
-    assert host.events() == [APDUCancelled(request)]
+    assert host.reader.abort_request(0, 6) == [APDUCancelled(request)]
+    host.events()
     assert host.responses() == [RDR_to_PC_DataBlock(0, 5, ACTIVE, FAILED, SlotError.CMD_ABORTED)]
     # Until the bulk half arrives, other commands find the slot busy.
     assert host.ask(PC_to_RDR_GetSlotStatus(0, 7)).bError == SlotError.CMD_SLOT_BUSY
@@ -617,7 +627,7 @@ def test_abort_command_first_is_answered_when_the_class_request_follows() -> Non
     host.send(PC_to_RDR_Abort(0, 6))
     assert host.events() == [APDUCancelled(request)]
     assert host.responses() == [RDR_to_PC_DataBlock(0, 5, ACTIVE, FAILED, SlotError.CMD_ABORTED)]
-    assert host.reader.abort_request(0, 6)
+    assert host.reader.abort_request(0, 6) == []
     assert host.responses() == [RDR_to_PC_SlotStatus(0, 6, ACTIVE)]
     assert not host.reader.busy
 
@@ -658,13 +668,20 @@ def test_abort_halves_with_different_bseq_do_not_match() -> None:
     assert host.ask(PC_to_RDR_Abort(0, 2)).bError == SlotError.BAD_SEQ
     assert host.ask(PC_to_RDR_Abort(0, 1)) == RDR_to_PC_SlotStatus(0, 1, ACTIVE)
     host.send(PC_to_RDR_Abort(0, 3))
-    assert host.reader.abort_request(0, 4)
+    assert host.reader.abort_request(0, 4) == []
     assert host.responses() == [RDR_to_PC_SlotStatus(0, 3, ACTIVE, FAILED, SlotError.BAD_SEQ)]
     assert host.ask(PC_to_RDR_Abort(0, 4)) == RDR_to_PC_SlotStatus(0, 4, ACTIVE)
 
 
-def test_abort_request_for_a_slot_that_does_not_exist_is_refused() -> None:
-    assert not powered().reader.abort_request(1, 0)
+def test_abort_request_for_a_slot_that_does_not_exist_is_refused_naming_bslot() -> None:
+    host = powered()
+    request = host.xfr(5)
+    with pytest.raises(CCIDError) as caught:
+        host.reader.abort_request(1, 5)
+    assert (caught.value.field, caught.value.value) == ("bSlot", 1)
+    # Nothing was aborted: the APDU is still with the card.
+    host.reader.apdu_response(request, OK)
+    assert host.responses() == [RDR_to_PC_DataBlock(0, 5, ACTIVE, abData=OK)]
 
 
 # -- USB reset ----------------------------------------------------------------------------------
@@ -709,6 +726,54 @@ def test_an_oversized_message_raises_after_answering_what_came_before_it() -> No
     assert caught.value.field == "dwLength"
     assert host.responses() == [RDR_to_PC_SlotStatus(0, 1, ACTIVE)]
     assert host.ask(PC_to_RDR_GetSlotStatus(0, 3)) == RDR_to_PC_SlotStatus(0, 3, ACTIVE)
+
+
+def test_commands_before_an_oversized_message_still_reach_the_card_and_the_error_is_held() -> None:
+    host = powered()
+    bad = bytes.fromhex("6F 13000100 00 02 000000")  # dwLength 65555
+    (event,) = host.reader.receive_bulk_out(encode(PC_to_RDR_XfrBlock(0, 1, SELECT)) + bad, 0.0)
+    assert isinstance(event, APDURequested)
+    assert event.apdu == SELECT
+    error = host.reader.error
+    assert error is not None
+    assert (error.field, error.value) == ("dwLength", 65555)
+    host.reader.receive_bulk_out(b"", 0.0)
+    assert host.reader.error is None
+
+
+def test_each_input_returns_what_it_asks_of_the_card_side() -> None:
+    reader = CCIDReader(ReaderConfiguration(serial="TEST"))
+    assert reader.insert_card(TEST_ATR) == []
+    assert reader.receive_bulk_out(encode(PC_to_RDR_IccPowerOn(0, 0)), 0.0) == [
+        ICCReset(active=True)
+    ]
+    (requested,) = reader.receive_bulk_out(encode(PC_to_RDR_XfrBlock(0, 1, SELECT)), 0.0)
+    assert isinstance(requested, APDURequested)
+    assert reader.handle_timer(5.0) == []
+    assert reader.apdu_response(requested.request, OK) == []
+    (second,) = reader.receive_bulk_out(encode(PC_to_RDR_XfrBlock(0, 2, SELECT)), 0.0)
+    assert isinstance(second, APDURequested)
+    assert reader.insert_card(TEST_ATR) == [APDUCancelled(second.request)]  # a new card
+    assert reader.receive_bulk_out(encode(PC_to_RDR_IccPowerOn(0, 3)), 0.0) == [
+        ICCReset(active=True)
+    ]
+    (third,) = reader.receive_bulk_out(encode(PC_to_RDR_XfrBlock(0, 4, SELECT)), 0.0)
+    assert isinstance(third, APDURequested)
+    assert reader.abort_request(0, 5) == [APDUCancelled(third.request)]
+    assert reader.receive_bulk_out(encode(PC_to_RDR_Abort(0, 5)), 0.0) == []
+    (fourth,) = reader.receive_bulk_out(encode(PC_to_RDR_XfrBlock(0, 6, SELECT)), 0.0)
+    assert isinstance(fourth, APDURequested)
+    assert reader.apdu_failed(fourth.request) == []
+    (fifth,) = reader.receive_bulk_out(encode(PC_to_RDR_XfrBlock(0, 7, SELECT)), 0.0)
+    assert isinstance(fifth, APDURequested)
+    assert reader.reset() == [APDUCancelled(fifth.request), ICCReset(active=False)]
+    assert reader.receive_bulk_out(encode(PC_to_RDR_IccPowerOn(0, 8)), 0.0) == [
+        ICCReset(active=True)
+    ]
+    (sixth,) = reader.receive_bulk_out(encode(PC_to_RDR_XfrBlock(0, 9, SELECT)), 0.0)
+    assert isinstance(sixth, APDURequested)
+    assert reader.remove_card() == [APDUCancelled(sixth.request)]
+    assert reader.remove_card() == []
 
 
 def test_bulk_in_reads_get_at_most_what_they_ask_for() -> None:

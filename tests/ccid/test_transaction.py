@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ccid import Reader, ReaderConfiguration
+from ccid import CCIDError, ReaderConfiguration
 from ccid.card import TEST_ATR
 from ccid.codec import decode_response, encode
 from ccid.constants import ChainParameter, CommandStatus, ICCStatus, SlotError
@@ -33,6 +33,8 @@ from ccid.messages import (
     Response,
 )
 from ccid.transaction import TRANSITIONS, Transaction, TransactionEvent
+
+from .card_side import RecordingReader
 
 IDLE = Transaction.IDLE
 COMMAND_CHAIN = Transaction.COMMAND_CHAIN
@@ -72,7 +74,7 @@ class Host:
     """libccid's side of the pipes and the card side, for one transaction."""
 
     def __init__(self) -> None:
-        self.reader = Reader(SMALL)
+        self.reader = RecordingReader(SMALL)
         self.request = 0  # the APDU with the card, once one went there
 
     def send(self, command: Command) -> None:
@@ -86,7 +88,7 @@ class Host:
 
     def card_side(self) -> list[object]:
         out: list[object] = []
-        while (event := self.reader.next_event()) is not None:
+        for event in self.reader.take_events():
             if isinstance(event, APDURequested):
                 self.request = event.request
                 out.append(ToCard(event.apdu))
@@ -383,7 +385,8 @@ def test_a_command_for_another_slot_fails_bad_slot_and_changes_nothing(
     assert host.answers() == [RDR_to_PC_DataBlock(1, 9, NO_ICC, FAILED, SlotError.BAD_SLOT)]
     assert host.card_side() == []
     assert host.reader.transaction is state
-    assert not host.reader.abort_request(1, 9)
+    with pytest.raises(CCIDError, match="bSlot"):
+        host.reader.abort_request(1, 9)
     assert host.reader.transaction is state
 
 

@@ -5,23 +5,26 @@ Control byte: bit 0 inserts a card first, bit 1 sets the smallest dwMaxCCIDMessa
 Escape). The payload is a script of operations, each an opcode byte and its arguments:
 
 ==  ==============  ==================================================================
-0   bulk-OUT        u16 length, bytes: :meth:`Reader.receive_bulk_out`
-1   bulk-IN         u16 max_length: :meth:`Reader.read_bulk_in` until an answer is whole
-2   time            u8 sixteenths of a second pass: :meth:`Reader.handle_timer`
+0   bulk-OUT        u16 length, bytes: :meth:`CCIDReader.receive_bulk_out`
+1   bulk-IN         u16 max_length: :meth:`CCIDReader.read_bulk_in` until an answer is whole
+2   time            u8 sixteenths of a second pass: :meth:`CCIDReader.handle_timer`
 3   card answers    u16 length, bytes (bit 15: 3 x low bits of 0x61 instead): apdu_response
-4   card fails      :meth:`Reader.apdu_failed`
-5   insert          u8 length, ATR bytes: :meth:`Reader.insert_card`
-6   remove          :meth:`Reader.remove_card`
+4   card fails      :meth:`CCIDReader.apdu_failed`
+5   insert          u8 length, ATR bytes: :meth:`CCIDReader.insert_card`
+6   remove          :meth:`CCIDReader.remove_card`
 7   ep0             8-byte SETUP, u16 length, data: :meth:`ControlPipe.handle`
 8   USB reset       :meth:`ControlPipe.reset`
-9   interrupt-IN    :meth:`Reader.read_interrupt_in`
+9   interrupt-IN    :meth:`CCIDReader.read_interrupt_in`
 10  late answer     u8 request id: an answer to a request that may be long gone
 ==  ==============  ==================================================================
 
 Bugs: any exception but :class:`ccid.CCIDError` (bulk-OUT framing), ``ValueError`` (a bad
 ATR) and :class:`ccid.usb.Stall` (ep0); a bulk-IN or interrupt message that does not decode;
 a transfer longer than asked or mixing two messages; more than one APDU with the card at a
-time; queued answers or buffered bytes growing past their bounds.
+time; queued answers or buffered bytes growing past their bounds; an error held in
+``CCIDReader.error`` with no events returned beside it.
+
+Each step acts on the events its input returned, as :class:`ccid.CCIDDevice` does.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Final
 
-from ccid import CCIDError, Reader, ReaderConfiguration
+from ccid import CCIDError, CCIDReader, ReaderConfiguration
 from ccid.card import TEST_ATR
 from ccid.codec import decode_interrupt, decode_response, encode
 from ccid.constants import (
@@ -43,7 +46,7 @@ from ccid.constants import (
 )
 from ccid.control import ControlPipe
 from ccid.descriptors import ReaderDescriptors
-from ccid.events import APDUCancelled, APDURequested
+from ccid.events import APDUCancelled, APDURequested, ReaderEvent
 from ccid.messages import (
     Command,
     PC_to_RDR_Abort,
@@ -113,14 +116,14 @@ class _Script:
 class _Host:
     """The host's view: what it has read, and which APDU the card side holds."""
 
-    reader: Reader
+    reader: CCIDReader
     pipe: ControlPipe
     max_length: int
     now: float = 0.0
     outstanding: list[int] = field(default_factory=list)
 
-    def events(self) -> None:
-        while (event := self.reader.next_event()) is not None:
+    def events(self, events: list[ReaderEvent]) -> None:
+        for event in events:
             if isinstance(event, APDURequested):
                 self.outstanding.append(event.request)
                 check(len(event.apdu) <= MAX_APDU_SIZE, f"an APDU of {len(event.apdu)} bytes")
@@ -154,59 +157,62 @@ class _Host:
                 decode_response(bytes(partial))  # a CCIDError here is the reader's bug
                 return
 
-    def answer(self, request: int, response: bytes) -> None:
+    def answer(self, request: int, response: bytes) -> list[ReaderEvent]:
         if request in self.outstanding:
             self.outstanding.remove(request)
-        self.reader.apdu_response(request, response)
+        return self.reader.apdu_response(request, response)
 
-    def control(self, setup: SetupPacket, data: bytes) -> None:
+    def control(self, setup: SetupPacket, data: bytes) -> list[ReaderEvent]:
         try:
-            answer = self.pipe.handle(setup, data)
+            answer, events = self.pipe.handle(setup, data)
         except Stall:
-            return
+            return []
         check(len(answer) <= (setup.wLength if setup.is_in else 0), "ep0 answered too much")
+        return events
 
 
 def _step(host: _Host, script: _Script) -> None:
     reader = host.reader
     op = script.u8() % 11
+    events: list[ReaderEvent] = []
     if op == BULK_OUT:
         data = script.take(script.u16())
         with contextlib.suppress(CCIDError):
-            reader.receive_bulk_out(data, host.now)
+            events = reader.receive_bulk_out(data, host.now)
+            check(reader.error is None or bool(events), "an error held with nothing beside it")
     elif op == BULK_IN:
         host.read_message(script.u16())
     elif op == TIME:
         host.now += script.u8() / 16
         timer = reader.get_timer()
         check(timer is None or reader.busy, "a timer without an APDU")
-        reader.handle_timer(host.now)
+        events = reader.handle_timer(host.now)
     elif op == ANSWER:
         length = script.u16()
         response = b"\x61" * (3 * (length & 0x7FFF)) if length & 0x8000 else script.take(length)
         if host.outstanding:
-            host.answer(host.outstanding[0], response)
+            events = host.answer(host.outstanding[0], response)
     elif op == FAIL:
         if host.outstanding:
             request = host.outstanding.pop(0)
-            reader.apdu_failed(request)
+            events = reader.apdu_failed(request)
     elif op == INSERT:
         with contextlib.suppress(ValueError):
-            reader.insert_card(script.take(script.u8()))
+            events = reader.insert_card(script.take(script.u8()))
     elif op == REMOVE:
-        reader.remove_card()
+        events = reader.remove_card()
     elif op == EP0:
         setup = SetupPacket.from_bytes(script.take(8).ljust(8, b"\0"))
-        host.control(setup, script.take(script.u16()))
+        events = host.control(setup, script.take(script.u16()))
     elif op == RESET:
-        host.pipe.reset()
+        events = host.pipe.reset()
     elif op == INTERRUPT:
         message = reader.read_interrupt_in()
         if message is not None:
             check(isinstance(decode_interrupt(message), RDR_to_PC_NotifySlotChange), "interrupt")
     else:  # LATE
-        host.answer(script.u8(), b"\x90\x00")
-    host.events()
+        events = host.answer(script.u8(), b"\x90\x00")
+    host.events(events)
     host.bounds()
 
 
@@ -214,10 +220,10 @@ def fuzz_one(data: bytes) -> None:
     """Run the script in ``data`` against a fresh reader."""
     control, payload = split_input(data)
     config, descriptors = _CONFIGURATIONS[(control >> 1) & 0x3]
-    reader = Reader(config)
+    reader = CCIDReader(config)
     host = _Host(reader, ControlPipe(descriptors, reader), config.max_message_length)
     if control & 0x1:
-        reader.insert_card(TEST_ATR)
+        host.events(reader.insert_card(TEST_ATR))
     script = _Script(payload)
     while not script.done:
         _step(host, script)
