@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ccid.descriptors import BULK_IN
-from ccid.usbip import CmdSubmit, Direction, OpReqImport, encode, list_devices
+from ccid.usbip import CmdSubmit, Direction, OpReqImport, encode_usbip, list_devices
 from ccid.usbip.connection import DEFAULT_MAX_PENDING_URBS, DEFAULT_MAX_REFUSED_URBS
 
 from .passthru_process import PassthruProcess, running_passthru
@@ -26,8 +26,11 @@ MIN_APDUS = 300
 FLOOD_URBS_PER_ROUND = DEFAULT_MAX_PENDING_URBS + DEFAULT_MAX_REFUSED_URBS + 1
 #: URBs a round sends at most: 4.8 MB of CMD_SUBMIT headers, in 64 KiB writes.
 FLOOD_URBS = 100_000
-#: What the well-behaved reader must keep while the flood runs (loopback, two shared cores).
-MAX_LATENCY = 0.25
+#: What the well-behaved reader must keep while the flood runs (loopback, two shared cores): 99 %
+#: of APDUs within 250 ms and every one within 1 s (a CI machine's neighbours may pause any
+#: process for a moment; the flood must not).
+P99_LATENCY = 0.25
+MAX_LATENCY = 1.0
 MEDIAN_LATENCY = 0.02
 ENOMEM = -12
 
@@ -67,7 +70,7 @@ class LogWatch:
 def flood_wire(devid: int) -> list[bytes]:
     """FLOOD_URBS bulk IN CMD_SUBMITs (seqnums 1 on), in 64 KiB writes: built once, as a
     flooder would, so the test's own CPU goes to the well-behaved reader."""
-    template = encode(CmdSubmit(0, devid, Direction.IN, BULK_IN & 0x0F, 0, 64))
+    template = encode_usbip(CmdSubmit(0, devid, Direction.IN, BULK_IN & 0x0F, 0, 64))
     wire = bytearray(template * FLOOD_URBS)
     for index in range(FLOOD_URBS):
         struct.pack_into(">I", wire, index * 48 + 4, index + 1)
@@ -79,7 +82,7 @@ async def flood_once(port: int, busid: str, wire: list[bytes]) -> int:
     """Import ``busid``, then send bulk IN URBs (they park; past the limit they are refused)
     until the server cuts the connection. Returns the -12 replies read."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(encode(OpReqImport(busid)))
+    writer.write(encode_usbip(OpReqImport(busid)))
     reply = await reader.readexactly(8 + 312)
     assert reply[4:8] == bytes(4), "import refused"
     refused = 0
@@ -155,6 +158,8 @@ async def test_a_flooding_importer_is_cut_off_and_another_reader_keeps_answering
         assert len(cut) + sum(line["suppressed"] for line in cut) <= rounds
         # The other reader went on answering, promptly, all along.
         assert max(latencies) < MAX_LATENCY, f"slowest APDU {max(latencies) * 1e3:.1f} ms"
+        p99 = statistics.quantiles(latencies, n=100)[98]
+        assert p99 < P99_LATENCY, f"99th percentile {p99 * 1e3:.1f} ms"
         assert statistics.median(latencies) < MEDIAN_LATENCY
         # A few lines per round (connection, import, detach), not one per refused URB.
         lines = len(log.lines) - start
