@@ -66,7 +66,7 @@ TARGETS: Final = {
         Target(
             "ccid-reader",
             "tests.fuzz.ccid_reader_harness",
-            "ccid.Reader and its ep0 ControlPipe, driven by host and card events",
+            "ccid.CCIDReader and its ep0 ControlPipe, driven by host and card events",
         ),
         Target(
             "usbip",
