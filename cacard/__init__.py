@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cardfloor.iso7816.apdu import CommandAPDU, Response, StatusWord
+from cardfloor.lazy import lazy_exports
 
 from .atr import CAC_ATR, CAC_ATR_T1
 from .backends import (
@@ -43,15 +44,10 @@ if TYPE_CHECKING:
     from .vpcd import VpcdConnection, serve_vpcd
 
 
-def __getattr__(name: str) -> object:
-    # The vpcd bridge is an asyncio server: loaded on first use, so that the card imports alone.
-    if name not in ("VpcdConnection", "serve_vpcd"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import vpcd
-
-    value = getattr(vpcd, name)
-    globals()[name] = value
-    return value
+# The vpcd bridge is an asyncio server: loaded on first use, so that the card imports alone.
+__getattr__, __dir__ = lazy_exports(
+    __name__, globals(), dict.fromkeys(("VpcdConnection", "serve_vpcd"), ".vpcd")
+)
 
 
 __all__ = [

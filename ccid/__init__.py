@@ -17,8 +17,9 @@ release with a :class:`DeprecationWarning`.
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING
+
+from cardfloor.lazy import lazy_exports
 
 from .card import ICC, MemoryCard
 from .configuration import ReaderConfiguration
@@ -33,22 +34,12 @@ if TYPE_CHECKING:
     Reader = CCIDReader
     Card = ICC
 
-_DEPRECATED = {"Reader": "CCIDReader", "Card": "ICC"}
-
-
-def __getattr__(name: str) -> object:
-    if name in _DEPRECATED:
-        new = _DEPRECATED[name]
-        warnings.warn(
-            f"ccid.{name} is deprecated, use ccid.{new}", DeprecationWarning, stacklevel=2
-        )
-        return globals()[new]
-    if name != "CCIDDevice":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from .device import CCIDDevice
-
-    globals()[name] = CCIDDevice
-    return CCIDDevice
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    globals(),
+    {"CCIDDevice": ".device"},
+    deprecated={"Reader": "CCIDReader", "Card": "ICC"},
+)
 
 
 __all__ = [

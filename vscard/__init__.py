@@ -13,8 +13,9 @@ The layers, bottom up:
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Final
+
+from cardfloor.lazy import lazy_exports
 
 from .atr import atr_problem
 from .client import ClientConnection
@@ -92,17 +93,7 @@ _LAZY: Final = dict.fromkeys(
 ) | dict.fromkeys(("Server", "Session", "SessionHandler", "serve"), ".asyncio.server")
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # the next access is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)
 
 
 __all__ = [
