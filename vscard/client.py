@@ -27,6 +27,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Final
+
+from cardfloor.frozen import slot_setters
 
 from .codec import Decoder, encode
 from .constants import MAX_FRAME_SIZE, VSCARD_UNDEFINED_READER_ID, ErrorCode
@@ -51,6 +54,20 @@ from .messages import (
     ReaderAdd,
     ReaderRemove,
 )
+
+# APDURequest events are built without their __init__ (see cardfloor.frozen): both fields
+# come from a decoded APDU frame, already checked.
+_new: Final = object.__new__
+_set_request_reader_id, _set_request_apdu = slot_setters(APDURequest, ("reader_id", "apdu"))
+
+
+def _apdu_request(reader_id: int, apdu: bytes) -> APDURequest:
+    """``APDURequest(reader_id, apdu)`` for the fields of a decoded APDU (see above)."""
+    event: APDURequest = _new(APDURequest)
+    _set_request_reader_id(event, reader_id)
+    _set_request_apdu(event, apdu)
+    return event
+
 
 #: Requests in flight before the client must wait for replies. QEMU answers each at once;
 #: this only bounds memory against a host that never answers.
@@ -162,13 +179,14 @@ class ClientConnection:
         events: list[ClientEvent] = []
         readers = self._reader_ids
         for message in self._decoder.feed(data):
+            # The per-APDU path first, without the class patterns' attribute lookups.
+            if type(message) is APDU and message.reader_id in readers:
+                events.append(_apdu_request(message.reader_id, message.data))
+                continue
             match message:
-                case APDU(reader_id, apdu):
-                    if reader_id in readers:
-                        events.append(APDURequest(reader_id, apdu))
-                    else:
-                        self._send(Error(reader_id, ErrorCode.GENERAL_ERROR))
-                        events.append(Unexpected(message, "no such reader"))
+                case APDU(reader_id):
+                    self._send(Error(reader_id, ErrorCode.GENERAL_ERROR))
+                    events.append(Unexpected(message, "no such reader"))
                 case Error(reader_id, code) if self._pending:
                     request = self._pending.popleft()
                     if code == ErrorCode.SUCCESS:

@@ -4,6 +4,8 @@ that does not exist. Every such reply is visible here, byte for byte; the card s
 
 from __future__ import annotations
 
+import dataclasses
+
 from vscard import (
     APDU,
     ATR,
@@ -157,3 +159,12 @@ def test_requests_in_flight_are_unaffected_by_answers_the_connection_sends() -> 
     assert conn.pending_requests == 1
     assert conn.receive_data(OK) == [RequestAnswered(ReaderAdd(0xFFFFFFFF, "r"), 0, 0)]
     assert conn.reader_ids == {0}
+
+
+def test_an_apdu_request_is_an_ordinary_event() -> None:
+    # Built on the per-APDU path without its __init__: the same value all the same.
+    conn = reader_with_card()
+    (event,) = conn.receive_data(encode(APDU(0, SELECT)))
+    assert event == APDURequest(0, SELECT)
+    assert hash(event) == hash(APDURequest(0, SELECT))
+    assert dataclasses.replace(event) == event
