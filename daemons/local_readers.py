@@ -44,7 +44,7 @@ class LocalReader:
     card: LocalCard | None = None
     inserted: bool = False
     """Whether the card is in the reader (an emulated card can be taken out and put back)."""
-    remote: vscard.Reader | None = field(default=None, repr=False)
+    remote: vscard.ClientReader | None = field(default=None, repr=False)
     """Its twin on the host, while connected and accepted."""
     guard: CardGuard = field(default_factory=CardGuard, repr=False)
     """What the host may do to the card."""
@@ -89,7 +89,7 @@ class HostMirror:
         self._client: vscard.Client | None = None
         self._lock = asyncio.Lock()
         # On a host that holds one reader: that reader, and the local one it shows.
-        self._slot: vscard.Reader | None = None
+        self._slot: vscard.ClientReader | None = None
         self.served: LocalReader | None = None
         """On a host that holds one reader, the local reader it sees (else None)."""
 
@@ -232,7 +232,7 @@ class HostMirror:
         except vscard.RequestRefusedError as error:
             log.warning("vscclient.reader_refused", index=reader.index, code=error.code)
 
-    async def _hold_one_reader(self, slot: vscard.Reader) -> None:
+    async def _hold_one_reader(self, slot: vscard.ClientReader) -> None:
         self._slot = slot
         self.served = next((reader for reader in self.readers if reader.remote is slot), None)
         for reader in self.readers:

@@ -79,7 +79,7 @@ if TYPE_CHECKING:
     from .asyncio import (
         APDUHandler,
         Client,
-        Reader,
+        ClientReader,
         Server,
         Session,
         SessionHandler,
@@ -89,11 +89,13 @@ if TYPE_CHECKING:
 
 #: The asyncio adapters' names and the module that defines each.
 _LAZY: Final = dict.fromkeys(
-    ("APDUHandler", "Client", "Reader", "connect"), ".asyncio.client"
+    ("APDUHandler", "Client", "ClientReader", "connect"), ".asyncio.client"
 ) | dict.fromkeys(("Server", "Session", "SessionHandler", "serve"), ".asyncio.server")
 
 
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)
+__getattr__, __dir__ = lazy_exports(
+    __name__, globals(), _LAZY, deprecated={"Reader": "ClientReader"}
+)
 
 
 __all__ = [
@@ -119,6 +121,7 @@ __all__ = [
     "Client",
     "ClientConnection",
     "ClientEvent",
+    "ClientReader",
     "ConnectionClosedError",
     "Decoder",
     "Error",
@@ -137,7 +140,6 @@ __all__ = [
     "NoCardError",
     "PeerInit",
     "ProtocolError",
-    "Reader",
     "ReaderAdd",
     "ReaderAdded",
     "ReaderBusyError",

@@ -1,12 +1,12 @@
 """asyncio adapters around the sans-IO VSCard connections: they only move bytes and await."""
 
-from .client import APDUHandler, Client, Reader, connect
+from .client import APDUHandler, Client, ClientReader, connect
 from .server import Server, Session, SessionHandler, serve
 
 __all__ = [
     "APDUHandler",
     "Client",
-    "Reader",
+    "ClientReader",
     "Server",
     "Session",
     "SessionHandler",

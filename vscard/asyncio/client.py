@@ -71,7 +71,7 @@ class _Request(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _ReaderLink:
-    """What a :class:`Reader` may do on its :class:`Client`'s connection, and nothing more."""
+    """What a :class:`ClientReader` may do on its :class:`Client`'s connection, and nothing more."""
 
     conn: ClientConnection
     """Queues the reader's answers; its ``cards`` hold the reader's card."""
@@ -85,7 +85,7 @@ class _ReaderLink:
     log: Logger
 
 
-class Reader:
+class ClientReader:
     """A reader this client announced to the host, with the card it may hold."""
 
     def __init__(
@@ -191,7 +191,7 @@ class Client:
         self._timeout = timeout
         self._conn = ClientConnection(max_frame_size=max_frame_size)
         self._replies: deque[tuple[asyncio.Future[RequestAnswered], _OnSuccess | None]] = deque()
-        self._readers: dict[int, Reader] = {}
+        self._readers: dict[int, ClientReader] = {}
         self._peer_init: asyncio.Future[PeerInit] = asyncio.get_running_loop().create_future()
         self._closed = asyncio.Event()
         self._error: BaseException | None = None
@@ -201,7 +201,7 @@ class Client:
         self._read_task = asyncio.create_task(self._read_loop(), name="vscard-client-read")
 
     @property
-    def readers(self) -> Mapping[int, Reader]:
+    def readers(self) -> Mapping[int, ClientReader]:
         """Readers the host accepted, by the id it assigned."""
         return MappingProxyType(self._readers)
 
@@ -223,7 +223,7 @@ class Client:
 
     async def add_reader(
         self, name: str = "", *, transmit: APDUHandler, eager: bool = False
-    ) -> Reader:
+    ) -> ClientReader:
         """Announce a reader; ``transmit`` will answer the APDUs the host sends to its card.
 
         ``transmit`` runs in a task of its own. With ``eager`` it starts inline in the
@@ -236,7 +236,7 @@ class Client:
         Raises :class:`ReaderIdInUseError` when the host answers with the id of a reader it
         already holds: that reader stays as it is, with its own ``transmit``.
         """
-        reader = Reader(self._link, VSCARD_UNDEFINED_READER_ID, name, transmit, eager=eager)
+        reader = ClientReader(self._link, VSCARD_UNDEFINED_READER_ID, name, transmit, eager=eager)
 
         def register(reply: RequestAnswered) -> None:
             # At the reply, as the connection learns the reader: the host may use it next.
