@@ -8,6 +8,9 @@ The layers, bottom up:
   explicit input), following its :class:`Transaction` table; :mod:`ccid.descriptors` and
   :mod:`ccid.control` for ep0.
 - :class:`ICC`: what a card in the slot offers a reader; :class:`MemoryCard` for tests.
+- :class:`CCIDError` and below it :class:`CCIDProtocolError` (abstract),
+  :class:`CCIDRemoteProtocolError` (the host's bytes: stall) and :class:`CCIDLocalProtocolError`
+  (a call the reader cannot carry out): the same tree as :mod:`vscard`'s and USB/IP's.
 - :class:`CCIDDevice`: the asyncio adapter, a :class:`ccid.usb.UsbDevice` for USB/IP, loaded on
   first use: ``import ccid`` costs the sans-IO reader only.
 
@@ -23,7 +26,12 @@ from cardfloor.lazy import lazy_exports
 
 from .card import ICC, MemoryCard
 from .configuration import ReaderConfiguration
-from .errors import CCIDError
+from .errors import (
+    CCIDError,
+    CCIDLocalProtocolError,
+    CCIDProtocolError,
+    CCIDRemoteProtocolError,
+)
 from .reader import CCIDReader
 from .slot import SlotState
 from .transaction import Transaction
@@ -46,7 +54,10 @@ __all__ = [
     "ICC",
     "CCIDDevice",
     "CCIDError",
+    "CCIDLocalProtocolError",
+    "CCIDProtocolError",
     "CCIDReader",
+    "CCIDRemoteProtocolError",
     "MemoryCard",
     "ReaderConfiguration",
     "SlotState",

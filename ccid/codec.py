@@ -22,7 +22,7 @@ from .constants import (
     ICCStatus,
     MessageType,
 )
-from .errors import CCIDError
+from .errors import CCIDRemoteProtocolError
 from .messages import (
     Command,
     InterruptMessage,
@@ -225,8 +225,8 @@ class CommandDecoder:
 
     A header is checked as soon as it is in: a dwLength that would make the message longer
     than ``max_message_length`` (the dwMaxCCIDMessageLength advertised) raises
-    :class:`CCIDError` and discards everything buffered, so a message is never buffered past
-    that bound and the next bytes start a new message.
+    :class:`CCIDRemoteProtocolError` and discards everything buffered, so a message is never
+    buffered past that bound and the next bytes start a new message.
     """
 
     __slots__ = ("_buffer", "_max_data")
@@ -251,7 +251,8 @@ class CommandDecoder:
     def next_command(self) -> Command | None:
         """Return the next complete command, or None until more bytes arrive.
 
-        Raises :class:`CCIDError` on an oversized dwLength, after discarding the buffer.
+        Raises :class:`CCIDRemoteProtocolError` on an oversized dwLength, after discarding the
+        buffer.
         """
         buffer = self._buffer
         if len(buffer) < HEADER_SIZE:
@@ -260,7 +261,7 @@ class CommandDecoder:
         length = header[1]
         if length > self._max_data:
             buffer.clear()
-            raise CCIDError(
+            raise CCIDRemoteProtocolError(
                 f"message exceeds dwMaxCCIDMessageLength={self._max_data + HEADER_SIZE}",
                 field="dwLength",
                 value=length,
@@ -289,10 +290,12 @@ def decode_command(data: bytes) -> Command:
 
 def _parse_header(data: bytes) -> tuple[int, int, int, int, int, int, int]:
     if len(data) < HEADER_SIZE:
-        raise CCIDError("message shorter than its 10-byte header", field="length", value=len(data))
+        raise CCIDRemoteProtocolError(
+            "message shorter than its 10-byte header", field="length", value=len(data)
+        )
     header: tuple[int, int, int, int, int, int, int] = _HEADER.unpack_from(data)
     if header[1] != len(data) - HEADER_SIZE:
-        raise CCIDError(
+        raise CCIDRemoteProtocolError(
             f"dwLength disagrees with the {len(data) - HEADER_SIZE} data bytes received",
             field="dwLength",
             value=header[1],
@@ -304,12 +307,17 @@ def _status(bStatus: int) -> tuple[ICCStatus, CommandStatus]:
     icc = _ICC_STATUS.get(bStatus & 0x03)
     command = _COMMAND_STATUS.get(bStatus >> 6)
     if icc is None or command is None or bStatus & 0x3C:
-        raise CCIDError("bStatus has RFU bits or values", field="bStatus", value=bStatus)
+        raise CCIDRemoteProtocolError(
+            "bStatus has RFU bits or values", field="bStatus", value=bStatus
+        )
     return icc, command
 
 
 def decode_response(data: bytes) -> Response:
-    """Decode one whole RDR_to_PC bulk-IN message; :class:`CCIDError` if it is malformed."""
+    """Decode one whole RDR_to_PC bulk-IN message.
+
+    Raises :class:`CCIDRemoteProtocolError` if it is malformed.
+    """
     message_type, length, bSlot, bSeq, bStatus, bError, b9 = _parse_header(data)
     icc, command = _status(bStatus)
     payload = data[HEADER_SIZE:]
@@ -318,7 +326,9 @@ def decode_response(data: bytes) -> Response:
             return RDR_to_PC_DataBlock(bSlot, bSeq, icc, command, bError, b9, payload)
         case MessageType.RDR_to_PC_SlotStatus:
             if length:
-                raise CCIDError("SlotStatus carries no data", field="dwLength", value=length)
+                raise CCIDRemoteProtocolError(
+                    "SlotStatus carries no data", field="dwLength", value=length
+                )
             return RDR_to_PC_SlotStatus(bSlot, bSeq, icc, command, bError, b9)
         case MessageType.RDR_to_PC_Parameters:
             return RDR_to_PC_Parameters(bSlot, bSeq, icc, command, bError, b9, payload)
@@ -326,7 +336,7 @@ def decode_response(data: bytes) -> Response:
             return RDR_to_PC_Escape(bSlot, bSeq, icc, command, bError, payload)
         case MessageType.RDR_to_PC_DataRateAndClockFrequency:
             if length != _TWO_WORDS.size:
-                raise CCIDError(
+                raise CCIDRemoteProtocolError(
                     "DataRateAndClockFrequency carries 8 bytes", field="dwLength", value=length
                 )
             clock, rate = _TWO_WORDS.unpack(payload)
@@ -334,22 +344,26 @@ def decode_response(data: bytes) -> Response:
                 bSlot, bSeq, icc, command, bError, clock, rate
             )
         case _:
-            raise CCIDError(
+            raise CCIDRemoteProtocolError(
                 "not an RDR_to_PC bulk message", field="bMessageType", value=message_type
             )
 
 
 def decode_interrupt(data: bytes) -> InterruptMessage:
-    """Decode one interrupt-IN message; :class:`CCIDError` if it is malformed."""
+    """Decode one interrupt-IN message; :class:`CCIDRemoteProtocolError` if it is malformed."""
     if not data:
-        raise CCIDError("empty interrupt message", field="length", value=0)
+        raise CCIDRemoteProtocolError("empty interrupt message", field="length", value=0)
     if data[0] == MessageType.RDR_to_PC_NotifySlotChange:
         if len(data) < 2:
-            raise CCIDError("NotifySlotChange lacks bmSlotICCState", field="length", value=1)
+            raise CCIDRemoteProtocolError(
+                "NotifySlotChange lacks bmSlotICCState", field="length", value=1
+            )
         return RDR_to_PC_NotifySlotChange(bytes(data[1:]))
     if data[0] == MessageType.RDR_to_PC_HardwareError:
         if len(data) != _HARDWARE_ERROR.size:
-            raise CCIDError("HardwareError is 4 bytes", field="length", value=len(data))
+            raise CCIDRemoteProtocolError(
+                "HardwareError is 4 bytes", field="length", value=len(data)
+            )
         _, bSlot, bSeq, code = _HARDWARE_ERROR.unpack(data)
         return RDR_to_PC_HardwareError(bSlot, bSeq, code)
-    raise CCIDError("not an interrupt message", field="bMessageType", value=data[0])
+    raise CCIDRemoteProtocolError("not an interrupt message", field="bMessageType", value=data[0])

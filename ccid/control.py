@@ -26,8 +26,8 @@ from .descriptors import (
     DescriptorType,
     ReaderDescriptors,
 )
-from .errors import CCIDError
-from .events import ReaderEvent
+from .errors import CCIDRemoteProtocolError
+from .events import CCIDReaderEvent
 from .reader import CCIDReader
 from .usb import SetupPacket, Stall
 
@@ -85,12 +85,12 @@ class ControlPipe:
         self.configuration = 0
         """The bConfigurationValue set by the host (0: not configured)."""
 
-    def reset(self) -> list[ReaderEvent]:
+    def reset(self) -> list[CCIDReaderEvent]:
         """A USB reset: back to the default state, unconfigured; returns the reader's events."""
         self.configuration = 0
         return self._reader.reset()
 
-    def handle(self, setup: SetupPacket, data: bytes) -> tuple[bytes, list[ReaderEvent]]:
+    def handle(self, setup: SetupPacket, data: bytes) -> tuple[bytes, list[CCIDReaderEvent]]:
         """Answer one control transfer: at most wLength bytes for IN, b"" for OUT, with the
         events the request caused in the reader."""
         log.debug(
@@ -101,7 +101,7 @@ class ControlPipe:
             wIndex=setup.wIndex,
             wLength=setup.wLength,
         )
-        events: list[ReaderEvent] = []
+        events: list[CCIDReaderEvent] = []
         answer = self._answer(setup, events)
         if answer is None:
             log.debug(
@@ -113,7 +113,7 @@ class ControlPipe:
             )
         return (answer[: setup.wLength] if setup.is_in else b""), events
 
-    def _answer(self, setup: SetupPacket, events: list[ReaderEvent]) -> bytes | None:
+    def _answer(self, setup: SetupPacket, events: list[CCIDReaderEvent]) -> bytes | None:
         request, value, index = setup.bRequest, setup.wValue, setup.wIndex
         match setup.bmRequestType:
             case RequestType.STANDARD_DEVICE_IN if request == StandardRequest.GET_DESCRIPTOR:
@@ -159,7 +159,7 @@ class ControlPipe:
             ):
                 try:
                     events += self._reader.abort_request(value & 0xFF, value >> 8)
-                except CCIDError:
+                except CCIDRemoteProtocolError:
                     return None  # no such slot
                 return b""
             case RequestType.CLASS_INTERFACE_IN if (

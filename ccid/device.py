@@ -22,8 +22,8 @@ from .configuration import ReaderConfiguration
 from .constants import NOTIFY_SLOT_CHANGE_SIZE
 from .control import ControlPipe
 from .descriptors import BULK_IN, BULK_OUT, INTERRUPT_IN, ReaderDescriptors
-from .errors import CCIDError
-from .events import APDUCancelled, APDURequested, ICCReset, ReaderEvent
+from .errors import CCIDRemoteProtocolError
+from .events import APDUCancelled, APDURequested, CCIDReaderEvent, ICCReset
 from .reader import CCIDReader
 from .slot import SlotState
 from .usb import DeviceSummary, SetupPacket, Stall
@@ -72,7 +72,8 @@ class CCIDDevice:
     def insert_card(self, card: ICC) -> None:
         """Put ``card`` in the slot (replacing any card there); the host is notified.
 
-        Raises :class:`ValueError` when its ATR is one libccid cannot take.
+        Raises :class:`~ccid.errors.CCIDLocalProtocolError` (a ValueError) when the reader
+        cannot hold its ATR; the slot is then as it was.
         """
         events = self._reader.insert_card(card.atr)
         self._card = card
@@ -142,7 +143,7 @@ class CCIDDevice:
         reader = self._reader
         try:
             events = reader.receive_bulk_out(data, asyncio.get_running_loop().time())
-        except CCIDError as error:
+        except CCIDRemoteProtocolError as error:
             # The reader dropped the bytes; the next transfer starts a new message.
             self._sync()
             raise Stall(str(error)) from error
@@ -160,7 +161,7 @@ class CCIDDevice:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _sync(self, events: Iterable[ReaderEvent] = ()) -> None:
+    def _sync(self, events: Iterable[CCIDReaderEvent] = ()) -> None:
         """Act on the events a reader input returned; wake parked IN transfers; set the timer."""
         reader = self._reader
         for event in events:

@@ -8,6 +8,9 @@ events it caused, in the order the card side must act on them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cardfloor.lazy import lazy_exports
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,5 +46,13 @@ class ICCReset:
     active: bool
 
 
-ReaderEvent = APDURequested | APDUCancelled | ICCReset
+CCIDReaderEvent = APDURequested | APDUCancelled | ICCReset
 """What a :class:`~ccid.reader.CCIDReader` input returns a list of."""
+
+if TYPE_CHECKING:
+    ReaderEvent = CCIDReaderEvent
+
+# The old name, kept for one release as ccid.Reader and ccid.Card are.
+__getattr__, __dir__ = lazy_exports(
+    __name__, globals(), {}, deprecated={"ReaderEvent": "CCIDReaderEvent"}
+)

@@ -25,12 +25,13 @@ Which command may come when, and what one that may not is answered, is the trans
 of :mod:`ccid.transaction`; the reader keeps one :class:`Transaction` state and follows it.
 
 Driving it follows docs/sans-io.md: each input returns the list of
-:data:`~ccid.events.ReaderEvent` it caused, for the side that holds the card; there is no
+:data:`~ccid.events.CCIDReaderEvent` it caused, for the side that holds the card; there is no
 queue to poll. Bytes for the host are pulled per endpoint (:meth:`CCIDReader.read_bulk_in`,
 :meth:`CCIDReader.read_interrupt_in`) rather than with ``data_to_send()``, because a USB host
 polls its endpoints: the device answers an IN transfer when the host asks, with at most the
-length it asks for. Unlike a stream's, a :class:`CCIDError` is not sticky: it refuses (stalls)
-one transfer, and the next starts a new message.
+length it asks for. Unlike a stream's, a :class:`CCIDRemoteProtocolError` is not sticky: it
+refuses (stalls) one transfer, and the next starts a new message. A call the reader cannot
+carry out raises :class:`CCIDLocalProtocolError` and changes nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from __future__ import annotations
 import itertools
 import struct
 
-from cardfloor.iso7816.atr import parse_atr
+from cardfloor.iso7816.atr import ATRFormatError, parse_atr
 from cardfloor.iso7816.trace import command_trace, response_trace
 from cardfloor.log import get_logger
 
@@ -58,8 +59,8 @@ from .constants import (
     SlotError,
 )
 from .descriptors import ReaderDescriptors
-from .errors import CCIDError
-from .events import APDUCancelled, APDURequested, ICCReset, ReaderEvent
+from .errors import CCIDLocalProtocolError, CCIDRemoteProtocolError
+from .events import APDUCancelled, APDURequested, CCIDReaderEvent, ICCReset
 from .messages import (
     Command,
     PC_to_RDR_Abort,
@@ -160,8 +161,8 @@ class CCIDReader:
         self._responses = ResponseQueue()
         self._notify_pending = False
         # What the input being handled asks of the card side; handed over as it returns.
-        self._events: list[ReaderEvent] = []
-        self._error: CCIDError | None = None
+        self._events: list[CCIDReaderEvent] = []
+        self._error: CCIDRemoteProtocolError | None = None
         self._requests = itertools.count(1)
         self._state = _IDLE
         # What the state holds: each field means something in the states named only.
@@ -220,7 +221,7 @@ class CCIDReader:
         return self._notify_pending
 
     @property
-    def error(self) -> CCIDError | None:
+    def error(self) -> CCIDRemoteProtocolError | None:
         """What the last :meth:`receive_bulk_out` held instead of raising, or None.
 
         Set when that call returned the events of commands that came before a bad header: act
@@ -232,23 +233,24 @@ class CCIDReader:
 
     def receive_bulk_out(
         self, data: bytes | bytearray | memoryview, now: float
-    ) -> list[ReaderEvent]:
+    ) -> list[CCIDReaderEvent]:
         """Consume bulk-OUT bytes (split anywhere) at time ``now``; answer what they complete.
 
-        Returns what the commands ask of the card side. Raises :class:`CCIDError` when a
-        header announces a message longer than dwMaxCCIDMessageLength: commands before it
-        were answered, the bytes after it are dropped, and the next call starts a new message.
+        Returns what the commands ask of the card side. Raises
+        :class:`CCIDRemoteProtocolError` (field ``dwLength``) when a header announces a message
+        longer than dwMaxCCIDMessageLength: commands before it were answered, the bytes after it
+        are dropped, and the next call starts a new message.
         If those commands asked something of the card side, their events are returned instead
         and :attr:`error` holds the error.
         """
-        events: list[ReaderEvent] = []
+        events: list[CCIDReaderEvent] = []
         self._events = events
         self._error = None
         self._decoder.feed(data)
         while True:
             try:
                 command = self._decoder.next_command()
-            except CCIDError as error:
+            except CCIDRemoteProtocolError as error:
                 self._log.warning("ccid.bad_message", field=error.field, value=error.value)
                 if not events:
                     raise
@@ -277,16 +279,16 @@ class CCIDReader:
         self._log.debug("ccid.notify_slot_change", bmSlotICCState=message.bmSlotICCState.hex())
         return encode(message)
 
-    def abort_request(self, bSlot: int, bSeq: int) -> list[ReaderEvent]:
+    def abort_request(self, bSlot: int, bSeq: int) -> list[CCIDReaderEvent]:
         """The ABORT class request (wValue = bSeq << 8 | bSlot) arrived on ep0.
 
         The command in progress is answered with CMD_ABORTED; the PC_to_RDR_Abort with the
-        same bSeq is answered once both have arrived. Raises :class:`CCIDError` (field
-        ``bSlot``: stall the request) when the slot does not exist.
+        same bSeq is answered once both have arrived. Raises :class:`CCIDRemoteProtocolError`
+        (field ``bSlot``: stall the request) when the slot does not exist.
         """
         if bSlot != 0:
-            raise CCIDError("no such slot", field="bSlot", value=bSlot)
-        events: list[ReaderEvent] = []
+            raise CCIDRemoteProtocolError("no such slot", field="bSlot", value=bSlot)
+        events: list[CCIDReaderEvent] = []
         self._events = events
         self._log.info("ccid.abort_request", bSeq=bSeq)
         if self._state is _ABORT_COMMANDED and bSeq == self._bSeq:
@@ -311,12 +313,12 @@ class CCIDReader:
             self._log.info("ccid.partial_command_dropped", length=self._decoder.buffered)
         self._decoder.clear()
 
-    def reset(self) -> list[ReaderEvent]:
+    def reset(self) -> list[CCIDReaderEvent]:
         """USB reset or SET_CONFIGURATION: drop every message, command and answer in flight.
 
         The card stays in the slot but loses power, as with a physical reader.
         """
-        events: list[ReaderEvent] = []
+        events: list[CCIDReaderEvent] = []
         self._events = events
         self._decoder.clear()
         self._responses.clear()
@@ -331,10 +333,19 @@ class CCIDReader:
 
     # -- input from the card side ---------------------------------------------------------
 
-    def insert_card(self, atr: bytes) -> list[ReaderEvent]:
-        """A card arrived (replacing any card present). Raises ValueError for a bad ATR."""
-        parsed = parse_atr(atr)
-        events: list[ReaderEvent] = []
+    def insert_card(self, atr: bytes) -> list[CCIDReaderEvent]:
+        """A card arrived (replacing any card present).
+
+        Raises :class:`CCIDLocalProtocolError` (a ValueError; field ``ATR.<part>``) for an ATR
+        the reader cannot hold, leaving any card present in place.
+        """
+        try:
+            parsed = parse_atr(atr)
+        except ATRFormatError as error:
+            raise CCIDLocalProtocolError(
+                error.reason, field=f"ATR.{error.field}", value=error.value
+            ) from error
+        events: list[CCIDReaderEvent] = []
         self._events = events
         if self._slot.state is not SlotState.ABSENT:
             self._card_gone()
@@ -343,9 +354,9 @@ class CCIDReader:
         self._log.info("ccid.card_inserted", atr=atr.hex())
         return events
 
-    def remove_card(self) -> list[ReaderEvent]:
+    def remove_card(self) -> list[CCIDReaderEvent]:
         """The card left. An XfrBlock it was working on is answered with ICC_MUTE at once."""
-        events: list[ReaderEvent] = []
+        events: list[CCIDReaderEvent] = []
         if self._slot.state is SlotState.ABSENT:
             return events
         self._events = events
@@ -355,9 +366,9 @@ class CCIDReader:
         self._log.info("ccid.card_removed")
         return events
 
-    def apdu_response(self, request: int, response: bytes) -> list[ReaderEvent]:
+    def apdu_response(self, request: int, response: bytes) -> list[CCIDReaderEvent]:
         """The card answered APDU ``request`` with ``response`` (data and SW1 SW2)."""
-        events: list[ReaderEvent] = []
+        events: list[CCIDReaderEvent] = []
         self._events = events
         if not self._card_done(request, TransactionEvent.CARD_ANSWERED):
             return events
@@ -372,9 +383,9 @@ class CCIDReader:
         self._send_response_block(bSeq, first=True)
         return events
 
-    def apdu_failed(self, request: int) -> list[ReaderEvent]:
+    def apdu_failed(self, request: int) -> list[CCIDReaderEvent]:
         """The card gave no answer to APDU ``request``: the host gets ICC_MUTE."""
-        events: list[ReaderEvent] = []
+        events: list[CCIDReaderEvent] = []
         self._events = events
         if self._card_done(request, TransactionEvent.CARD_FAILED):
             self._answer(self._data_block_failure(self._bSeq, SlotError.ICC_MUTE))
@@ -386,9 +397,9 @@ class CCIDReader:
         """When :meth:`handle_timer` must next be called, or None when no timer is needed."""
         return self._deadline if self._state is _CARD_BUSY else None
 
-    def handle_timer(self, now: float) -> list[ReaderEvent]:
+    def handle_timer(self, now: float) -> list[CCIDReaderEvent]:
         """Send a time extension if one is due at ``now`` and the host has read everything."""
-        events: list[ReaderEvent] = []
+        events: list[CCIDReaderEvent] = []
         if self._state is not _CARD_BUSY or now < self._deadline:
             return events
         self._events = events

@@ -1,5 +1,5 @@
 """The CCID wire format: every message's bytes, bulk-OUT reassembly by dwLength, and decoders
-that only ever raise CCIDError on hostile bytes."""
+that only ever raise CCIDRemoteProtocolError on hostile bytes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccid import CCIDError
+from ccid import CCIDRemoteProtocolError
 from ccid.codec import (
     CommandDecoder,
     decode_command,
@@ -192,7 +192,7 @@ def test_largest_message_passes_and_one_byte_more_is_refused_naming_dwlength() -
     assert isinstance(command, PC_to_RDR_XfrBlock)
     assert len(command.abData) == 65544
     decoder.feed(bytes.fromhex("6F 09000100 00 02 000000"))
-    with pytest.raises(CCIDError) as caught:
+    with pytest.raises(CCIDRemoteProtocolError) as caught:
         decoder.next_command()
     assert (caught.value.field, caught.value.value) == ("dwLength", 65545)
     assert "dwLength=0x10009" in str(caught.value)
@@ -201,7 +201,7 @@ def test_largest_message_passes_and_one_byte_more_is_refused_naming_dwlength() -
 def test_oversized_header_is_refused_before_its_data_arrives_and_the_stream_resyncs() -> None:
     decoder = CommandDecoder()
     decoder.feed(bytes.fromhex("6F FFFFFFFF 00 01 000000"))
-    with pytest.raises(CCIDError):
+    with pytest.raises(CCIDRemoteProtocolError):
         decoder.next_command()
     assert decoder.buffered == 0
     decoder.feed(encode(PC_to_RDR_GetSlotStatus(0, 3)))
@@ -222,7 +222,7 @@ def test_oversized_header_is_refused_before_its_data_arrives_and_the_stream_resy
     ],
 )
 def test_malformed_responses_raise_ccid_error_naming_the_field(wire: str, field: str) -> None:
-    with pytest.raises(CCIDError) as caught:
+    with pytest.raises(CCIDRemoteProtocolError) as caught:
         decode_response(bytes.fromhex(wire))
     assert caught.value.field == field
 
@@ -232,7 +232,7 @@ def test_malformed_responses_raise_ccid_error_naming_the_field(wire: str, field:
     [("", "length"), ("50", "length"), ("51 00", "length"), ("52 00", "bMessageType")],
 )
 def test_malformed_interrupt_messages_raise_ccid_error(wire: str, field: str) -> None:
-    with pytest.raises(CCIDError) as caught:
+    with pytest.raises(CCIDRemoteProtocolError) as caught:
         decode_interrupt(bytes.fromhex(wire))
     assert caught.value.field == field
 
@@ -254,7 +254,7 @@ def test_decoder_survives_any_bytes_split_anywhere(
         while True:
             try:
                 command = decoder.next_command()
-            except CCIDError as error:
+            except CCIDRemoteProtocolError as error:
                 errors.append(error.field)
                 continue
             if command is None:
@@ -268,7 +268,7 @@ def test_decoder_survives_any_bytes_split_anywhere(
 @given(st.binary(max_size=300))
 def test_response_and_interrupt_decoders_raise_only_ccid_error(data: bytes) -> None:
     for decode in (decode_response, decode_interrupt, decode_command):
-        with contextlib.suppress(CCIDError):
+        with contextlib.suppress(CCIDRemoteProtocolError):
             decode(data)
 
 

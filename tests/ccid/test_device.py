@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from ccid import CCIDDevice, MemoryCard, ReaderConfiguration, SlotState
+from ccid import CCIDDevice, CCIDLocalProtocolError, MemoryCard, ReaderConfiguration, SlotState
 from ccid.card import TEST_ATR
 from ccid.codec import decode_response, encode
 from ccid.constants import CommandStatus, ICCStatus, SlotError
@@ -285,7 +285,7 @@ async def test_endpoints_the_reader_lacks_and_impossible_lengths_stall() -> None
 
 async def test_a_bad_atr_is_refused_and_the_slot_stays_empty() -> None:
     device = make_device()
-    with pytest.raises(ValueError, match="TS"):
+    with pytest.raises(CCIDLocalProtocolError, match=r"ATR\.TS=0x00"):
         device.insert_card(MemoryCard(atr=b"\x00\x00"))
     assert device.card is None
     assert device.slot_state is SlotState.ABSENT

@@ -11,11 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccid import CCIDError, CCIDReader, ReaderConfiguration, SlotState
+from ccid import (
+    CCIDLocalProtocolError,
+    CCIDReader,
+    CCIDRemoteProtocolError,
+    ReaderConfiguration,
+    SlotState,
+)
 from ccid.card import TEST_ATR
 from ccid.codec import decode_interrupt, decode_response, encode
 from ccid.constants import MAX_APDU_SIZE, ChainParameter, CommandStatus, ICCStatus, SlotError
-from ccid.events import APDUCancelled, APDURequested, ICCReset, ReaderEvent
+from ccid.events import APDUCancelled, APDURequested, CCIDReaderEvent, ICCReset
 from ccid.messages import (
     Command,
     PC_to_RDR_Abort,
@@ -76,7 +82,7 @@ class Host:
         (response,) = self.responses()
         return response
 
-    def events(self) -> list[ReaderEvent]:
+    def events(self) -> list[CCIDReaderEvent]:
         """What the inputs since the last call asked of the card side, in order."""
         return self.reader.take_events()
 
@@ -162,7 +168,7 @@ def test_a_replaced_card_is_a_change_and_comes_back_inactive() -> None:
 
 def test_bad_atr_is_refused_and_changes_nothing() -> None:
     host = Host()
-    with pytest.raises(ValueError, match="exceeds 33"):
+    with pytest.raises(CCIDLocalProtocolError, match=r"exceeds 33: ATR\.length=0x22"):
         host.reader.insert_card(b"\x3b" + bytes(33))
     assert host.reader.slot_state is SlotState.ABSENT
     assert host.notification() is None
@@ -676,7 +682,7 @@ def test_abort_halves_with_different_bseq_do_not_match() -> None:
 def test_abort_request_for_a_slot_that_does_not_exist_is_refused_naming_bslot() -> None:
     host = powered()
     request = host.xfr(5)
-    with pytest.raises(CCIDError) as caught:
+    with pytest.raises(CCIDRemoteProtocolError) as caught:
         host.reader.abort_request(1, 5)
     assert (caught.value.field, caught.value.value) == ("bSlot", 1)
     # Nothing was aborted: the APDU is still with the card.
@@ -721,7 +727,7 @@ def test_commands_split_into_64_byte_transfers_are_reassembled() -> None:
 def test_an_oversized_message_raises_after_answering_what_came_before_it() -> None:
     host = powered()
     bad = bytes.fromhex("6F 13000100 00 02 000000")  # dwLength 65555
-    with pytest.raises(CCIDError) as caught:
+    with pytest.raises(CCIDRemoteProtocolError) as caught:
         host.reader.receive_bulk_out(encode(PC_to_RDR_GetSlotStatus(0, 1)) + bad, host.now)
     assert caught.value.field == "dwLength"
     assert host.responses() == [RDR_to_PC_SlotStatus(0, 1, ACTIVE)]
@@ -872,7 +878,7 @@ def test_any_sequence_of_host_and_card_events_keeps_the_reader_consistent(
         if kind == "bulk":
             try:
                 host.reader.receive_bulk_out(data, host.now)
-            except CCIDError as error:
+            except CCIDRemoteProtocolError as error:
                 errors.append(error.field)
         elif kind == "insert":
             host.reader.insert_card(TEST_ATR)

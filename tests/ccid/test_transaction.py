@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ccid import CCIDError, ReaderConfiguration
+from ccid import CCIDRemoteProtocolError, ReaderConfiguration
 from ccid.card import TEST_ATR
 from ccid.codec import decode_response, encode
 from ccid.constants import ChainParameter, CommandStatus, ICCStatus, SlotError
@@ -385,7 +385,7 @@ def test_a_command_for_another_slot_fails_bad_slot_and_changes_nothing(
     assert host.answers() == [RDR_to_PC_DataBlock(1, 9, NO_ICC, FAILED, SlotError.BAD_SLOT)]
     assert host.card_side() == []
     assert host.reader.transaction is state
-    with pytest.raises(CCIDError, match="bSlot"):
+    with pytest.raises(CCIDRemoteProtocolError, match="bSlot"):
         host.reader.abort_request(1, 9)
     assert host.reader.transaction is state
 

@@ -3,7 +3,7 @@
 Control byte: bits 0-4 split the stream (:func:`~tests.fuzz.common.chunks`); bit 5 sets the
 smallest dwMaxCCIDMessageLength (271) so the length limit is hit with small inputs.
 
-Bugs: any exception but :class:`ccid.CCIDError` (``ValueError`` for
+Bugs: any exception but :class:`ccid.CCIDRemoteProtocolError` (``ValueError`` for
 :func:`cardfloor.iso7816.atr.parse_atr`); a split stream decoding differently from the whole
 one before the first error; more bytes buffered than one message; a decoded message that does
 not re-encode to its bytes (RFU bytes aside) or does not decode back to itself.
@@ -25,7 +25,7 @@ from ccid.constants import (
     CommandStatus,
     ICCStatus,
 )
-from ccid.errors import CCIDError
+from ccid.errors import CCIDRemoteProtocolError
 from ccid.messages import (
     Command,
     PC_to_RDR_Abort,
@@ -77,7 +77,7 @@ def _reassemble(
         while True:
             try:
                 command = decoder.next_command()
-            except CCIDError as error:
+            except CCIDRemoteProtocolError as error:
                 check(decoder.buffered == 0, "a refused message left bytes buffered")
                 return commands, f"{error.field}={error.value!r}"
             if command is None:
@@ -106,7 +106,7 @@ def _check_commands(control: int, payload: bytes) -> None:
         _check_command(command, original)
     try:
         command = decode_command(payload)
-    except CCIDError:
+    except CCIDRemoteProtocolError:
         return
     _check_command(command, payload)
 
@@ -114,7 +114,7 @@ def _check_commands(control: int, payload: bytes) -> None:
 def _check_response(payload: bytes) -> None:
     try:
         response = decode_response(payload)
-    except CCIDError:
+    except CCIDRemoteProtocolError:
         return
     wire = encode(response)
     check(_same_except_rfu(wire, payload), f"{response!r} re-encodes to other bytes")
@@ -126,7 +126,7 @@ def _check_response(payload: bytes) -> None:
 def _check_interrupt(payload: bytes) -> None:
     try:
         message = decode_interrupt(payload)
-    except CCIDError:
+    except CCIDRemoteProtocolError:
         return
     check(encode(message) == payload, f"{message!r} re-encodes to other bytes")
 

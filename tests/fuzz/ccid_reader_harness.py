@@ -18,11 +18,11 @@ Escape). The payload is a script of operations, each an opcode byte and its argu
 10  late answer     u8 request id: an answer to a request that may be long gone
 ==  ==============  ==================================================================
 
-Bugs: any exception but :class:`ccid.CCIDError` (bulk-OUT framing), ``ValueError`` (a bad
-ATR) and :class:`ccid.usb.Stall` (ep0); a bulk-IN or interrupt message that does not decode;
-a transfer longer than asked or mixing two messages; more than one APDU with the card at a
-time; queued answers or buffered bytes growing past their bounds; an error held in
-``CCIDReader.error`` with no events returned beside it.
+Bugs: any exception but :class:`ccid.CCIDRemoteProtocolError` (bulk-OUT framing),
+:class:`ccid.CCIDLocalProtocolError` (a bad ATR) and :class:`ccid.usb.Stall` (ep0); a bulk-IN
+or interrupt message that does not decode; a transfer longer than asked or mixing two
+messages; more than one APDU with the card at a time; queued answers or buffered bytes growing
+past their bounds; an error held in ``CCIDReader.error`` with no events returned beside it.
 
 Each step acts on the events its input returned, as :class:`ccid.CCIDDevice` does.
 """
@@ -34,7 +34,12 @@ import struct
 from dataclasses import dataclass, field
 from typing import Final
 
-from ccid import CCIDError, CCIDReader, ReaderConfiguration
+from ccid import (
+    CCIDLocalProtocolError,
+    CCIDReader,
+    CCIDRemoteProtocolError,
+    ReaderConfiguration,
+)
 from ccid.card import TEST_ATR
 from ccid.codec import decode_interrupt, decode_response, encode
 from ccid.constants import (
@@ -46,7 +51,7 @@ from ccid.constants import (
 )
 from ccid.control import ControlPipe
 from ccid.descriptors import ReaderDescriptors
-from ccid.events import APDUCancelled, APDURequested, ReaderEvent
+from ccid.events import APDUCancelled, APDURequested, CCIDReaderEvent
 from ccid.messages import (
     Command,
     PC_to_RDR_Abort,
@@ -122,7 +127,7 @@ class _Host:
     now: float = 0.0
     outstanding: list[int] = field(default_factory=list)
 
-    def events(self, events: list[ReaderEvent]) -> None:
+    def events(self, events: list[CCIDReaderEvent]) -> None:
         for event in events:
             if isinstance(event, APDURequested):
                 self.outstanding.append(event.request)
@@ -154,15 +159,15 @@ class _Host:
             check(len(partial) <= size, "one bulk-IN transfer mixed two messages")
             check(size <= self.max_length, f"a {size}-byte message over dwMaxCCIDMessageLength")
             if len(partial) == size:
-                decode_response(bytes(partial))  # a CCIDError here is the reader's bug
+                decode_response(bytes(partial))  # an error here is the reader's bug
                 return
 
-    def answer(self, request: int, response: bytes) -> list[ReaderEvent]:
+    def answer(self, request: int, response: bytes) -> list[CCIDReaderEvent]:
         if request in self.outstanding:
             self.outstanding.remove(request)
         return self.reader.apdu_response(request, response)
 
-    def control(self, setup: SetupPacket, data: bytes) -> list[ReaderEvent]:
+    def control(self, setup: SetupPacket, data: bytes) -> list[CCIDReaderEvent]:
         try:
             answer, events = self.pipe.handle(setup, data)
         except Stall:
@@ -174,10 +179,10 @@ class _Host:
 def _step(host: _Host, script: _Script) -> None:
     reader = host.reader
     op = script.u8() % 11
-    events: list[ReaderEvent] = []
+    events: list[CCIDReaderEvent] = []
     if op == BULK_OUT:
         data = script.take(script.u16())
-        with contextlib.suppress(CCIDError):
+        with contextlib.suppress(CCIDRemoteProtocolError):
             events = reader.receive_bulk_out(data, host.now)
             check(reader.error is None or bool(events), "an error held with nothing beside it")
     elif op == BULK_IN:
@@ -197,7 +202,7 @@ def _step(host: _Host, script: _Script) -> None:
             request = host.outstanding.pop(0)
             events = reader.apdu_failed(request)
     elif op == INSERT:
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(CCIDLocalProtocolError):
             events = reader.insert_card(script.take(script.u8()))
     elif op == REMOVE:
         events = reader.remove_card()
