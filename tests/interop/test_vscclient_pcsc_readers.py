@@ -24,13 +24,12 @@ from .our_vscclient import running_vscclient
 from .pcsc import fixtures
 from .pcsc.pcscd import Pcscd
 from .pcsc.vicc import ISO7816_ATR, Vicc, ViccConfig, running_vicc
+from .selecting_host import SELECT_MF, SelectingHost
 
 pcscd = fixtures.pcscd
 vicc = fixtures.vicc
 
 pytestmark = pytest.mark.interop
-
-SELECT_MF = bytes.fromhex("00A4000C023F00")  # P2=0C: vicc's iso7816 card breaks on P2=00
 
 
 @pytest.fixture(params=[0, 1], ids=["card-in-slot-0", "card-in-slot-1"])
@@ -48,26 +47,14 @@ def vicc_in_either_slot(
 async def test_without_a_card_option_every_pcsc_reader_reaches_our_host(
     pcscd: Pcscd, vicc: Vicc
 ) -> None:
-    events: asyncio.Queue[object] = asyncio.Queue()
-
-    async def handle(session: vscard.Session) -> None:
-        async for event in session.events():
-            await events.put(event)
-            if isinstance(event, CardInserted):
-                await events.put(await session.transmit(event.reader_id, SELECT_MF))
-
-    async def next_of(kind: type) -> object:
-        while True:
-            event = await asyncio.wait_for(events.get(), 20)
-            if isinstance(event, kind):
-                return event
+    host = SelectingHost()
 
     async def first(count: int) -> set[object]:
         """The next ``count`` events, in whichever order they came."""
-        return {await asyncio.wait_for(events.get(), 20) for _ in range(count)}
+        return {await asyncio.wait_for(host.events.get(), 20) for _ in range(count)}
 
     async with (
-        await vscard.serve(handle, "127.0.0.1", 0) as server,
+        await vscard.serve(host.handle, "127.0.0.1", 0) as server,
         running_vscclient(["127.0.0.1", str(server.port)]) as client,
     ):
         # Whether vscclient met the readers before or after connecting orders these.
@@ -80,7 +67,7 @@ async def test_without_a_card_option_every_pcsc_reader_reaches_our_host(
         }
         # The card pulled out of the real reader: the host hears of it (hotplug).
         await asyncio.to_thread(vicc.stop)
-        assert await next_of(CardRemoved) == CardRemoved(0)
+        assert await host.next_of(CardRemoved) == CardRemoved(0)
         client.process.terminate()
         assert await client.wait() == 0
 
