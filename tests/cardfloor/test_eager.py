@@ -37,7 +37,8 @@ async def test_a_coroutine_that_waits_goes_on_as_a_task() -> None:
     assert steps == ["before", "after"]
 
 
-async def test_cancelling_before_the_task_first_runs_reaches_the_coroutine() -> None:
+@pytest.mark.parametrize("stepped", [False, True], ids=["before-its-first-step", "parked"])
+async def test_cancelling_the_task_reaches_the_coroutine(stepped: bool) -> None:
     event = asyncio.Event()
     cleaned: list[bool] = []
 
@@ -49,30 +50,13 @@ async def test_cancelling_before_the_task_first_runs_reaches_the_coroutine() -> 
 
     task = start_eagerly(parked())
     assert task is not None
-    task.cancel()  # before the loop ever stepped the task
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert cleaned == [True]
-    assert not event._waiters  # the Event forgot the waiter: nothing leaks
-
-
-async def test_cancelling_a_parked_task_reaches_the_coroutine() -> None:
-    event = asyncio.Event()
-    cleaned: list[bool] = []
-
-    async def parked() -> None:
-        try:
-            await event.wait()
-        finally:
-            cleaned.append(True)
-
-    task = start_eagerly(parked())
-    assert task is not None
-    await asyncio.sleep(0)
+    if stepped:
+        await asyncio.sleep(0)  # one loop turn: the task's first step
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert cleaned == [True]
+    assert not event._waiters  # the Event forgot the waiter: nothing leaks
 
 
 async def test_errors_surface_where_they_happen() -> None:
