@@ -319,30 +319,20 @@ def test_through_the_guard_a_counter_never_goes_below_keep(
 ENVELOPE_MODES = ["each", "length", "terminator"]
 
 
-class EnvelopeCard:
+class EnvelopeCard(InProcessCard):
     """A card that executes ENVELOPE (ISO/IEC 7816-4:2013 §11.7.2), which the emulated card does
-    not: the data goes on to ``card`` (strict or vicc-like lenient) as a command. ``mode``:
+    not: the data goes on to ``inner`` (strict or vicc-like lenient) as a command. ``mode``:
     ``each`` executes each ENVELOPE's data alone; ``length`` gathers consecutive data until the
     card's parser reads a whole command; ``terminator`` until an empty ENVELOPE. A part that does
     not end a command is answered 9000; an ENVELOPE inside one is unwrapped alike with its own
     buffer. Other commands leave the buffers alone (the worst case for the guard)."""
 
-    def __init__(self, card: InProcessCard, mode: str) -> None:
-        self.card = card
+    def __init__(self, inner: InProcessCard, mode: str) -> None:
+        super().__init__(inner.card)
+        self.inner = inner
         self.mode = mode
         self.buffers: dict[int, bytes] = {}
         self.executed: list[bytes] = []
-
-    @property
-    def atr(self) -> bytes:
-        return self.card.atr
-
-    def power_on(self) -> None:
-        self.card.power_on()
-
-    @property
-    def tries(self) -> int:
-        return self.card.tries
 
     async def transmit(self, apdu: bytes) -> bytes:
         return await self._run(apdu, 0)
@@ -351,7 +341,7 @@ class EnvelopeCard:
         if instruction(apdu) != 0xC2 or depth > ENVELOPE_DEPTH + 2:
             if depth:
                 self.executed.append(apdu)
-            return await self.card.transmit(apdu)
+            return await self.inner.transmit(apdu)
         try:
             data = CommandAPDU.from_bytes(apdu).data
         except APDUFormatError:
@@ -632,7 +622,7 @@ async def test_an_instruction_inside_an_envelope_must_be_on_the_allow_list(
     assert card.executed == []
     for apdu in delivered(select(PKI_AID), 1):  # SELECT is listed: it reaches the card
         await guard.transmit(card, apdu)
-    assert card.card.selected() == [PKI_AID]
+    assert card.selected() == [PKI_AID]
 
 
 @pytest.mark.parametrize("mode", ["length", "terminator"])
@@ -662,13 +652,13 @@ async def test_a_select_of_an_applet_not_allowed_is_refused_inside_envelopes(
     assert (await guard.transmit(card, forbidden[0])).hex() == "6a82"
     for apdu in forbidden[1:]:
         await guard.transmit(card, apdu)
-    assert card.card.selected() == []
+    assert card.selected() == []
     for apdu in delivered(select(PKI_AID), depth):  # an allowed one reaches the card
         await guard.transmit(card, apdu)
     # ... unless only an empty ENVELOPE two deep would execute it: a nested part that may still
     # grow is refused (the guard follows no sequence there).
     reached = mode != "terminator" or depth < ENVELOPE_DEPTH
-    assert card.card.selected() == ([PKI_AID] if reached else [])
+    assert card.selected() == ([PKI_AID] if reached else [])
 
 
 @pytest.mark.parametrize("mode", ["length", "terminator"])
@@ -688,7 +678,7 @@ async def test_a_select_by_aid_split_across_envelopes_is_refused(
     refused = answers.index("6a82")
     if cut != 4:  # 00 A4 04 00 is whole (an empty AID), so refused alone: the rest is new data
         assert answers[refused:] == ["6a82"] * (3 - refused)
-    assert card.card.selected() == []
+    assert card.selected() == []
     assert not any(command[1:3] == b"\xa4\x04" for command in card.executed)
 
 
@@ -723,10 +713,10 @@ async def test_a_select_of_another_occurrence_is_refused_by_an_aid_allow_list(
     guard = CardGuard(keep=0, policy=ApduPolicy(aids=frozenset({allowed})))
     assert (await guard.transmit(card, select(aid, p2=p2))).hex() == "6a82"
     assert (await guard.transmit(card, envelope(select(aid, p2=p2)))).hex() == "6a82"
-    assert card.card.selected() == []
+    assert card.selected() == []
     first = select(PKI_AID, p2=p2 & ~0x03)  # the first or only occurrence: FCI or none
     assert (await guard.transmit(card, first)).hex() in ("610d", "9000")
-    assert card.card.selected() == [PKI_AID]
+    assert card.selected() == [PKI_AID]
 
 
 @pytest.mark.parametrize(
@@ -817,7 +807,7 @@ def test_through_envelopes_no_applet_outside_the_allow_list_is_selected(
         for step in steps:
             for apdu in step:
                 await guard.transmit(card, apdu)
-                for aid in card.card.selected():
+                for aid in card.selected():
                     assert any(aid.startswith(prefix) for prefix in aids), (apdu.hex(), aid.hex())
                 if listed:
                     for command in card.executed:
