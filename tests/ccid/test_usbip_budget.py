@@ -13,7 +13,6 @@ from ccid.usbip import (
     CmdSubmit,
     CmdUnlink,
     Direction,
-    ExportedDevice,
     OpReqImport,
     UnlinkRequested,
     URBRefused,
@@ -29,10 +28,8 @@ from ccid.usbip import (
 from ccid.usbip.connection import DEFAULT_MAX_REFUSED_URBS, DEFAULT_MAX_REQUESTS
 
 from .usbip_fake import BULK_IN, BULK_OUT, INTERRUPT_IN, FakeDevice
+from .usbip_fake import EXPORTED as DEVICE
 
-DEVICE = ExportedDevice.from_summary(
-    FakeDevice().summary, busid="1-1", busnum=1, devnum=2, path="/vscard/usb1/1-1"
-)
 GET_DEVICE_DESCRIPTOR = SetupPacket(0x80, 6, 0x0100, 0, 18)
 RET_SUBMIT = struct.Struct(">IIIIIi")  # command, seqnum, devid, direction, ep, status
 

@@ -42,11 +42,9 @@ from ccid.usbip import (
 )
 from ccid.usbip.events import USBIPClientEvent, USBIPServerEvent
 
-from .usbip_fake import BULK_IN, BULK_OUT, INTERRUPT_IN, FakeDevice
+from .usbip_fake import BULK_IN, BULK_OUT, INTERRUPT_IN
+from .usbip_fake import EXPORTED as DEVICE
 
-DEVICE = ExportedDevice.from_summary(
-    FakeDevice().summary, busid="1-1", busnum=1, devnum=2, path="/vscard/usb1/1-1"
-)
 GET_DEVICE_DESCRIPTOR = SetupPacket(0x80, 6, 0x0100, 0, 64)
 PORT_RESET = SetupPacket(0x23, 3, 4, 1, 0)
 

@@ -13,6 +13,7 @@ import struct
 from collections import defaultdict
 
 from ccid.usb import DeviceSummary, InterfaceSummary, SetupPacket, Speed, Stall
+from ccid.usbip import ExportedDevice
 
 VID, PID = 0x08E6, 0x4433
 INTERRUPT_IN, BULK_IN, BULK_OUT = 0x81, 0x82, 0x03
@@ -103,3 +104,9 @@ class FakeDevice:
         self.resets += 1
         self.configuration = 0
         self._in.clear()
+
+
+#: A :class:`FakeDevice` as a server exports it, on bus id 1-1.
+EXPORTED = ExportedDevice.from_summary(
+    FakeDevice().summary, busid="1-1", busnum=1, devnum=2, path="/vscard/usb1/1-1"
+)
