@@ -1,13 +1,16 @@
-"""Cards for tests: certificates with small keys, a PIN hash that costs nothing, and a way to
-send hex APDUs."""
+"""Cards for tests: certificates with small keys, a PIN hash that costs nothing, a way to send
+hex APDUs, and ``card_dir``, a card directory made as cheaply."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from cacard import CardRequest, generate_card
 from cacard.applets.containers import DataObjectId
 from cacard.card import Card, StateSink
 from cacard.keys import Credential
@@ -49,6 +52,18 @@ def _credential(index: int, bits: int) -> Credential:
 def pin_state(pin: str = PIN, max_tries: int = 3) -> PinState:
     """A PIN with one PBKDF2 round: unit tests check behaviour, not hashing cost."""
     return PinState.create(pin, max_tries=max_tries, iterations=1)
+
+
+@pytest.fixture(scope="module")
+def card_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A card directory with 1024-bit keys and a one-round PIN hash, one per test module.
+
+    Bind it in the module (``card_dir = cards.card_dir``): importing it by name makes ruff see
+    each test argument as a redefinition.
+    """
+    directory = tmp_path_factory.mktemp("cards") / "card"
+    generate_card(directory, CardRequest(key_size=1024, pin_iterations=1))
+    return directory
 
 
 def make_card(

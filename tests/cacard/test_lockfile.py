@@ -14,8 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from cacard import CardRequest, generate_card, lockfile
+from cacard import lockfile
 from cacard.store import CardInUseError, CardStore
+
+from . import cards
+
+card_dir = cards.card_dir
 
 MECHANISMS = ["flock", "msvcrt", "pidfile"]
 
@@ -65,18 +69,11 @@ def pid_files(monkeypatch: pytest.MonkeyPatch) -> None:
     as_platform_with("pidfile", monkeypatch)
 
 
-@pytest.fixture(scope="module")
-def card_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("template") / "card"
-    generate_card(directory, CardRequest(key_size=1024, pin_iterations=1))
-    return directory
-
-
 @pytest.fixture
-def card(card_template: Path, tmp_path: Path) -> Path:
+def card(card_dir: Path, tmp_path: Path) -> Path:
     target = tmp_path / "card"
     target.mkdir()
-    for entry in card_template.iterdir():
+    for entry in card_dir.iterdir():
         if not entry.name.startswith(".lock"):
             (target / entry.name).write_bytes(entry.read_bytes())
     return target

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import vscard
-from cacard import CAC_ATR, CardRequest, generate_card
+from cacard import CAC_ATR
 from ccid.codec import decode_response, encode
 from ccid.constants import ICCStatus
 from ccid.descriptors import BULK_IN, BULK_OUT
@@ -24,15 +24,11 @@ from ccid.usbip import USBIPClient, USBIPServer, import_device, list_devices, se
 from daemons.ccid_passthru import Passthru
 from daemons.emulated_cards import EmulatedCard, open_card_directory
 from daemons.vscclient import Daemon, Plan
+from tests.cacard import cards
+
+card_dir = cards.card_dir
 
 SELECT_PKI = bytes.fromhex("00A4040007A0000000790100")
-
-
-@pytest.fixture(scope="module")
-def card_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("cards") / "card"
-    generate_card(directory, CardRequest(key_size=1024, pin_iterations=1))
-    return directory
 
 
 @pytest.fixture

@@ -18,18 +18,13 @@ from pathlib import Path
 import pytest
 
 import vscard
-from cacard import CardRequest, generate_card
 from ccid.usbip import list_devices
+from tests.cacard import cards
 
 from .passthru_process import ROOT, PassthruProcess, running_passthru
 from .test_ccid_passthru_load import connect_with_card
 
-
-@pytest.fixture(scope="module")
-def card_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("cards") / "card"
-    generate_card(directory, CardRequest(key_size=1024, pin_iterations=1))
-    return directory
+card_dir = cards.card_dir
 
 
 class Proxy:

@@ -8,24 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from cacard import CardRequest, generate_card
 from ccid.usbip import list_devices
 from daemons.vscclient import Daemon, parse_args, plan_from_args
+from tests.cacard import cards
 
 from ..tls_pki import TlsFiles, make_tls_files
 from .passthru_process import running_passthru
+
+card_dir = cards.card_dir
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     return make_tls_files(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def card_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("cards") / "card"
-    generate_card(directory, CardRequest(key_size=1024, pin_iterations=1))
-    return directory
 
 
 def tls_server_args(pki: TlsFiles) -> list[str]:

@@ -8,20 +8,13 @@ import pty
 import sys
 from pathlib import Path
 
-import pytest
-
 import vscard
-from cacard import CardRequest, generate_card
+from tests.cacard import cards
 from vscard import CardInserted, CardRemoved, ReaderRemoved, Session
 
+card_dir = cards.card_dir
+
 ROOT = Path(__file__).parents[2]
-
-
-@pytest.fixture(scope="module")
-def card_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("cards") / "card"
-    generate_card(directory, CardRequest(key_size=1024, pin_iterations=1))
-    return directory
 
 
 async def test_ctrl_d_on_a_terminal_removes_card_and_reader_then_exits(card_dir: Path) -> None:
