@@ -258,14 +258,14 @@ class Decoder:
         messages: list[Message] = []
         append = messages.append
         max_payload = self._max_payload
-        # Frames are at least HEADER_SIZE bytes: without a limit, this one is never reached.
-        left = end if self._max_messages is None else self._max_messages
+        # Frames are at least HEADER_SIZE bytes, so without a limit the loop always ends at a
+        # break; a for over a range costs less per frame than counting down by hand.
+        limit = self._max_messages
+        turns = (end - offset) // HEADER_SIZE + 1 if limit is None else limit
         try:
-            while end - offset >= HEADER_SIZE:
-                if not left:
-                    self._held, self._held_offset = source, offset
-                    return messages
-                left -= 1
+            for _ in range(turns):
+                if end - offset < HEADER_SIZE:
+                    break
                 msg_type, reader_id, length = _unpack_header(source, offset)
                 start = offset + HEADER_SIZE
                 stop = start + length
@@ -279,6 +279,10 @@ class Decoder:
                         break
                     append(_DECODERS[msg_type](reader_id, source[start:stop]))
                 offset = stop
+            else:  # max_messages reached: keep the rest undecoded for the next feed
+                if end - offset >= HEADER_SIZE:
+                    self._held, self._held_offset = source, offset
+                    return messages
         except RemoteProtocolError as error:
             self._error = error
             if messages:
