@@ -36,13 +36,6 @@ vicc = pcsc_fixtures.vicc
 BUSID = "1-1"  # the first reader ccid-passthru exports
 
 
-@pytest.fixture(scope="module")
-def card_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("cards") / "card"
-    generate_card(directory, CardRequest())  # RSA-2048, PIN 77777777, like the reference card
-    return directory
-
-
 def large_response(size: int = 1024) -> Check:
     """One APDU whose response is ``size`` bytes (GET CHALLENGE with an extended Le) arrives
     whole: QEMU's usb-ccid drops any response over 374 bytes.

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from cacard import CardRequest, generate_card
 from daemons.vscclient import Daemon, Plan
 from tests.interop.guest import checks
 from tests.interop.guest.checks import Check
@@ -29,13 +28,6 @@ pytestmark = pytest.mark.interop
 
 pcscd = pcsc_fixtures.pcscd
 vicc = pcsc_fixtures.vicc
-
-
-@pytest.fixture(scope="module")
-def card_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("cards") / "card"
-    generate_card(directory, CardRequest())  # RSA-2048, PIN 77777777, like the reference card
-    return directory
 
 
 async def serve_guest(start_guest: StartGuest, args: list[str], *, decrypt_key: int) -> None:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from cacard import CardRequest, generate_card
 from tests.interop.guest import checks
 from tests.interop.guest.runner import Guest, PassthruSetup
 
@@ -33,13 +32,6 @@ pytest_plugins = ("tests.interop.guest.fixtures",)
 pytestmark = pytest.mark.interop
 
 pcscd = pcsc_fixtures.pcscd
-
-
-@pytest.fixture(scope="module")
-def card_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("cards") / "card"
-    generate_card(directory, CardRequest())  # RSA-2048, PIN 77777777, like the reference card
-    return directory
 
 
 class MovingCard:

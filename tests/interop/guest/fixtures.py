@@ -4,6 +4,8 @@ Load them in a test module with ``pytest_plugins = ("tests.interop.guest.fixture
 
 * ``guest_image`` (session): the built image; skips when QEMU or a host package is missing.
 * ``reference_nssdb`` (session): the NSS DB behind QEMU's reference card (cert1..cert3).
+* ``card_dir`` (module): a cacard card directory like the reference card (RSA-2048, PIN
+  77777777).
 * ``run_guest``: ``await run_guest(setup, checks, timeout=...)`` -> :class:`GuestResult`.
 * ``start_guest``: ``async with start_guest(setup, checks) as guest: ...`` for tests that must act
   between QEMU's start and the guest's run (connect a VSCard client to ``guest.passthru_port``).
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+
+from cacard import CardRequest, generate_card
 
 from . import runner
 from .checks import Check
@@ -73,6 +77,14 @@ def guest_image() -> GuestImage:
         return build_image()
     except MissingHostPackageError as error:
         pytest.skip(f"guest image: {error}")
+
+
+@pytest.fixture(scope="module")
+def card_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cacard card directory with RSA-2048 keys and PIN 77777777, like the reference card."""
+    directory = tmp_path_factory.mktemp("cards") / "card"
+    generate_card(directory, CardRequest())
+    return directory
 
 
 @pytest.fixture(scope="session")
