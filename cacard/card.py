@@ -157,6 +157,8 @@ class Card:
         self._channels = [None] * CHANNELS
         self._pending = b""
         self._pin.reset()
+        for applet in self.applets.values():
+            applet.reset()
 
     # -- APDUs ------------------------------------------------------------------------------
 
@@ -242,7 +244,10 @@ class Card:
     def _select(self, command: CommandAPDU, channel: int) -> Response:
         applet = self.applets.get(command.data)
         if applet is None:
-            # An exact AID only; a miss leaves no applet selected, as on libcacard.
+            # An exact AID first; then an applet that takes a truncated one (PIV).
+            applet = next((a for a in self.applets.values() if a.selected_by(command.data)), None)
+        if applet is None:
+            # A miss leaves no applet selected, as on libcacard.
             self._channels[channel] = None
             return status(StatusWord.FILE_NOT_FOUND)
         self._channels[channel] = applet.select()

@@ -57,7 +57,7 @@ def fci(aid: bytes) -> bytes:
 
 
 class Applet(abc.ABC):
-    """One application on the card, selected by its full AID."""
+    """One application on the card, selected by its AID (:meth:`selected_by`)."""
 
     def __init__(self, aid: bytes, name: str) -> None:
         self.aid = aid
@@ -70,6 +70,16 @@ class Applet(abc.ABC):
     def select(self) -> Selection:
         """A fresh selection of this applet."""
         return Selection(self)
+
+    def selected_by(self, aid: bytes) -> bool:
+        """Whether SELECT of ``aid`` chooses this applet when no applet has exactly that AID.
+        Only the exact AID by default; an applet whose standard allows a right-truncated AID
+        (PIV) says so here."""
+        return aid == self.aid
+
+    def reset(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """Forget the security status the applet keeps itself (the card was reset or powered
+        off). Nothing by default: most applets rely on the card's PIN."""
 
     @abc.abstractmethod
     def process(

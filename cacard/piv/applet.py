@@ -1,0 +1,518 @@
+"""The PIV card application (NIST SP 800-73-4 Part 2 card edge) as a sans-IO applet.
+
+Commands: SELECT (by the AID or a right-truncated one, through :meth:`PIVApplet.selected_by`),
+GET DATA, PUT DATA, VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER, GENERAL AUTHENTICATE
+and GENERATE ASYMMETRIC KEY PAIR (Part 2 §3.1-§3.3), with command chaining (CLA ``10``) for
+GENERAL AUTHENTICATE and PUT DATA. Response data longer than Le goes through the card's
+GET RESPONSE (``61xx``).
+
+The application PIN (``80``) and the PUK (``81``) each keep a retry counter in memory only:
+unlike the card's own PIN they are not handed to the card's state sink, so a restart refills
+them. Keys and objects written by GENERATE and PUT DATA are in memory too.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Final
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
+
+from cardfloor.iso7816.apdu import CommandAPDU, Response, StatusWord, status, success
+from cardfloor.iso7816.instructions import (
+    INS_CHANGE_REFERENCE_DATA,
+    INS_RESET_RETRY_COUNTER,
+    INS_VERIFY,
+)
+
+from ..applets.applet import Applet, CardServices, Selection
+from ..keys import KeyOperationError
+from ..pin import MAX_PIN_LENGTH, PIN_PAD, SALT_SIZE, Pin, PinState
+from ..rsa import SoftwareKey
+from ..tlv import ber_tlv
+from .ber import PIVFormatError, decode, decode_fields, decode_one, encode, require
+from .management_key import (
+    DEFAULT_MANAGEMENT_KEY,
+    DYNAMIC_AUTHENTICATION_TEMPLATE,
+    ManagementKey,
+    ManagementKeyAuthentication,
+    parse_template,
+)
+from .objects import (
+    CHUID,
+    DATA_TAG,
+    PIV_AID,
+    PIV_RID,
+    Algorithm,
+    ApplicationPropertyTemplate,
+    CardCapabilityContainer,
+    CertificateObject,
+    DiscoveryObject,
+    KeyHistory,
+    KeyReference,
+    ObjectTag,
+    PinReference,
+    get_data_response,
+)
+
+INS_GENERAL_AUTHENTICATE: Final = 0x87
+INS_GENERATE_ASYMMETRIC_KEY_PAIR: Final = 0x47
+INS_GET_DATA_ODD: Final = 0xCB
+INS_PUT_DATA_ODD: Final = 0xDB
+#: P1 P2 of GET DATA and PUT DATA: the current application's data objects (Part 2 §3.1.2).
+P1P2_DATA_OBJECT: Final = (0x3F, 0xFF)
+#: CLA bits this applet leaves to the card: secure messaging and any class above the first
+#: interindustry one (the card refuses those itself).
+_CLA_SECURE_MESSAGING: Final = 0x0C
+_CLA_CHAINING: Final = 0x10
+_FIRST_PROPRIETARY_OR_FURTHER: Final = 0x20
+#: The most command data a chain may collect: a 4 KiB certificate object and its TLVs fit.
+MAX_CHAIN: Final = 16 * 1024
+_CHAINABLE: Final = frozenset({INS_GENERAL_AUTHENTICATE, INS_PUT_DATA_ODD})
+#: PIV PINs are 6 to 8 digits (SP 800-73-4 Part 2 §2.4.3), padded with FF to 8 bytes.
+MIN_PIV_PIN_LENGTH: Final = 6
+
+#: Algorithm of each key size and curve this applet holds.
+_RSA_ALGORITHMS: Final = {
+    1024: Algorithm.RSA_1024,
+    2048: Algorithm.RSA_2048,
+    3072: Algorithm.RSA_3072,
+    4096: Algorithm.RSA_4096,
+}
+_EC_ALGORITHMS: Final = {"secp256r1": Algorithm.ECC_P256, "secp384r1": Algorithm.ECC_P384}
+_CURVES: Final[dict[Algorithm, ec.EllipticCurve]] = {
+    Algorithm.ECC_P256: ec.SECP256R1(),
+    Algorithm.ECC_P384: ec.SECP384R1(),
+}
+#: ECDSA input: the hash truncated to the key size (SP 800-73-4 Part 2 Appendix A.4).
+_EC_DIGESTS: Final[dict[Algorithm, hashes.HashAlgorithm]] = {
+    Algorithm.ECC_P256: hashes.SHA256(),
+    Algorithm.ECC_P384: hashes.SHA384(),
+}
+#: Keys that may do ECDH (key establishment keys: SP 800-73-4 Part 1 §3.3).
+_KEY_ESTABLISHMENT: Final = frozenset(
+    ref
+    for ref in KeyReference
+    if ref is KeyReference.KEY_MANAGEMENT or ref < KeyReference.PIV_AUTHENTICATION
+)
+_ASYMMETRIC_KEYS: Final = frozenset(KeyReference) - {KeyReference.CARD_MANAGEMENT}
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+class PIVKeyError(ValueError):
+    """A key the PIV applet cannot hold; ``field`` names what is wrong, ``value`` its value."""
+
+    def __init__(self, reason: str, *, field: str, value: object) -> None:
+        super().__init__(f"{reason}: {field}={value!r}")
+        self.field = field
+        self.value = value
+
+
+@dataclass(frozen=True, slots=True)
+class SlotKey:
+    """A private key for one PIV key reference and the DER of its certificate, if any."""
+
+    private_key: PrivateKey
+    certificate: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    algorithm: Algorithm
+    private_key: PrivateKey
+    #: The raw private operation for RSA keys (``None`` for EC).
+    raw: SoftwareKey | None
+
+
+def _load_key(reference: KeyReference, private_key: PrivateKey) -> _Key:
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        algorithm = _RSA_ALGORITHMS.get(private_key.key_size)
+        if algorithm is None:
+            raise PIVKeyError(
+                "RSA key size not supported", field="key_size", value=private_key.key_size
+            )
+        return _Key(algorithm, private_key, SoftwareKey(private_key))
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        algorithm = _EC_ALGORITHMS.get(private_key.curve.name)
+        if algorithm is None:
+            raise PIVKeyError("curve not supported", field="curve", value=private_key.curve.name)
+        return _Key(algorithm, private_key, None)
+    raise PIVKeyError(
+        f"key for {reference.name} is neither RSA nor EC",
+        field="private_key",
+        value=type(private_key).__name__,
+    )
+
+
+# -- FASC-N (TIG SCEPACS v2.3 §6): 40 five-bit characters, 4 data bits LSB first + odd parity --
+_SS: Final = 0xB
+_FS: Final = 0xD
+_ES: Final = 0xF
+
+
+def fasc_n(
+    agency: str = "9999",
+    system: str = "9999",
+    credential: str = "999999",
+    person: str = "9999999999",
+) -> bytes:
+    """An encoded FASC-N; the defaults are the "non-federal issuer" test values."""
+    digits = [int(c) for c in agency + system + credential]
+    values = (
+        [_SS, *digits[:4], _FS, *digits[4:8], _FS, *digits[8:14], _FS, 1, _FS, 1, _FS]
+        + [int(c) for c in person]
+        + [1, 0, 0, 0, 0, 1, _ES]  # organizational category, organization id, association
+    )
+    lrc = 0
+    for value in values:
+        lrc ^= value
+    bits = ""
+    for value in [*values, lrc]:
+        data = "".join(str((value >> i) & 1) for i in range(4))
+        bits += data + ("0" if data.count("1") % 2 else "1")
+    return int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+
+def _pin_field(data: bytes) -> bytes | None:
+    """The digits of one 8-byte PIN field (6-8 digits, then FF), or None when malformed."""
+    if len(data) != MAX_PIN_LENGTH:
+        return None
+    pin = data.rstrip(bytes((PIN_PAD,)))
+    return pin if len(pin) >= MIN_PIV_PIN_LENGTH and pin.isdigit() else None
+
+
+def _template(tag: int, value: bytes) -> bytes:
+    return ber_tlv(DYNAMIC_AUTHENTICATION_TEMPLATE, ber_tlv(tag, value))
+
+
+@dataclass(slots=True)
+class PIVSelection(Selection):
+    """A PIV selection; ``chain_header`` is (INS, P1, P2) of the chain ``chain`` collects."""
+
+    chain_header: tuple[int, int, int] | None = None
+
+
+class PIVApplet(Applet):
+    """The PIV card application with ``keys`` by key reference and the application ``pin``
+    and ``puk`` (both kept in memory only). ``random`` supplies the CHUID's GUID, the card
+    identifier, salts and the 9B challenges.
+    """
+
+    def __init__(
+        self,
+        *,
+        pin: PinState,
+        puk: PinState,
+        keys: Mapping[KeyReference, SlotKey] | None = None,
+        management_key: ManagementKey = DEFAULT_MANAGEMENT_KEY,
+        random: Callable[[int], bytes] = os.urandom,
+        label: str | None = None,
+        expiration: datetime.date = datetime.date(2049, 12, 31),
+    ) -> None:
+        super().__init__(PIV_AID, "PIV")
+        self._random = random
+        self._pin = Pin(pin)
+        self._puk = Pin(puk)
+        self._management = ManagementKeyAuthentication(management_key, random)
+        self._label = label
+        #: VERIFY of the PIN just succeeded: the next command may use the PIN-always key 9C.
+        self._pin_always = False
+        self._keys: dict[KeyReference, _Key] = {}
+        self._objects: dict[ObjectTag, bytes] = {
+            ObjectTag.CARD_CAPABILITY_CONTAINER: CardCapabilityContainer(
+                bytes.fromhex("A000000079") + b"\x01\x02" + random(14)
+            ).to_bytes(),
+            ObjectTag.CHUID: CHUID(fasc_n(), random(16), expiration).to_bytes(),
+            ObjectTag.DISCOVERY: DiscoveryObject().to_bytes(),
+            ObjectTag.KEY_HISTORY: KeyHistory().to_bytes(),
+        }
+        for reference, slot in (keys or {}).items():
+            if reference not in _ASYMMETRIC_KEYS:
+                raise PIVKeyError("not an asymmetric key reference", field="key", value=reference)
+            reference = KeyReference(reference)
+            self._keys[reference] = _load_key(reference, slot.private_key)
+            tag = reference.certificate_object
+            if slot.certificate is not None and tag is not None:
+                self._objects[tag] = CertificateObject(slot.certificate).to_bytes()
+
+    # -- Applet -----------------------------------------------------------------------------
+
+    def fci(self) -> bytes:
+        """The application property template (SP 800-73-4 Part 2 §3.1.1)."""
+        return ApplicationPropertyTemplate(self._label).to_bytes()
+
+    def select(self) -> PIVSelection:
+        return PIVSelection(self)
+
+    def selected_by(self, aid: bytes) -> bool:
+        """The AID or any right-truncation of it down to the RID (Part 2 §3.1.1)."""
+        return len(aid) >= len(PIV_RID) and PIV_AID.startswith(aid)
+
+    def reset(self) -> None:
+        self._pin.reset()
+        self._puk.reset()
+        self._management.reset()
+        self._pin_always = False
+
+    @property
+    def pin_verified(self) -> bool:
+        """Whether the application PIN is verified."""
+        return self._pin.verified
+
+    def public_key(self, reference: KeyReference) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+        """The public half of the key at ``reference`` (KeyError when the slot is empty)."""
+        return self._keys[reference].private_key.public_key()
+
+    def process(
+        self, command: CommandAPDU, selection: Selection, card: CardServices
+    ) -> Response | None:
+        # PIN-always: only the command right after VERIFY may use key 9C; parts of a chain
+        # are not commands of their own.
+        armed, self._pin_always = self._pin_always, False
+        cla = command.cla
+        if cla >= _FIRST_PROPRIETARY_OR_FURTHER or cla & _CLA_SECURE_MESSAGING:
+            return None
+        if not isinstance(selection, PIVSelection):
+            return status(StatusWord.NO_PRECISE_DIAGNOSIS)
+        header = (command.ins, command.p1, command.p2)
+        if cla & _CLA_CHAINING:
+            self._pin_always = armed
+            return self._collect(command, header, selection)
+        data = command.data
+        if selection.chain_header == header:
+            data = bytes(selection.chain) + data
+        selection.chain.clear()
+        selection.chain_header = None
+        return self._dispatch(command, data, armed)
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def _collect(
+        self, command: CommandAPDU, header: tuple[int, int, int], selection: PIVSelection
+    ) -> Response:
+        if command.ins not in _CHAINABLE:
+            return status(StatusWord.COMMAND_CHAINING_NOT_SUPPORTED)
+        if selection.chain_header != header:
+            # A chain for another command starts over.
+            selection.chain.clear()
+            selection.chain_header = header
+        if len(selection.chain) + len(command.data) > MAX_CHAIN:
+            selection.chain.clear()
+            selection.chain_header = None
+            return status(StatusWord.WRONG_LENGTH)
+        selection.chain += command.data
+        return status(StatusWord.SUCCESS)
+
+    def _dispatch(self, command: CommandAPDU, data: bytes, armed: bool) -> Response | None:
+        ins = command.ins
+        if ins == INS_GET_DATA_ODD:
+            return self._get_data(command, data)
+        if ins == INS_GENERAL_AUTHENTICATE:
+            return self._general_authenticate(command.p1, command.p2, data, armed)
+        if ins == INS_PUT_DATA_ODD:
+            return self._put_data(command, data)
+        if ins == INS_GENERATE_ASYMMETRIC_KEY_PAIR:
+            return self._generate(command, data)
+        if ins == INS_VERIFY:
+            return self._verify(command)
+        if ins == INS_CHANGE_REFERENCE_DATA:
+            return self._change(command)
+        if ins == INS_RESET_RETRY_COUNTER:
+            return self._reset_retry_counter(command)
+        return None
+
+    # -- data objects -----------------------------------------------------------------------
+
+    def _get_data(self, command: CommandAPDU, data: bytes) -> Response:
+        if (command.p1, command.p2) != P1P2_DATA_OBJECT:
+            return status(StatusWord.INCORRECT_P1_P2)
+        try:
+            tag = ObjectTag.from_tag_list(data)
+        except PIVFormatError:
+            return status(StatusWord.INCORRECT_DATA)
+        content = self._objects.get(tag)
+        if content is None:
+            return status(StatusWord.FILE_NOT_FOUND)
+        return success(get_data_response(tag, content))
+
+    def _put_data(self, command: CommandAPDU, data: bytes) -> Response:
+        if (command.p1, command.p2) != P1P2_DATA_OBJECT:
+            return status(StatusWord.INCORRECT_P1_P2)
+        if not self._management.authenticated:
+            return status(StatusWord.SECURITY_STATUS_NOT_SATISFIED)
+        try:
+            items = decode(data)
+            if len(items) != 2:
+                raise PIVFormatError("PUT DATA is 5C tag, then the object", field="items", value=0)
+            tag = ObjectTag.from_tag_list(items[0].to_bytes())
+        except PIVFormatError:
+            return status(StatusWord.INCORRECT_DATA)
+        body = items[1]
+        # The Discovery Object is written as its own 7E template; every other inside 53.
+        expected = ObjectTag.DISCOVERY if tag is ObjectTag.DISCOVERY else DATA_TAG
+        if body.tag != expected:
+            return status(StatusWord.INCORRECT_DATA)
+        content = body.to_bytes() if tag is ObjectTag.DISCOVERY else body.value
+        if content:
+            self._objects[tag] = content
+        else:
+            # An empty 53 deletes the object, as card management tools expect.
+            self._objects.pop(tag, None)
+        return status(StatusWord.SUCCESS)
+
+    # -- PIN and PUK ------------------------------------------------------------------------
+
+    def _verify(self, command: CommandAPDU) -> Response | None:
+        if command.p2 == PinReference.GLOBAL_PIN:
+            return None  # the card's own PIN, in its ISO layer
+        if command.p2 != PinReference.APPLICATION_PIN:
+            return status(StatusWord.REFERENCED_DATA_NOT_FOUND)
+        if command.data and _pin_field(command.data) is None:
+            return status(StatusWord.INCORRECT_DATA)
+        answer = self._pin.verify(replace(command, p2=0))
+        if command.data and answer.sw == StatusWord.SUCCESS:
+            self._pin_always = True
+        return answer
+
+    def _change(self, command: CommandAPDU) -> Response | None:
+        if command.p2 == PinReference.GLOBAL_PIN:
+            return None
+        if command.p2 == PinReference.APPLICATION_PIN:
+            target = self._pin
+        elif command.p2 == PinReference.PUK:
+            target = self._puk
+        else:
+            return status(StatusWord.REFERENCED_DATA_NOT_FOUND)
+        if command.p1 != 0x00:
+            return status(StatusWord.INCORRECT_P1_P2)
+        fields = command.data[:MAX_PIN_LENGTH], command.data[MAX_PIN_LENGTH:]
+        if any(_pin_field(field) is None for field in fields):
+            return status(StatusWord.INCORRECT_DATA)
+        answer = target.change(replace(command, p2=0), self._random(SALT_SIZE))
+        self._puk.reset()  # a verified PUK opens nothing
+        return answer
+
+    def _reset_retry_counter(self, command: CommandAPDU) -> Response | None:
+        if command.p2 == PinReference.GLOBAL_PIN:
+            return None
+        if command.p1 != 0x00 or command.p2 != PinReference.APPLICATION_PIN:
+            return status(StatusWord.INCORRECT_P1_P2)
+        puk, new_pin = _pin_field(command.data[:MAX_PIN_LENGTH]), None
+        if len(command.data) == 2 * MAX_PIN_LENGTH:
+            new_pin = _pin_field(command.data[MAX_PIN_LENGTH:])
+        if puk is None or new_pin is None:
+            return status(StatusWord.INCORRECT_DATA)
+        answer = self._puk.verify(CommandAPDU(0x00, INS_VERIFY, 0x00, 0x00, puk))
+        self._puk.reset()
+        if answer.sw != StatusWord.SUCCESS:
+            return answer
+        self._pin = Pin(self._pin.state.unblocked(new_pin))
+        return status(StatusWord.SUCCESS)
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def _general_authenticate(self, p1: int, p2: int, data: bytes, armed: bool) -> Response:
+        if p2 == KeyReference.CARD_MANAGEMENT:
+            answer = self._management.general_authenticate(p1, p2, data)
+            return Response(answer.sw, answer.data)
+        try:
+            reference = KeyReference(p2)
+        except ValueError:
+            return status(StatusWord.INCORRECT_P1_P2)
+        key = self._keys.get(reference)
+        if key is None:
+            return status(StatusWord.REFERENCED_DATA_NOT_FOUND)
+        if p1 != key.algorithm:
+            return status(StatusWord.INCORRECT_P1_P2)
+        if not self._may_use(reference, armed):
+            return status(StatusWord.SECURITY_STATUS_NOT_SATISFIED)
+        try:
+            items = parse_template(data)
+        except PIVFormatError:
+            return status(StatusWord.INCORRECT_DATA)
+        match items:
+            case {0x82: b"", 0x81: block} if len(items) == 2:
+                result = self._private_operation(key, block)
+            case {0x82: b"", 0x85: point} if len(items) == 2 and reference in _KEY_ESTABLISHMENT:
+                result = self._key_agreement(key, point)
+            case _:
+                result = None
+        if result is None:
+            return status(StatusWord.INCORRECT_DATA)
+        return success(_template(0x82, result))
+
+    def _may_use(self, reference: KeyReference, armed: bool) -> bool:
+        """Each key's access rule (SP 800-73-4 Part 1 §3.2, Table 4b)."""
+        if reference is KeyReference.CARD_AUTHENTICATION:
+            return True
+        if reference is KeyReference.DIGITAL_SIGNATURE:
+            return armed and self._pin.verified
+        return self._pin.verified
+
+    @staticmethod
+    def _private_operation(key: _Key, block: bytes) -> bytes | None:
+        """RSA: the raw private operation on the padded block; EC: an ECDSA signature (DER)
+        of the hash."""
+        if key.raw is not None:
+            try:
+                return key.raw.private_operation(block)
+            except KeyOperationError:
+                return None
+        assert isinstance(key.private_key, ec.EllipticCurvePrivateKey)
+        digest = _EC_DIGESTS[key.algorithm]
+        if len(block) != digest.digest_size:
+            return None
+        return key.private_key.sign(block, ec.ECDSA(utils.Prehashed(digest)))
+
+    @staticmethod
+    def _key_agreement(key: _Key, point: bytes) -> bytes | None:
+        """ECDH with the host's uncompressed point: the shared secret's X coordinate."""
+        if not isinstance(key.private_key, ec.EllipticCurvePrivateKey):
+            return None
+        try:
+            peer = ec.EllipticCurvePublicKey.from_encoded_point(key.private_key.curve, point)
+        except ValueError:
+            return None
+        return key.private_key.exchange(ec.ECDH(), peer)
+
+    def _generate(self, command: CommandAPDU, data: bytes) -> Response:
+        try:
+            reference = KeyReference(command.p2)
+        except ValueError:
+            return status(StatusWord.INCORRECT_P1_P2)
+        if command.p1 != 0x00 or reference not in _ASYMMETRIC_KEYS:
+            return status(StatusWord.INCORRECT_P1_P2)
+        if not self._management.authenticated:
+            return status(StatusWord.SECURITY_STATUS_NOT_SATISFIED)
+        try:
+            fields = decode_fields(decode_one(data, 0xAC), where="control reference template")
+            raw = require(fields, 0x80, where="control reference template")
+            algorithm = Algorithm(int.from_bytes(raw, "big")) if len(raw) == 1 else None
+        except (PIVFormatError, ValueError):
+            return status(StatusWord.INCORRECT_DATA)
+        private_key: PrivateKey
+        if algorithm in _CURVES:
+            private_key = ec.generate_private_key(_CURVES[algorithm])
+            point = private_key.public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
+            public = encode([(0x86, point)])
+        elif algorithm in _RSA_ALGORITHMS.values():
+            bits = next(size for size, named in _RSA_ALGORITHMS.items() if named == algorithm)
+            private_key = rsa.generate_private_key(65537, bits)
+            numbers = private_key.public_key().public_numbers()
+            public = encode(
+                [
+                    (0x81, numbers.n.to_bytes(bits // 8, "big")),
+                    (0x82, numbers.e.to_bytes(3, "big")),
+                ]
+            )
+        else:
+            return status(StatusWord.INCORRECT_DATA)
+        self._keys[reference] = _load_key(reference, private_key)
+        return success(ber_tlv(0x7F49, public))
