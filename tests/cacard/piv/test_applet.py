@@ -24,10 +24,11 @@ from cacard.piv import (
     DiscoveryObject,
     KeyReference,
 )
-from cacard.piv.applet import PIVApplet, SlotKey
+from cacard.piv.applet import MAX_CHAIN, PIVApplet, SlotKey
 from cacard.piv.ber import decode_fields, decode_one, encode
 from cardfloor.iso7816.apdu import CommandAPDU, Response, is_valid_status
 
+from ..cards import make_card as make_cac_card
 from ..cards import pin_state
 
 PIN, PUK = "123456", "12345678"
@@ -373,3 +374,52 @@ def test_random_apdus_always_get_a_valid_status(
     answer = Response.from_bytes(_FUZZ_CARD.transmit(raw))
     assert is_valid_status(answer.sw)
     assert answer.sw != 0x6F00
+
+
+# -- chains, mixed cards, counters -----------------------------------------------------------
+
+
+def test_chain_is_bounded_and_cleared_by_select(card: Card) -> None:
+    chunk = bytes(255)
+    for _ in range(MAX_CHAIN // 255):
+        assert tx(card, 0x10, 0xDB, 0x3F, 0xFF, chunk).sw == 0x9000
+    assert tx(card, 0x10, 0xDB, 0x3F, 0xFF, chunk).sw == 0x6700
+    verify(card)
+    data = template((0x82, b""), (0x81, pkcs1_block(b"x")))
+    assert tx(card, 0x10, 0x87, 0x07, 0x9A, data[:10]).sw == 0x9000
+    select(card)
+    # The first 10 bytes were forgotten: the rest alone is no template.
+    assert general_authenticate(card, 0x07, 0x9A, data[10:]).sw == 0x6A80
+
+
+def test_chaining_other_commands_is_refused(card: Card) -> None:
+    assert tx(card, 0x10, 0xCB, 0x3F, 0xFF, bytes.fromhex("5C017E")).sw == 0x6884
+
+
+def test_pin_always_lapses_after_any_other_command(card: Card) -> None:
+    data = template((0x82, b""), (0x81, bytes(32)))
+    verify(card)
+    assert tx(card, 0x80, 0xCA, 0x00, 0x00, le=256).sw != 0x9000  # a CAC-class command
+    assert general_authenticate(card, 0x11, 0x9C, data).sw == 0x6982
+
+
+def test_puk_blocks_after_its_own_tries(card: Card) -> None:
+    for left in (2, 1, 0):
+        assert tx(card, 0x00, 0x2C, 0x00, 0x80, pad("000000") + pad("999999")).sw == 0x63C0 | left
+    assert tx(card, 0x00, 0x2C, 0x00, 0x80, pad(PUK) + pad("999999")).sw == 0x6983
+    assert verify(card, None) == 0x63C3  # the PIN's counter is its own
+
+
+def test_piv_and_cac_applets_on_one_card() -> None:
+    cac = make_cac_card(certificates=1)
+    piv = PIVApplet(pin=pin_state(PIN), puk=pin_state(PUK))
+    card = Card([*cac.applets.values(), piv], pin_state())
+    cac_aid = next(iter(cac.applets))
+    assert select(card, cac_aid).sw1 in (0x90, 0x61)
+    assert card.selected() is cac.applets[cac_aid]
+    assert select(card, cac_aid[:-1]).sw == 0x6A82  # CAC AIDs stay exact
+    assert select(card, PIV_AID[:5]).sw == 0x9000
+    assert card.selected() is piv
+    # The card's own PIN (reference 00) is still the ISO layer's, next to the PIV PIN.
+    assert tx(card, 0x00, 0x20, 0x00, 0x00).sw == 0x63C3
+    assert card.pin_verified is False
