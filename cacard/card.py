@@ -38,9 +38,12 @@ from cardfloor.iso7816.apdu import (
 )
 from cardfloor.iso7816.instructions import (
     INS_CHANGE_REFERENCE_DATA,
+    INS_GENERAL_AUTHENTICATE,
+    INS_GENERATE_ASYMMETRIC_KEY_PAIR,
     INS_GET_CHALLENGE,
     INS_GET_RESPONSE,
     INS_MANAGE_CHANNEL,
+    INS_RESET_RETRY_COUNTER,
     INS_SELECT,
     INS_VERIFY,
     P1_SELECT_BY_AID,
@@ -57,7 +60,14 @@ log = get_logger(__name__)
 
 CHANNELS: Final = 4
 _SLOW_INSTRUCTIONS: Final = frozenset(
-    (INS_PRIVATE_KEY_OPERATION, INS_VERIFY, INS_CHANGE_REFERENCE_DATA)
+    (
+        INS_PRIVATE_KEY_OPERATION,
+        INS_GENERAL_AUTHENTICATE,
+        INS_GENERATE_ASYMMETRIC_KEY_PAIR,
+        INS_VERIFY,
+        INS_CHANGE_REFERENCE_DATA,
+        INS_RESET_RETRY_COUNTER,
+    )
 )
 #: SELECT P2 bits b4-b3 set: no response data wanted.
 P2_NO_RESPONSE_DATA: Final = 0x0C

@@ -25,6 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
 from cardfloor.iso7816.apdu import CommandAPDU, Response, StatusWord, status, success
 from cardfloor.iso7816.instructions import (
     INS_CHANGE_REFERENCE_DATA,
+    INS_GENERAL_AUTHENTICATE,
+    INS_GENERATE_ASYMMETRIC_KEY_PAIR,
+    INS_GET_DATA_ODD,
+    INS_PUT_DATA_ODD,
     INS_RESET_RETRY_COUNTER,
     INS_VERIFY,
 )
@@ -59,10 +63,6 @@ from .objects import (
     get_data_response,
 )
 
-INS_GENERAL_AUTHENTICATE: Final = 0x87
-INS_GENERATE_ASYMMETRIC_KEY_PAIR: Final = 0x47
-INS_GET_DATA_ODD: Final = 0xCB
-INS_PUT_DATA_ODD: Final = 0xDB
 #: P1 P2 of GET DATA and PUT DATA: the current application's data objects (Part 2 §3.1.2).
 P1P2_DATA_OBJECT: Final = (0x3F, 0xFF)
 #: CLA bits this applet leaves to the card: secure messaging and any class above the first

@@ -24,6 +24,11 @@ INS_GET_RESPONSE: Final = 0xC0
 INS_ENVELOPE: Final = 0xC2
 INS_ENVELOPE_ODD: Final = 0xC3
 INS_GET_DATA: Final = 0xCA
+#: GET DATA / PUT DATA with BER-TLV data (the PIV card edge's form).
+INS_GET_DATA_ODD: Final = 0xCB
+INS_PUT_DATA_ODD: Final = 0xDB
+INS_GENERAL_AUTHENTICATE: Final = 0x87
+INS_GENERATE_ASYMMETRIC_KEY_PAIR: Final = 0x47
 
 #: SELECT P1: select by DF name (an application identifier).
 P1_SELECT_BY_AID: Final = 0x04

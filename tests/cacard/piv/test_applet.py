@@ -423,3 +423,19 @@ def test_piv_and_cac_applets_on_one_card() -> None:
     # The card's own PIN (reference 00) is still the ISO layer's, next to the PIV PIN.
     assert tx(card, 0x00, 0x20, 0x00, 0x00).sw == 0x63C3
     assert card.pin_verified is False
+
+
+@pytest.mark.parametrize(
+    ("name", "apdu"),
+    [
+        ("GENERAL AUTHENTICATE (a private-key operation)", "00870707"),
+        ("GENERATE ASYMMETRIC KEY PAIR (RSA key generation)", "0047009A"),
+        ("VERIFY (a PBKDF2 comparison)", "00200080"),
+        ("CHANGE REFERENCE DATA", "00240080"),
+        ("RESET RETRY COUNTER", "002C0080"),
+    ],
+)
+def test_slow_piv_commands_are_run_off_the_event_loop(name: str, apdu: str) -> None:
+    # An asyncio caller (ccid-passthru, vscclient) runs these in a worker thread; the rest inline.
+    assert Card.may_block(bytes.fromhex(apdu)), name
+    assert not Card.may_block(bytes.fromhex("00CB3FFF")), "GET DATA is answered from memory"
