@@ -1,6 +1,7 @@
 """The ``cacard`` command: make a card, look at it, serve it to pcscd.
 
-cacard new DIR [--pin PIN] [--certs N] [--key-size BITS] [--name NAME] [--pin-tries N] [--atr ATR]
+cacard new DIR [--profile cac|piv|cac+piv] [--pin PIN] [--certs N] [--key-size BITS] [--name NAME]
+    [--pin-tries N] [--atr ATR]
 cacard import DIR (--cert CERT --key KEY | --pkcs12 FILE)... [--pin PIN] [--pin-tries N] [--atr ATR]
 cacard info DIR
 cacard serve-vpcd BACKEND [--host HOST] [--port 35963] [--once]
@@ -50,7 +51,7 @@ from .generate import (
     generate_card,
 )
 from .pin import DEFAULT_MAX_TRIES, DEFAULT_PIN, PinFormatError, PinState
-from .profile import card_id_from_certificate
+from .profile import Applications, card_id_from_certificate
 from .rsa import UnsupportedKeyError
 from .signals import on_stop_signals
 from .sources import SourceError, credential, load_certificate, load_private_key, read_pkcs12
@@ -117,7 +118,18 @@ def _parser() -> argparse.ArgumentParser:
 
     new = commands.add_parser("new", help="make a test card with a CA and fresh certificates")
     new.add_argument("directory", metavar="DIR")
-    new.add_argument("--pin", default=DEFAULT_PIN, help=f"4-8 digits (default {DEFAULT_PIN})")
+    new.add_argument(
+        "--profile",
+        type=Applications,
+        choices=list(Applications),
+        default=Applications.CAC,
+        metavar="{" + ",".join(a.value for a in Applications) + "}",
+        help="the card applications (default cac: OpenSC's CAC driver, as libcacard; "
+        "Windows and macOS need piv or cac+piv)",
+    )
+    new.add_argument(
+        "--pin", default=DEFAULT_PIN, help=f"4-8 digits, 6-8 with PIV (default {DEFAULT_PIN})"
+    )
     new.add_argument(
         "--certs",
         type=int,
@@ -193,9 +205,10 @@ def _new(args: argparse.Namespace) -> int:
         name=args.name,
         max_tries=args.pin_tries,
         atr=args.atr,
+        applications=args.profile,
     )
     store = generate_card(args.directory, request)
-    _say(f"made card {store.path} (PIN {args.pin})")
+    _say(f"made card {store.path} ({args.profile.value}, PIN {args.pin})")
     return _info(store)
 
 

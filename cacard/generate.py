@@ -9,7 +9,8 @@ The certificates follow a CAC's three roles, in OpenSC's label order:
 3. Encryption ("CAC Email Encryption Certificate"): key and data encipherment; e-mail
    protection.
 
-Certificates 4-10 can both sign and decrypt. All share the holder's name; the card id, hence the
+Certificates 4-10 can both sign and decrypt. A card with PIV (``--profile piv`` or ``cac+piv``)
+holds the first three as keys 9A, 9C and 9D too. All share the holder's name; the card id, hence the
 token serial, is random. Person Instance holds the holder's first and last name.
 """
 
@@ -32,6 +33,8 @@ from .applets.containers import DataObjectId
 from .applets.pki import MAX_PKI_APPLETS
 from .atr import CAC_ATR, ATRError, atr_problem
 from .pin import DEFAULT_ITERATIONS, DEFAULT_MAX_TRIES, DEFAULT_PIN, PinState, check_pin
+from .piv.applet import MIN_PIV_PIN_LENGTH
+from .profile import PIV_KEYS, Applications, ProfileError
 from .rsa import check_rsa_key_size
 from .store import CardStore, CredentialFiles, NewCard, create
 from .tlv import TLV, encode
@@ -114,14 +117,28 @@ class CardRequest:
     pin_iterations: int = DEFAULT_ITERATIONS
     #: libcacard's CAC ATR by default; :data:`cacard.atr.CAC_ATR_T1` offers T=1 as well.
     atr: bytes = CAC_ATR
+    applications: Applications = Applications.CAC
 
     def __post_init__(self) -> None:
         if not 1 <= self.certificates <= MAX_PKI_APPLETS:
             raise ValueError(
                 f"a CAC card holds 1 to {MAX_PKI_APPLETS} certificates, not {self.certificates}"
             )
+        if not self.applications.cac and self.certificates > len(PIV_KEYS):
+            raise ProfileError(
+                f"a PIV card holds 1 to {len(PIV_KEYS)} certificates (keys 9A, 9C, 9D)",
+                field="certificates",
+                value=self.certificates,
+            )
         check_rsa_key_size(self.key_size)
         check_pin(self.pin)
+        if self.applications.piv and len(self.pin) < MIN_PIV_PIN_LENGTH:
+            # The PIV PIN is the card's PIN, and PIV's VERIFY takes 6 to 8 digits.
+            raise ProfileError(
+                f"a card with PIV needs a PIN of {MIN_PIV_PIN_LENGTH} to 8 digits",
+                field="pin",
+                value=f"{len(self.pin)} digits",
+            )
         if not self.name.strip():
             raise ValueError("the holder's name must not be empty")
         if (problem := atr_problem(self.atr)) is not None:
@@ -209,6 +226,7 @@ def generate_card(directory: str | os.PathLike[str], request: CardRequest) -> Ca
             card_id,
             pin,
             atr=request.atr,
+            applications=request.applications,
             data_objects={DataObjectId.PERSON_INSTANCE: person_instance(request.name)},
             extra_files={"ca.pem": ca.public_bytes(serialization.Encoding.PEM)},
         ),

@@ -1,21 +1,24 @@
-"""A CAC card's contents, and the card made from them: which applets sit at which AIDs.
+"""A card's contents, and the card made from them: which applets sit at which AIDs.
 
-The layout is libcacard's (``cac_card_init``): one PKI applet per credential, the ACA, the CCC,
-the data and empty container applets of a real CAC, the Access Control File, and the
-GlobalPlatform and Microsoft applets.
+The CAC layout is libcacard's (``cac_card_init``): one PKI applet per credential, the ACA, the
+CCC, the data and empty container applets of a real CAC, the Access Control File, and the
+GlobalPlatform and Microsoft applets. A card with PIV (:class:`Applications`) adds the PIV
+application over the same keys: credentials 1-3 are keys 9A, 9C and 9D.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from .applets.aca import ACAApplet
 from .applets.applet import Applet
@@ -34,7 +37,9 @@ from .applets.pki import MAX_PKI_APPLETS, PKIApplet
 from .atr import CAC_ATR, atr_problem
 from .card import Card, StateSink
 from .keys import Credential
-from .pin import PinState
+from .pin import PinReference, PinState
+from .piv.applet import PIVApplet, PrivateKey, SlotKey
+from .piv.objects import KeyReference
 from .tlv import TLVError, decode
 
 #: The order of data applets on the card (libcacard's).
@@ -46,6 +51,32 @@ DATA_APPLETS: Final = (
     DataObjectId.PKI_CREDENTIAL,
     DataObjectId.GENERIC_1201,
     DataObjectId.GENERIC_1202,
+)
+
+
+class Applications(enum.Enum):
+    """The card applications a card holds (``card.json``'s ``profile``)."""
+
+    CAC = "cac"
+    PIV = "piv"
+    #: Both over the same keys, as on a real CAC, which carries a PIV application too.
+    CAC_PIV = "cac+piv"
+
+    @property
+    def cac(self) -> bool:
+        return self is not Applications.PIV
+
+    @property
+    def piv(self) -> bool:
+        return self is not Applications.CAC
+
+
+#: The PIV key of each of the first three credentials: CAC's ID (PIV Authentication), signature
+#: and encryption (key management) certificates. 9E (card authentication) has none.
+PIV_KEYS: Final = (
+    KeyReference.PIV_AUTHENTICATION,
+    KeyReference.DIGITAL_SIGNATURE,
+    KeyReference.KEY_MANAGEMENT,
 )
 
 
@@ -93,11 +124,19 @@ class CardProfile:
     card_id: bytes
     atr: bytes = CAC_ATR
     data_objects: Mapping[DataObjectId, bytes] = field(default_factory=dict)
+    applications: Applications = Applications.CAC
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.credentials) <= MAX_PKI_APPLETS:
             raise ProfileError(
                 f"a CAC card holds 1 to {MAX_PKI_APPLETS} certificates",
+                field="credentials",
+                value=len(self.credentials),
+            )
+        if not self.applications.cac and len(self.credentials) > len(PIV_KEYS):
+            # Only a CAC applet could serve the others.
+            raise ProfileError(
+                f"a PIV card holds 1 to {len(PIV_KEYS)} certificates (keys 9A, 9C, 9D)",
                 field="credentials",
                 value=len(self.credentials),
             )
@@ -138,16 +177,68 @@ def cac_applets(profile: CardProfile) -> list[Applet]:
     ]
 
 
+def _spki(public_key: CertificatePublicKeyTypes) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def blocked_puk(random: Callable[[int], bytes] = os.urandom) -> PinState:
+    """A PUK no value opens: the card keeps no PUK, and a known one would reset the PIV PIN's
+    retry counter around the card's own (``cacard unblock`` is the administrator's way)."""
+    reference = PinReference(random(16), random(32), iterations=1)
+    return PinState(reference, tries_remaining=0)
+
+
+def piv_applet(
+    profile: CardProfile,
+    pin: PinState,
+    private_keys: Sequence[PrivateKey],
+    random: Callable[[int], bytes] = os.urandom,
+) -> PIVApplet:
+    """The PIV application over ``profile``'s first three credentials, whose private keys are
+    ``private_keys`` (in the same order), with the application PIN ``pin``."""
+    if len(private_keys) != len(profile.credentials):
+        raise ProfileError(
+            f"a PIV card needs the private key of each of its {len(profile.credentials)} "
+            "credentials",
+            field="private_keys",
+            value=len(private_keys),
+        )
+    keys = {}
+    for index, (reference, held, key) in enumerate(
+        zip(PIV_KEYS, profile.credentials, private_keys, strict=False)
+    ):
+        if _spki(key.public_key()) != _spki(held.certificate.public_key()):
+            raise ProfileError(
+                "the private key does not belong to the certificate",
+                field=f"private_keys[{index}]",
+                value=held.certificate.subject.rfc4514_string(),
+            )
+        der = held.certificate.public_bytes(serialization.Encoding.DER)
+        keys[reference] = SlotKey(key, der)
+    return PIVApplet(pin=pin, puk=blocked_puk(random), keys=keys, random=random)
+
+
 def new_card(
     profile: CardProfile,
     pin: PinState,
     *,
+    private_keys: Sequence[PrivateKey] | None = None,
     on_state_change: StateSink | None = None,
     random: Callable[[int], bytes] = os.urandom,
 ) -> Card:
-    """A powered CAC card with ``profile``'s contents and PIN state ``pin``."""
+    """A powered card with ``profile``'s contents and applications, and PIN state ``pin``.
+
+    A card with PIV needs ``private_keys``, one per credential: the PIV applet holds keys
+    itself. Its application PIN is the card's PIN (same digits, same tries left), but counts
+    its tries in memory: a restart refills them up to what ``pin`` says.
+    """
+    applets: list[Applet] = cac_applets(profile) if profile.applications.cac else []
+    if profile.applications.piv:
+        applets.append(piv_applet(profile, pin, private_keys or (), random))
     return Card(
-        cac_applets(profile),
+        applets,
         pin,
         atr=profile.atr,
         on_state_change=on_state_change,

@@ -1,7 +1,7 @@
 """A card kept in a directory: certificates, keys and data objects that never change, and the
 PIN state, which is rewritten atomically whenever it changes, so a blocked card stays blocked.
 
-Layout (format version 1)::
+Layout (card format versions 1 and 2)::
 
     DIR/
       card.json       what the card holds (written once)
@@ -17,12 +17,17 @@ Layout (format version 1)::
 
 ``card.json``::
 
-    {"format": "cacard-card", "version": 1,
+    {"format": "cacard-card", "version": 2,
+     "profile": "cac" | "piv" | "cac+piv",    the card applications (version 2 only)
      "card_id": "<14 bytes, hex>",            the CUID card id, OpenSC's token serial
      "atr": "<hex>",                          optional; libcacard's CAC ATR by default
                                               (cacard.atr: T=1 needs a right TCK)
      "credentials": [{"certificate": "cert-1.pem", "key": "key-1.pem", "label": "ID"}, ...],
      "data_objects": {"0200": "person-instance.tlv"}}          optional
+
+Version 1 has no ``profile``: it is a CAC card. :func:`create` writes version 1 for a CAC card,
+so older cacard releases still serve it, and version 2 only for a card with PIV, which they
+must refuse rather than serve as a CAC card.
 
 Certificates are PEM or DER; keys are unencrypted PEM or DER (PKCS#8 or traditional), mode
 0600: the directory is the card, so protect it like a private key.
@@ -49,6 +54,7 @@ from typing import Any, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from cardfloor.log import get_logger
@@ -59,8 +65,8 @@ from .atr import CAC_ATR, atr_problem
 from .card import Card, CardState
 from .keys import Credential
 from .pin import PinReference, PinState
-from .profile import CardProfile, ProfileError, new_card
-from .sources import SourceError, load_credential
+from .profile import Applications, CardProfile, ProfileError, new_card
+from .sources import SourceError, credential, load_certificate, load_private_key
 
 log = get_logger(__name__)
 
@@ -69,7 +75,9 @@ STATE_FILE: Final = "state.json"
 LOCK_FILE: Final = lockfile.LOCK_FILE
 CARD_FORMAT: Final = "cacard-card"
 STATE_FORMAT: Final = "cacard-state"
-VERSION: Final = 1
+#: card.json versions: 1 is a CAC card; 2 adds ``profile``.
+CARD_VERSIONS: Final = (1, 2)
+STATE_VERSION: Final = 1
 PIN_KDF: Final = "pbkdf2-hmac-sha256"
 #: Suggested file names of data object contents.
 DATA_OBJECT_FILES: Final = {
@@ -111,6 +119,7 @@ class NewCard:
     pin: PinState
     atr: bytes = CAC_ATR
     data_objects: Mapping[DataObjectId, bytes] = field(default_factory=dict)
+    applications: Applications = Applications.CAC
     #: Further files to keep beside the card (``ca.pem``...), by name.
     extra_files: Mapping[str, bytes] = field(default_factory=dict)
 
@@ -164,7 +173,7 @@ def _state_document(state: CardState) -> dict[str, Any]:
     pin = state.pin
     return {
         "format": STATE_FORMAT,
-        "version": VERSION,
+        "version": STATE_VERSION,
         "pin": {
             "kdf": PIN_KDF,
             "iterations": pin.reference.iterations,
@@ -205,9 +214,10 @@ def create(directory: str | os.PathLike[str], card: NewCard) -> CardStore:
         data_objects[object_id.value.hex().upper()] = name
     for name, content in card.extra_files.items():
         write_atomically(path / name, content, 0o644)
-    document: dict[str, Any] = {
-        "format": CARD_FORMAT,
-        "version": VERSION,
+    document: dict[str, Any] = {"format": CARD_FORMAT, "version": 1}
+    if card.applications is not Applications.CAC:
+        document.update(version=2, profile=card.applications.value)
+    document |= {
         "card_id": card.card_id.hex(),
         "atr": card.atr.hex().upper(),
         "credentials": entries,
@@ -229,7 +239,7 @@ class CardStore:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def _document(self, name: str, expected_format: str) -> dict[str, Any]:
+    def _document(self, name: str, expected_format: str, versions: Sequence[int]) -> dict[str, Any]:
         file = self.path / name
         try:
             document = json.loads(file.read_text())
@@ -246,9 +256,9 @@ class CardStore:
                 field="format",
                 value=document.get("format"),
             )
-        if document.get("version") != VERSION:
+        if document.get("version") not in versions:
             raise StoreError(
-                f"this cacard reads version {VERSION}",
+                f"this cacard reads version {' or '.join(map(str, versions))}",
                 path=file,
                 field="version",
                 value=document.get("version"),
@@ -257,8 +267,13 @@ class CardStore:
 
     def load_profile(self) -> CardProfile:
         """The card's contents; raises :class:`StoreError`."""
+        return self._load()[0]
+
+    def _load(self) -> tuple[CardProfile, tuple[rsa.RSAPrivateKey, ...]]:
+        """The card's contents and the private key of each credential."""
         file = self.path / CARD_FILE
-        document = self._document(CARD_FILE, CARD_FORMAT)
+        document = self._document(CARD_FILE, CARD_FORMAT, CARD_VERSIONS)
+        applications = self._applications(document, file)
         card_id = _hex(document, "card_id", file)
         atr = _hex(document, "atr", file) if "atr" in document else CAC_ATR
         if (problem := atr_problem(atr)) is not None:
@@ -266,16 +281,38 @@ class CardStore:
         entries = document.get("credentials")
         if not isinstance(entries, list):
             raise StoreError("must be a list", path=file, field="credentials", value=entries)
-        credentials = tuple(self._credential(i, entry) for i, entry in enumerate(entries))
+        loaded = [self._credential(i, entry) for i, entry in enumerate(entries)]
+        credentials = tuple(held for held, _ in loaded)
         data_objects = self._data_objects(document.get("data_objects", {}), file)
         try:
-            return CardProfile(credentials, card_id, atr, data_objects)
+            profile = CardProfile(credentials, card_id, atr, data_objects, applications)
         except ProfileError as error:
             raise StoreError(
                 error.reason, path=file, field=error.field, value=error.value
             ) from None
+        return profile, tuple(key for _, key in loaded)
 
-    def _credential(self, index: int, entry: object) -> Credential:
+    @staticmethod
+    def _applications(document: Mapping[str, Any], file: Path) -> Applications:
+        if document["version"] == 1:
+            if "profile" in document:
+                raise StoreError(
+                    "version 1 has no profile (version 2 does)",
+                    path=file,
+                    field="profile",
+                    value=document["profile"],
+                )
+            return Applications.CAC
+        value = document.get("profile")
+        try:
+            return Applications(value)
+        except ValueError:
+            known = ", ".join(a.value for a in Applications)
+            raise StoreError(
+                f"must be one of {known}", path=file, field="profile", value=value
+            ) from None
+
+    def _credential(self, index: int, entry: object) -> tuple[Credential, rsa.RSAPrivateKey]:
         file = self.path / CARD_FILE
         where = f"credentials[{index}]"
         if not isinstance(entry, dict):
@@ -290,9 +327,14 @@ class CardStore:
         if not isinstance(label, str):
             raise StoreError("must be a string", path=file, field=f"{where}.label", value=label)
         try:
-            return load_credential(names["certificate"], names["key"], label=label)
+            key = load_private_key(names["key"])
+            held = credential(
+                load_certificate(names["certificate"]), key, label=label, where=names["key"]
+            )
         except SourceError as error:
             raise StoreError(error.reason, path=Path(error.path), field=where) from None
+        assert isinstance(key, rsa.RSAPrivateKey)  # credential() accepts RSA only
+        return held, key
 
     def _data_objects(self, entries: object, file: Path) -> dict[DataObjectId, bytes]:
         if not isinstance(entries, dict):
@@ -321,7 +363,7 @@ class CardStore:
     def load_state(self) -> CardState:
         """The PIN state; raises :class:`StoreError`."""
         file = self.path / STATE_FILE
-        pin = self._document(STATE_FILE, STATE_FORMAT).get("pin")
+        pin = self._document(STATE_FILE, STATE_FORMAT, (STATE_VERSION,)).get("pin")
         if not isinstance(pin, dict):
             raise StoreError("must be an object", path=file, field="pin", value=pin)
         if pin.get("kdf") != PIN_KDF:
@@ -382,8 +424,15 @@ class CardStore:
             log.info("cacard.stale_file_removed", path=str(entry), writer_pid=pid)
 
     def open_card(self) -> Card:
-        """The card, powered, persisting every PIN state change into ``state.json``."""
-        return new_card(self.load_profile(), self.load_state().pin, on_state_change=self.save_state)
+        """The card, powered, with the applications of its profile, persisting every change of
+        the card PIN's state into ``state.json`` (not the PIV applet's own counter: in memory)."""
+        profile, keys = self._load()
+        return new_card(
+            profile,
+            self.load_state().pin,
+            private_keys=keys if profile.applications.piv else None,
+            on_state_change=self.save_state,
+        )
 
 
 def _hex(document: Mapping[str, Any], key: str, file: Path) -> bytes:

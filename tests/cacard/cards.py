@@ -4,6 +4,7 @@ hex APDUs, and ``card_dir``, a card directory made as cheaply."""
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -80,8 +81,12 @@ def make_card(
         CARD_ID,
         data_objects=data_objects or {},
     )
-    extra = {} if random is None else {"random": random}
-    return new_card(profile, pin or pin_state(), on_state_change=on_state_change, **extra)
+    return new_card(
+        profile,
+        pin or pin_state(),
+        on_state_change=on_state_change,
+        random=os.urandom if random is None else random,
+    )
 
 
 def send(card: Card, apdu: str) -> Response:

@@ -136,7 +136,7 @@ def edit(store: CardStore, name: str, change: dict[str, object]) -> None:
     ("change", "field"),
     [
         ({"format": "other"}, "format"),
-        ({"version": 2}, "version"),
+        ({"version": 3}, "version"),
         ({"card_id": "zz"}, "card_id"),
         ({"card_id": "00"}, "card_id"),
         ({"atr": "3B"}, "atr"),
