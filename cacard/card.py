@@ -138,6 +138,21 @@ class Card:
     def pin_verified(self) -> bool:
         return self._pin.verified
 
+    @property
+    def pin(self) -> Pin:
+        return self._pin
+
+    def unblock_pin(self, new_pin: bytes) -> bool:
+        unblocked = self._pin.state.unblocked(new_pin)
+        try:
+            self._pin_changed(unblocked)
+        except Exception as error:
+            log.error("cacard.pin_persist_failed", error=repr(error))
+            return False
+        # A new Pin: the unblocked PIN starts unverified.
+        self._pin = Pin(unblocked, self._pin_changed)
+        return True
+
     def selected(self, channel: int = 0) -> Applet | None:
         """The applet selected on ``channel``, if any."""
         selection = self._channels[channel]

@@ -184,20 +184,19 @@ def _spki(public_key: CertificatePublicKeyTypes) -> bytes:
 
 
 def blocked_puk(random: Callable[[int], bytes] = os.urandom) -> PinState:
-    """A PUK no value opens: the card keeps no PUK, and a known one would reset the PIV PIN's
-    retry counter around the card's own (``cacard unblock`` is the administrator's way)."""
+    """A PUK no value opens: the card keeps no PUK, and a known one would let any host refill
+    the card PIN's retry counter (``cacard unblock`` is the administrator's way)."""
     reference = PinReference(random(16), random(32), iterations=1)
     return PinState(reference, tries_remaining=0)
 
 
 def piv_applet(
     profile: CardProfile,
-    pin: PinState,
     private_keys: Sequence[PrivateKey],
     random: Callable[[int], bytes] = os.urandom,
 ) -> PIVApplet:
     """The PIV application over ``profile``'s first three credentials, whose private keys are
-    ``private_keys`` (in the same order), with the application PIN ``pin``."""
+    ``private_keys`` (in the same order), with the card's PIN as its application PIN."""
     if len(private_keys) != len(profile.credentials):
         raise ProfileError(
             f"a PIV card needs the private key of each of its {len(profile.credentials)} "
@@ -217,7 +216,7 @@ def piv_applet(
             )
         der = held.certificate.public_bytes(serialization.Encoding.DER)
         keys[reference] = SlotKey(key, der)
-    return PIVApplet(pin=pin, puk=blocked_puk(random), keys=keys, random=random)
+    return PIVApplet(pin=None, puk=blocked_puk(random), keys=keys, random=random)
 
 
 def new_card(
@@ -231,12 +230,12 @@ def new_card(
     """A powered card with ``profile``'s contents and applications, and PIN state ``pin``.
 
     A card with PIV needs ``private_keys``, one per credential: the PIV applet holds keys
-    itself. Its application PIN is the card's PIN (same digits, same tries left), but counts
-    its tries in memory: a restart refills them up to what ``pin`` says.
+    itself. Its application PIN (``80``) is the card's PIN: one retry counter, persisted
+    through ``on_state_change``, and one verified state for every application.
     """
     applets: list[Applet] = cac_applets(profile) if profile.applications.cac else []
     if profile.applications.piv:
-        applets.append(piv_applet(profile, pin, private_keys or (), random))
+        applets.append(piv_applet(profile, private_keys or (), random))
     return Card(
         applets,
         pin,

@@ -425,7 +425,7 @@ class CardStore:
 
     def open_card(self) -> Card:
         """The card, powered, with the applications of its profile, persisting every change of
-        the card PIN's state into ``state.json`` (not the PIV applet's own counter: in memory)."""
+        the card PIN's state into ``state.json`` (PIV's application PIN is that PIN)."""
         profile, keys = self._load()
         return new_card(
             profile,

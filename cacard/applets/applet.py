@@ -15,6 +15,7 @@ from typing import Final, Protocol
 
 from cardfloor.iso7816.apdu import CommandAPDU, Response
 
+from ..pin import Pin
 from ..tlv import ber_tlv
 
 #: GSC-IS registered application provider identifiers.
@@ -34,6 +35,19 @@ class CardServices(Protocol):
     @property
     def pin_verified(self) -> bool:
         """Whether the PIN has been verified since the last reset."""
+        ...
+
+    @property
+    def pin(self) -> Pin:
+        """The card's PIN, for an applet whose own PIN is the card's (PIV's ``80``).
+
+        Ask for it on each command rather than keeping it: :meth:`unblock_pin` replaces it.
+        """
+        ...
+
+    def unblock_pin(self, new_pin: bytes) -> bool:
+        """Set the card's PIN to ``new_pin`` with a full retry counter, persisted before this
+        returns; False if persisting failed (the PIN is then unchanged)."""
         ...
 
 

@@ -6,9 +6,11 @@ and GENERATE ASYMMETRIC KEY PAIR (Part 2 §3.1-§3.3), with command chaining (CL
 GENERAL AUTHENTICATE and PUT DATA. Response data longer than Le goes through the card's
 GET RESPONSE (``61xx``).
 
-The application PIN (``80``) and the PUK (``81``) each keep a retry counter in memory only:
-unlike the card's own PIN they are not handed to the card's state sink, so a restart refills
-them. Keys and objects written by GENERATE and PUT DATA are in memory too.
+The application PIN (``80``) is either the applet's own, with a retry counter in memory only,
+or (``pin=None``) the card's PIN itself: one retry counter, one verified state and the card's
+persistence, so VERIFY ``00`` and ``80`` open the same keys, as on a CAC+PIV card with one PIN.
+The PUK (``81``) is always the applet's own, in memory. Keys and objects written by GENERATE and
+PUT DATA are in memory too.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from .objects import (
     KeyReference,
     ObjectTag,
     PinReference,
+    PinUsagePolicy,
     get_data_response,
 )
 
@@ -198,15 +201,15 @@ class PIVSelection(Selection):
 
 
 class PIVApplet(Applet):
-    """The PIV card application with ``keys`` by key reference and the application ``pin``
-    and ``puk`` (both kept in memory only). ``random`` supplies the CHUID's GUID, the card
-    identifier, salts and the 9B challenges.
+    """The PIV card application with ``keys`` by key reference, the application ``pin`` (its
+    own, in memory; ``None``: the card's PIN) and the ``puk`` (in memory). ``random`` supplies
+    the CHUID's GUID, the card identifier, salts and the 9B challenges.
     """
 
     def __init__(
         self,
         *,
-        pin: PinState,
+        pin: PinState | None,
         puk: PinState,
         keys: Mapping[KeyReference, SlotKey] | None = None,
         management_key: ManagementKey = DEFAULT_MANAGEMENT_KEY,
@@ -216,7 +219,7 @@ class PIVApplet(Applet):
     ) -> None:
         super().__init__(PIV_AID, "PIV")
         self._random = random
-        self._pin = Pin(pin)
+        self._own_pin = None if pin is None else Pin(pin)
         self._puk = Pin(puk)
         self._management = ManagementKeyAuthentication(management_key, random)
         self._label = label
@@ -228,7 +231,7 @@ class PIVApplet(Applet):
                 bytes.fromhex("A000000079") + b"\x01\x02" + random(14)
             ).to_bytes(),
             ObjectTag.CHUID: CHUID(fasc_n(), random(16), expiration).to_bytes(),
-            ObjectTag.DISCOVERY: DiscoveryObject().to_bytes(),
+            ObjectTag.DISCOVERY: self._discovery().to_bytes(),
             ObjectTag.KEY_HISTORY: KeyHistory().to_bytes(),
         }
         for reference, slot in (keys or {}).items():
@@ -254,15 +257,28 @@ class PIVApplet(Applet):
         return len(aid) >= len(PIV_RID) and PIV_AID.startswith(aid)
 
     def reset(self) -> None:
-        self._pin.reset()
+        if self._own_pin is not None:
+            self._own_pin.reset()  # the card resets its own PIN
         self._puk.reset()
         self._management.reset()
         self._pin_always = False
 
-    @property
-    def pin_verified(self) -> bool:
-        """Whether the application PIN is verified."""
-        return self._pin.verified
+    def _discovery(self) -> DiscoveryObject:
+        """What the PIN usage policy says (SP 800-73-4 Part 1 Appendix A).
+
+        With the card's PIN, VERIFY ``00`` satisfies the PIV access rules too, so both bits are
+        set; the application PIN stays primary (``10``) so hosts keep sending ``80``, the PIN
+        every PIV middleware knows (OpenSC switches to ``00`` only when told ``20``).
+        """
+        if self._own_pin is not None:
+            return DiscoveryObject()
+        both = PinUsagePolicy.APPLICATION_PIN | PinUsagePolicy.GLOBAL_PIN
+        return DiscoveryObject(both, primary_pin=0x10)
+
+    def _pin(self, card: CardServices) -> Pin:
+        """The application PIN: the applet's own, or the card's (fetched per command, since
+        the card replaces it on RESET RETRY COUNTER)."""
+        return card.pin if self._own_pin is None else self._own_pin
 
     def public_key(self, reference: KeyReference) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
         """The public half of the key at ``reference`` (KeyError when the slot is empty)."""
@@ -288,7 +304,7 @@ class PIVApplet(Applet):
             data = bytes(selection.chain) + data
         selection.chain.clear()
         selection.chain_header = None
-        return self._dispatch(command, data, armed)
+        return self._dispatch(command, data, armed, card)
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -308,22 +324,24 @@ class PIVApplet(Applet):
         selection.chain += command.data
         return status(StatusWord.SUCCESS)
 
-    def _dispatch(self, command: CommandAPDU, data: bytes, armed: bool) -> Response | None:
+    def _dispatch(
+        self, command: CommandAPDU, data: bytes, armed: bool, card: CardServices
+    ) -> Response | None:
         ins = command.ins
         if ins == INS_GET_DATA_ODD:
             return self._get_data(command, data)
         if ins == INS_GENERAL_AUTHENTICATE:
-            return self._general_authenticate(command.p1, command.p2, data, armed)
+            return self._general_authenticate(command.p1, command.p2, data, armed, card)
         if ins == INS_PUT_DATA_ODD:
             return self._put_data(command, data)
         if ins == INS_GENERATE_ASYMMETRIC_KEY_PAIR:
             return self._generate(command, data)
         if ins == INS_VERIFY:
-            return self._verify(command)
+            return self._verify(command, card)
         if ins == INS_CHANGE_REFERENCE_DATA:
-            return self._change(command)
+            return self._change(command, card)
         if ins == INS_RESET_RETRY_COUNTER:
-            return self._reset_retry_counter(command)
+            return self._reset_retry_counter(command, card)
         return None
 
     # -- data objects -----------------------------------------------------------------------
@@ -367,23 +385,23 @@ class PIVApplet(Applet):
 
     # -- PIN and PUK ------------------------------------------------------------------------
 
-    def _verify(self, command: CommandAPDU) -> Response | None:
+    def _verify(self, command: CommandAPDU, card: CardServices) -> Response | None:
         if command.p2 == PinReference.GLOBAL_PIN:
             return None  # the card's own PIN, in its ISO layer
         if command.p2 != PinReference.APPLICATION_PIN:
             return status(StatusWord.REFERENCED_DATA_NOT_FOUND)
         if command.data and _pin_field(command.data) is None:
             return status(StatusWord.INCORRECT_DATA)
-        answer = self._pin.verify(replace(command, p2=0))
+        answer = self._pin(card).verify(replace(command, p2=0))
         if command.data and answer.sw == StatusWord.SUCCESS:
             self._pin_always = True
         return answer
 
-    def _change(self, command: CommandAPDU) -> Response | None:
+    def _change(self, command: CommandAPDU, card: CardServices) -> Response | None:
         if command.p2 == PinReference.GLOBAL_PIN:
             return None
         if command.p2 == PinReference.APPLICATION_PIN:
-            target = self._pin
+            target = self._pin(card)
         elif command.p2 == PinReference.PUK:
             target = self._puk
         else:
@@ -397,7 +415,7 @@ class PIVApplet(Applet):
         self._puk.reset()  # a verified PUK opens nothing
         return answer
 
-    def _reset_retry_counter(self, command: CommandAPDU) -> Response | None:
+    def _reset_retry_counter(self, command: CommandAPDU, card: CardServices) -> Response | None:
         if command.p2 == PinReference.GLOBAL_PIN:
             return None
         if command.p1 != 0x00 or command.p2 != PinReference.APPLICATION_PIN:
@@ -411,12 +429,17 @@ class PIVApplet(Applet):
         self._puk.reset()
         if answer.sw != StatusWord.SUCCESS:
             return answer
-        self._pin = Pin(self._pin.state.unblocked(new_pin))
+        if self._own_pin is not None:
+            self._own_pin = Pin(self._own_pin.state.unblocked(new_pin))
+        elif not card.unblock_pin(new_pin):
+            return status(StatusWord.MEMORY_FAILURE)
         return status(StatusWord.SUCCESS)
 
     # -- keys -------------------------------------------------------------------------------
 
-    def _general_authenticate(self, p1: int, p2: int, data: bytes, armed: bool) -> Response:
+    def _general_authenticate(
+        self, p1: int, p2: int, data: bytes, armed: bool, card: CardServices
+    ) -> Response:
         if p2 == KeyReference.CARD_MANAGEMENT:
             answer = self._management.general_authenticate(p1, p2, data)
             return Response(answer.sw, answer.data)
@@ -429,7 +452,7 @@ class PIVApplet(Applet):
             return status(StatusWord.REFERENCED_DATA_NOT_FOUND)
         if p1 != key.algorithm:
             return status(StatusWord.INCORRECT_P1_P2)
-        if not self._may_use(reference, armed):
+        if not self._may_use(reference, armed, self._pin(card).verified):
             return status(StatusWord.SECURITY_STATUS_NOT_SATISFIED)
         try:
             items = parse_template(data)
@@ -446,13 +469,14 @@ class PIVApplet(Applet):
             return status(StatusWord.INCORRECT_DATA)
         return success(_template(0x82, result))
 
-    def _may_use(self, reference: KeyReference, armed: bool) -> bool:
+    @staticmethod
+    def _may_use(reference: KeyReference, armed: bool, verified: bool) -> bool:
         """Each key's access rule (SP 800-73-4 Part 1 §3.2, Table 4b)."""
         if reference is KeyReference.CARD_AUTHENTICATION:
             return True
         if reference is KeyReference.DIGITAL_SIGNATURE:
-            return armed and self._pin.verified
-        return self._pin.verified
+            return armed and verified
+        return verified
 
     @staticmethod
     def _private_operation(key: _Key, block: bytes) -> bytes | None:

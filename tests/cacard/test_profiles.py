@@ -139,20 +139,90 @@ def test_cac_and_piv_share_the_certificates_9a_9c_9d(cards: dict[Applications, P
     assert tx(card, 0x00, 0xCB, 0x3F, 0xFF, bytes.fromhex("5C035FC101")).sw == 0x6A82
 
 
-def test_the_piv_pin_starts_from_the_card_pin_state_and_no_puk_resets_it(
+def copy_card(cards: dict[Applications, Path], applications: Applications, tmp: Path) -> Path:
+    directory = tmp / "card"
+    shutil.copytree(cards[applications], directory)
+    return directory
+
+
+def piv_status(card: Card) -> int:
+    """VERIFY 80 without data: the tries left (``63Cx``), or ``9000`` when verified."""
+    return tx(card, 0x00, 0x20, 0x00, 0x80).sw
+
+
+def test_a_wrong_piv_pin_spends_a_try_of_the_card_pin_that_survives_a_restart(
     tmp_path: Path, cards: dict[Applications, Path]
 ) -> None:
-    directory = tmp_path / "card"
-    shutil.copytree(cards[Applications.CAC_PIV], directory)
+    directory = copy_card(cards, Applications.PIV, tmp_path)
     card = CardStore(directory).open_card()
-    assert hexsw(send(card, "00 20 00 00 08 " + WRONG_PIN_HEX)) == "63C2"  # the card's PIN
+    select(card, PIV_AID)
+    assert piv_verify(card, "12345678") == 0x63C2
     reopened = CardStore(directory).open_card()
     select(reopened, PIV_AID)
-    assert piv_verify(reopened, "12345678") == 0x63C1  # one try left, as the card said
+    assert piv_status(reopened) == 0x63C2
+    assert hexsw(send(reopened, "00 20 00 00")) == "63C2"  # one counter for 00 and 80
     assert piv_verify(reopened, PIN) == 0x9000
-    # RESET RETRY COUNTER: no PUK opens it, so it cannot refill the PIN's tries.
+    assert CardStore(directory).load_state().pin.tries_remaining == 3
+    refilled = CardStore(directory).open_card()
+    select(refilled, PIV_AID)
+    assert piv_status(refilled) == 0x63C3
+
+
+def test_a_piv_pin_blocked_through_the_cac_is_blocked_for_piv(
+    tmp_path: Path, cards: dict[Applications, Path]
+) -> None:
+    directory = copy_card(cards, Applications.CAC_PIV, tmp_path)
+    card = CardStore(directory).open_card()
+    for _ in range(3):
+        send(card, "00 20 00 00 08 " + WRONG_PIN_HEX)
+    reopened = CardStore(directory).open_card()
+    select(reopened, PIV_AID)
+    assert piv_verify(reopened, PIN) == 0x6983
+    # RESET RETRY COUNTER: no PUK opens it, so only the administrator unblocks the PIN.
     puk_and_pin = b"12345678" + PIN.encode()
     assert tx(reopened, 0x00, 0x2C, 0x00, 0x80, puk_and_pin).sw == 0x6983
+
+
+def test_change_reference_data_80_changes_the_card_pin_and_persists(
+    tmp_path: Path, cards: dict[Applications, Path]
+) -> None:
+    directory = copy_card(cards, Applications.CAC_PIV, tmp_path)
+    card = CardStore(directory).open_card()
+    select(card, PIV_AID)
+    new_pin = "24681357"
+    assert tx(card, 0x00, 0x24, 0x00, 0x80, PIN.encode() + new_pin.encode()).sw == 0x9000
+    reopened = CardStore(directory).open_card()
+    select(reopened, PIV_AID)
+    assert piv_verify(reopened, PIN) == 0x63C2
+    assert piv_verify(reopened, new_pin) == 0x9000
+    select(reopened, CAC_PKI_AID)
+    assert hexsw(send(reopened, "00 20 00 00 08 " + new_pin.encode().hex())) == "9000"
+
+
+def test_a_pin_verified_through_the_cac_opens_piv_keys_and_the_reverse(
+    cards: dict[Applications, Path],
+) -> None:
+    card = CardStore(cards[Applications.CAC_PIV]).open_card()
+    select(card, CAC_PKI_AID)
+    assert hexsw(send(card, "00 20 00 00 08 " + PIN_HEX)) == "9000"
+    select(card, PIV_AID)
+    assert piv_status(card) == 0x9000
+    assert sign_9a(card, b"hello").sw == 0x9000  # no VERIFY 80
+    card.reset()
+    select(card, PIV_AID)
+    assert sign_9a(card, b"hello").sw == 0x6982
+    assert piv_verify(card, PIN) == 0x9000
+    assert card.pin_verified  # what the CAC's PKI applets ask
+
+
+def test_the_discovery_object_says_either_pin_opens_piv_and_80_is_primary(
+    cards: dict[Applications, Path],
+) -> None:
+    card = CardStore(cards[Applications.PIV]).open_card()
+    select(card, PIV_AID)
+    answer = tx(card, 0x00, 0xCB, 0x3F, 0xFF, bytes.fromhex("5C017E"))
+    assert answer.sw == 0x9000
+    assert answer.data.endswith(bytes.fromhex("5F2F026010"))
 
 
 def test_a_card_directory_from_before_profiles_opens_as_the_cac_card_it_was(

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cacard.card import Card
+from cacard.card import Card, CardState
 from cacard.piv import (
     CHUID,
     PIV_AID,
@@ -423,6 +423,35 @@ def test_piv_and_cac_applets_on_one_card() -> None:
     # The card's own PIN (reference 00) is still the ISO layer's, next to the PIV PIN.
     assert tx(card, 0x00, 0x20, 0x00, 0x00).sw == 0x63C3
     assert card.pin_verified is False
+
+
+def test_with_the_card_pin_the_puk_unblocks_the_card_pin_and_persists_it() -> None:
+    saved: list[CardState] = []
+    piv = PIVApplet(pin=None, puk=pin_state(PUK), keys=keys())
+    card = Card([piv], pin_state(PIN), on_state_change=saved.append)
+    select(card)
+    for _ in range(3):
+        verify(card, "000000")
+    assert tx(card, 0x00, 0x20, 0x00, 0x00).sw == 0x6983  # the card's PIN is blocked
+    assert saved[-1].pin.tries_remaining == 0
+    assert tx(card, 0x00, 0x2C, 0x00, 0x80, pad(PUK) + pad("999999")).sw == 0x9000
+    assert saved[-1].pin.tries_remaining == 3
+    assert saved[-1].pin.reference.matches(b"999999")
+    assert tx(card, 0x00, 0x20, 0x00, 0x00, pad("999999")).sw == 0x9000
+    assert verify(card, None) == 0x9000
+
+
+def test_with_the_card_pin_a_failed_write_refuses_the_unblock() -> None:
+    def refuse(state: CardState) -> None:
+        if state.pin.tries_remaining == state.pin.max_tries:
+            raise OSError("disk full")
+
+    piv = PIVApplet(pin=None, puk=pin_state(PUK))
+    card = Card([piv], pin_state(PIN, max_tries=1), on_state_change=refuse)
+    select(card)
+    assert verify(card, "000000") == 0x63C0
+    assert tx(card, 0x00, 0x2C, 0x00, 0x80, pad(PUK) + pad("999999")).sw == 0x6581
+    assert verify(card, None) == 0x6983  # still blocked: the refill was not persisted
 
 
 @pytest.mark.parametrize(
