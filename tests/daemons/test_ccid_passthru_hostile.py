@@ -219,10 +219,15 @@ async def test_silent_connections_are_closed_at_the_handshake_deadline_and_a_cli
                 pass
             else:
                 raise AssertionError("a client got in past --max-clients")
+            # The daemon's log arrives through a pipe: wait for the line, not just the refusal.
+            async with asyncio.timeout(10):
+                await log.wait(log.counts("vscard.connection_refused", 1, since=start))
             refused = log.named("vscard.connection_refused", start)
             assert refused[0]["reason"] == "max_connections"
             # Until the deadline: then the silent ones are closed ...
             await asyncio.wait_for(asyncio.gather(*(s.closed for s in silent)), 15)
+            async with asyncio.timeout(10):  # and the daemon said why (its log comes by pipe)
+                await log.wait(log.counts("vscard.handshake_timeout", 1, since=start))
             # ... the one that sent Init is not (it may wait for a card as long as it likes) ...
             assert not quiet.closed.done()
             # ... and a real client gets in, its reader exported.
