@@ -30,7 +30,10 @@ from typing import Final
 
 from cryptography import x509
 
+from cardfloor.aio.signals import on_stop_signals
 from cardfloor.log import get_logger
+from cardfloor.stdio import configure_logging, write_quietly
+from cardfloor.version import add_version_option
 
 from .applets.pki import MAX_PKI_APPLETS
 from .atr import CAC_ATR, NAMED_ATRS, ATRError, atr_from_name, protocols
@@ -53,11 +56,8 @@ from .generate import (
 from .pin import DEFAULT_MAX_TRIES, DEFAULT_PIN, PinFormatError, PinState
 from .profile import Applications, card_id_from_certificate
 from .rsa import UnsupportedKeyError
-from .signals import on_stop_signals
 from .sources import SourceError, credential, load_certificate, load_private_key, read_pkcs12
-from .stdio import configure_logging, write_quietly
 from .store import CardStore, CredentialFiles, NewCard, StoreError, create
-from .version import add_version_option
 from .vpcd import VPCD_PORT, serve_vpcd
 
 log = get_logger(__name__)

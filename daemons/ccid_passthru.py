@@ -19,8 +19,8 @@ from ssl import SSLContext
 import structlog
 
 import vscard
-from cacard.signals import on_stop_signals
-from cacard.version import add_version_option
+from cardfloor.aio.signals import on_stop_signals
+from cardfloor.version import add_version_option
 from ccid import CCIDDevice
 from ccid.configuration import ReaderConfiguration
 from ccid.usbip import DEFAULT_MAX_USBIP_CONNECTIONS, USBIPServer, serve_usbip

@@ -6,7 +6,7 @@ unchanged, and ``benchmarks/`` measures the gain (docs/benchmarks.md: 1.5-1.8x o
 ``uvloop`` (an error when it is not installed) or ``asyncio`` (the standard loop).
 uvloop does not exist for Windows: there ``auto`` takes asyncio's default, the Proactor loop,
 which has everything the daemons use (TCP, TLS, threads) and lacks what they avoid
-(``add_reader``, ``add_signal_handler``: see :mod:`daemons.console`, :mod:`cacard.signals`).
+(``add_reader``, ``add_signal_handler``: see :mod:`daemons.console`, :mod:`cardfloor.aio.signals`).
 
 uvloop was opt-in while TLS stalled on it: ccid-passthru upgraded each accepted connection with
 ``StreamWriter.start_tls``, and uvloop starts reading a connection as soon as it is accepted, so

@@ -1,7 +1,7 @@
 """Log output shared by the daemons: key-value events on stderr, console or JSON.
 
 The libraries log through the standard library (:mod:`cardfloor.log`) and print nothing by
-themselves; :func:`configure_logging` (:mod:`cacard.stdio`'s, which the ``cacard`` command uses
+themselves; :func:`configure_logging` (:mod:`cardfloor.stdio`'s, which the ``cacard`` command uses
 too) renders their events and the daemons' own structlog events alike.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from cacard.stdio import LogFormat, configure_logging
+from cardfloor.stdio import LogFormat, configure_logging
 
 __all__ = ["LogFormat", "configure_logging", "level_from_debug"]
 

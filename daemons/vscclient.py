@@ -21,9 +21,9 @@ import structlog
 
 import vscard
 from cacard.backends import Pkcs11Token
-from cacard.signals import on_stop_signals
-from cacard.stdio import write_quietly
-from cacard.version import add_version_option
+from cardfloor.aio.signals import on_stop_signals
+from cardfloor.stdio import write_quietly
+from cardfloor.version import add_version_option
 from vscard.tls import client_context
 
 from . import event_loop

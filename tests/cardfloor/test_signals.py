@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from cacard.signals import on_stop_signals
+from cardfloor.aio.signals import on_stop_signals
 
 
 class WindowsLikeLoop(asyncio.SelectorEventLoop):
