@@ -53,6 +53,7 @@ from .generate import (
     CardRequest,
     generate_card,
 )
+from .keys import key_description
 from .pin import DEFAULT_MAX_TRIES, DEFAULT_PIN, PinFormatError, PinState
 from .profile import Applications, card_id_from_certificate
 from .rsa import UnsupportedKeyError
@@ -266,7 +267,7 @@ def _info(store: CardStore) -> int:
         _say(f"PIN        {pin.tries_remaining} of {pin.max_tries} tries left")
     for index, held in enumerate(profile.credentials):
         label = OPENSC_LABELS[index] if index < len(OPENSC_LABELS) else f"CAC Cert {index + 1}"
-        _say(f"PKI {index}      key 00:{index + 1:02x} {label!r}, RSA-{held.key.key_size}")
+        _say(f"PKI {index}      key 00:{index + 1:02x} {label!r}, {key_description(held.key)}")
         _say(f"           {_describe(held.certificate)}")
     for object_id, content in profile.data_objects.items():
         _say(f"data       {object_id.label}: {len(content)} bytes")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -36,10 +36,10 @@ from .applets.msft import MSFTApplet
 from .applets.pki import MAX_PKI_APPLETS, PKIApplet
 from .atr import CAC_ATR, atr_problem
 from .card import Card, StateSink
-from .keys import Credential
+from .keys import Credential, ECCardKey
 from .pin import PinReference, PinState
-from .piv.applet import PIVApplet, PrivateKey, SlotKey
-from .piv.objects import KeyReference
+from .piv.applet import ChangeSink, PIVApplet, PIVKeyError, SlotKey, key_algorithm
+from .piv.objects import KeyReference, ObjectTag
 from .tlv import TLVError, decode
 
 #: The order of data applets on the card (libcacard's).
@@ -96,21 +96,30 @@ def card_id_from_certificate(certificate: x509.Certificate) -> bytes:
     return hashlib.sha256(der).digest()[:CARD_ID_SIZE]
 
 
-def _check_credential(index: int, credential: Credential) -> None:
+def _check_credential(index: int, credential: Credential, applications: Applications) -> None:
     where = f"credentials[{index}]"
     cert_key = credential.certificate.public_key()
-    if not isinstance(cert_key, rsa.RSAPublicKey):
+    if not applications.piv and not isinstance(cert_key, rsa.RSAPublicKey):
         raise ProfileError(
-            "OpenSC's CAC driver handles RSA only",
+            "OpenSC's CAC driver handles RSA only (EC keys need a card with PIV)",
             field=f"{where}.certificate",
             value=type(cert_key).__name__,
         )
-    if cert_key.public_numbers() != credential.key.public_key.public_numbers():
+    if _spki(cert_key) != _spki(credential.key.public_key):
         raise ProfileError(
             "the key does not belong to the certificate",
             field=f"{where}.key",
             value=credential.certificate.subject.rfc4514_string(),
         )
+    if applications.piv and index < len(PIV_KEYS):
+        try:
+            key_algorithm(credential.key)
+        except PIVKeyError as error:
+            raise ProfileError(
+                "PIV holds RSA-1024 to 4096, P-256 and P-384 keys",
+                field=f"{where}.key",
+                value=f"{error.field}={error.value}",
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -141,7 +150,15 @@ class CardProfile:
                 value=len(self.credentials),
             )
         for index, credential in enumerate(self.credentials):
-            _check_credential(index, credential)
+            _check_credential(index, credential, self.applications)
+        if self.applications.cac and not any(
+            not isinstance(credential.key, ECCardKey) for credential in self.credentials
+        ):
+            raise ProfileError(
+                "a CAC application needs at least one RSA credential",
+                field="credentials",
+                value="EC only",
+            )
         if (problem := atr_problem(self.atr)) is not None:
             raise ProfileError(problem, field="atr", value=self.atr.hex().upper())
         if len(self.card_id) != CARD_ID_SIZE:
@@ -160,8 +177,13 @@ class CardProfile:
 
 
 def cac_applets(profile: CardProfile) -> list[Applet]:
-    """The applets of a CAC card with ``profile``'s contents."""
-    pki: list[CACApplet] = [PKIApplet(i, c) for i, c in enumerate(profile.credentials)]
+    """The applets of a CAC card with ``profile``'s contents.
+
+    PKI applets hold the RSA credentials, numbered in card order; an EC credential (on a
+    ``cac+piv`` card) is in the PIV application only, as OpenSC's CAC driver is RSA-only.
+    """
+    rsa_credentials = [c for c in profile.credentials if not isinstance(c.key, ECCardKey)]
+    pki: list[CACApplet] = [PKIApplet(i, c) for i, c in enumerate(rsa_credentials)]
     others: list[CACApplet] = [
         ccc_applet(profile.card_id, len(pki)),
         *(data_applet(oid, profile.data_objects.get(oid, b"")) for oid in DATA_APPLETS),
@@ -192,50 +214,53 @@ def blocked_puk(random: Callable[[int], bytes] = os.urandom) -> PinState:
 
 def piv_applet(
     profile: CardProfile,
-    private_keys: Sequence[PrivateKey],
+    puk: PinState | None = None,
+    *,
+    keys: Mapping[KeyReference, SlotKey] | None = None,
+    objects: Mapping[ObjectTag, bytes] | None = None,
+    on_change: ChangeSink | None = None,
     random: Callable[[int], bytes] = os.urandom,
 ) -> PIVApplet:
-    """The PIV application over ``profile``'s first three credentials, whose private keys are
-    ``private_keys`` (in the same order), with the card's PIN as its application PIN."""
-    if len(private_keys) != len(profile.credentials):
-        raise ProfileError(
-            f"a PIV card needs the private key of each of its {len(profile.credentials)} "
-            "credentials",
-            field="private_keys",
-            value=len(private_keys),
-        )
-    keys = {}
-    for index, (reference, held, key) in enumerate(
-        zip(PIV_KEYS, profile.credentials, private_keys, strict=False)
-    ):
-        if _spki(key.public_key()) != _spki(held.certificate.public_key()):
-            raise ProfileError(
-                "the private key does not belong to the certificate",
-                field=f"private_keys[{index}]",
-                value=held.certificate.subject.rfc4514_string(),
-            )
-        der = held.certificate.public_bytes(serialization.Encoding.DER)
-        keys[reference] = SlotKey(key, der)
-    return PIVApplet(pin=None, puk=blocked_puk(random), keys=keys, random=random)
+    """The PIV application over ``profile``'s first three credentials (keys 9A, 9C, 9D), with
+    the card's PIN as its application PIN.
+
+    ``puk`` is the PUK (``None``: a blocked one, see :func:`blocked_puk`); ``keys`` and
+    ``objects`` are what the card kept from earlier GENERATE and PUT DATA (they win over the
+    credentials'); ``on_change`` receives what the applet changes, to keep.
+    """
+    slots = {
+        reference: SlotKey(held.key, held.certificate.public_bytes(serialization.Encoding.DER))
+        for reference, held in zip(PIV_KEYS, profile.credentials, strict=False)
+    }
+    slots.update(keys or {})
+    return PIVApplet(
+        pin=None,
+        puk=blocked_puk(random) if puk is None else puk,
+        keys=slots,
+        objects=objects,
+        on_change=on_change,
+        random=random,
+    )
 
 
 def new_card(
     profile: CardProfile,
     pin: PinState,
     *,
-    private_keys: Sequence[PrivateKey] | None = None,
     on_state_change: StateSink | None = None,
+    piv: PIVApplet | None = None,
     random: Callable[[int], bytes] = os.urandom,
 ) -> Card:
     """A powered card with ``profile``'s contents and applications, and PIN state ``pin``.
 
-    A card with PIV needs ``private_keys``, one per credential: the PIV applet holds keys
-    itself. Its application PIN (``80``) is the card's PIN: one retry counter, persisted
-    through ``on_state_change``, and one verified state for every application.
+    On a card with PIV, the application PIN (``80``) is the card's PIN: one retry counter,
+    persisted through ``on_state_change``, and one verified state for every application.
+    ``piv`` is the PIV application to use (default: :func:`piv_applet` with a blocked PUK and
+    nothing kept).
     """
     applets: list[Applet] = cac_applets(profile) if profile.applications.cac else []
     if profile.applications.piv:
-        applets.append(piv_applet(profile, private_keys or (), random))
+        applets.append(piv if piv is not None else piv_applet(profile, random=random))
     return Card(
         applets,
         pin,

@@ -1,5 +1,6 @@
 """Card credentials from files a user already has: PEM or DER certificates with their private
-keys, and PKCS#12 files. Keys are held in memory as :class:`~cacard.rsa.SoftwareKey`.
+keys, and PKCS#12 files. Keys are held in memory as :class:`~cacard.rsa.SoftwareKey` (RSA) or
+:class:`~cacard.ec.SoftwareECKey` (P-256, P-384).
 
 (NSS databases and PKCS#11 tokens have their own modules: :mod:`cacard.nss`,
 :mod:`cacard.pkcs11`.)
@@ -12,12 +13,12 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from .keys import Credential
-from .rsa import SoftwareKey, UnsupportedKeyError
+from .rsa import UnsupportedKeyError
+from .software import software_key
 
 _PEM_MARKER = b"-----BEGIN"
 
@@ -71,16 +72,16 @@ def credential(
     label: str = "",
     where: str | os.PathLike[str] = "<memory>",
 ) -> Credential:
-    """A credential from a certificate and its private key; both must be RSA and match."""
+    """A credential from a certificate and its private key (RSA, P-256 or P-384); they must
+    match."""
     try:
-        card_key = SoftwareKey(key)
+        card_key = software_key(key)
     except UnsupportedKeyError as error:
         raise SourceError(str(error), path=where) from None
-    public = certificate.public_key()
-    if (
-        not isinstance(public, rsa.RSAPublicKey)
-        or public.public_numbers() != card_key.public_key.public_numbers()
-    ):
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    if certificate.public_key().public_bytes(
+        serialization.Encoding.DER, spki
+    ) != card_key.public_key.public_bytes(serialization.Encoding.DER, spki):
         raise SourceError(
             f"the private key does not belong to certificate "
             f"{certificate.subject.rfc4514_string()!r}",

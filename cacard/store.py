@@ -54,7 +54,6 @@ from typing import Any, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from cardfloor.log import get_logger
@@ -269,7 +268,7 @@ class CardStore:
         """The card's contents; raises :class:`StoreError`."""
         return self._load()[0]
 
-    def _load(self) -> tuple[CardProfile, tuple[rsa.RSAPrivateKey, ...]]:
+    def _load(self) -> tuple[CardProfile, tuple[PrivateKeyTypes, ...]]:
         """The card's contents and the private key of each credential."""
         file = self.path / CARD_FILE
         document = self._document(CARD_FILE, CARD_FORMAT, CARD_VERSIONS)
@@ -312,7 +311,7 @@ class CardStore:
                 f"must be one of {known}", path=file, field="profile", value=value
             ) from None
 
-    def _credential(self, index: int, entry: object) -> tuple[Credential, rsa.RSAPrivateKey]:
+    def _credential(self, index: int, entry: object) -> tuple[Credential, PrivateKeyTypes]:
         file = self.path / CARD_FILE
         where = f"credentials[{index}]"
         if not isinstance(entry, dict):
@@ -333,7 +332,6 @@ class CardStore:
             )
         except SourceError as error:
             raise StoreError(error.reason, path=Path(error.path), field=where) from None
-        assert isinstance(key, rsa.RSAPrivateKey)  # credential() accepts RSA only
         return held, key
 
     def _data_objects(self, entries: object, file: Path) -> dict[DataObjectId, bytes]:
@@ -426,13 +424,8 @@ class CardStore:
     def open_card(self) -> Card:
         """The card, powered, with the applications of its profile, persisting every change of
         the card PIN's state into ``state.json`` (PIV's application PIN is that PIN)."""
-        profile, keys = self._load()
-        return new_card(
-            profile,
-            self.load_state().pin,
-            private_keys=keys if profile.applications.piv else None,
-            on_state_change=self.save_state,
-        )
+        profile, _keys = self._load()
+        return new_card(profile, self.load_state().pin, on_state_change=self.save_state)
 
 
 def _hex(document: Mapping[str, Any], key: str, file: Path) -> bytes:

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cardfloor.iso7816.apdu import CommandAPDU, Response, StatusWord, status, success
 from cardfloor.log import get_logger
 
-from ..keys import Credential, KeyOperationError
+from ..keys import CardKey, Credential, ECCardKey, KeyOperationError
 from ..tlv import TLV
 from .acr import ACRID, AccessRule
 from .applet import ACA_AID, RID_GSC_IS, CardServices, Selection
@@ -58,9 +58,11 @@ class PKIApplet(CACApplet):
     def __init__(self, index: int, credential: Credential) -> None:
         if not 0 <= index < MAX_PKI_APPLETS:
             raise ValueError(f"a CAC card has PKI applets 0..{MAX_PKI_APPLETS - 1}, not {index}")
+        if isinstance(credential.key, ECCardKey):
+            raise ValueError("a PKI applet holds an RSA key (OpenSC's CAC driver is RSA-only)")
         self.index = index
         self.credential = credential
-        self.key = credential.key
+        self.key: CardKey = credential.key
         self.modulus_size = (self.key.key_size + 7) // 8
         self._modulus = self.key.public_key.public_numbers().n
         der = credential.certificate.public_bytes(serialization.Encoding.DER)

@@ -9,8 +9,10 @@ GET RESPONSE (``61xx``).
 The application PIN (``80``) is either the applet's own, with a retry counter in memory only,
 or (``pin=None``) the card's PIN itself: one retry counter, one verified state and the card's
 persistence, so VERIFY ``00`` and ``80`` open the same keys, as on a CAC+PIV card with one PIN.
-The PUK (``81``) is always the applet's own, in memory. Keys and objects written by GENERATE and
-PUT DATA are in memory too.
+The PUK (``81``) is always the applet's own. Keys are :class:`~cacard.keys.CardKey` (RSA) or
+:class:`~cacard.keys.ECCardKey` (P-256, P-384), wherever they live. What the applet changes
+that a card keeps (a generated key, a written object, the PUK and its counter) is reported to
+``on_change`` as a :data:`PIVChange` before the command is answered: persist it there.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ import datetime
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Final, TypeAlias
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from cardfloor.iso7816.apdu import CommandAPDU, Response, StatusWord, status, success
 from cardfloor.iso7816.instructions import (
@@ -34,9 +36,11 @@ from cardfloor.iso7816.instructions import (
     INS_RESET_RETRY_COUNTER,
     INS_VERIFY,
 )
+from cardfloor.log import get_logger
 
 from ..applets.applet import Applet, CardServices, Selection
-from ..keys import KeyOperationError
+from ..ec import SoftwareECKey
+from ..keys import AnyCardKey, ECCardKey, KeyOperationError
 from ..pin import MAX_PIN_LENGTH, PIN_PAD, SALT_SIZE, Pin, PinState
 from ..rsa import SoftwareKey
 from ..tlv import ber_tlv
@@ -66,6 +70,8 @@ from .objects import (
     get_data_response,
 )
 
+log = get_logger(__name__)
+
 #: P1 P2 of GET DATA and PUT DATA: the current application's data objects (Part 2 §3.1.2).
 P1P2_DATA_OBJECT: Final = (0x3F, 0xFF)
 #: CLA bits this applet leaves to the card: secure messaging and any class above the first
@@ -91,11 +97,6 @@ _CURVES: Final[dict[Algorithm, ec.EllipticCurve]] = {
     Algorithm.ECC_P256: ec.SECP256R1(),
     Algorithm.ECC_P384: ec.SECP384R1(),
 }
-#: ECDSA input: the hash truncated to the key size (SP 800-73-4 Part 2 Appendix A.4).
-_EC_DIGESTS: Final[dict[Algorithm, hashes.HashAlgorithm]] = {
-    Algorithm.ECC_P256: hashes.SHA256(),
-    Algorithm.ECC_P384: hashes.SHA384(),
-}
 #: Keys that may do ECDH (key establishment keys: SP 800-73-4 Part 1 §3.3).
 _KEY_ESTABLISHMENT: Final = frozenset(
     ref
@@ -104,6 +105,7 @@ _KEY_ESTABLISHMENT: Final = frozenset(
 )
 _ASYMMETRIC_KEYS: Final = frozenset(KeyReference) - {KeyReference.CARD_MANAGEMENT}
 
+#: A private key the applet generates (GENERATE ASYMMETRIC KEY PAIR), held by ``cryptography``.
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
@@ -118,38 +120,62 @@ class PIVKeyError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class SlotKey:
-    """A private key for one PIV key reference and the DER of its certificate, if any."""
+    """The card key of one PIV key reference and the DER of its certificate, if any."""
 
-    private_key: PrivateKey
+    key: AnyCardKey
     certificate: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyGenerated:
+    """GENERATE ASYMMETRIC KEY PAIR put a new ``private_key`` at ``reference``."""
+
+    reference: KeyReference
+    private_key: PrivateKey
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectWritten:
+    """PUT DATA wrote ``content`` to the object ``tag`` (``None``: deleted it)."""
+
+    tag: ObjectTag
+    content: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class PukChanged:
+    """The PUK or its retry counter changed: ``state`` is the new one."""
+
+    state: PinState
+
+
+#: What the applet reports to its ``on_change``.
+PIVChange: TypeAlias = KeyGenerated | ObjectWritten | PukChanged
+ChangeSink = Callable[[PIVChange], None]
 
 
 @dataclass(frozen=True, slots=True)
 class _Key:
     algorithm: Algorithm
-    private_key: PrivateKey
-    #: The raw private operation for RSA keys (``None`` for EC).
-    raw: SoftwareKey | None
+    key: AnyCardKey
 
 
-def _load_key(reference: KeyReference, private_key: PrivateKey) -> _Key:
-    if isinstance(private_key, rsa.RSAPrivateKey):
-        algorithm = _RSA_ALGORITHMS.get(private_key.key_size)
+def key_algorithm(key: AnyCardKey) -> Algorithm:
+    """The PIV algorithm identifier of ``key``; :class:`PIVKeyError` when PIV has none."""
+    if isinstance(key, ECCardKey):
+        algorithm = _EC_ALGORITHMS.get(key.curve.name)
         if algorithm is None:
-            raise PIVKeyError(
-                "RSA key size not supported", field="key_size", value=private_key.key_size
-            )
-        return _Key(algorithm, private_key, SoftwareKey(private_key))
-    if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        algorithm = _EC_ALGORITHMS.get(private_key.curve.name)
-        if algorithm is None:
-            raise PIVKeyError("curve not supported", field="curve", value=private_key.curve.name)
-        return _Key(algorithm, private_key, None)
-    raise PIVKeyError(
-        f"key for {reference.name} is neither RSA nor EC",
-        field="private_key",
-        value=type(private_key).__name__,
-    )
+            raise PIVKeyError("curve not supported", field="curve", value=key.curve.name)
+        return algorithm
+    size = key.key_size
+    rsa_algorithm = _RSA_ALGORITHMS.get(size)
+    if rsa_algorithm is None:
+        raise PIVKeyError("RSA key size not supported", field="key_size", value=size)
+    return rsa_algorithm
+
+
+def _load_key(key: AnyCardKey) -> _Key:
+    return _Key(key_algorithm(key), key)
 
 
 # -- FASC-N (TIG SCEPACS v2.3 §6): 40 five-bit characters, 4 data bits LSB first + odd parity --
@@ -212,15 +238,18 @@ class PIVApplet(Applet):
         pin: PinState | None,
         puk: PinState,
         keys: Mapping[KeyReference, SlotKey] | None = None,
+        objects: Mapping[ObjectTag, bytes] | None = None,
         management_key: ManagementKey = DEFAULT_MANAGEMENT_KEY,
         random: Callable[[int], bytes] = os.urandom,
         label: str | None = None,
         expiration: datetime.date = datetime.date(2049, 12, 31),
+        on_change: ChangeSink | None = None,
     ) -> None:
         super().__init__(PIV_AID, "PIV")
         self._random = random
+        self._on_change = on_change
         self._own_pin = None if pin is None else Pin(pin)
-        self._puk = Pin(puk)
+        self._puk = Pin(puk, self._puk_changed)
         self._management = ManagementKeyAuthentication(management_key, random)
         self._label = label
         #: VERIFY of the PIN just succeeded: the next command may use the PIN-always key 9C.
@@ -238,10 +267,12 @@ class PIVApplet(Applet):
             if reference not in _ASYMMETRIC_KEYS:
                 raise PIVKeyError("not an asymmetric key reference", field="key", value=reference)
             reference = KeyReference(reference)
-            self._keys[reference] = _load_key(reference, slot.private_key)
+            self._keys[reference] = _load_key(slot.key)
             tag = reference.certificate_object
             if slot.certificate is not None and tag is not None:
                 self._objects[tag] = CertificateObject(slot.certificate).to_bytes()
+        # Objects the card kept from earlier PUT DATA win over the ones made here.
+        self._objects.update(objects or {})
 
     # -- Applet -----------------------------------------------------------------------------
 
@@ -282,7 +313,19 @@ class PIVApplet(Applet):
 
     def public_key(self, reference: KeyReference) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
         """The public half of the key at ``reference`` (KeyError when the slot is empty)."""
-        return self._keys[reference].private_key.public_key()
+        return self._keys[reference].key.public_key
+
+    @property
+    def puk(self) -> PinState:
+        """The PUK and its retry counter."""
+        return self._puk.state
+
+    def _puk_changed(self, state: PinState) -> None:
+        self._report(PukChanged(state))
+
+    def _report(self, change: PIVChange) -> None:
+        if self._on_change is not None:
+            self._on_change(change)
 
     def process(
         self, command: CommandAPDU, selection: Selection, card: CardServices
@@ -376,12 +419,23 @@ class PIVApplet(Applet):
         if body.tag != expected:
             return status(StatusWord.INCORRECT_DATA)
         content = body.to_bytes() if tag is ObjectTag.DISCOVERY else body.value
+        # An empty 53 deletes the object, as card management tools expect.
+        if not self._kept(ObjectWritten(tag, content or None)):
+            return status(StatusWord.MEMORY_FAILURE)
         if content:
             self._objects[tag] = content
         else:
-            # An empty 53 deletes the object, as card management tools expect.
             self._objects.pop(tag, None)
         return status(StatusWord.SUCCESS)
+
+    def _kept(self, change: KeyGenerated | ObjectWritten) -> bool:
+        """Report ``change``; False when it could not be kept (the card answers 6581)."""
+        try:
+            self._report(change)
+        except Exception as error:
+            log.error("cacard.piv_persist_failed", change=type(change).__name__, error=repr(error))
+            return False
+        return True
 
     # -- PIN and PUK ------------------------------------------------------------------------
 
@@ -482,27 +536,24 @@ class PIVApplet(Applet):
     def _private_operation(key: _Key, block: bytes) -> bytes | None:
         """RSA: the raw private operation on the padded block; EC: an ECDSA signature (DER)
         of the hash."""
-        if key.raw is not None:
-            try:
-                return key.raw.private_operation(block)
-            except KeyOperationError:
-                return None
-        assert isinstance(key.private_key, ec.EllipticCurvePrivateKey)
-        digest = _EC_DIGESTS[key.algorithm]
-        if len(block) != digest.digest_size:
+        card_key = key.key
+        try:
+            if isinstance(card_key, ECCardKey):
+                return card_key.sign_digest(block)
+            return card_key.private_operation(block)
+        except KeyOperationError:
             return None
-        return key.private_key.sign(block, ec.ECDSA(utils.Prehashed(digest)))
 
     @staticmethod
     def _key_agreement(key: _Key, point: bytes) -> bytes | None:
         """ECDH with the host's uncompressed point: the shared secret's X coordinate."""
-        if not isinstance(key.private_key, ec.EllipticCurvePrivateKey):
+        card_key = key.key
+        if not isinstance(card_key, ECCardKey):
             return None
         try:
-            peer = ec.EllipticCurvePublicKey.from_encoded_point(key.private_key.curve, point)
-        except ValueError:
+            return card_key.exchange(point)
+        except KeyOperationError:
             return None
-        return key.private_key.exchange(ec.ECDH(), peer)
 
     def _generate(self, command: CommandAPDU, data: bytes) -> Response:
         try:
@@ -538,5 +589,12 @@ class PIVApplet(Applet):
             )
         else:
             return status(StatusWord.INCORRECT_DATA)
-        self._keys[reference] = _load_key(reference, private_key)
+        card_key: AnyCardKey = (
+            SoftwareECKey(private_key)
+            if isinstance(private_key, ec.EllipticCurvePrivateKey)
+            else SoftwareKey(private_key)
+        )
+        if not self._kept(KeyGenerated(reference, private_key)):
+            return status(StatusWord.MEMORY_FAILURE)
+        self._keys[reference] = _load_key(card_key)
         return success(ber_tlv(0x7F49, public))

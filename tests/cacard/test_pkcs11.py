@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from pkcs11 import Attribute, KeyType
 
-from cacard.keys import CardKey, KeyOperationError
+from cacard.keys import CardKey, ECCardKey, KeyOperationError
 from cacard.pkcs11 import SOFTHSM2_MODULE, Token, TokenError, TokenKey, open_token
 from cacard.rsa import UnsupportedKeyError
 from tests.cacard.certificates import issue
@@ -91,7 +91,9 @@ def token(module: Path, software_keys: dict[str, rsa.RSAPrivateKey]) -> Iterator
 
 
 def by_label(token: Token, label: str) -> CardKey:
-    return next(c.key for c in token.credentials if c.label == label)
+    key = next(c.key for c in token.credentials if c.label == label)
+    assert not isinstance(key, ECCardKey)
+    return key
 
 
 def encoded(key: CardKey, signature: bytes) -> bytes:
@@ -116,7 +118,12 @@ def test_rsa_certificates_with_keys_become_credentials_in_cka_id_order(
 ) -> None:
     with capture_logs() as logs, open_token(module, pin=PIN) as token:
         assert [c.label for c in token.credentials] == ["cert1", "cert2", "cert3", "on-token"]
-        assert [c.key.key_size for c in token.credentials] == [2048, 2048, 2048, 3072]
+        assert [getattr(c.key, "key_size", None) for c in token.credentials] == [
+            2048,
+            2048,
+            2048,
+            3072,
+        ]
         assert all(isinstance(c.key, TokenKey) and c.key.raw for c in token.credentials)
     skipped = {e["label"]: e["reason"] for e in logs if e["event"] == "pkcs11_certificate_skipped"}
     assert "not an RSA key" in skipped["ec"]
@@ -130,8 +137,10 @@ def test_pkcs1_signature_blocks_give_signatures_the_certificate_verifies(
     credential = next(c for c in token.credentials if c.label == label)
     public = credential.certificate.public_key()
     assert isinstance(public, rsa.RSAPublicKey)
-    block = type1_block(credential.key.key_size // 8, sha256_digest_info(MESSAGE))
-    signature = credential.key.private_operation(block)
+    key = credential.key
+    assert not isinstance(key, ECCardKey)
+    block = type1_block(key.key_size // 8, sha256_digest_info(MESSAGE))
+    signature = key.private_operation(block)
     public.verify(signature, MESSAGE, padding.PKCS1v15(), hashes.SHA256())
 
 
@@ -232,6 +241,7 @@ def test_block_not_below_the_modulus_is_refused(token: Token) -> None:
 def test_keys_stop_working_when_the_token_is_closed(module: Path, software_keys: object) -> None:
     with open_token(module, pin=PIN) as token:
         key = token.credentials[0].key
+    assert not isinstance(key, ECCardKey)
     with pytest.raises(KeyOperationError, match="token refused"):
         key.private_operation(type1_block(256, b"x"))
 

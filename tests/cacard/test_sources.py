@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from cacard.keys import ECCardKey
 from cacard.sources import (
     SourceError,
     credential,
@@ -87,9 +88,23 @@ def test_a_key_that_does_not_match_its_certificate_is_refused() -> None:
         credential(held_credential(0).certificate, private_key(1))
 
 
-def test_ec_keys_are_refused_because_opensc_cac_is_rsa_only() -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    with pytest.raises(SourceError, match="RSA"):
+@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1()])
+def test_p256_and_p384_keys_become_ec_credentials(curve: ec.EllipticCurve) -> None:
+    key = ec.generate_private_key(curve)
+    held = credential(issue(key.public_key(), "ec"), key)
+    assert isinstance(held.key, ECCardKey)
+    digest = hashes.Hash(hashes.SHA256() if curve.key_size == 256 else hashes.SHA384())
+    digest.update(b"sign me")
+    value = digest.finalize()
+    algorithm = hashes.SHA256() if curve.key_size == 256 else hashes.SHA384()
+    key.public_key().verify(
+        held.key.sign_digest(value), value, ec.ECDSA(utils.Prehashed(algorithm))
+    )
+
+
+def test_other_curves_are_refused_naming_the_curve() -> None:
+    key = ec.generate_private_key(ec.SECP521R1())
+    with pytest.raises(SourceError, match="secp521r1"):
         credential(issue(key.public_key(), "ec"), key)
 
 

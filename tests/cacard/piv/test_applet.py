@@ -26,6 +26,7 @@ from cacard.piv import (
 )
 from cacard.piv.applet import MAX_CHAIN, PIVApplet, SlotKey
 from cacard.piv.ber import decode_fields, decode_one, encode
+from cacard.software import software_key
 from cardfloor.iso7816.apdu import CommandAPDU, Response, is_valid_status
 
 from ..cards import make_card as make_cac_card
@@ -40,10 +41,16 @@ SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
 @functools.cache
 def keys() -> dict[KeyReference, SlotKey]:
     return {
-        KeyReference.PIV_AUTHENTICATION: SlotKey(rsa.generate_private_key(65537, 2048), CERT_9A),
-        KeyReference.DIGITAL_SIGNATURE: SlotKey(ec.generate_private_key(ec.SECP256R1())),
-        KeyReference.KEY_MANAGEMENT: SlotKey(ec.generate_private_key(ec.SECP256R1())),
-        KeyReference.CARD_AUTHENTICATION: SlotKey(ec.generate_private_key(ec.SECP384R1())),
+        KeyReference.PIV_AUTHENTICATION: SlotKey(
+            software_key(rsa.generate_private_key(65537, 2048)), CERT_9A
+        ),
+        KeyReference.DIGITAL_SIGNATURE: SlotKey(
+            software_key(ec.generate_private_key(ec.SECP256R1()))
+        ),
+        KeyReference.KEY_MANAGEMENT: SlotKey(software_key(ec.generate_private_key(ec.SECP256R1()))),
+        KeyReference.CARD_AUTHENTICATION: SlotKey(
+            software_key(ec.generate_private_key(ec.SECP384R1()))
+        ),
     }
 
 
@@ -244,7 +251,7 @@ def test_rsa_9a_needs_the_pin_and_signs(card: Card) -> None:
     assert general_authenticate(card, 0x07, 0x9A, data).sw == 0x6982
     verify(card)
     signature = result_of(general_authenticate(card, 0x07, 0x9A, data))
-    public = keys()[KeyReference.PIV_AUTHENTICATION].private_key.public_key()
+    public = keys()[KeyReference.PIV_AUTHENTICATION].key.public_key
     assert isinstance(public, rsa.RSAPublicKey)
     public.verify(signature, b"hello", padding.PKCS1v15(), hashes.SHA256())
 
@@ -256,7 +263,7 @@ def test_rsa_input_chained_in_short_apdus(card: Card) -> None:
         assert tx(card, 0x10, 0x87, 0x07, 0x9A, data[offset : offset + 200]).sw == 0x9000
     last = data[(len(data) - 1) // 200 * 200 :]
     signature = result_of(fetch(card, tx(card, 0x00, 0x87, 0x07, 0x9A, last, le=256)))
-    public = keys()[KeyReference.PIV_AUTHENTICATION].private_key.public_key()
+    public = keys()[KeyReference.PIV_AUTHENTICATION].key.public_key
     assert isinstance(public, rsa.RSAPublicKey)
     public.verify(signature, b"chained", padding.PKCS1v15(), hashes.SHA256())
 
@@ -266,7 +273,7 @@ def test_ecdsa_9c_needs_a_verify_before_each_signature(card: Card) -> None:
     data = template((0x82, b""), (0x81, digest))
     verify(card)
     signature = result_of(general_authenticate(card, 0x11, 0x9C, data))
-    public = keys()[KeyReference.DIGITAL_SIGNATURE].private_key.public_key()
+    public = keys()[KeyReference.DIGITAL_SIGNATURE].key.public_key
     assert isinstance(public, ec.EllipticCurvePublicKey)
     public.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
     assert general_authenticate(card, 0x11, 0x9C, data).sw == 0x6982
@@ -279,7 +286,7 @@ def test_card_authentication_9e_needs_no_pin(card: Card) -> None:
     signature = result_of(
         general_authenticate(card, 0x14, 0x9E, template((0x82, b""), (0x81, digest)))
     )
-    public = keys()[KeyReference.CARD_AUTHENTICATION].private_key.public_key()
+    public = keys()[KeyReference.CARD_AUTHENTICATION].key.public_key
     assert isinstance(public, ec.EllipticCurvePublicKey)
     public.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA384())))
 
@@ -291,7 +298,7 @@ def test_ecdh_on_9d_matches_the_hosts_exchange(card: Card) -> None:
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
     shared = result_of(general_authenticate(card, 0x11, 0x9D, template((0x82, b""), (0x85, point))))
-    card_public = keys()[KeyReference.KEY_MANAGEMENT].private_key.public_key()
+    card_public = keys()[KeyReference.KEY_MANAGEMENT].key.public_key
     assert isinstance(card_public, ec.EllipticCurvePublicKey)
     assert shared == host.exchange(ec.ECDH(), card_public)
     # Not on the signature key, and not with a point off the curve.

@@ -1,0 +1,20 @@
+"""A card key for a private key held in memory, whichever its kind: :func:`software_key`."""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from .ec import SoftwareECKey
+from .keys import AnyCardKey
+from .rsa import SoftwareKey
+
+__all__ = ["software_key"]
+
+
+def software_key(key: PrivateKeyTypes) -> AnyCardKey:
+    """:class:`~cacard.ec.SoftwareECKey` for an EC key, :class:`~cacard.rsa.SoftwareKey` for
+    RSA; :class:`~cacard.rsa.UnsupportedKeyError` for any other key, curve or size."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return SoftwareECKey(key)
+    return SoftwareKey(key)
