@@ -7,13 +7,15 @@ The layers, bottom up:
 - :class:`Card`: ATR, power, logical channels, GET RESPONSE chaining; its pure
   ``transmit(apdu) -> response`` never raises. The applets (:mod:`cacard.applets`) and the PIN
   (:mod:`cacard.pin`) sit behind it.
-- :class:`CardProfile` and :func:`new_card`: a CAC card from certificates with keys
-  (:class:`Credential`, whose :class:`CardKey` does the private-key operation).
+- :class:`CardProfile` and :func:`new_card`: a CAC, PIV or CAC+PIV card from certificates with
+  keys (:class:`Credential`, whose :class:`CardKey` or :class:`ECCardKey` does the private-key
+  operation).
 - :class:`CardStore` (a card directory), :func:`generate_card` (``cacard new``) and
   :mod:`cacard.sources` (PEM, DER, PKCS#12 files).
 - :func:`open_backend`: the card a :class:`CardDirectory`, an :class:`NssDatabase`
   (:mod:`cacard.nss`) or a :class:`Pkcs11Token` (:mod:`cacard.pkcs11`) backs, with its PIN.
-- :data:`CAC_ATR` (libcacard's, T=0) and :data:`CAC_ATR_T1` (T=0 and T=1): :mod:`cacard.atr`.
+- :data:`CAC_ATR` (libcacard's, T=0), :data:`CAC_ATR_T1` and :data:`PIV_ATR` (T=0 and T=1):
+  :mod:`cacard.atr`.
 - :func:`serve_vpcd`: the card served to a local pcscd through vsmartcard's vpcd.
 """
 
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING
 from cardfloor.iso7816.apdu import CommandAPDU, Response, StatusWord
 from cardfloor.lazy import lazy_exports
 
-from .atr import CAC_ATR, CAC_ATR_T1
+from .atr import CAC_ATR, CAC_ATR_T1, PIV_ATR
 from .backends import (
     Backend,
     BackendError,
@@ -35,7 +37,7 @@ from .backends import (
 )
 from .card import Card, CardState
 from .generate import CardRequest, generate_card
-from .keys import CardKey, Credential, KeyOperationError
+from .keys import CardKey, Credential, ECCardKey, KeyOperationError
 from .pin import PinState
 from .profile import CardProfile, ProfileError, new_card
 from .store import CardInUseError, CardStore, StoreError
@@ -53,6 +55,7 @@ __getattr__, __dir__ = lazy_exports(
 __all__ = [
     "CAC_ATR",
     "CAC_ATR_T1",
+    "PIV_ATR",
     "Backend",
     "BackendError",
     "Card",
@@ -65,6 +68,7 @@ __all__ = [
     "CardStore",
     "CommandAPDU",
     "Credential",
+    "ECCardKey",
     "KeyOperationError",
     "NssDatabase",
     "PinState",

@@ -34,8 +34,12 @@ from cardfloor.iso7816.atr import ATRFormatError, parse_atr
 CAC_ATR: Final = bytes.fromhex("3B7A18000073667465206364313434")
 #: :data:`CAC_ATR` offering T=1 as well (T=0 stays the default): see the module docstring.
 CAC_ATR_T1: Final = bytes.fromhex("3BFA1800008031FE4573667465206364313434FA")
+#: A PIV card's: :data:`CAC_ATR_T1`'s structure (T=0 first, then T=1) with historical bytes
+#: "vscard PIV". yubico-piv-tool connects with T=1 only, so a PIV card must offer it; Windows
+#: and macOS find PIV by SELECT, not by ATR.
+PIV_ATR: Final = bytes.fromhex("3BFA1800008031FE457673636172642050495696")
 #: The ATRs known by name (``cacard new --atr NAME``).
-NAMED_ATRS: Final = {"cac": CAC_ATR, "cac-t1": CAC_ATR_T1}
+NAMED_ATRS: Final = {"cac": CAC_ATR, "cac-t1": CAC_ATR_T1, "piv": PIV_ATR}
 
 
 class ATRError(ValueError):

@@ -34,7 +34,7 @@ from .applets.containers import (
 from .applets.gp import GPApplet
 from .applets.msft import MSFTApplet
 from .applets.pki import MAX_PKI_APPLETS, PKIApplet
-from .atr import CAC_ATR, atr_problem
+from .atr import CAC_ATR, CAC_ATR_T1, PIV_ATR, atr_problem
 from .card import Card, StateSink
 from .keys import Credential, ECCardKey
 from .pin import PinReference, PinState
@@ -69,6 +69,15 @@ class Applications(enum.Enum):
     @property
     def piv(self) -> bool:
         return self is not Applications.CAC
+
+    @property
+    def default_atr(self) -> bytes:
+        """The ATR a card of these applications gets unless told otherwise: libcacard's for a
+        CAC card; one offering T=1 too (which yubico-piv-tool needs) for a card with PIV, as
+        the CAC ATR (with T=1) on ``cac+piv`` and :data:`~cacard.atr.PIV_ATR` on ``piv``."""
+        if self is Applications.CAC:
+            return CAC_ATR
+        return CAC_ATR_T1 if self is Applications.CAC_PIV else PIV_ATR
 
 
 #: The PIV key of each of the first three credentials: CAC's ID (PIV Authentication), signature
