@@ -91,8 +91,14 @@ def test_an_atr_a_card_cannot_have_is_refused_saying_why(text: str, reason: str)
     assert caught.value.field == "atr"
 
 
-def test_the_names_are_cac_and_cac_t1() -> None:
-    assert set(NAMED_ATRS) == {"cac", "cac-t1"}
+def test_the_names_are_cac_cac_t1_and_piv() -> None:
+    assert set(NAMED_ATRS) == {"cac", "cac-t1", "piv"}
+    # Every named ATR but libcacard's offers T=1, T=0 first.
+    assert {name: protocols(atr) for name, atr in NAMED_ATRS.items()} == {
+        "cac": (0,),
+        "cac-t1": (0, 1),
+        "piv": (0, 1),
+    }
 
 
 @given(st.binary(max_size=40))
