@@ -3,7 +3,7 @@
 The CAC layout is libcacard's (``cac_card_init``): one PKI applet per credential, the ACA, the
 CCC, the data and empty container applets of a real CAC, the Access Control File, and the
 GlobalPlatform and Microsoft applets. A card with PIV (:class:`Applications`) adds the PIV
-application over the same keys: credentials 1-3 are keys 9A, 9C and 9D.
+application over the same keys: credentials 1-4 are keys 9A, 9C, 9D and 9E.
 """
 
 from __future__ import annotations
@@ -80,12 +80,14 @@ class Applications(enum.Enum):
         return CAC_ATR_T1 if self is Applications.CAC_PIV else PIV_ATR
 
 
-#: The PIV key of each of the first three credentials: CAC's ID (PIV Authentication), signature
-#: and encryption (key management) certificates. 9E (card authentication) has none.
+#: The PIV key of each of the first four credentials: CAC's ID (PIV Authentication), signature
+#: and encryption (key management) certificates, then Card Authentication (9E, usable without
+#: the PIN by the PIV rules; on a ``cac+piv`` card the CAC applet of the same key still wants it).
 PIV_KEYS: Final = (
     KeyReference.PIV_AUTHENTICATION,
     KeyReference.DIGITAL_SIGNATURE,
     KeyReference.KEY_MANAGEMENT,
+    KeyReference.CARD_AUTHENTICATION,
 )
 
 
@@ -154,7 +156,7 @@ class CardProfile:
         if not self.applications.cac and len(self.credentials) > len(PIV_KEYS):
             # Only a CAC applet could serve the others.
             raise ProfileError(
-                f"a PIV card holds 1 to {len(PIV_KEYS)} certificates (keys 9A, 9C, 9D)",
+                f"a PIV card holds 1 to {len(PIV_KEYS)} certificates (keys 9A, 9C, 9D, 9E)",
                 field="credentials",
                 value=len(self.credentials),
             )
@@ -230,7 +232,7 @@ def piv_applet(
     on_change: ChangeSink | None = None,
     random: Callable[[int], bytes] = os.urandom,
 ) -> PIVApplet:
-    """The PIV application over ``profile``'s first three credentials (keys 9A, 9C, 9D), with
+    """The PIV application over ``profile``'s first four credentials (keys 9A, 9C, 9D, 9E), with
     the card's PIN as its application PIN.
 
     ``puk`` is the PUK (``None``: a blocked one, see :func:`blocked_puk`); ``keys`` and

@@ -264,10 +264,10 @@ def test_a_bad_profile_or_version_names_the_field(
     assert caught.value.field == field
 
 
-def test_a_piv_card_holds_three_certificates_and_a_pin_piv_can_verify() -> None:
+def test_a_piv_card_holds_four_certificates_and_a_pin_piv_can_verify() -> None:
     with pytest.raises(ProfileError) as caught:
-        CardRequest(certificates=4, applications=Applications.PIV)
-    assert (caught.value.field, caught.value.value) == ("certificates", 4)
+        CardRequest(certificates=5, applications=Applications.PIV)
+    assert (caught.value.field, caught.value.value) == ("certificates", 5)
     with pytest.raises(ProfileError) as caught:
         CardRequest(pin="1234", applications=Applications.CAC_PIV)
     assert caught.value.field == "pin"
