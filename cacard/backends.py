@@ -16,6 +16,12 @@ Pkcs11Token        ``pin``, else the token's user PIN,         in memory
                    else 77777777
 =================  ==========================================  =============================
 
+A card with PIV (``applications``) has a PUK too: ``puk`` (8 digits), or none (a blocked one, so
+no host can refill the PIN's counter with it). Its counter lives in memory like the PIN's. Keys
+GENERATE ASYMMETRIC KEY PAIR makes on such a card, and data objects PUT DATA writes, live in
+memory as well: they replace the database's or token's for as long as the card is served, and
+are lost when it is closed (neither the database nor the token is written to).
+
 A card PIN is 4-8 digits (OpenSC sends no other): a database password or token PIN that is not
 needs an explicit ``pin``. The card checks VERIFY itself, against a salted hash made at start;
 the token or database was opened once, with the right secret, so wrong PINs sent to the card
@@ -31,7 +37,9 @@ persisted counter would stop nobody who could clear it. Persisting it "next to" 
 no good place: ``/etc/pki/nssdb`` is shared with every NSS application and usually not writable
 by the server, a token is not ours to write objects into, and a password changed with
 ``certutil -W`` would leave a stale PIN hash behind. A card directory has its own state file,
-which is why it persists there.
+which is why it persists there. The same holds for the PUK's counter, and for generated keys:
+a key made by the card would have to be written into the database or onto the token to
+survive, and neither is the card's to change.
 """
 
 from __future__ import annotations
@@ -44,12 +52,25 @@ from typing import Final
 
 from cardfloor.log import get_logger
 
-from .atr import CAC_ATR
 from .card import Card
-from .keys import Credential
+from .keys import Credential, ECCardKey
 from .nss import NssError, load_nss
-from .pin import DEFAULT_MAX_TRIES, DEFAULT_PIN, PinFormatError, PinState, check_pin
-from .profile import CardProfile, ProfileError, card_id_from_certificate, new_card
+from .pin import (
+    DEFAULT_MAX_TRIES,
+    DEFAULT_PIN,
+    MAX_PIN_LENGTH,
+    PinFormatError,
+    PinState,
+    check_pin,
+)
+from .profile import (
+    Applications,
+    CardProfile,
+    ProfileError,
+    card_id_from_certificate,
+    new_card,
+    piv_applet,
+)
 from .rsa import UnsupportedKeyError
 from .store import CardStore, StoreError
 
@@ -70,17 +91,31 @@ MAX_TRIES: Final = 15
 PIN_FROM_OPTION: Final = "option"
 PIN_FROM_SECRET: Final = "secret"
 PIN_FROM_DEFAULT: Final = "default"
+#: A PIV PUK is 8 digits here (SP 800-73-4 Part 2: the PUK is 8 bytes, never padded).
+PUK_LENGTH: Final = MAX_PIN_LENGTH
+#: Tries of the PUK (PIV middleware and yubico-piv-tool expect 3).
+PUK_MAX_TRIES: Final = 3
 
 
 class BackendError(Exception):
     """A backend that gives no card; the message names the backend and says why."""
 
 
-def _check_pin_options(pin: str | None, max_tries: int) -> None:
-    if pin is not None:
-        check_pin(pin)
-    if not 1 <= max_tries <= MAX_TRIES:
-        raise ValueError(f"a PIN has 1 to {MAX_TRIES} tries (one nibble of 63Cx), not {max_tries}")
+def _check_options(backend: NssDatabase | Pkcs11Token) -> None:
+    if backend.pin is not None:
+        check_pin(backend.pin)
+    if not 1 <= backend.max_tries <= MAX_TRIES:
+        raise ValueError(
+            f"a PIN has 1 to {MAX_TRIES} tries (one nibble of 63Cx), not {backend.max_tries}"
+        )
+    if backend.puk is not None:
+        if not backend.applications.piv:
+            raise ValueError(
+                f"{backend.description}: a PUK needs a card with PIV, "
+                f"not applications={backend.applications.value}"
+            )
+        if len(check_pin(backend.puk)) != PUK_LENGTH:
+            raise PinFormatError(f"a PUK has {PUK_LENGTH} digits", value=len(backend.puk))
 
 
 @dataclass(frozen=True)
@@ -107,12 +142,16 @@ class NssDatabase:
     password: str | None = field(default=None, repr=False)
     pin: str | None = field(default=None, repr=False)
     max_tries: int = DEFAULT_MAX_TRIES
-    atr: bytes = CAC_ATR
+    applications: Applications = Applications.CAC
+    #: None: ``applications.default_atr``.
+    atr: bytes | None = None
+    #: The PIV PUK (8 digits); None: a blocked one. Only on a card with PIV.
+    puk: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.nicknames:
             raise ValueError(f"{self.description}: name at least one certificate nickname")
-        _check_pin_options(self.pin, self.max_tries)
+        _check_options(self)
 
     @property
     def description(self) -> str:
@@ -134,10 +173,14 @@ class Pkcs11Token:
     token_pin: str | None = field(default=None, repr=False)
     pin: str | None = field(default=None, repr=False)
     max_tries: int = DEFAULT_MAX_TRIES
-    atr: bytes = CAC_ATR
+    applications: Applications = Applications.CAC
+    #: None: ``applications.default_atr``.
+    atr: bytes | None = None
+    #: The PIV PUK (8 digits); None: a blocked one. Only on a card with PIV.
+    puk: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        _check_pin_options(self.pin, self.max_tries)
+        _check_options(self)
 
     @property
     def description(self) -> str:
@@ -207,16 +250,31 @@ def _card(
 ) -> Card:
     """A card with ``credentials``, its PIN chosen by :func:`_card_pin`, its counter in memory."""
     if not credentials:
-        raise BackendError(f"{backend.description}: no RSA certificate with its private key")
+        raise BackendError(f"{backend.description}: no certificate with its private key")
+    applications = backend.applications
     try:
         profile = CardProfile(
-            credentials, card_id_from_certificate(credentials[0].certificate), backend.atr
+            credentials,
+            card_id_from_certificate(credentials[0].certificate),
+            applications.default_atr if backend.atr is None else backend.atr,
+            applications=applications,
         )
     except ProfileError as error:
-        raise BackendError(f"{backend.description}: {error}") from None
+        hint = ""
+        if not applications.piv and any(isinstance(c.key, ECCardKey) for c in credentials):
+            hint = "; EC keys need a card with PIV: use --profile piv or cac+piv"
+        raise BackendError(f"{backend.description}: {error}{hint}") from None
     state = PinState.create(_card_pin(backend, secret, what), max_tries=backend.max_tries)
-    log.info("cacard.backend_opened", backend=backend.description, pin_counter="memory")
-    return new_card(profile, state)
+    log.info(
+        "cacard.backend_opened",
+        backend=backend.description,
+        applications=applications.value,
+        pin_counter="memory",
+    )
+    if not applications.piv:
+        return new_card(profile, state)
+    puk = None if backend.puk is None else PinState.create(backend.puk, max_tries=PUK_MAX_TRIES)
+    return new_card(profile, state, piv=piv_applet(profile, puk))
 
 
 @contextlib.contextmanager

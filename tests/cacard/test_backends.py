@@ -24,6 +24,7 @@ from cacard.backends import (
 from cacard.card import Card
 from cacard.generate import CardRequest, generate_card
 from cacard.pin import PinFormatError
+from cacard.profile import Applications
 from cacard.store import CardStore
 from cardfloor.iso7816.apdu import Response
 
@@ -307,3 +308,15 @@ def test_a_missing_module_is_an_error(tmp_path: Path) -> None:
     pytest.importorskip("pkcs11", reason="python-pkcs11 (the 'pkcs11' extra) is not installed")
     with pytest.raises(BackendError, match="cannot load PKCS#11 module"):
         open_backend(Pkcs11Token(str(tmp_path / "absent.so"), token_pin=TOKEN_PIN)).__enter__()
+
+
+def test_a_puk_is_eight_digits_on_a_card_with_piv() -> None:
+    with pytest.raises(ValueError, match="a PUK needs a card with PIV"):
+        NssDatabase("sql:/nowhere", ("cert1",), puk="12345678")
+    with pytest.raises(PinFormatError, match="a PUK has 8 digits"):
+        Pkcs11Token("/m.so", applications=Applications.PIV, puk="1234567")
+    with pytest.raises(PinFormatError):
+        Pkcs11Token("/m.so", applications=Applications.PIV, puk="1234567a")
+    backend = NssDatabase("sql:/db", ("c",), applications=Applications.CAC_PIV, puk="24681357")
+    assert "24681357" not in repr(backend)
+    assert backend.atr is None
