@@ -11,6 +11,24 @@ channel, chained, proprietary such as ``80`` or ``90``) and the odd instructions
   counter is not the one of ``P2``: for PIV, P2=80 is the PIN and the PUK is reference 81
   (NIST SP 800-73-4 part 2 §3.2.3). P1=02/03 carry no resetting code and spend nothing.
 
+PIV (NIST SP 800-73-4 part 2 §3.2.1-§3.2.3) is covered by the same rules, reference by
+reference:
+
+- VERIFY ``80`` (the PIV application PIN) and ``00`` (the global PIN) spend a try of their own
+  reference, probed with VERIFY of that reference without data (``63Cx``). On a profile card
+  (:mod:`cacard.profile`) the two are one counter (the card's PIN is the application PIN): each
+  command is probed with its own reference, which reports that one counter either way.
+- CHANGE REFERENCE DATA ``80`` spends a PIN try; ``81`` spends a PUK try, as the reference it
+  names. PIV has no VERIFY of the PUK (a card answers ``6A88`` to the probe), so that counter
+  cannot be asked for.
+- RESET RETRY COUNTER ``80`` (PUK ‖ new PIN) spends a try of the PIN's resetting code, the PUK,
+  whose counter no command can ask for (:attr:`Counter.probe` is None).
+
+A counter that cannot be asked for is never spent through the PIN guard: the guard never
+learns its count, and refuses an attempt on a counter whose count it does not know. With the
+guard on, a host cannot change a PIV PUK or unblock the PIN with it; the card's owner does that
+without the guard.
+
 VERIFY without data spends nothing: it asks for the counter (``63Cx``, ``6983``, ``9000`` when
 already verified), and VERIFY P1=FF without data resets the security status. A chunk of a
 chained command (CLA bit ``10`` of an interindustry class) counts as an attempt: a card that

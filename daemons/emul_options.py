@@ -12,6 +12,8 @@ parser silently falls back to defaults or misreads a value, this one raises
   and ``false`` starts with a lowercase f); unknown values are an error.
 - ``hw_type=`` works anywhere, not only as the last item.
 - a ``soft=(...)`` without its closing parenthesis is an error (it crashes the C code).
+- the card type of ``soft=(...)`` is ``CAC`` (libcacard's only one), ``PIV`` or ``CAC+PIV``, in
+  any ASCII case: the card's :class:`~cacard.profile.Applications`. Anything else is an error.
 - certificate nicknames are stripped of surrounding blanks; empty ones (from ``-c``'s trailing
   comma) are ignored, as in C.
 """
@@ -21,6 +23,9 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, replace
+from typing import Final
+
+from cacard.profile import Applications
 
 DEFAULT_DB = "/etc/pki/nssdb"
 
@@ -41,9 +46,17 @@ class HardwareType(enum.Enum):
     PASSTHRU = "PASSTHRU"
 
 
+#: The card types of ``soft=(...)``, upper-cased: libcacard's ``CAC`` and ours with PIV.
+CARD_TYPES: Final = {
+    "CAC": Applications.CAC,
+    "PIV": Applications.PIV,
+    "CAC+PIV": Applications.CAC_PIV,
+}
+
+
 @dataclass(frozen=True)
 class SoftReader:
-    """One ``soft=(slot,reader name,CAC,params,cert1,...)``: a reader with an emulated card."""
+    """One ``soft=(slot,reader name,TYPE,params,cert1,...)``: a reader with an emulated card."""
 
     slot: str
     """NSS token name; empty means the internal key slot."""
@@ -51,6 +64,8 @@ class SoftReader:
     certificates: tuple[str, ...]
     """NSS nicknames of the card's certificates (with their keys), in applet order."""
     params: str = ""
+    applications: Applications = Applications.CAC
+    """The card type: CAC (libcacard's), PIV or CAC+PIV."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +162,7 @@ def _parse_item(text: str, position: int, options: EmulOptions) -> tuple[EmulOpt
 def _parse_soft(text: str, position: int) -> tuple[SoftReader, int]:
     if not text.startswith("(", position):
         raise EmulOptionsError(
-            f"soft= needs (slot,reader name,CAC,params,certs...): {_word(text, position)[0]!r}"
+            f"soft= needs (slot,reader name,type,params,certs...): {_word(text, position)[0]!r}"
         )
     close = text.find(")", position)
     if close < 0:
@@ -159,16 +174,21 @@ def _parse_soft(text: str, position: int) -> tuple[SoftReader, int]:
             "least one certificate"
         )
     slot, name, card_type, params, *certificates = fields
-    if card_type.strip().upper() != "CAC":
+    # ASCII case only: str.upper() makes I of a dotless i, and P-dotless i-V is no PIV.
+    stripped = card_type.strip()
+    applications = CARD_TYPES.get(stripped.upper()) if stripped.isascii() else None
+    if applications is None:
         raise EmulOptionsError(
-            f"invalid smartcard type {card_type!r} in soft=(...): only CAC exists"
+            f"invalid smartcard type {card_type!r} in soft=(...): CAC, PIV or CAC+PIV"
         )
     nicknames = tuple(c.strip() for c in certificates if c.strip())
     if not nicknames:
         raise EmulOptionsError(f"soft=({text[position + 1 : close]}) names no certificate")
-    return SoftReader(slot.strip(), name, nicknames, params), close + 1
+    return SoftReader(slot.strip(), name, nicknames, params, applications), close + 1
 
 
-def soft_reader_for_nicknames(nicknames: list[str]) -> SoftReader:
+def soft_reader_for_nicknames(
+    nicknames: list[str], applications: Applications = Applications.CAC
+) -> SoftReader:
     """What vscclient builds from its ``-c NICK`` options: one "Virtual Reader" with those certs."""
-    return SoftReader("", "Virtual Reader", tuple(n for n in nicknames if n))
+    return SoftReader("", "Virtual Reader", tuple(n for n in nicknames if n), "", applications)

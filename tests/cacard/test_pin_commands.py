@@ -146,3 +146,117 @@ def test_the_probe_class_keeps_the_channel_and_drops_chaining(cla: int) -> None:
         assert not probe & 0x10
         assert probe & 0x40 == cla & 0x40
         assert probe & (0x0F if cla & 0x40 else 0x03) == cla & (0x0F if cla & 0x40 else 0x03)
+
+
+# PIV (SP 800-73-4 part 2 §3.2): what each command spends, and how its counter is asked for.
+PUK = b"12345678"
+PIV_COMMANDS = {
+    "VERIFY 80 (application PIN)": (0x20, 0x80, PIN, CounterKind.REFERENCE, True),
+    "VERIFY 00 (global PIN)": (0x20, 0x00, PIN, CounterKind.REFERENCE, True),
+    "CHANGE REFERENCE DATA 80 (PIN)": (0x24, 0x80, PIN + PIN, CounterKind.REFERENCE, True),
+    # Probed as VERIFY 81, which PIV does not have: the card answers 6A88, the count stays unknown.
+    "CHANGE REFERENCE DATA 81 (PUK)": (0x24, 0x81, PUK + PUK, CounterKind.REFERENCE, True),
+    "RESET RETRY COUNTER 80 (PUK, new PIN)": (
+        0x2C,
+        0x80,
+        PUK + PIN,
+        CounterKind.RESETTING_CODE,
+        False,
+    ),
+}
+# (CLA, the probe's CLA, chained): channels 0-19, chaining, secure messaging, proprietary.
+PIV_CLASSES = [
+    (0x00, 0x00, False),
+    (0x01, 0x01, False),
+    (0x03, 0x03, False),
+    (0x10, 0x00, True),
+    (0x13, 0x03, True),
+    (0x0C, 0x00, False),
+    (0x1C, 0x00, True),
+    (0x40, 0x40, False),  # channel 4
+    (0x4F, 0x4F, False),  # channel 19
+    (0x50, 0x40, True),
+    (0x80, 0x80, False),
+    (0x81, 0x81, False),
+]
+
+
+@pytest.mark.parametrize("odd", [False, True], ids=["even", "odd"])
+@pytest.mark.parametrize("le", [None, 0x100], ids=["no-le", "le"])
+@pytest.mark.parametrize("extended", [False, True], ids=["short", "extended"])
+@pytest.mark.parametrize(("cla", "probe_cla", "chained"), PIV_CLASSES)
+@pytest.mark.parametrize("name", list(PIV_COMMANDS))
+def test_every_encoding_of_a_piv_pin_command_spends_a_try_of_its_counter(
+    name: str,
+    cla: int,
+    probe_cla: int,
+    chained: bool,
+    extended: bool,
+    le: int | None,
+    odd: bool,
+) -> None:
+    ins, p2, data, kind, probed = PIV_COMMANDS[name]
+    raw = CommandAPDU(cla, ins | odd, 0x00, p2, data, le, extended=extended).to_bytes()
+    attempt = pin_attempt(raw)
+    assert attempt is not None
+    assert attempt.counter == Counter(probe_cla, kind, p2)
+    assert attempt.chained is chained
+    if probed:
+        assert attempt.counter.probe == bytes((probe_cla, 0x20, 0x00, p2))
+        assert attempt.counter.logout == bytes((probe_cla, 0x20, 0xFF, p2))
+    else:  # the PUK of RESET RETRY COUNTER: no command asks for its counter
+        assert attempt.counter.probe is None
+        assert attempt.counter.logout is None
+
+
+@pytest.mark.parametrize("name", list(PIV_COMMANDS))
+def test_every_chunk_of_a_chained_piv_pin_command_spends_a_try(name: str) -> None:
+    """A card that ignores chaining takes each chunk as a whole command."""
+    ins, p2, data, kind, _ = PIV_COMMANDS[name]
+    chunks = [data[:3], data[3:-1], data[-1:], b""]
+    for index, chunk in enumerate(chunks):
+        last = index == len(chunks) - 1
+        cla = 0x00 if last else 0x10
+        attempt = pin_attempt(CommandAPDU(cla, ins, 0x00, p2, chunk).to_bytes())
+        assert attempt is not None or (last and ins == 0x20 and not chunk)
+        if attempt is not None:
+            assert attempt.counter == Counter(0x00, kind, p2)
+            assert attempt.chained is not last
+
+
+def test_the_piv_pin_and_the_global_pin_are_probed_each_with_its_own_reference() -> None:
+    """On a profile card both report one counter; on another card they may be two."""
+    verify_80 = pin_attempt(bytes.fromhex("0020008008" + PIN.hex()))
+    verify_00 = pin_attempt(bytes.fromhex("0020000008" + PIN.hex()))
+    assert verify_80 is not None
+    assert verify_00 is not None
+    assert verify_80.counter.probe == bytes.fromhex("00200080")
+    assert verify_00.counter.probe == bytes.fromhex("00200000")
+    assert verify_80.counter != verify_00.counter
+
+
+def test_the_puk_of_change_reference_data_and_of_reset_retry_counter_are_named_apart() -> None:
+    """CHANGE REFERENCE DATA 81 names the PUK; RESET RETRY COUNTER 80 names the PIN whose
+    resetting code it is. Neither can be asked for on PIV, so neither is ever forwarded."""
+    change = pin_attempt(bytes.fromhex("0024008110" + (PUK + PUK).hex()))
+    reset = pin_attempt(bytes.fromhex("002C008010" + (PUK + PIN).hex()))
+    assert change is not None
+    assert reset is not None
+    assert change.counter == Counter(0x00, CounterKind.REFERENCE, 0x81)
+    assert reset.counter == Counter(0x00, CounterKind.RESETTING_CODE, 0x80)
+
+
+@pytest.mark.parametrize(
+    "apdu",
+    [
+        "00200080",  # VERIFY 80 without data: the PIN's counter
+        "00200080" + "00",
+        "0020008000" + "0000",  # extended Le
+        "01200080",  # on channel 1
+        "0020FF80",  # resets the PIV PIN's security status
+        "00200081",  # VERIFY of the PUK: PIV has none, and it compares nothing
+        "002C038000",
+    ],
+)
+def test_piv_commands_that_compare_nothing_spend_nothing(apdu: str) -> None:
+    assert pin_attempt(bytes.fromhex(apdu)) is None

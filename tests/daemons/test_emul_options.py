@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cacard.profile import Applications
 from daemons.emul_options import (
     EmulOptions,
     EmulOptionsError,
@@ -70,7 +71,10 @@ def test_default_database_is_libcacards() -> None:
         ("use_hw=maybe", "'maybe'"),
         ("hw_type=PIV", "'PIV'"),
         ("soft=(,Reader,CAC,,cert1", "closing parenthesis"),
-        ("soft=(,Reader,PIV,,cert1)", "'PIV'"),
+        ("soft=(,Reader,PASSTHRU,,cert1)", "'PASSTHRU'.*CAC, PIV or CAC\\+PIV"),
+        ("soft=(,Reader,PIV+CAC,,cert1)", "'PIV\\+CAC'"),
+        ("soft=(,Reader,,,cert1)", "''"),
+        ("soft=(,Reader,p\u0131v,,cert1)", "'p\u0131v'"),  # dotless i: upper-cases to PIV
         ("soft=(,Reader,CAC,)", "at least one certificate"),
         ("soft=(,Reader,CAC,,,)", "names no certificate"),
         ("soft=,Reader", "soft= needs"),
@@ -85,3 +89,35 @@ def test_malformed_options_say_which_item_is_wrong(text: str, message: str) -> N
 
 def test_dash_c_nicknames_become_one_virtual_reader() -> None:
     assert soft_reader_for_nicknames(["a", "b", ""]) == SoftReader("", "Virtual Reader", ("a", "b"))
+
+
+@pytest.mark.parametrize(
+    ("card_type", "applications"),
+    [
+        ("CAC", Applications.CAC),
+        ("cac", Applications.CAC),
+        ("PIV", Applications.PIV),
+        (" piv ", Applications.PIV),
+        ("CAC+PIV", Applications.CAC_PIV),
+        ("Cac+Piv", Applications.CAC_PIV),
+    ],
+)
+def test_the_card_type_of_a_soft_reader_is_its_profile(
+    card_type: str, applications: Applications
+) -> None:
+    (reader,) = parse_emul_options(f"use_hw=no soft=(,R,{card_type},,c1)").soft_readers
+    assert reader.applications is applications
+
+
+def test_each_soft_reader_has_its_own_card_type() -> None:
+    options = parse_emul_options("soft=(,A,PIV,,c1) soft=(,B,CAC,,c2) soft=(,C,cac+piv,,c3)")
+    assert [r.applications for r in options.soft_readers] == [
+        Applications.PIV,
+        Applications.CAC,
+        Applications.CAC_PIV,
+    ]
+
+
+def test_dash_c_nicknames_take_the_profile_they_are_given() -> None:
+    reader = soft_reader_for_nicknames(["a"], Applications.PIV)
+    assert reader == SoftReader("", "Virtual Reader", ("a",), "", Applications.PIV)

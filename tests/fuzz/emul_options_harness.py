@@ -5,7 +5,8 @@ UTF-8 with surrogate escapes (what Python makes of a non-UTF-8 ``argv``).
 
 Bugs: any exception but :class:`daemons.emul_options.EmulOptionsError`; a result the grammar
 cannot produce (a soft reader without certificates, blank or unstripped nicknames, a soft card
-beside a passthru one, a db value with a quote or a newline).
+beside a passthru one, a db value with a quote or a newline, a card type whose name, in any
+case, is not in the text).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import Final
 
 from daemons.emul_options import (
+    CARD_TYPES,
     EmulOptionsError,
     HardwareType,
     parse_emul_options,
@@ -41,6 +43,9 @@ def fuzz_one(data: bytes) -> None:
         for nickname in reader.certificates:
             check(nickname != "" and nickname == nickname.strip(), f"nickname {nickname!r}")
         check(reader.slot == reader.slot.strip(), f"slot {reader.slot!r} not stripped")
+        # A type comes from its name in the text, in any case.
+        (card_type,) = [name for name, value in CARD_TYPES.items() if value is reader.applications]
+        check(card_type in text.upper(), f"{reader.applications!r} from a text without it")
 
 
 def seeds() -> dict[str, bytes]:
@@ -53,5 +58,7 @@ def seeds() -> dict[str, bytes]:
         "passthru": "passthru\nuse_hw=yes\thw_type=passthru",
         "multiline": 'use_hw=false\n db="/tmp/db"\n'
         "soft=(,Virtual Reader,CAC,,id-cert, signing-cert ,)",
+        "piv": "use_hw=no soft=(,PIV Reader,PIV,,auth-cert,sign-cert)",
+        "cac-piv": "soft=(,A,cac+piv,,c1) soft=(,B,Piv,,c2) soft=(,C,cac,,c3)",
     }
     return {name: b"\x00" + text.encode() for name, text in examples.items()}
