@@ -2,7 +2,8 @@
 
 libcacard is given ``db="sql:/etc/pki/nssdb"`` and nicknames (``cert1``..``cert3``), and its
 PIN is the database password. :func:`load_nss` takes the same three things and returns the
-credentials, each key a :class:`~cacard.rsa.SoftwareKey`.
+credentials, each key a :class:`~cacard.rsa.SoftwareKey` (RSA) or a
+:class:`~cacard.ec.SoftwareECKey` (P-256, P-384: a card with PIV holds those).
 
 **How.** NSS's own ``pk12util`` (Debian package ``libnss3-tools``) exports each nickname's
 private key as PKCS#12, encrypted under a one-time random password, through a pipe into this
@@ -34,10 +35,12 @@ from typing import Final
 from asn1crypto import pkcs12 as asn1_pkcs12
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from cacard.keys import Credential
-from cacard.rsa import SoftwareKey
+from cacard.rsa import UnsupportedKeyError
+from cacard.software import software_key
 from cardfloor.log import get_logger
 
 __all__ = ["DEFAULT_DB", "HOST_PACKAGES", "NssCard", "NssError", "load_nss"]
@@ -75,7 +78,8 @@ def load_nss(db: str, nicknames: Sequence[str], password: str | None = None) -> 
 
     ``db`` is what NSS takes: ``sql:DIR`` (``DIR`` alone means the same), or ``dbm:DIR`` for
     the legacy format. ``password`` is the database password, needed if it has one. Keys must
-    be RSA of 1024-4096 bits (:class:`~cacard.rsa.UnsupportedKeyError` otherwise).
+    be RSA of 1024-4096 bits, P-256 or P-384 (:class:`~cacard.rsa.UnsupportedKeyError`
+    naming the nickname otherwise).
     Raises :class:`NssError`.
     """
     if not nicknames:
@@ -119,6 +123,14 @@ def _export(db: str, nickname: str, password: str | None) -> Credential:
             raise NssError(f"NSS database {db} has no certificate with nickname {nickname!r}")
         raise NssError(f"cannot export {nickname!r} from NSS database {db}: {error}")
     key = _shrouded_key(result.output, p12_password, nickname)
+    try:
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise UnsupportedKeyError(
+                f"{type(key).__name__} is not a key a card holds (RSA, P-256, P-384)"
+            )
+        card_key = software_key(key)
+    except UnsupportedKeyError as error:
+        raise UnsupportedKeyError(f"NSS database {db}, nickname {nickname!r}: {error}") from None
     listed = _run(["certutil", "-L", "-d", db, "-n", nickname, "-a"], {})
     try:
         certificates = x509.load_pem_x509_certificates(listed.stdout)
@@ -127,7 +139,7 @@ def _export(db: str, nickname: str, password: str | None) -> Credential:
     # Renewed certificates can share a nickname: the one for this key is the one pk12util took.
     for certificate in certificates:
         if certificate.public_key() == key.public_key():
-            return Credential(certificate, SoftwareKey(key), nickname)
+            return Credential(certificate, card_key, nickname)
     raise NssError(f"no certificate nicknamed {nickname!r} matches its exported key")
 
 

@@ -16,8 +16,15 @@ The private keys never leave the token: :class:`TokenKey` hands each block to th
     refuses them (:class:`~cacard.keys.KeyOperationError`) or, with implicit rejection, returns
     a random plaintext that the host's own check then rejects.
 
-Blinding against timing is the token's business (SoftHSM2 uses OpenSSL, which blinds). Only RSA
-certificates with a private key of the same ``CKA_ID`` become credentials.
+EC keys (P-256, P-384, for a card with PIV) are :class:`TokenECKey`: ECDSA with ``CKM_ECDSA`` on
+the host's hash (the token's ``r || s`` re-encoded as DER), ECDH with ``CKM_ECDH1_DERIVE`` (no
+KDF) into a session-only generic secret of the field's size whose value is read, then destroyed.
+The host's point is checked on the curve here first: a token that skipped the check would leak
+bits of the key to an invalid-curve attack.
+
+Blinding against timing is the token's business (SoftHSM2 uses OpenSSL, which blinds). RSA
+certificates and P-256/P-384 certificates with a private key of the same ``CKA_ID`` become
+credentials; others are skipped with a warning that says why.
 
 The library is ``python-pkcs11``: typed (``py.typed`` and stubs, so ``mypy --strict`` needs no
 override), one exception class per ``CKR_*`` code, and it releases the GIL during token calls.
@@ -33,18 +40,23 @@ from types import TracebackType
 from typing import Any, Final, Protocol, Self, cast
 
 import pkcs11
+from asn1crypto.core import OctetString
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
-from pkcs11 import Attribute, CertificateType, KeyType, Mechanism, ObjectClass, TokenFlag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
+from pkcs11 import KDF, Attribute, CertificateType, KeyType, Mechanism, ObjectClass, TokenFlag
+from pkcs11.util.ec import encode_named_curve_parameters
 
-from cacard.keys import Credential, KeyOperationError
-from cacard.rsa import UnsupportedKeyError, check_rsa_key_size, require_rsa, type1_payload
+from cacard.ec import curve_named
+from cacard.keys import AnyCardKey, Credential, KeyOperationError
+from cacard.rsa import UnsupportedKeyError, check_rsa_key_size, type1_payload
 from cardfloor.log import get_logger
 
 __all__ = [
     "HOST_PACKAGES",
     "SOFTHSM2_MODULE",
     "Token",
+    "TokenECKey",
     "TokenError",
     "TokenKey",
     "open_token",
@@ -71,6 +83,14 @@ class _PrivateKeyObject(Protocol):
 
     def sign(self, data: bytes, **kwargs: Any) -> bytes: ...
     def decrypt(self, data: bytes, **kwargs: Any) -> bytes: ...
+    def __getitem__(self, key: Attribute) -> Any: ...
+
+
+class _ECPrivateKeyObject(Protocol):
+    """What python-pkcs11's EC private key objects offer."""
+
+    def sign(self, data: bytes, **kwargs: Any) -> bytes: ...
+    def derive_key(self, key_type: KeyType, key_length: int, **kwargs: Any) -> Any: ...
     def __getitem__(self, key: Attribute) -> Any: ...
 
 
@@ -163,6 +183,84 @@ class TokenKey:
         return b"\x00\x02" + _REWRAP_PADDING_BYTE * padding_length + b"\x00" + plaintext
 
 
+class TokenECKey:
+    """An :class:`~cacard.keys.ECCardKey` (P-256, P-384) whose private key stays on a token.
+
+    Built by :func:`open_token`; valid until its :class:`Token` is closed. The token's calls
+    run without the GIL, one at a time per session (the lock is the session's).
+    """
+
+    def __init__(
+        self, key: _ECPrivateKeyObject, public_key: ec.EllipticCurvePublicKey, lock: threading.Lock
+    ) -> None:
+        self._key = key
+        self._public_key = public_key
+        self._size = (public_key.curve.key_size + 7) // 8  # of a coordinate, r, s and a digest
+        self._lock = lock
+
+    @property
+    def curve(self) -> ec.EllipticCurve:
+        return self._public_key.curve
+
+    @property
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        return self._public_key
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        """The token's ECDSA signature of ``digest`` (``CKM_ECDSA``), as DER."""
+        if len(digest) != self._size:
+            raise KeyOperationError(
+                f"digest is {len(digest)} bytes; a {self.curve.name} key signs {self._size}"
+            )
+        try:
+            with self._lock:
+                raw = self._key.sign(digest, mechanism=Mechanism.ECDSA)
+        except pkcs11.PKCS11Error as error:
+            raise KeyOperationError(f"token refused ECDSA: {_describe(error)}") from error
+        if len(raw) != 2 * self._size:
+            raise KeyOperationError(
+                f"token's ECDSA signature is {len(raw)} bytes, not r || s of {self._size} each"
+            )
+        r, s = (int.from_bytes(half, "big") for half in (raw[: self._size], raw[self._size :]))
+        return utils.encode_dss_signature(r, s)
+
+    def exchange(self, peer_point: bytes) -> bytes:
+        """The shared X coordinate of ECDH with ``peer_point`` (``CKM_ECDH1_DERIVE``)."""
+        try:
+            ec.EllipticCurvePublicKey.from_encoded_point(self.curve, peer_point)
+        except ValueError as error:
+            raise KeyOperationError(f"peer point: {error}") from None
+        if peer_point[:1] != b"\x04":  # the token takes the uncompressed form
+            raise KeyOperationError("peer point: not uncompressed (04 || X || Y)")
+        try:
+            with self._lock:
+                secret = self._key.derive_key(
+                    KeyType.GENERIC_SECRET,
+                    8 * self._size,
+                    mechanism=Mechanism.ECDH1_DERIVE,
+                    mechanism_param=(KDF.NULL, None, peer_point),
+                    # The value is what the card answers: it must be readable (the token
+                    # refuses CKA_VALUE of a sensitive key); a session object, never stored.
+                    template={
+                        Attribute.TOKEN: False,
+                        Attribute.SENSITIVE: False,
+                        Attribute.EXTRACTABLE: True,
+                    },
+                )
+                try:
+                    value = bytes(secret[Attribute.VALUE])
+                finally:
+                    secret.destroy()
+        except pkcs11.PKCS11Error as error:
+            raise KeyOperationError(f"token refused ECDH: {_describe(error)}") from error
+        if len(value) != self._size:
+            raise KeyOperationError(f"token's ECDH secret is {len(value)} bytes, not {self._size}")
+        return value
+
+    def __repr__(self) -> str:
+        return f"TokenECKey({self.curve.name})"
+
+
 class Token:
     """An open PKCS#11 token and the credentials found on it. Close it (or use ``with``)."""
 
@@ -195,16 +293,17 @@ def open_token(
     labels: Sequence[str] | None = None,
     raw_rsa: bool | None = None,
 ) -> Token:
-    """Open a token through its PKCS#11 module and find its RSA certificates with keys.
+    """Open a token through its PKCS#11 module and find its certificates with keys.
 
     ``token_label`` picks the token (needed when the module has several). ``pin`` is the user
     PIN (None for a token that needs no login). ``labels`` picks certificates by ``CKA_LABEL``,
-    in that order; by default every RSA certificate whose key is on the token, sorted by
-    ``CKA_ID``, non-RSA ones skipped with a warning. ``raw_rsa`` forces the mechanism
+    in that order; by default every RSA, P-256 or P-384 certificate whose key is on the token,
+    sorted by ``CKA_ID``, others skipped with a warning. ``raw_rsa`` forces the RSA mechanism
     (default: ``CKM_RSA_X_509`` if the token lists it, else the fallback).
 
-    Raises :class:`TokenError` or, for a requested certificate that is not RSA or of a size a
-    CAC card cannot hold, :class:`~cacard.rsa.UnsupportedKeyError`.
+    Raises :class:`TokenError` or, for a requested certificate whose key a card cannot hold
+    (another kind or curve, an RSA size outside 1024-4096),
+    :class:`~cacard.rsa.UnsupportedKeyError`.
     """
     path = os.fspath(module)
     try:
@@ -292,60 +391,138 @@ def _credentials(
                 public_key = certificate.public_key()
             except ValueError as error:
                 raise TokenError(f"certificate {label!r} cannot be parsed: {error}") from error
-            require_rsa(public_key)
-            assert isinstance(public_key, rsa.RSAPublicKey)  # narrowed by require_rsa
-            check_rsa_key_size(public_key.key_size)
+            _check_public_key(public_key)
         except (UnsupportedKeyError, TokenError) as error:
             if labels is not None:
                 raise
             log.warning("pkcs11_certificate_skipped", label=label, reason=str(error))
             continue
-        key = _private_key(session, key_id, label, public_key, required=labels is not None)
-        if key is None:
-            continue
-        operation = _Operation(
-            raw=raw_rsa,
-            can_sign=bool(key[Attribute.SIGN]),
-            can_decrypt=bool(key[Attribute.DECRYPT]),
-        )
-        credentials.append(
-            Credential(certificate, TokenKey(key, public_key, operation, lock), label)
-        )
+        key: AnyCardKey | None
+        if isinstance(public_key, rsa.RSAPublicKey):
+            key = _rsa_key(session, key_id, label, public_key, raw_rsa, lock, labels is not None)
+        else:
+            assert isinstance(public_key, ec.EllipticCurvePublicKey)  # _check_public_key
+            key = _ec_key(session, key_id, label, public_key, lock, labels is not None)
+        if key is not None:
+            credentials.append(Credential(certificate, key, label))
     return credentials
 
 
-def _private_key(
+def _check_public_key(public_key: object) -> None:
+    """Raise :class:`UnsupportedKeyError` unless a card can hold the key: RSA of 1024-4096
+    bits, P-256 or P-384."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        check_rsa_key_size(public_key.key_size)
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        curve_named(public_key.curve.name)
+    else:
+        raise UnsupportedKeyError(
+            f"{type(public_key).__name__} is not a key a card holds (RSA, P-256, P-384)"
+        )
+
+
+def _rsa_key(
     session: pkcs11.Session,
     key_id: bytes,
     label: str,
     public_key: rsa.RSAPublicKey,
-    *,
+    raw_rsa: bool,
+    lock: threading.Lock,
     required: bool,
-) -> _PrivateKeyObject | None:
-    keys = (
-        list(
-            session.get_objects(
-                {
-                    Attribute.CLASS: ObjectClass.PRIVATE_KEY,
-                    Attribute.KEY_TYPE: KeyType.RSA,
-                    Attribute.ID: key_id,
-                }
-            )
-        )
-        if key_id
-        else []
-    )
+) -> TokenKey | None:
+    found = _private_key(session, KeyType.RSA, key_id)
     problem = None
-    if len(keys) != 1:
-        problem = f"{len(keys)} RSA private keys have its CKA_ID {key_id.hex() or '(empty)'}"
-    elif int.from_bytes(keys[0][Attribute.MODULUS], "big") != public_key.public_numbers().n:
+    if len(found) != 1:
+        problem = f"{len(found)} RSA private keys have its CKA_ID {key_id.hex() or '(empty)'}"
+    elif int.from_bytes(found[0][Attribute.MODULUS], "big") != public_key.public_numbers().n:
         problem = f"the private key with CKA_ID {key_id.hex()} has another modulus"
-    if problem is None:
-        return cast(_PrivateKeyObject, keys[0])
+    if problem is not None:
+        _missing(label, problem, required)
+        return None
+    key = cast(_PrivateKeyObject, found[0])
+    operation = _Operation(
+        raw=raw_rsa,
+        can_sign=bool(key[Attribute.SIGN]),
+        can_decrypt=bool(key[Attribute.DECRYPT]),
+    )
+    return TokenKey(key, public_key, operation, lock)
+
+
+def _ec_key(
+    session: pkcs11.Session,
+    key_id: bytes,
+    label: str,
+    public_key: ec.EllipticCurvePublicKey,
+    lock: threading.Lock,
+    required: bool,
+) -> TokenECKey | None:
+    """The EC private key of ``key_id``, on the certificate's curve and, when the token lists
+    the public key too (a private EC key object has no point), with the certificate's point."""
+    found = _private_key(session, KeyType.EC, key_id)
+    problem = None
+    if len(found) != 1:
+        problem = f"{len(found)} EC private keys have its CKA_ID {key_id.hex() or '(empty)'}"
+    elif bytes(found[0][Attribute.EC_PARAMS]) != _ec_params(public_key.curve):
+        problem = f"the private key with CKA_ID {key_id.hex()} is not on {public_key.curve.name}"
+    elif not _point_matches(session, key_id, public_key):
+        problem = f"the public key with CKA_ID {key_id.hex()} has another point"
+    if problem is not None:
+        _missing(label, problem, required)
+        return None
+    return TokenECKey(cast(_ECPrivateKeyObject, found[0]), public_key, lock)
+
+
+def _ec_params(curve: ec.EllipticCurve) -> bytes:
+    """``CKA_EC_PARAMS`` of a named curve: the DER of its OID (asn1crypto and cryptography name
+    P-256 and P-384 alike)."""
+    return encode_named_curve_parameters(curve.name)
+
+
+def _point_matches(
+    session: pkcs11.Session, key_id: bytes, public_key: ec.EllipticCurvePublicKey
+) -> bool:
+    expected = public_key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    for obj in session.get_objects(
+        {
+            Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+            Attribute.KEY_TYPE: KeyType.EC,
+            Attribute.ID: key_id,
+        }
+    ):
+        point = bytes(obj[Attribute.EC_POINT])
+        # PKCS#11 says DER OCTET STRING; some modules store the bare point.
+        if point != expected and _unwrapped(point) != expected:
+            return False
+    return True
+
+
+def _unwrapped(point: bytes) -> bytes | None:
+    try:
+        return cast(bytes, OctetString.load(point, strict=True).native)
+    except ValueError:
+        return None
+
+
+def _private_key(session: pkcs11.Session, key_type: KeyType, key_id: bytes) -> list[Any]:
+    if not key_id:
+        return []
+    return list(
+        session.get_objects(
+            {
+                Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+                Attribute.KEY_TYPE: key_type,
+                Attribute.ID: key_id,
+            }
+        )
+    )
+
+
+def _missing(label: str, problem: str, required: bool) -> None:
     if required:
         raise TokenError(f"certificate {label!r}: {problem}")
     log.warning("pkcs11_certificate_skipped", label=label, reason=problem)
-    return None
 
 
 def _describe(error: BaseException) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -41,3 +42,18 @@ def import_key(db: str, password: str, nickname: str, key: PrivateKeyTypes, tmp:
         check=True,
         capture_output=True,
     )
+
+
+def make_key_in_nss(db: str, password: str, nickname: str, kind: str, tmp: Path) -> None:
+    """A self-signed certificate whose key NSS itself generates (``certutil -S``), as
+    libcacard's test databases are made: ``kind`` is ``rsa`` (2048 bits) or a curve NSS names
+    (``nistp256``, ``nistp384``)."""
+    (tmp / "db.pw").write_text(password + "\n")
+    (tmp / "noise").write_bytes(hashlib.sha512(nickname.encode()).digest() * 32)
+    key_options = ["-k", "rsa", "-g", "2048"] if kind == "rsa" else ["-k", "ec", "-q", kind]
+    subprocess.run(
+        ["certutil", "-S", "-d", db, "-f", tmp / "db.pw", "-z", tmp / "noise", "-n", nickname,
+         "-s", f"CN={nickname}", "-x", "-t", "u,u,u", *key_options],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip

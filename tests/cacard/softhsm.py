@@ -1,4 +1,8 @@
-"""SoftHSM2 tokens for tests: a set-up of their own, and certificates with keys stored on them."""
+"""SoftHSM2 tokens for tests: a set-up of their own, and certificates with keys stored on them.
+
+Private keys stored here are sensitive and not extractable: a test that signs or derives with
+them proves the card never reads them.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pkcs11
+from asn1crypto.core import OctetString
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from pkcs11 import Attribute
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from pkcs11 import Attribute, KeyType
+from pkcs11.util.ec import decode_ec_private_key, encode_named_curve_parameters
 from pkcs11.util.rsa import decode_rsa_private_key
 from pkcs11.util.x509 import decode_x509_certificate
 
@@ -92,3 +98,54 @@ def import_rsa_key(
     session.create_object(attributes)
     der_cert = issue(key.public_key(), label).public_bytes(serialization.Encoding.DER)
     store_certificate(session, der_cert, key_id, label)
+
+
+#: What a stored private key may do, and that it never leaves the token.
+_PRIVATE = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+}
+
+
+def import_ec_key(
+    session: pkcs11.Session, key: ec.EllipticCurvePrivateKey, key_id: bytes, label: str
+) -> None:
+    """Store ``key`` (sensitive, not extractable, for ECDSA and ECDH) and a certificate for it."""
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    attributes = decode_ec_private_key(der)
+    attributes.update(
+        {
+            **_PRIVATE,
+            Attribute.ID: key_id,
+            Attribute.LABEL: label,
+            Attribute.SIGN: True,
+            Attribute.DERIVE: True,
+        }
+    )
+    session.create_object(attributes)
+    der_cert = issue(key.public_key(), label).public_bytes(serialization.Encoding.DER)
+    store_certificate(session, der_cert, key_id, label)
+
+
+def generate_ec_key(
+    session: pkcs11.Session, curve: ec.EllipticCurve, key_id: bytes, label: str
+) -> ec.EllipticCurvePublicKey:
+    """An EC key pair made by the token (the private key sensitive, not extractable), stored
+    with its public key under ``key_id``; returns the public key. No certificate."""
+    parameters = session.create_domain_parameters(
+        KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(curve.name)}, local=True
+    )
+    public, _ = parameters.generate_keypair(
+        store=True,
+        id=key_id,
+        label=label,
+        private_template={**_PRIVATE, Attribute.SIGN: True, Attribute.DERIVE: True},
+    )
+    point = OctetString.load(public[Attribute.EC_POINT]).native
+    return ec.EllipticCurvePublicKey.from_encoded_point(curve, point)

@@ -14,13 +14,23 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from pkcs11 import Attribute, KeyType
 
-from cacard.keys import CardKey, ECCardKey, KeyOperationError
-from cacard.pkcs11 import SOFTHSM2_MODULE, Token, TokenError, TokenKey, open_token
+from cacard.keys import CardKey, ECCardKey, KeyOperationError, key_description
+from cacard.pkcs11 import SOFTHSM2_MODULE, Token, TokenECKey, TokenError, TokenKey, open_token
 from cacard.rsa import UnsupportedKeyError
 from tests.cacard.certificates import issue
-from tests.cacard.softhsm import LABEL, PIN, import_rsa_key, softhsm, store_certificate
+from tests.cacard.softhsm import (
+    LABEL,
+    PIN,
+    generate_ec_key,
+    import_ec_key,
+    import_rsa_key,
+    softhsm,
+    store_certificate,
+)
 from tests.logs import capture_logs
 
 pytestmark = [
@@ -38,7 +48,9 @@ OAEP = padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None)
 
 def populate(module: Path) -> dict[str, rsa.RSAPrivateKey]:
     """Three imported RSA keys (ID 01-03), one generated on the token (ID 04, unextractable),
-    one EC key (ID 05) and a certificate without a key (ID 06)."""
+    an imported P-256 key (ID 05), a certificate without a key (ID 06), a P-384 key generated
+    on the token (ID 07), a P-521 one (ID 08), an EC certificate without a key (ID 09) and one
+    whose ID has another P-256 key (ID 0A). Every private key is sensitive."""
     keys = {f"cert{i}": rsa.generate_private_key(65537, 2048) for i in (1, 2, 3)}
     token = pkcs11.lib(str(module)).get_token(token_label=LABEL)
     with token.open(rw=True, user_pin=PIN) as session:
@@ -59,13 +71,25 @@ def populate(module: Path) -> dict[str, rsa.RSAPrivateKey]:
         )
         on_token = issue(numbers.public_key(), "on-token").public_bytes(serialization.Encoding.DER)
         store_certificate(session, on_token, b"\x04", "on-token")
-        ec_cert = issue(ec.generate_private_key(ec.SECP256R1()).public_key(), "ec")
-        store_certificate(session, ec_cert.public_bytes(serialization.Encoding.DER), b"\x05", "ec")
-        orphan = issue(rsa.generate_private_key(65537, 2048).public_key(), "orphan")
-        store_certificate(
-            session, orphan.public_bytes(serialization.Encoding.DER), b"\x06", "orphan"
-        )
+        import_ec_key(session, ec.generate_private_key(ec.SECP256R1()), b"\x05", "ec")
+        store(session, rsa.generate_private_key(65537, 2048).public_key(), b"\x06", "orphan")
+        for key_id, label, curve in (
+            (b"\x07", "ec384", ec.SECP384R1()),
+            (b"\x08", "p521", ec.SECP521R1()),
+        ):
+            store(session, generate_ec_key(session, curve, key_id, label), key_id, label)
+        store(session, ec.generate_private_key(ec.SECP256R1()).public_key(), b"\x09", "ec-orphan")
+        generate_ec_key(session, ec.SECP256R1(), b"\x0a", "other-point")
+        stranger = ec.generate_private_key(ec.SECP256R1()).public_key()
+        store(session, stranger, b"\x0a", "other-point")
     return keys
+
+
+def store(
+    session: pkcs11.Session, public_key: CertificatePublicKeyTypes, key_id: bytes, label: str
+) -> None:
+    der = issue(public_key, label).public_bytes(serialization.Encoding.DER)
+    store_certificate(session, der, key_id, label)
 
 
 @pytest.fixture(scope="module")
@@ -113,21 +137,137 @@ def sha256_digest_info(message: bytes) -> bytes:
     )
 
 
-def test_rsa_certificates_with_keys_become_credentials_in_cka_id_order(
+def test_rsa_and_ec_certificates_with_keys_become_credentials_in_cka_id_order(
     module: Path, software_keys: dict[str, rsa.RSAPrivateKey]
 ) -> None:
     with capture_logs() as logs, open_token(module, pin=PIN) as token:
-        assert [c.label for c in token.credentials] == ["cert1", "cert2", "cert3", "on-token"]
-        assert [getattr(c.key, "key_size", None) for c in token.credentials] == [
-            2048,
-            2048,
-            2048,
-            3072,
+        assert [(c.label, key_description(c.key)) for c in token.credentials] == [
+            ("cert1", "RSA-2048"),
+            ("cert2", "RSA-2048"),
+            ("cert3", "RSA-2048"),
+            ("on-token", "RSA-3072"),
+            ("ec", "P-256"),
+            ("ec384", "P-384"),
         ]
-        assert all(isinstance(c.key, TokenKey) and c.key.raw for c in token.credentials)
+        assert all(isinstance(c.key, TokenKey) and c.key.raw for c in token.credentials[:4])
+        assert all(isinstance(c.key, TokenECKey) for c in token.credentials[4:])
     skipped = {e["label"]: e["reason"] for e in logs if e["event"] == "pkcs11_certificate_skipped"}
-    assert "not an RSA key" in skipped["ec"]
-    assert "0 RSA private keys" in skipped["orphan"]
+    assert skipped == {
+        "orphan": "0 RSA private keys have its CKA_ID 06",
+        "p521": "curve secp521r1 is not supported (a card holds secp256r1, secp384r1)",
+        "ec-orphan": "0 EC private keys have its CKA_ID 09",
+        "other-point": "the public key with CKA_ID 0a has another point",
+    }
+
+
+def ec_key(token: Token, label: str) -> ECCardKey:
+    key = next(c.key for c in token.credentials if c.label == label)
+    assert isinstance(key, ECCardKey)
+    return key
+
+
+def uncompressed(public_key: ec.EllipticCurvePublicKey) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+
+
+@pytest.mark.parametrize(
+    ("label", "algorithm"), [("ec", hashes.SHA256()), ("ec384", hashes.SHA384())]
+)
+def test_ecdsa_on_the_token_gives_signatures_the_certificate_verifies(
+    token: Token, label: str, algorithm: hashes.HashAlgorithm
+) -> None:
+    credential = next(c for c in token.credentials if c.label == label)
+    digest = hashes.Hash(algorithm)
+    digest.update(MESSAGE)
+    signature = ec_key(token, label).sign_digest(digest.finalize())
+    public = credential.certificate.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    public.verify(signature, MESSAGE, ec.ECDSA(algorithm))
+
+
+@pytest.mark.parametrize("label", ["ec", "ec384"])
+def test_ecdh_on_the_token_equals_cryptographys_exchange(token: Token, label: str) -> None:
+    key = ec_key(token, label)
+    for _ in range(4):
+        peer = ec.generate_private_key(key.curve)
+        expected = peer.exchange(ec.ECDH(), key.public_key)
+        assert key.exchange(uncompressed(peer.public_key())) == expected
+
+
+def test_ec_keys_on_the_token_cannot_be_read_from_it(module: Path, token: Token) -> None:
+    session = pkcs11.lib(str(module)).get_token(token_label=LABEL).open()  # shares the login
+    try:
+        for key_id in (b"\x05", b"\x07"):
+            private = session.get_key(object_class=pkcs11.ObjectClass.PRIVATE_KEY, id=key_id)
+            with pytest.raises(pkcs11.AttributeSensitive):
+                private[Attribute.VALUE]
+            assert private[Attribute.EXTRACTABLE] is False
+            assert private[Attribute.SENSITIVE] is True
+    finally:
+        session.close()
+
+
+def test_ecdh_leaves_no_object_on_the_token(module: Path, token: Token) -> None:
+    key = ec_key(token, "ec")
+    for _ in range(3):
+        key.exchange(uncompressed(ec.generate_private_key(key.curve).public_key()))
+    session = pkcs11.lib(str(module)).get_token(token_label=LABEL).open()  # shares the login
+    try:
+        assert not list(session.get_objects({Attribute.CLASS: pkcs11.ObjectClass.SECRET_KEY}))
+    finally:
+        session.close()
+
+
+def test_a_digest_of_the_wrong_length_is_refused(token: Token) -> None:
+    with pytest.raises(KeyOperationError, match="digest is 48 bytes; a secp256r1 key signs 32"):
+        ec_key(token, "ec").sign_digest(bytes(48))
+
+
+@pytest.mark.parametrize(
+    ("point", "match"),
+    [
+        (b"\x04" + bytes(64), "peer point"),  # not on the curve
+        (b"\x04" + bytes(96), "peer point"),  # a P-384 length
+    ],
+)
+def test_a_bad_peer_point_is_refused_before_the_token_sees_it(
+    token: Token, point: bytes, match: str
+) -> None:
+    with pytest.raises(KeyOperationError, match=match):
+        ec_key(token, "ec").exchange(point)
+
+
+def test_a_compressed_peer_point_is_refused(token: Token) -> None:
+    key = ec_key(token, "ec")
+    compressed = (
+        ec.generate_private_key(key.curve)
+        .public_key()
+        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
+    )
+    with pytest.raises(KeyOperationError, match="not uncompressed"):
+        key.exchange(compressed)
+
+
+def test_ec_keys_stop_working_when_the_token_is_closed(module: Path, software_keys: object) -> None:
+    with capture_logs(), open_token(module, pin=PIN, labels=["ec"]) as token:
+        key = ec_key(token, "ec")
+    with pytest.raises(KeyOperationError, match="token refused ECDSA"):
+        key.sign_digest(bytes(32))
+    with pytest.raises(KeyOperationError, match="token refused ECDH"):
+        key.exchange(uncompressed(ec.generate_private_key(key.curve).public_key()))
+
+
+def test_concurrent_ec_operations_from_threads_stay_correct(token: Token) -> None:
+    key = ec_key(token, "ec")
+    peers = [ec.generate_private_key(key.curve) for _ in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        secrets = list(pool.map(lambda peer: key.exchange(uncompressed(peer.public_key())), peers))
+        signatures = list(pool.map(key.sign_digest, [bytes([i]) * 32 for i in range(8)]))
+    assert secrets == [peer.exchange(ec.ECDH(), key.public_key) for peer in peers]
+    for i, signature in enumerate(signatures):
+        key.public_key.verify(signature, bytes([i]) * 32, ec.ECDSA(Prehashed(hashes.SHA256())))
 
 
 @pytest.mark.parametrize("label", ["cert1", "on-token"])
@@ -196,8 +336,10 @@ def test_labels_pick_certificates_in_the_given_order(module: Path, software_keys
     ("labels", "error", "match"),
     [
         (["nope"], TokenError, r"no certificate labelled \['nope'\]"),
-        (["ec"], UnsupportedKeyError, "not an RSA key"),
+        (["p521"], UnsupportedKeyError, "curve secp521r1 is not supported"),
         (["orphan"], TokenError, "0 RSA private keys"),
+        (["ec-orphan"], TokenError, "'ec-orphan': 0 EC private keys"),
+        (["other-point"], TokenError, "has another point"),
     ],
 )
 def test_a_requested_certificate_that_cannot_be_used_is_an_error(
