@@ -255,12 +255,6 @@ def card_directories(tmp_path_factory: pytest.TempPathFactory) -> dict[Applicati
     return made
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cacard.store: the CHUID GUID and the CCC card identifier are drawn afresh each "
-    "time a card directory is opened (PIVApplet's random), so the same card gets a new card "
-    "ID after every daemon restart",
-)
 @pytest.mark.parametrize("applications", PROFILES)
 def test_chuid_and_ccc_are_the_same_each_time_the_card_directory_is_opened(
     card_directories: dict[Applications, Path], applications: Applications
