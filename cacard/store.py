@@ -1,19 +1,25 @@
-"""A card kept in a directory: certificates, keys and data objects that never change, and the
-PIN state, which is rewritten atomically whenever it changes, so a blocked card stays blocked.
+"""A card kept in a directory: certificates, keys and data objects that never change, the PIN
+and PUK state, rewritten atomically whenever it changes, so a blocked card stays blocked, and on
+a card with PIV what the PIV application changed (generated keys, written data objects).
 
 Layout (card format versions 1 and 2)::
 
     DIR/
       card.json       what the card holds (written once)
-      state.json      the PIN reference data and retry counter (rewritten atomically)
+      state.json      the PIN and PUK reference data and retry counters (rewritten atomically)
       cert-1.pem      one certificate and its private key per PKI applet, in order;
       key-1.pem       the file names are whatever card.json says
       person-instance.tlv   content of a data object (SimpleTLV), if any
       ca.pem          (cacard new only) the test CA that issued the certificates
+      piv.json        (a card with PIV, once the PIV application changed something) what it
+                      kept: the files below, by key reference and object tag
+      piv-key-9a.N.pem      a key GENERATE ASYMMETRIC KEY PAIR made (PKCS#8, 0600)
+      piv-object-5fc105.N.bin   the content of a data object PUT DATA wrote (0600)
       .lock           locked while a process serves the card (.lock.pid where neither
                       flock nor msvcrt.locking exists: cacard.lockfile)
-      .state.json.PID.tmp   state.json being written by process PID; left by a crash, it is
-                            removed the next time a process takes the card and PID is gone
+      .state.json.PID.tmp   state.json (or piv.json, a piv- file) being written by process
+                            PID; left by a crash, it is removed the next time a process takes
+                            the card and PID is gone
 
 ``card.json``::
 
@@ -36,17 +42,40 @@ Certificates are PEM or DER; keys are unencrypted PEM or DER (PKCS#8 or traditio
 
     {"format": "cacard-state", "version": 1,
      "pin": {"kdf": "pbkdf2-hmac-sha256", "iterations": 100000, "salt": "<hex>",
-             "digest": "<hex>", "max_tries": 3, "tries_remaining": 3}}
+             "digest": "<hex>", "max_tries": 3, "tries_remaining": 3},
+     "puk": {... as "pin" ...}}               optional: a card with PIV
 
-The PIN itself is never stored, only a salted PBKDF2 of it.
+The PIN and PUK themselves are never stored, only a salted PBKDF2 of each. A card with PIV and
+no ``puk`` (every directory made before cards had one) gets a PUK no value opens, as before:
+the PUK is optional within version 1 because a reader that ignores it fails the safe way.
+
+``piv.json``, rewritten atomically after the file it names is written whole::
+
+    {"format": "cacard-piv", "version": 1,
+     "generation": 7,                         the N of the newest file; names never repeat
+     "keys": {"9A": "piv-key-9a.3.pem"},      generated keys, by key reference
+     "objects": {"5FC105": "piv-object-5fc105.7.bin",
+                 "5FC10B": null}}             written objects; null: PUT DATA deleted it
+
+A generated key wins over the credential's key at that reference for the PIV application only
+(a CAC applet of the same credential keeps the credential's key), and the certificate object
+stays the credential's until PUT DATA replaces it, as the card answered before the restart.
+Every change writes a new file under a fresh name, then ``piv.json``, then removes the file it
+replaced: a crash leaves the old or the new card, whole, and at most a file ``piv.json`` does
+not name, which the next process to take the card removes. Keys are one per key reference,
+objects one per PIV object tag and at most :data:`MAX_PIV_OBJECT` bytes, so the directory stays
+bounded whatever a host writes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,24 +93,57 @@ from .atr import CAC_ATR, atr_problem
 from .card import Card, CardState
 from .keys import Credential
 from .pin import PinReference, PinState
-from .profile import Applications, CardProfile, ProfileError, new_card
+from .piv.applet import (
+    MAX_CHAIN,
+    KeyGenerated,
+    PIVChange,
+    PIVKeyError,
+    PukChanged,
+    SlotKey,
+    fasc_n,
+    key_algorithm,
+)
+from .piv.objects import CHUID, CardCapabilityContainer, KeyReference, ObjectTag
+from .profile import PIV_KEYS, Applications, CardProfile, ProfileError, new_card, piv_applet
+from .rsa import UnsupportedKeyError
+from .software import software_key
 from .sources import SourceError, credential, load_certificate, load_private_key
 
 log = get_logger(__name__)
 
 CARD_FILE: Final = "card.json"
 STATE_FILE: Final = "state.json"
+PIV_FILE: Final = "piv.json"
 LOCK_FILE: Final = lockfile.LOCK_FILE
 CARD_FORMAT: Final = "cacard-card"
 STATE_FORMAT: Final = "cacard-state"
+PIV_FORMAT: Final = "cacard-piv"
 #: card.json versions: 1 is a CAC card; 2 adds ``profile``.
 CARD_VERSIONS: Final = (1, 2)
 STATE_VERSION: Final = 1
+PIV_VERSION: Final = 1
 PIN_KDF: Final = "pbkdf2-hmac-sha256"
 #: Suggested file names of data object contents.
 DATA_OBJECT_FILES: Final = {
     object_id: object_id.label.lower().replace(" ", "-") + ".tlv" for object_id in DataObjectId
 }
+#: The largest PIV object a card keeps: what one command chain carries (the applet's bound).
+MAX_PIV_OBJECT: Final = MAX_CHAIN
+#: The largest key file read back (an RSA-4096 PKCS#8 PEM is about 3.3 KiB).
+MAX_PIV_KEY_FILE: Final = 16 * 1024
+#: The key references GENERATE may fill (every asymmetric one).
+PIV_KEY_REFERENCES: Final = frozenset(KeyReference) - {KeyReference.CARD_MANAGEMENT}
+#: The FASC-N and expiry of the CHUID (the applet's test values).
+_CHUID_EXPIRATION: Final = datetime.date(2049, 12, 31)
+#: The CCC card identifier: GSC-RID, manufacturer and card type (the applet's), then the card id.
+_CCC_PREFIX: Final = bytes.fromhex("A000000079") + b"\x01\x02"
+
+_PIV_NAME: Final = re.compile(r"piv-(key-[0-9a-f]{2}|object-[0-9a-f]{6})\.([0-9]{1,12})\.(pem|bin)")
+#: :func:`_temporary_name` of the files a card rewrites, any pid (Linux's are below 2**22).
+_TEMPORARY: Final = re.compile(
+    rf"\.({re.escape(STATE_FILE)}|{re.escape(PIV_FILE)}|{_PIV_NAME.pattern})"
+    r"\.(?P<pid>[1-9][0-9]{0,6})\.tmp"
+)
 
 
 class StoreError(Exception):
@@ -121,6 +183,39 @@ class NewCard:
     applications: Applications = Applications.CAC
     #: Further files to keep beside the card (``ca.pem``...), by name.
     extra_files: Mapping[str, bytes] = field(default_factory=dict)
+    #: The PIV PUK (a card with PIV only); None: a PUK no value opens.
+    puk: PinState | None = None
+
+
+@dataclass(frozen=True)
+class PIVKept:
+    """What a card's PIV application changed and the card keeps (``piv.json``)."""
+
+    #: Keys GENERATE made, by key reference.
+    keys: Mapping[KeyReference, PrivateKeyTypes] = field(default_factory=dict)
+    #: Objects PUT DATA wrote, by tag; None: deleted.
+    objects: Mapping[ObjectTag, bytes | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _PIVDocument:
+    """``piv.json``: the file of each kept key and object."""
+
+    generation: int = 0
+    keys: Mapping[KeyReference, str] = field(default_factory=dict)
+    objects: Mapping[ObjectTag, str | None] = field(default_factory=dict)
+
+    def names(self) -> set[str]:
+        return {*self.keys.values(), *(n for n in self.objects.values() if n is not None)}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": PIV_FORMAT,
+            "version": PIV_VERSION,
+            "generation": self.generation,
+            "keys": {f"{ref:02X}": name for ref, name in sorted(self.keys.items())},
+            "objects": {f"{tag:06X}": name for tag, name in sorted(self.objects.items())},
+        }
 
 
 def _temporary_name(name: str, pid: int) -> str:
@@ -128,15 +223,11 @@ def _temporary_name(name: str, pid: int) -> str:
     return f".{name}.{pid}.tmp"
 
 
-#: :func:`_temporary_name` of ``state.json``, any pid (Linux's are below 2**22).
-_STATE_TEMPORARY: Final = re.compile(rf"\.{re.escape(STATE_FILE)}\.([1-9][0-9]{{0,6}})\.tmp")
-
-
 def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole.
 
     A crash before the rename leaves the temporary file behind: :meth:`CardStore.lock`
-    removes those of ``state.json``.
+    removes those of the files a card rewrites.
     """
     temporary = path.with_name(_temporary_name(path.name, os.getpid()))
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -168,27 +259,59 @@ def _json_bytes(document: Mapping[str, Any]) -> bytes:
     return (json.dumps(document, indent=2) + "\n").encode()
 
 
-def _state_document(state: CardState) -> dict[str, Any]:
-    pin = state.pin
+def _pin_entry(pin: PinState) -> dict[str, Any]:
     return {
-        "format": STATE_FORMAT,
-        "version": STATE_VERSION,
-        "pin": {
-            "kdf": PIN_KDF,
-            "iterations": pin.reference.iterations,
-            "salt": pin.reference.salt.hex(),
-            "digest": pin.reference.digest.hex(),
-            "max_tries": pin.max_tries,
-            "tries_remaining": pin.tries_remaining,
-        },
+        "kdf": PIN_KDF,
+        "iterations": pin.reference.iterations,
+        "salt": pin.reference.salt.hex(),
+        "digest": pin.reference.digest.hex(),
+        "max_tries": pin.max_tries,
+        "tries_remaining": pin.tries_remaining,
     }
+
+
+def _state_document(pin: PinState, puk: PinState | None) -> dict[str, Any]:
+    document = {"format": STATE_FORMAT, "version": STATE_VERSION, "pin": _pin_entry(pin)}
+    if puk is not None:
+        document["puk"] = _pin_entry(puk)
+    return document
+
+
+def _pin_state(entry: object, file: Path, name: str) -> PinState:
+    """The :class:`PinState` of ``state.json``'s ``name`` entry."""
+    if not isinstance(entry, dict):
+        raise StoreError("must be an object", path=file, field=name, value=entry)
+    if entry.get("kdf") != PIN_KDF:
+        raise StoreError(
+            f"expected {PIN_KDF!r}", path=file, field=f"{name}.kdf", value=entry.get("kdf")
+        )
+    try:
+        reference = PinReference(
+            bytes.fromhex(entry["salt"]), bytes.fromhex(entry["digest"]), int(entry["iterations"])
+        )
+        return PinState(reference, int(entry["max_tries"]), int(entry["tries_remaining"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise StoreError(f"bad {name.upper()} state ({error!r})", path=file, field=name) from None
+
+
+def _key_pem(key: PrivateKeyTypes) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
 
 
 def create(directory: str | os.PathLike[str], card: NewCard) -> CardStore:
     """Write a new card directory; ``directory`` must not exist or be empty."""
     path = Path(directory)
+    if card.puk is not None and not card.applications.piv:
+        raise StoreError(
+            "a PUK needs a card with PIV", path=path, field="profile", value=card.applications.value
+        )
     if path.exists() and any(path.iterdir()):
         raise StoreError("a new card needs an empty directory", path=path)
+    _check_new(path, card)
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     entries = []
     for number, files in enumerate(card.credentials, start=1):
@@ -196,12 +319,7 @@ def create(directory: str | os.PathLike[str], card: NewCard) -> CardStore:
         write_atomically(
             path / cert_name, files.certificate.public_bytes(serialization.Encoding.PEM), 0o644
         )
-        key_pem = files.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        write_atomically(path / key_name, key_pem)
+        write_atomically(path / key_name, _key_pem(files.key))
         entry = {"certificate": cert_name, "key": key_name}
         if files.label:
             entry["label"] = files.label
@@ -224,10 +342,38 @@ def create(directory: str | os.PathLike[str], card: NewCard) -> CardStore:
     if data_objects:
         document["data_objects"] = data_objects
     store = CardStore(path)
-    store.save_state(CardState(card.pin))
+    store._write_state(card.pin, card.puk)
     write_atomically(path / CARD_FILE, _json_bytes(document), 0o644)
     store.load_profile()  # what was written must load
     return store
+
+
+def _check_new(path: Path, card: NewCard) -> None:
+    """Refuse, before anything is written, a card the profile cannot hold."""
+    try:
+        held = tuple(
+            credential(files.certificate, files.key, label=files.label, where=f"credential {i}")
+            for i, files in enumerate(card.credentials, start=1)
+        )
+        CardProfile(held, card.card_id, card.atr, card.data_objects, card.applications)
+    except SourceError as error:
+        raise StoreError(error.reason, path=path, field=str(error.path)) from None
+    except ProfileError as error:
+        raise StoreError(error.reason, path=path, field=error.field, value=error.value) from None
+
+
+def stable_piv_objects(card_id: bytes) -> dict[ObjectTag, bytes]:
+    """The CCC and CHUID of the card with ``card_id``: the same at every start, as a real
+    card's, since hosts name the token after them (OpenSC's PIV serial is the CHUID's GUID)."""
+    guid = bytearray(hashlib.sha256(b"cacard CHUID GUID" + card_id).digest()[:16])
+    guid[6] = (guid[6] & 0x0F) | 0x40  # an RFC 4122 version 4 (random) UUID: it names the card
+    guid[8] = (guid[8] & 0x3F) | 0x80
+    return {
+        ObjectTag.CARD_CAPABILITY_CONTAINER: CardCapabilityContainer(
+            _CCC_PREFIX + card_id
+        ).to_bytes(),
+        ObjectTag.CHUID: CHUID(fasc_n(), bytes(guid), _CHUID_EXPIRATION).to_bytes(),
+    }
 
 
 class CardStore:
@@ -235,6 +381,9 @@ class CardStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        # The card's commands that may block run off the event loop: one writer at a time.
+        self._writing = threading.RLock()
+        self._piv: _PIVDocument | None = None
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -358,31 +507,140 @@ class CardStore:
                 raise StoreError(str(error), path=self.path / name) from None
         return found
 
+    def _states(self) -> tuple[PinState, PinState | None]:
+        file = self.path / STATE_FILE
+        document = self._document(STATE_FILE, STATE_FORMAT, (STATE_VERSION,))
+        pin = _pin_state(document.get("pin"), file, "pin")
+        puk = None
+        if "puk" in document:
+            puk = _pin_state(document["puk"], file, "puk")
+        return pin, puk
+
     def load_state(self) -> CardState:
         """The PIN state; raises :class:`StoreError`."""
-        file = self.path / STATE_FILE
-        pin = self._document(STATE_FILE, STATE_FORMAT, (STATE_VERSION,)).get("pin")
-        if not isinstance(pin, dict):
-            raise StoreError("must be an object", path=file, field="pin", value=pin)
-        if pin.get("kdf") != PIN_KDF:
+        return CardState(self._states()[0])
+
+    def load_puk(self) -> PinState | None:
+        """The PIV PUK's state; None when the card keeps none (its PUK opens nothing)."""
+        return self._states()[1]
+
+    def _piv_document(self) -> _PIVDocument:
+        """``piv.json``, or an empty document when the PIV application changed nothing yet."""
+        file = self.path / PIV_FILE
+        if not file.exists():
+            return _PIVDocument()
+        document = self._document(PIV_FILE, PIV_FORMAT, (PIV_VERSION,))
+        generation = document.get("generation")
+        if not isinstance(generation, int) or generation < 0:
             raise StoreError(
-                f"expected {PIN_KDF!r}", path=file, field="pin.kdf", value=pin.get("kdf")
+                "must be a whole number", path=file, field="generation", value=generation
             )
+        keys: dict[KeyReference, str] = {}
+        for text, name in _entries(document, "keys", file).items():
+            reference = _piv_id(text, 1, file, "keys")
+            if reference not in PIV_KEY_REFERENCES:
+                raise StoreError("not a PIV key reference", path=file, field="keys", value=text)
+            keys[KeyReference(reference)] = _piv_name(name, file, f"keys.{text}", "key")
+        objects: dict[ObjectTag, str | None] = {}
+        for text, name in _entries(document, "objects", file).items():
+            try:
+                tag = ObjectTag(_piv_id(text, 3, file, "objects"))
+            except ValueError:
+                raise StoreError(
+                    "not a PIV object tag", path=file, field="objects", value=text
+                ) from None
+            objects[tag] = (
+                None if name is None else _piv_name(name, file, f"objects.{text}", "object")
+            )
+        return _PIVDocument(generation, keys, objects)
+
+    def load_piv(self) -> PIVKept:
+        """What the card's PIV application changed and the card kept; raises :class:`StoreError`."""
+        document = self._piv_document()
+        return PIVKept(
+            {ref: self._kept_key(ref, name) for ref, name in document.keys.items()},
+            {
+                tag: None if name is None else self._read_bounded(name, MAX_PIV_OBJECT)
+                for tag, name in document.objects.items()
+            },
+        )
+
+    def _read_bounded(self, name: str, limit: int) -> bytes:
+        file = self.path / name
         try:
-            reference = PinReference(
-                bytes.fromhex(pin["salt"]), bytes.fromhex(pin["digest"]), int(pin["iterations"])
-            )
-            return CardState(
-                PinState(reference, int(pin["max_tries"]), int(pin["tries_remaining"]))
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise StoreError(f"bad PIN state ({error!r})", path=file, field="pin") from None
+            with file.open("rb") as opened:
+                data = opened.read(limit + 1)
+        except OSError as error:
+            raise StoreError(str(error), path=file) from None
+        if len(data) > limit:
+            raise StoreError(f"larger than {limit} bytes", path=file)
+        return data
+
+    def _kept_key(self, reference: KeyReference, name: str) -> PrivateKeyTypes:
+        file = self.path / name
+        self._read_bounded(name, MAX_PIV_KEY_FILE)
+        try:
+            key = load_private_key(file)
+            key_algorithm(software_key(key))
+        except SourceError as error:
+            raise StoreError(error.reason, path=file) from None
+        except (PIVKeyError, UnsupportedKeyError) as error:
+            raise StoreError(
+                f"not a key PIV holds ({error})", path=file, field="key", value=f"{reference:02X}"
+            ) from None
+        return key
 
     # -- writing ----------------------------------------------------------------------------
 
+    def _write_state(self, pin: PinState, puk: PinState | None) -> None:
+        write_atomically(self.path / STATE_FILE, _json_bytes(_state_document(pin, puk)))
+
     def save_state(self, state: CardState) -> None:
-        """Write ``state`` atomically (and durably: it is on disk when this returns)."""
-        write_atomically(self.path / STATE_FILE, _json_bytes(_state_document(state)))
+        """Write ``state`` atomically (and durably: it is on disk when this returns); the PUK
+        stays as it is."""
+        with self._writing:
+            self._write_state(state.pin, self.load_puk())
+
+    def save_puk(self, puk: PinState) -> None:
+        """Write the PUK's state atomically and durably; the PIN stays as it is."""
+        with self._writing:
+            self._write_state(self._states()[0], puk)
+
+    def _piv_changed(self, change: PIVChange) -> None:
+        """Keep what the PIV application changed before it answers (raises: it answers 6581)."""
+        with self._writing:
+            if isinstance(change, PukChanged):
+                self.save_puk(change.state)
+                return
+            document = self._piv if self._piv is not None else self._piv_document()
+            generation = document.generation + 1
+            keys, objects = dict(document.keys), dict(document.objects)
+            replaced: str | None
+            if isinstance(change, KeyGenerated):
+                name = f"piv-key-{change.reference:02x}.{generation}.pem"
+                write_atomically(self.path / name, _key_pem(change.private_key))
+                replaced = keys.get(change.reference)
+                keys[change.reference] = name
+            else:
+                if change.content is not None and len(change.content) > MAX_PIV_OBJECT:
+                    raise StoreError(
+                        f"a PIV object is at most {MAX_PIV_OBJECT} bytes",
+                        path=self.path,
+                        field=f"objects.{change.tag:06X}",
+                        value=len(change.content),
+                    )
+                new_name: str | None = None
+                if change.content is not None:
+                    new_name = f"piv-object-{change.tag:06x}.{generation}.bin"
+                    write_atomically(self.path / new_name, change.content)
+                replaced = objects.get(change.tag)
+                objects[change.tag] = new_name
+            updated = _PIVDocument(generation, keys, objects)
+            write_atomically(self.path / PIV_FILE, _json_bytes(updated.to_json()))
+            self._piv = updated
+            if replaced is not None:
+                self._remove(self.path / replaced)
+            log.info("cacard.piv_kept", change=type(change).__name__, generation=generation)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -399,33 +657,98 @@ class CardStore:
                     f"another process is serving this card{detail}", path=self.path
                 ) from None
             self._remove_stale_temporaries()
+            self._remove_unnamed_piv_files()
             yield
 
-    def _remove_stale_temporaries(self) -> None:
-        """Remove the ``state.json`` temporaries of writers that died before their rename.
+    def _remove(self, entry: Path) -> bool:
+        try:
+            entry.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as error:  # a leftover file must not keep the card from serving
+            log.warning("cacard.stale_file_kept", path=str(entry), error=str(error))
+            return False
+        return True
 
-        Only with the card held: a writer of ``state.json`` holds it too, except :func:`create`
-        and callers of :meth:`save_state` without :meth:`lock`, so a file whose process still
-        exists stays (a reused pid only delays the removal).
+    def _remove_stale_temporaries(self) -> None:
+        """Remove the temporaries of writers that died before their rename.
+
+        Only with the card held: a writer of the card's files holds it too, except
+        :func:`create` and callers of :meth:`save_state` without :meth:`lock`, so a file whose
+        process still exists stays (a reused pid only delays the removal).
         """
         for entry in self.path.iterdir():
-            match = _STATE_TEMPORARY.fullmatch(entry.name)
-            if match is None or _process_exists(pid := int(match[1])):
+            match = _TEMPORARY.fullmatch(entry.name)
+            if match is None or _process_exists(pid := int(match["pid"])):
                 continue
-            try:
-                entry.unlink()
-            except FileNotFoundError:
-                continue
-            except OSError as error:  # a leftover file must not keep the card from serving
-                log.warning("cacard.stale_file_kept", path=str(entry), error=str(error))
-                continue
-            log.info("cacard.stale_file_removed", path=str(entry), writer_pid=pid)
+            if self._remove(entry):
+                log.info("cacard.stale_file_removed", path=str(entry), writer_pid=pid)
+
+    def _remove_unnamed_piv_files(self) -> None:
+        """Remove the key and object files ``piv.json`` does not name: written by a process
+        that died before ``piv.json`` named them, or replaced by one that died before removing
+        them. Only with the card held, and never when ``piv.json`` cannot be read."""
+        try:
+            named = self._piv_document().names()
+        except StoreError:
+            return
+        for entry in self.path.iterdir():
+            unnamed = _PIV_NAME.fullmatch(entry.name) and entry.name not in named
+            if unnamed and self._remove(entry):
+                log.info("cacard.stale_file_removed", path=str(entry))
 
     def open_card(self) -> Card:
         """The card, powered, with the applications of its profile, persisting every change of
-        the card PIN's state into ``state.json`` (PIV's application PIN is that PIN)."""
+        the card PIN's state into ``state.json`` (PIV's application PIN is that PIN) and, on a
+        card with PIV, of the PUK (``state.json``) and of keys and objects (``piv.json``)."""
         profile, _keys = self._load()
-        return new_card(profile, self.load_state().pin, on_state_change=self.save_state)
+        pin = self.load_state().pin
+        if not profile.applications.piv:
+            return new_card(profile, pin, on_state_change=self.save_state)
+        self._piv = self._piv_document()
+        kept = self.load_piv()
+        certificates = {
+            reference: held.certificate.public_bytes(serialization.Encoding.DER)
+            for reference, held in zip(PIV_KEYS, profile.credentials, strict=False)
+        }
+        slots = {
+            reference: SlotKey(software_key(key), certificates.get(reference))
+            for reference, key in kept.keys.items()
+        }
+        # An object PUT DATA deleted is kept as empty content: the applet holds none.
+        objects = stable_piv_objects(profile.card_id) | {
+            tag: content or b"" for tag, content in kept.objects.items()
+        }
+        applet = piv_applet(
+            profile, self.load_puk(), keys=slots, objects=objects, on_change=self._piv_changed
+        )
+        return new_card(profile, pin, on_state_change=self.save_state, piv=applet)
+
+
+def _entries(document: Mapping[str, Any], name: str, file: Path) -> dict[str, Any]:
+    entries = document.get(name, {})
+    if not isinstance(entries, dict):
+        raise StoreError("must be an object", path=file, field=name, value=entries)
+    return entries
+
+
+def _piv_id(text: str, size: int, file: Path, where: str) -> int:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != size:
+        raise StoreError(f"must be {size} bytes in hex", path=file, field=where, value=text)
+    return int.from_bytes(raw, "big")
+
+
+def _piv_name(name: object, file: Path, where: str, kind: str) -> str:
+    """A file name ``piv.json`` may hold: only the card's own, never a path elsewhere."""
+    if not isinstance(name, str) or not (
+        (match := _PIV_NAME.fullmatch(name)) and match[1].startswith(kind)
+    ):
+        raise StoreError(f"must name a piv-{kind}- file", path=file, field=where, value=name)
+    return name
 
 
 def _hex(document: Mapping[str, Any], key: str, file: Path) -> bytes:

@@ -168,7 +168,7 @@ def test_a_wrong_piv_pin_spends_a_try_of_the_card_pin_that_survives_a_restart(
     assert piv_status(refilled) == 0x63C3
 
 
-def test_a_piv_pin_blocked_through_the_cac_is_blocked_for_piv(
+def test_a_piv_pin_blocked_through_the_cac_is_blocked_for_piv_until_the_puk_unblocks_it(
     tmp_path: Path, cards: dict[Applications, Path]
 ) -> None:
     directory = copy_card(cards, Applications.CAC_PIV, tmp_path)
@@ -178,9 +178,17 @@ def test_a_piv_pin_blocked_through_the_cac_is_blocked_for_piv(
     reopened = CardStore(directory).open_card()
     select(reopened, PIV_AID)
     assert piv_verify(reopened, PIN) == 0x6983
-    # RESET RETRY COUNTER: no PUK opens it, so only the administrator unblocks the PIN.
-    puk_and_pin = b"12345678" + PIN.encode()
-    assert tx(reopened, 0x00, 0x2C, 0x00, 0x80, puk_and_pin).sw == 0x6983
+    # RESET RETRY COUNTER with the card's PUK (cacard new's default) unblocks it, persisted.
+    new_pin = "13572468"
+    assert tx(reopened, 0x00, 0x2C, 0x00, 0x80, b"87654321" + new_pin.encode()).sw == 0x63C2
+    assert tx(reopened, 0x00, 0x2C, 0x00, 0x80, b"12345678" + new_pin.encode()).sw == 0x9000
+    unblocked = CardStore(directory).open_card()
+    select(unblocked, CAC_PKI_AID)
+    assert hexsw(send(unblocked, "00 20 00 00 08 " + new_pin.encode().hex())) == "9000"
+    assert CardStore(directory).load_state().pin.tries_remaining == 3
+    puk = CardStore(directory).load_puk()
+    assert puk is not None
+    assert puk.tries_remaining == 3  # the right PUK refilled its own counter
 
 
 def test_change_reference_data_80_changes_the_card_pin_and_persists(
