@@ -90,7 +90,8 @@ def new_fuzz_card() -> Card:
     return _CARDS.initial()
 
 
-def _check_response(apdu: bytes, response: bytes) -> None:
+def check_response(apdu: bytes, response: bytes) -> None:
+    """Raise :class:`FuzzBug` unless ``response`` is a well-formed answer to ``apdu``."""
     check(isinstance(response, bytes) and len(response) >= 2, f"response {response!r}")
     sw = int.from_bytes(response[-2:], "big")
     check(is_valid_status(sw), f"SW {sw:04X} is not a status a card may send")
@@ -118,7 +119,7 @@ def fuzz_one(data: bytes) -> None:
         card.power_off()
     with _WATCH:
         for apdu in records(payload):
-            _check_response(apdu, card.transmit(apdu))
+            check_response(apdu, card.transmit(apdu))
     _WATCH.raise_first()
 
 

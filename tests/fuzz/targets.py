@@ -84,6 +84,12 @@ TARGETS: Final = {
             "cacard.Card.transmit: APDU sequences against a generated CAC card",
         ),
         Target(
+            "piv",
+            "tests.fuzz.piv_harness",
+            "cacard.Card.transmit: APDU sequences against a PIV card (RSA, P-256, P-384 keys; "
+            "PIN, PUK and 9B management key known)",
+        ),
+        Target(
             "emul-options",
             "tests.fuzz.emul_options_harness",
             "daemons.emul_options.parse_emul_options (vscclient's -e grammar)",
