@@ -16,11 +16,27 @@ Pkcs11Token        ``pin``, else the token's user PIN,         in memory
                    else 77777777
 =================  ==========================================  =============================
 
-A card with PIV (``applications``) has a PUK too: ``puk`` (8 digits), or none (a blocked one, so
-no host can refill the PIN's counter with it). Its counter lives in memory like the PIN's. Keys
-GENERATE ASYMMETRIC KEY PAIR makes on such a card, and data objects PUT DATA writes, live in
-memory as well: they replace the database's or token's for as long as the card is served, and
-are lost when it is closed (neither the database nor the token is written to).
+``applications`` says which card applications the card has (CAC, PIV or both, see
+:class:`~cacard.profile.Applications`); the credentials are in card order, CAC's PKI applets
+taking the RSA ones and PIV's keys 9A, 9C, 9D, 9E the first four (RSA, P-256 or P-384). A
+CAC-only card holds no EC key: a database nickname or token label that names one is refused,
+with the hint to use a profile with PIV; a token's EC certificates found by default are left
+out of it with a warning. A card with PIV keeps more state:
+
+=================  ==========================  ===============================================
+backend            PUK                         keys GENERATE makes, objects PUT DATA writes
+=================  ==========================  ===============================================
+CardDirectory      ``state.json`` (``cacard    ``piv.json`` and key files: survive restarts
+                   new``, 3 tries)
+NssDatabase        ``puk``, else blocked;      in memory: they replace the database's keys and
+                   3 tries, in memory          certificates for the PIV application until the
+                                               card is closed, then are lost
+Pkcs11Token        ``puk``, else blocked;      in memory, as for NssDatabase; the key never
+                   3 tries, in memory          goes onto the token
+=================  ==========================  ===============================================
+
+A blocked PUK (no ``puk``) is one no value opens, so no host can refill the PIN's counter with
+it; restarting the server is the unblock, as for the PIN.
 
 A card PIN is 4-8 digits (OpenSC sends no other): a database password or token PIN that is not
 needs an explicit ``pin``. The card checks VERIFY itself, against a salted hash made at start;
@@ -37,9 +53,11 @@ persisted counter would stop nobody who could clear it. Persisting it "next to" 
 no good place: ``/etc/pki/nssdb`` is shared with every NSS application and usually not writable
 by the server, a token is not ours to write objects into, and a password changed with
 ``certutil -W`` would leave a stale PIN hash behind. A card directory has its own state file,
-which is why it persists there. The same holds for the PUK's counter, and for generated keys:
-a key made by the card would have to be written into the database or onto the token to
-survive, and neither is the card's to change.
+which is why it persists there. The same holds for the PUK's counter, and for generated keys
+and written objects: to survive they would have to be written into the database or onto the
+token, which are not the card's to change (an NSS database holds the user's certificates for
+every NSS application; a generated key on a token would need a label, an id and a policy the
+administrator chose).
 """
 
 from __future__ import annotations
@@ -77,6 +95,7 @@ from .store import CardStore, StoreError
 log = get_logger(__name__)
 
 __all__ = [
+    "PUK_LENGTH",
     "Backend",
     "BackendError",
     "CardDirectory",
@@ -133,8 +152,9 @@ class CardDirectory:
 class NssDatabase:
     """Certificates and keys by nickname from an NSS database, as libcacard users keep them.
 
-    ``db`` is ``sql:DIR`` (or ``dbm:DIR``); ``nicknames`` are in card order (PKI applet 0, 1...).
-    ``password`` opens the database if it has one. See :func:`cacard.nss.load_nss`.
+    ``db`` is ``sql:DIR`` (or ``dbm:DIR``); ``nicknames`` are in card order (PKI applet 0, 1...
+    for RSA keys; PIV keys 9A, 9C, 9D, 9E on a card with PIV). ``password`` opens the database
+    if it has one. See :func:`cacard.nss.load_nss`.
     """
 
     db: str
@@ -160,11 +180,12 @@ class NssDatabase:
 
 @dataclass(frozen=True)
 class Pkcs11Token:
-    """RSA certificates whose keys stay on a PKCS#11 token. See :func:`cacard.pkcs11.open_token`.
+    """Certificates whose keys stay on a PKCS#11 token. See :func:`cacard.pkcs11.open_token`.
 
     ``token_label`` picks the token when the module has several; ``labels`` picks certificates
-    by ``CKA_LABEL`` in card order (default: every RSA certificate with its key, by
-    ``CKA_ID``); ``token_pin`` is the user PIN (None for a token without login).
+    by ``CKA_LABEL`` in card order (default: every RSA, P-256 and P-384 certificate with its
+    key, by ``CKA_ID``; on a CAC-only card the RSA ones); ``token_pin`` is the user PIN (None
+    for a token without login).
     """
 
     module: str
@@ -252,6 +273,14 @@ def _card(
     if not credentials:
         raise BackendError(f"{backend.description}: no certificate with its private key")
     applications = backend.applications
+    ec_labels = [c.label for c in credentials if isinstance(c.key, ECCardKey)]
+    if ec_labels and not applications.piv:
+        raise BackendError(
+            f"{backend.description}: {', '.join(map(repr, ec_labels))} "
+            f"{'has an EC key' if len(ec_labels) == 1 else 'have EC keys'}, which a CAC card "
+            "cannot hold (OpenSC's CAC driver is RSA-only): use a profile with PIV "
+            "(--profile piv or cac+piv)"
+        )
     try:
         profile = CardProfile(
             credentials,
@@ -260,10 +289,7 @@ def _card(
             applications=applications,
         )
     except ProfileError as error:
-        hint = ""
-        if not applications.piv and any(isinstance(c.key, ECCardKey) for c in credentials):
-            hint = "; EC keys need a card with PIV: use --profile piv or cac+piv"
-        raise BackendError(f"{backend.description}: {error}{hint}") from None
+        raise BackendError(f"{backend.description}: {error}") from None
     state = PinState.create(_card_pin(backend, secret, what), max_tries=backend.max_tries)
     log.info(
         "cacard.backend_opened",
@@ -303,4 +329,25 @@ def _open_token(backend: Pkcs11Token) -> Iterator[Card]:
     except (TokenError, UnsupportedKeyError) as error:
         raise BackendError(f"{backend.description}: {error}") from error
     with token:
-        yield _card(backend, token.credentials, backend.token_pin, "token PIN")
+        yield _card(backend, _usable(backend, token.credentials), backend.token_pin, "token PIN")
+
+
+def _usable(backend: Pkcs11Token, credentials: tuple[Credential, ...]) -> tuple[Credential, ...]:
+    """The token's credentials a card of ``backend``'s applications holds.
+
+    Unless ``labels`` picked them, EC certificates are left out of a CAC-only card, as before
+    EC keys were supported: a token with an EC key beside its RSA ones still gives a CAC card.
+    """
+    if backend.labels is not None or backend.applications.piv:
+        return credentials
+    kept = []
+    for credential in credentials:
+        if not isinstance(credential.key, ECCardKey):
+            kept.append(credential)
+            continue
+        log.warning(
+            "pkcs11_certificate_skipped",
+            label=credential.label,
+            reason="an EC key needs a card with PIV (--profile piv or cac+piv)",
+        )
+    return tuple(kept) or credentials  # only EC: _card says what to do
