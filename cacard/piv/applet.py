@@ -178,6 +178,18 @@ def _load_key(key: AnyCardKey) -> _Key:
     return _Key(key_algorithm(key), key)
 
 
+def _ecdsa_input(key: ECCardKey, block: bytes) -> bytes:
+    """What ``key`` signs for the hash ``block``: a shorter hash left-padded with zeros to the
+    curve's size, the same integer ECDSA takes from it (FIPS 186-5 §6.4.1), so a SHA-256 hash
+    signs on a P-384 key, as OpenSC's PIV driver sends it for CKM_ECDSA_SHA256 (and any
+    CKM_ECDSA input as it is: OpenSC, card-piv.c, piv_compute_signature). Longer input is
+    refused, as yubico-piv-tool refuses it (lib/ykpiv.c, _general_authenticate)."""
+    size = (key.curve.key_size + 7) // 8
+    if not block or len(block) > size:
+        return block  # sign_digest refuses it
+    return block.rjust(size, b"\x00")
+
+
 # -- FASC-N (TIG SCEPACS v2.3 §6): 40 five-bit characters, 4 data bits LSB first + odd parity --
 _SS: Final = 0xB
 _FS: Final = 0xD
@@ -539,7 +551,7 @@ class PIVApplet(Applet):
         card_key = key.key
         try:
             if isinstance(card_key, ECCardKey):
-                return card_key.sign_digest(block)
+                return card_key.sign_digest(_ecdsa_input(card_key, block))
             return card_key.private_operation(block)
         except KeyOperationError:
             return None

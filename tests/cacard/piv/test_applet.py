@@ -291,6 +291,20 @@ def test_card_authentication_9e_needs_no_pin(card: Card) -> None:
     public.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA384())))
 
 
+def test_a_shorter_hash_signs_on_a_p384_key_as_ecdsa_takes_it(card: Card) -> None:
+    # OpenSC sends the 32-byte SHA-256 hash as it is to a P-384 key (CKM_ECDSA_SHA256).
+    public = keys()[KeyReference.CARD_AUTHENTICATION].key.public_key
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    digest = hashlib.sha256(b"door").digest()
+    data = template((0x82, b""), (0x81, digest))
+    signature = result_of(general_authenticate(card, 0x14, 0x9E, data))
+    public.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    # Longer than the curve, or nothing at all: refused.
+    for block in (bytes(49), b""):
+        data = template((0x82, b""), (0x81, block))
+        assert general_authenticate(card, 0x14, 0x9E, data).sw == 0x6A80
+
+
 def test_ecdh_on_9d_matches_the_hosts_exchange(card: Card) -> None:
     verify(card)
     host = ec.generate_private_key(ec.SECP256R1())
