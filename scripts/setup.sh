@@ -12,6 +12,7 @@ TEST_PACKAGES=("${DEMO_PACKAGES[@]}"
     softhsm2         # a real PKCS#11 token for cacard's token source
     # host PC/SC: a private pcscd with vsmartcard's vpcd, vicc as a stand-in card, OpenSC
     pcscd vsmartcard-vpcd python3-virtualsmartcard python3-pycryptodome opensc
+    yubico-piv-tool  # a second PIV host: provisions a piv card (tests/interop/test_piv_yubico.py)
     util-linux iproute2
     libpcsclite-dev swig        # pyscard builds from source
     usbip            # Debian's USB/IP tools as a real peer of our USB/IP server
