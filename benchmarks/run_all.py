@@ -27,6 +27,7 @@ from typing import Any
 from benchmarks.bench_card import run_card
 from benchmarks.bench_chain import run_chain
 from benchmarks.bench_codec import run_codec
+from benchmarks.bench_piv import run_piv
 from benchmarks.bench_rsa import run_rsa
 from benchmarks.bench_scale import run_scale
 from benchmarks.bench_storm import run_storm
@@ -56,6 +57,7 @@ def run_everything(quick: bool, cpu: int | None) -> list[Section]:
         ("codec", lambda: run_codec(seconds / 2)),
         ("rsa", lambda: pinned(cpu, lambda: run_rsa(seconds))),
         ("card", lambda: pinned(cpu, lambda: run_card(seconds))),
+        ("piv", lambda: pinned(cpu, lambda: run_piv(seconds))),
     ]
     count = 800 if quick else 4000
 

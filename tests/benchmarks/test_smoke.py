@@ -12,6 +12,7 @@ import pytest
 from benchmarks.bench_card import run_card
 from benchmarks.bench_chain import run_chain
 from benchmarks.bench_codec import run_codec
+from benchmarks.bench_piv import run_piv
 from benchmarks.bench_rsa import run_rsa
 from benchmarks.bench_scale import run_scale
 from benchmarks.bench_storm import run_storm
@@ -22,6 +23,7 @@ RUNS: dict[str, Callable[[], Section]] = {
     "codec": lambda: run_codec(0.01),
     "rsa": lambda: run_rsa(0.05),
     "card": lambda: run_card(0.05),
+    "piv": lambda: run_piv(0.05),
     "usbip": lambda: run_usbip(40, 1, "asyncio"),
     "chain": lambda: run_chain(40, 1, "asyncio"),
     "scale": lambda: run_scale((2,), 0.3, "asyncio"),
