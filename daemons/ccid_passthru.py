@@ -2,7 +2,8 @@
 
 Every reader a VSCard client (our vscclient, libcacard's, a SPICE-style client) adds becomes a
 virtual USB CCID reader exported over USB/IP, so any Linux host can ``usbip attach`` it.
-``--card DIR`` adds readers with an in-process emulated card and no client at all.
+``--card DIR`` adds readers with an in-process emulated card and no client at all, behind the
+PIN guard (``--pin-guard N``, :mod:`daemons.card_guard`) as vscclient puts its cards.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from vscard.tls import server_context
 
 from . import event_loop
 from .busids import BusidMemory, reader_identity
+from .card_guard import CardGuard
 from .emulated_cards import CardSourceError, EmulatedCard, open_card_directory
 from .gc_policy import tune_gc
 from .listen_address import ListenAddress, listen_address
@@ -63,6 +65,26 @@ class RemoteCard:
 
     def reset(self) -> None:
         """VSCard has no reset message: the client's card keeps its state, as under QEMU."""
+
+
+class GuardedCard:
+    """An in-process card behind the PIN guard, as a :class:`ccid.ICC`: the importer is the
+    host the guard keeps the card's last tries from."""
+
+    def __init__(self, card: EmulatedCard, guard: CardGuard) -> None:
+        self._card = card
+        self._guard = guard
+        self.name = card.name
+
+    @property
+    def atr(self) -> bytes:
+        return self._card.atr
+
+    async def transmit(self, apdu: bytes) -> bytes:
+        return await self._guard.transmit(self._card, apdu)
+
+    def reset(self) -> None:
+        self._card.reset()
 
 
 @dataclass
@@ -215,6 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="also export a reader with this emulated card (repeatable)",
     )
     parser.add_argument(
+        "--pin-guard",
+        type=int,
+        default=1,
+        metavar="N",
+        help="for --card cards: answer 6983 to a command that could spend a PIN or PUK try "
+        "(VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER, in any encoding) unless the card "
+        "has more than N tries left on that counter (default 1; 0 turns the guard off). A "
+        "VSCard client's cards are guarded by the client (vscclient --pin-guard)",
+    )
+    parser.add_argument(
         "-d",
         "--debug",
         type=int,
@@ -326,11 +358,13 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
         except (OSError, TypeError, ValueError) as error:
             log.error("passthru.tls_failed", error=str(error))
             return 2
+    guard = CardGuard(args.pin_guard)
     with contextlib.ExitStack() as cards:
-        emulated: list[EmulatedCard] = []
+        emulated: list[GuardedCard] = []
         try:
             for directory in args.card:
-                emulated.append(await asyncio.to_thread(open_card_directory, directory, cards))
+                opened = await asyncio.to_thread(open_card_directory, directory, cards)
+                emulated.append(GuardedCard(opened, guard))
         except CardSourceError as error:
             log.error("passthru.card_failed", error=str(error))
             return 2
@@ -352,7 +386,13 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
             for card in emulated:
                 exported = passthru.export(card.name)
                 exported.device.insert_card(card)
-                log.info("passthru.device_exported", busid=exported.busid, card=card.name)
+                log.info(
+                    "passthru.device_exported",
+                    busid=exported.busid,
+                    card=card.name,
+                    atr=card.atr.hex(),
+                    pin_guard=guard.keep,
+                )
             vscard_server: vscard.Server | None = None
             if args.listen is not None:
                 try:
@@ -395,6 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--tls-cert and --tls-key go together")
     if args.tls_ca is not None and args.tls_cert is None:
         parser.error("--tls-ca needs --tls-cert and --tls-key")
+    if not 0 <= args.pin_guard <= 15:
+        parser.error(f"--pin-guard {args.pin_guard}: a card counts 0 to 15 tries")
     configure_logging(level_from_debug(args.debug), args.log_format)
 
     async def main_task() -> int:

@@ -77,13 +77,19 @@ def open_card_directory(directory: str, stack: contextlib.ExitStack) -> Emulated
 
 
 def open_nss_cards(
-    options: EmulOptions, *, password: str | None, pin: str | None, stack: contextlib.ExitStack
+    options: EmulOptions,
+    *,
+    password: str | None,
+    pin: str | None,
+    stack: contextlib.ExitStack,
+    puk: str | None = None,
 ) -> list[tuple[str, EmulatedCard]]:
-    """One card per ``soft=(...)`` reader, its certificates and keys from the NSS database.
+    """One card per ``soft=(...)`` reader, its certificates and keys from the NSS database, its
+    applications from the reader's card type.
 
     The card PIN is ``pin``, else the database password (libcacard's rule), else 77777777;
     unlike libcacard, which accepts any PIN for a database without a password, the card keeps a
-    real PIN with a retry counter.
+    real PIN with a retry counter. ``puk`` is the PIV PUK of the cards with PIV (None: blocked).
     """
     cards = []
     for reader in options.soft_readers:
@@ -93,7 +99,14 @@ def open_nss_cards(
                 "not supported; open a hardware token with --pkcs11 instead"
             )
         try:
-            backend = NssDatabase(options.database, reader.certificates, password, pin)
+            backend = NssDatabase(
+                options.database,
+                reader.certificates,
+                password,
+                pin,
+                applications=reader.applications,
+                puk=puk if reader.applications.piv else None,
+            )
         except ValueError as error:
             raise CardSourceError(f"soft=(,{reader.name},...): {error}") from None
         cards.append((reader.name, open_backend_card(backend, reader.name, stack)))

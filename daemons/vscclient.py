@@ -20,7 +20,8 @@ from ssl import SSLContext
 import structlog
 
 import vscard
-from cacard.backends import Pkcs11Token
+from cacard.backends import PUK_LENGTH, Pkcs11Token
+from cacard.profile import Applications
 from cardfloor.aio.signals import on_stop_signals
 from cardfloor.stdio import write_quietly
 from cardfloor.version import add_version_option
@@ -65,6 +66,9 @@ examples:
       an emulated CAC card from an NSS database, as libcacard's vscclient takes it
   vscclient -c cert1 -c cert2 -c cert3 host 2001
       the same with the default database /etc/pki/nssdb
+  vscclient -e 'use_hw=no soft=(,Test,PIV,,cert1,cert2)' --puk 12345678 host 2001
+  vscclient -c cert1 -c cert2 --profile piv host 2001
+      a PIV card (9A, 9C) instead; CAC+PIV has both applications
   vscclient host 2001                     the PC/SC readers of this computer, with hotplug
   vscclient --pcsc=Gemalto host 2001      only readers whose name contains Gemalto
 
@@ -155,6 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
         "password or token PIN, as in libcacard, else 77777777)",
     )
     parser.add_argument(
+        "--profile",
+        choices=[a.value for a in Applications],
+        metavar="{cac,piv,cac+piv}",
+        help="the applications of a card from -c NICK or --pkcs11 (default cac); an -e card's "
+        "is its soft=(...) type, which this must not contradict; a card directory has its own",
+    )
+    parser.add_argument(
+        "--puk",
+        metavar="DIGITS",
+        help="the PIV PUK (8 digits) of a card with PIV from -e, -c or --pkcs11 (default: "
+        "blocked, so no host can reset the PIN's counter)",
+    )
+    parser.add_argument(
         "--nss-password-file",
         metavar="FILE",
         help="the NSS database password, on the first line of FILE",
@@ -221,6 +238,10 @@ class Plan:
     reconnect: bool
     timeout: float
     pin: str | None = None
+    puk: str | None = None
+    """The PIV PUK of NSS and PKCS#11 cards with PIV; None: blocked."""
+    profile: Applications = Applications.CAC
+    """The applications of the ``--pkcs11`` card (``-c`` and ``-e`` cards carry theirs)."""
     nss_password_file: str | None = None
     pkcs11: str | None = None
     token_label: str | None = None
@@ -250,14 +271,16 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         raise UsageError(f"--pin-guard {args.pin_guard}: a card counts 0 to 15 tries")
     if len(args.nicknames) > 100:
         raise UsageError("too many certificates: at most 100 -c options")
+    profile = None if args.profile is None else Applications(args.profile)
     emul: EmulOptions | None = None
     if args.emul is not None or args.nicknames:
         try:
             emul = parse_emul_options(args.emul or "")
         except EmulOptionsError as error:
             raise UsageError(f"-e: {error}") from None
+        _check_profile(profile, emul)
         if args.nicknames:
-            soft = soft_reader_for_nicknames(args.nicknames)
+            soft = soft_reader_for_nicknames(args.nicknames, profile or Applications.CAC)
             emul = EmulOptions(
                 emul.db, UseHardware.NO, emul.hw_type, emul.hw_params, (*emul.soft_readers, soft)
             )
@@ -278,6 +301,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         pcsc = ""
     if args.pkcs11 is None and (args.token or args.token_cert or args.token_pin_file):
         raise UsageError("--token, --token-cert and --token-pin-file need --pkcs11 MODULE")
+    _check_puk_and_profile(args, profile, emul)
     tls: SSLContext | None = None
     if args.tls_ca is not None:
         try:
@@ -295,6 +319,8 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         args.reconnect,
         args.timeout,
         pin=args.pin,
+        puk=args.puk,
+        profile=profile or Applications.CAC,
         nss_password_file=args.nss_password_file,
         pkcs11=args.pkcs11,
         token_label=args.token,
@@ -308,6 +334,41 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     )
 
 
+def _check_profile(profile: Applications | None, emul: EmulOptions) -> None:
+    """An explicit ``--profile`` must say what each ``soft=(...)`` of ``-e`` says."""
+    for reader in emul.soft_readers:
+        if profile is not None and reader.applications is not profile:
+            raise UsageError(
+                f"--profile {profile.value} conflicts with soft=({reader.slot},{reader.name},"
+                f"{reader.applications.value.upper()},...) of -e: the card type in soft=(...) "
+                "is the card's profile (CAC, PIV or CAC+PIV)"
+            )
+
+
+def _check_puk_and_profile(
+    args: argparse.Namespace, profile: Applications | None, emul: EmulOptions | None
+) -> None:
+    """``--profile`` and ``--puk`` describe NSS and PKCS#11 cards only, ``--puk`` one with PIV."""
+    nss = emul is not None and emul.hw_type is not HardwareType.PASSTHRU and emul.soft_readers
+    if profile is not None and not nss and args.pkcs11 is None:
+        raise UsageError(
+            f"--profile {profile.value} is for a card from -e, -c or --pkcs11; a card directory "
+            "(--card) has its own (cacard new --profile)"
+        )
+    if args.puk is None:
+        return
+    if not (args.puk.isascii() and args.puk.isdigit() and len(args.puk) == PUK_LENGTH):
+        raise UsageError(f"--puk: a PIV PUK is {PUK_LENGTH} digits, not {len(args.puk)} characters")
+    with_piv = (args.pkcs11 is not None and profile is not None and profile.piv) or (
+        emul is not None and any(r.applications.piv for r in emul.soft_readers)
+    )
+    if not with_piv:
+        raise UsageError(
+            "--puk is for a card with PIV from -e, -c or --pkcs11: give --profile piv or "
+            "cac+piv, or soft=(...,PIV,...); a card directory keeps its own PUK"
+        )
+
+
 async def add_emulated_readers(plan: Plan, mirror: HostMirror, stack: ExitStack) -> None:
     """Readers with emulated cards, from card directories and NSS databases."""
     try:
@@ -317,7 +378,12 @@ async def add_emulated_readers(plan: Plan, mirror: HostMirror, stack: ExitStack)
         if plan.emul is not None:
             password = _read_password(plan.nss_password_file, "--nss-password-file")
             cards = await asyncio.to_thread(
-                open_nss_cards, plan.emul, password=password, pin=plan.pin, stack=stack
+                open_nss_cards,
+                plan.emul,
+                password=password,
+                pin=plan.pin,
+                puk=plan.puk,
+                stack=stack,
             )
             for name, nss_card in cards:
                 await mirror.add_reader(mirror.new_reader(name, nss_card))
@@ -327,13 +393,18 @@ async def add_emulated_readers(plan: Plan, mirror: HostMirror, stack: ExitStack)
                 if reader.card is not None:
                     reader.card = CompareCard(reader.card, real)
         if plan.pkcs11 is not None:
-            token = Pkcs11Token(
-                plan.pkcs11,
-                plan.token_label,
-                plan.token_certificates or None,
-                _read_password(plan.token_pin_file, "--token-pin-file"),
-                plan.pin,
-            )
+            try:
+                token = Pkcs11Token(
+                    plan.pkcs11,
+                    plan.token_label,
+                    plan.token_certificates or None,
+                    _read_password(plan.token_pin_file, "--token-pin-file"),
+                    plan.pin,
+                    applications=plan.profile,
+                    puk=plan.puk if plan.profile.piv else None,
+                )
+            except ValueError as error:
+                raise UsageError(f"--pkcs11: {error}") from None
             name = f"PKCS#11 {plan.token_label or 'token'}"
             card = await asyncio.to_thread(open_backend_card, token, name, stack)
             await mirror.add_reader(mirror.new_reader(name, card))

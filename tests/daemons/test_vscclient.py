@@ -179,7 +179,7 @@ async def test_against_our_own_server_the_card_is_usable() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["-e", "use_hw=no soft=(,R,PIV,,c)", "h", "1"], "invalid smartcard type"),
+        (["-e", "use_hw=no soft=(,R,GIDS,,c)", "h", "1"], "invalid smartcard type"),
         (["-e", "nssemul", "h", "1"], "NSS hardware tokens"),
         (["-p", "--pcsc", "h", "1"], "compares an emulated card"),
         (["--pcsc", "h", "99999"], "out of range"),
