@@ -138,6 +138,15 @@ _CHUID_EXPIRATION: Final = datetime.date(2049, 12, 31)
 #: The CCC card identifier: GSC-RID, manufacturer and card type (the applet's), then the card id.
 _CCC_PREFIX: Final = bytes.fromhex("A000000079") + b"\x01\x02"
 
+#: The objects the PIV applet makes itself when the card keeps none.
+_APPLET_OBJECTS: Final = frozenset(
+    {
+        ObjectTag.CARD_CAPABILITY_CONTAINER,
+        ObjectTag.CHUID,
+        ObjectTag.DISCOVERY,
+        ObjectTag.KEY_HISTORY,
+    }
+)
 _PIV_NAME: Final = re.compile(r"piv-(key-[0-9a-f]{2}|object-[0-9a-f]{6})\.([0-9]{1,12})\.(pem|bin)")
 #: :func:`_temporary_name` of the files a card rewrites, any pid (Linux's are below 2**22).
 _TEMPORARY: Final = re.compile(
@@ -606,6 +615,11 @@ class CardStore:
         with self._writing:
             self._write_state(self._states()[0], puk)
 
+    def save_states(self, pin: PinState, puk: PinState | None) -> None:
+        """Write the PIN's and the PUK's state (None: none kept) in one atomic write."""
+        with self._writing:
+            self._write_state(pin, puk)
+
     def _piv_changed(self, change: PIVChange) -> None:
         """Keep what the PIV application changed before it answers (raises: it answers 6581)."""
         with self._writing:
@@ -707,18 +721,29 @@ class CardStore:
             return new_card(profile, pin, on_state_change=self.save_state)
         self._piv = self._piv_document()
         kept = self.load_piv()
-        certificates = {
-            reference: held.certificate.public_bytes(serialization.Encoding.DER)
+        deleted = {tag for tag, content in kept.objects.items() if content is None}
+        # A kept key replaces the credential's; the slot keeps the credential's certificate
+        # until PUT DATA replaces or deletes it, as the card answered before the restart.
+        slots = {
+            reference: SlotKey(held.key, held.certificate.public_bytes(serialization.Encoding.DER))
             for reference, held in zip(PIV_KEYS, profile.credentials, strict=False)
         }
-        slots = {
-            reference: SlotKey(software_key(key), certificates.get(reference))
-            for reference, key in kept.keys.items()
+        for reference, key in kept.keys.items():
+            previous = slots.get(reference)
+            slots[reference] = SlotKey(
+                software_key(key), None if previous is None else previous.certificate
+            )
+        for reference, slot in slots.items():
+            if reference.certificate_object in deleted:
+                slots[reference] = SlotKey(slot.key)
+        objects = {
+            tag: content
+            for tag, content in stable_piv_objects(profile.card_id).items()
+            if tag not in deleted
         }
-        # An object PUT DATA deleted is kept as empty content: the applet holds none.
-        objects = stable_piv_objects(profile.card_id) | {
-            tag: content or b"" for tag, content in kept.objects.items()
-        }
+        objects |= {tag: content for tag, content in kept.objects.items() if content is not None}
+        # The applet makes these itself; deleted, they read back empty (it takes no absence).
+        objects |= dict.fromkeys(deleted & _APPLET_OBJECTS, b"")
         applet = piv_applet(
             profile, self.load_puk(), keys=slots, objects=objects, on_change=self._piv_changed
         )

@@ -285,7 +285,7 @@ def test_a_piv_card_holds_four_certificates_and_a_pin_piv_can_verify() -> None:
 def test_cacard_new_takes_a_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     directory = tmp_path / "card"
     assert main(["new", str(directory), "--profile", "cac+piv", "--key-size", "1024"]) == 0
-    assert "(cac+piv, PIN 77777777)" in capsys.readouterr().out
+    assert "(cac+piv, PIN 77777777, PUK 12345678)" in capsys.readouterr().out
     card = CardStore(directory).open_card()
     assert select(card, PIV_AID) == select(card, CAC_PKI_AID) == 0x9000
     assert main(["new", str(tmp_path / "short"), "--profile", "piv", "--pin", "1234"]) == 1
