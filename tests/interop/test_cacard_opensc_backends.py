@@ -8,6 +8,8 @@ the certificate as the backend holds it (``certutil -L``, the token's certificat
 - The SoftHSM2 token's keys are generated on the token by ``pkcs11-tool --keypairgen`` and are
   never extractable; the token's user PIN is the card PIN. A second token with ``CKM_RSA_X_509``
   switched off shows the PKCS#1 fallback through OpenSC.
+- A card with PIV (``--profile piv``) from either backend, keys made by NSS or on the token:
+  9A P-256, 9C RSA-2048, 9D P-384, used by OpenSC's PIV driver (ECDSA, RSA, ECDH derive).
 
 Each card runs as ``python -m cacard serve-vpcd`` in the private pcscd's network namespace.
 """
@@ -28,7 +30,8 @@ pytest.importorskip("smartcard", reason="pyscard (the 'pcsc' extra) is not insta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from tests.cacard.certificates import issue
 
@@ -283,3 +286,157 @@ def test_a_token_without_raw_rsa_signs_and_decrypts_pkcs1_but_not_pss(
     finally:
         opensc.stop(pcscd, process, FALLBACK_SLOT)
     assert "token refused the operation" in (tmp_path / "serve.log").read_text()
+
+
+# -- a card with PIV, EC keys (--profile piv) ------------------------------------------------------
+
+#: The PIV card's PIN (OpenSC's PIV driver pads it with FF to 8 bytes).
+PIV_PIN = "123456"
+#: OpenSC's PIV key ids: 9A, 9C, 9D.
+PIV_IDS = ("01", "02", "03")
+#: The keys of the PIV card, in card order: 9A P-256, 9C RSA-2048, 9D P-384.
+PIV_KEYS = (("p256", "EC:prime256v1"), ("rsa", "rsa:2048"), ("p384", "EC:secp384r1"))
+
+
+def profile_missing() -> bool:
+    """Whether ``cacard serve-vpcd`` lacks ``--profile`` (a card with PIV from a backend)."""
+    usage = subprocess.run(
+        opensc.cacard("serve-vpcd", "--help"), capture_output=True, text=True, check=False
+    )
+    return "--profile" not in usage.stdout
+
+
+def nss_piv_backend(workdir: Path) -> tuple[list[str], tuple[x509.Certificate, ...]]:
+    """A database without password whose keys NSS made (``certutil -S``), for a PIV card."""
+    from tests.cacard.nssdb import make_key_in_nss, nss_db
+
+    db = nss_db(workdir / "nssdb", "")
+    card = ["--nss", db]
+    certificates = []
+    for nickname, kind in PIV_KEYS:
+        nss_kind = {"EC:prime256v1": "nistp256", "EC:secp384r1": "nistp384"}.get(kind, "rsa")
+        make_key_in_nss(db, "", nickname, nss_kind, workdir)
+        listed = run("certutil", "-L", "-d", db, "-n", nickname, "-a")
+        certificates.append(x509.load_pem_x509_certificate(listed.encode()))
+        card += ["--cert", nickname]
+    return card, tuple(certificates)
+
+
+def token_piv_backend(
+    workdir: Path,
+) -> tuple[list[str], tuple[x509.Certificate, ...], dict[str, str]]:
+    """A token whose keys ``pkcs11-tool --keypairgen`` made (never extractable), for a PIV card."""
+    env = softhsm_env(workdir / "softhsm")
+    run(
+        "softhsm2-util", "--init-token", "--free", "--label", TOKEN_LABEL,
+        "--pin", TOKEN_PIN, "--so-pin", SO_PIN, env=env,
+    )  # fmt: skip
+    tool = ("pkcs11-tool", "--module", SOFTHSM2_MODULE, "--token-label", TOKEN_LABEL)
+    login = ("--login", "--pin", TOKEN_PIN)
+    certificates = []
+    for number, (label, kind) in enumerate(PIV_KEYS, start=1):
+        key_id = f"{number:02x}"
+        usage = ("--usage-sign", "--usage-derive") if kind.startswith("EC") else ("--usage-sign",)
+        run(
+            *tool, *login, "--keypairgen", "--key-type", kind, "--id", key_id,
+            "--label", label, *usage, env=env,
+        )  # fmt: skip
+        public_key = token_public_key(tool, key_id, kind, workdir / f"{label}.pub.der", env)
+        certificate = issue(public_key, f"vscard token {label}")
+        cert_der = workdir / f"{label}.cert.der"
+        cert_der.write_bytes(certificate.public_bytes(serialization.Encoding.DER))
+        run(
+            *tool, *login, "--write-object", cert_der, "--type", "cert", "--id", key_id,
+            "--label", label, env=env,
+        )  # fmt: skip
+        certificates.append(certificate)
+    pin_file = workdir / "token-pin"
+    pin_file.write_text(TOKEN_PIN + "\n")
+    card = ["--pkcs11", SOFTHSM2_MODULE, "--token", TOKEN_LABEL, "--token-pin-file", str(pin_file)]
+    return card, tuple(certificates), env
+
+
+def token_public_key(
+    tool: tuple[str, ...], key_id: str, kind: str, der: Path, env: dict[str, str]
+) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+    """The public key ``pkcs11-tool`` made. OpenSC 0.23 cannot export a P-384 one (``cannot
+    create EVP_PKEY``), so an EC key comes from the ``EC_POINT`` its listing shows."""
+    if not kind.startswith("EC:"):
+        run(*tool, "--read-object", "--type", "pubkey", "--id", key_id, "-o", der, env=env)
+        public = serialization.load_der_public_key(der.read_bytes())
+        assert isinstance(public, rsa.RSAPublicKey)
+        return public
+    listing = run(*tool, "--list-objects", "--type", "pubkey", env=env)
+    (block,) = (b for b in listing.split("Public Key Object;") if f"ID:         {key_id}" in b)
+    wrapped = bytes.fromhex(block.split("EC_POINT:", 1)[1].split()[0])
+    assert wrapped[:1] == b"\x04"  # a DER OCTET STRING of the point, short length
+    assert wrapped[1] == len(wrapped) - 2
+    curve = {"EC:prime256v1": ec.SECP256R1(), "EC:secp384r1": ec.SECP384R1()}[kind]
+    return ec.EllipticCurvePublicKey.from_encoded_point(curve, wrapped[2:])
+
+
+@pytest.mark.skipif(profile_missing(), reason="cacard serve-vpcd has no --profile yet")
+@pytest.mark.parametrize("backend", ["nss", "softhsm2"])
+def test_opensc_piv_driver_uses_ec_keys_of_a_backend_with_profile_piv(
+    pcscd: Pcscd, opensc_env: dict[str, str], tmp_path: Path, backend: str
+) -> None:
+    env: dict[str, str] | None = None
+    if backend == "nss":
+        if shutil.which("certutil") is None:
+            pytest.skip("NSS tools are not installed (Debian package libnss3-tools)")
+        card, certificates = nss_piv_backend(tmp_path)
+    else:
+        if softhsm_missing():
+            pytest.skip("needs SoftHSM2 (Debian package softhsm2) and python-pkcs11")
+        card, certificates, env = token_piv_backend(tmp_path)
+    card += ["--profile", "piv", "--pin", PIV_PIN]
+    process = opensc.serve(pcscd, card, tmp_path, FALLBACK_SLOT, env=env)
+    try:
+        piv = Reader(opensc_env, tmp_path, FALLBACK_SLOT, pcscd.reader_name(FALLBACK_SLOT))
+        name = piv.run("opensc-tool", "-n").stdout.strip()
+        assert name == "Personal Identity Verification Card"
+        listing = piv.run("pkcs11-tool", "-O").stdout
+        assert listing.count("Certificate Object; type = X.509 cert") == 3
+        assert "Public Key Object; EC  EC_POINT 256 bits" in listing
+        assert "Public Key Object; EC  EC_POINT 384 bits" in listing
+
+        # ECDSA on 9A: CKM_ECDSA signs the hash it is given; the signature is r || s.
+        digest = hashes.Hash(hashes.SHA256())
+        digest.update(MESSAGE)
+        raw = piv.sign(PIV_PIN, PIV_IDS[0], "ECDSA", digest.finalize())
+        assert len(raw) == 64
+        signature = encode_dss_signature(
+            int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+        )
+        p256 = certificates[0].public_key()
+        assert isinstance(p256, ec.EllipticCurvePublicKey)
+        p256.verify(signature, MESSAGE, ec.ECDSA(hashes.SHA256()))
+
+        # ECDSA with OpenSC hashing, as DER. (OpenSC gives 9D, key management, no signing.)
+        der = piv.sign(PIV_PIN, PIV_IDS[0], "ECDSA-SHA256", MESSAGE, "-f", "sequence")
+        p256.verify(der, MESSAGE, ec.ECDSA(hashes.SHA256()))
+
+        # RSA on 9C beside them.
+        rsa_signature = piv.sign(PIV_PIN, PIV_IDS[1], "SHA256-RSA-PKCS", MESSAGE)
+        rsa_key = certificates[1].public_key()
+        assert isinstance(rsa_key, rsa.RSAPublicKey)
+        rsa_key.verify(rsa_signature, MESSAGE, padding.PKCS1v15(), hashes.SHA256())
+
+        # ECDH on 9D with a host key: the secret OpenSC derives is cryptography's.
+        p384 = certificates[2].public_key()
+        assert isinstance(p384, ec.EllipticCurvePublicKey)
+        host = ec.generate_private_key(ec.SECP384R1())
+        peer = tmp_path / "peer.der"
+        peer.write_bytes(
+            host.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        secret = tmp_path / "secret"
+        piv.run(
+            "pkcs11-tool", "--login", "--pin", PIV_PIN, "--derive", "-m", "ECDH1-DERIVE",
+            "--id", PIV_IDS[2], "-i", str(peer), "-o", str(secret),
+        )  # fmt: skip
+        assert secret.read_bytes() == host.exchange(ec.ECDH(), p384)
+    finally:
+        opensc.stop(pcscd, process, FALLBACK_SLOT)
