@@ -13,10 +13,16 @@ answers on the console (see :mod:`.console`). The tokens used here are the const
 
 from __future__ import annotations
 
+import base64
 import secrets
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from .console import valid_name
 
@@ -28,6 +34,8 @@ STOP_SERVING = "stop-serving"
 
 #: OpenSC's name for the CAC driver (``opensc-tool -n``).
 CAC_DRIVER = "Common Access Card (CAC)"
+#: OpenSC's name for the PIV driver (OpenSC, card-piv.c, ``piv_drv``).
+PIV_DRIVER = "Personal Identity Verification Card"
 
 DEFAULT_PIN = "77777777"
 
@@ -252,7 +260,9 @@ echo "$out"
     return Check("card-driver", body)
 
 
-def _count_body(command: str, counts: Sequence[tuple[str, str, int | None]]) -> str:
+def _count_body(
+    command: str, counts: Sequence[tuple[str, str, int | None]], *, contains: str | None = None
+) -> str:
     lines = [f"{command} >$VS/objects 2>&1; status=$?", "cat $VS/objects", "ok=$status"]
     for label, pattern, want in counts:
         if want is None:
@@ -260,18 +270,31 @@ def _count_body(command: str, counts: Sequence[tuple[str, str, int | None]]) -> 
         lines.append(f"n=$(grep -cE {_q(pattern)} $VS/objects)")
         lines.append(f'echo "{label}: $n (want {want})"')
         lines.append(f"[ $n -eq {want} ] || ok=1")
+    if contains is not None:
+        missing = _q(f"({contains!r} is not in it)")
+        lines.append(f"grep -qF -- {_q(contains)} $VS/objects || {{ echo {missing}; ok=1; }}")
     lines.append("exit $ok")
     return "\n".join(lines) + "\n"
 
 
-def pkcs15_objects(certificates: int | None = 3, private_keys: int | None = 3) -> Check:
-    """``pkcs15-tool -D`` shows that many X.509 certificates and private RSA keys."""
+def pkcs15_objects(
+    certificates: int | None = 3,
+    private_keys: int | None = 3,
+    *,
+    private_ec_keys: int | None = None,
+    names: str | None = None,
+) -> Check:
+    """``pkcs15-tool -D`` shows that many X.509 certificates, private RSA keys and (when not
+    None) private EC keys; with ``names``, its output contains that text (e.g. the PIV
+    emulation's ``Manufacturer ID: piv_II``)."""
     body = _count_body(
         "pkcs15-tool -D",
         (
             ("certificates", r"^X\.509 Certificate \[", certificates),
             ("private RSA keys", r"^Private RSA Key \[", private_keys),
+            ("private EC keys", r"^Private EC Key \[", private_ec_keys),
         ),
+        contains=names,
     )
     return Check("pkcs15-objects", body)
 
@@ -383,6 +406,112 @@ cmp $VS/data $VS/dec && echo "decrypted: $(cat $VS/dec)"
 """
     )
     return Check(f"decrypt.RSA-PKCS{_key_suffix(key, key_id)}", body)
+
+
+#: Digest of each mechanism :func:`sign_for_host` knows; ``ECDSA`` signs the data's SHA-256.
+_HOST_DIGESTS = {
+    **{f"{digest.upper()}-RSA-PKCS": digest for digest in ("sha1", "sha256", "sha384", "sha512")},
+    "ECDSA": "sha256",
+}
+
+#: Mechanisms :func:`sign_for_host` can sign with.
+HOST_SIGN_MECHANISMS = tuple(_HOST_DIGESTS)
+
+#: Prefix of the lines a :func:`sign_for_host` check prints: ``<prefix>NAME: base64``.
+SIGNED_PREFIX = "vscard-signed-"
+
+
+def sign_for_host(
+    mechanism: str = "SHA256-RSA-PKCS", *, key_id: str, pin: str = DEFAULT_PIN
+) -> Check:
+    """Log in and sign with the private key whose ID is ``key_id``; the host verifies.
+
+    The check prints the data, the signature and the certificate with the same ID, for
+    :func:`signed_in_guest`. ``ECDSA`` signs the SHA-256 hash of the data, made in the guest
+    (pkcs11-tool gives r || s).
+    """
+    if mechanism not in _HOST_DIGESTS:
+        raise ValueError(f"cannot sign with {mechanism}; known: {', '.join(HOST_SIGN_MECHANISMS)}")
+    if mechanism == "ECDSA":
+        signed = f"openssl dgst -{_HOST_DIGESTS[mechanism]} -binary $VS/data >$VS/tbs || exit 1"
+    else:
+        signed = "cp $VS/data $VS/tbs"
+    files = {
+        "mechanism": "mechanism",
+        "data": "data",
+        "signature": "sig",
+        "certificate": "cert.der",
+    }
+    report = "\n".join(
+        f'echo "{SIGNED_PREFIX}{name}: $(base64 -w 0 $VS/{file})"' for name, file in files.items()
+    )
+    body = (
+        _key_preamble(1, key_id)
+        + f"""
+{signed}
+pkcs11-tool --login --pin {_q(pin)} --sign -m {mechanism} --id "$id" \\
+    -i $VS/tbs -o $VS/sig || exit 1
+echo "signature: $(wc -c <$VS/sig) bytes"
+printf %s {mechanism} >$VS/mechanism
+{report}
+"""
+    )
+    return Check(f"host-sign.{mechanism}.id{key_id}", body)
+
+
+@dataclass(frozen=True)
+class GuestSignature:
+    """What a :func:`sign_for_host` check brought back."""
+
+    mechanism: str
+    data: bytes
+    signature: bytes
+    certificate: bytes
+    """DER, as the guest read it from the card."""
+
+    def verify(self, public_key: PublicKeyTypes) -> None:
+        """Raise :class:`cryptography.exceptions.InvalidSignature` unless ``public_key``'s
+        private key made :attr:`signature` over :attr:`data`."""
+        digest = _HASHES[_HOST_DIGESTS[self.mechanism]]()
+        if self.mechanism == "ECDSA":
+            if not isinstance(public_key, ec.EllipticCurvePublicKey):
+                raise TypeError(f"ECDSA needs an EC public key, not {type(public_key).__name__}")
+            half = len(self.signature) // 2
+            r, s = self.signature[:half], self.signature[half:]
+            der = encode_dss_signature(int.from_bytes(r), int.from_bytes(s))
+            public_key.verify(der, self.data, ec.ECDSA(digest))
+            return
+        if not isinstance(public_key, rsa.RSAPublicKey):
+            raise TypeError(
+                f"{self.mechanism} needs an RSA public key, not {type(public_key).__name__}"
+            )
+        public_key.verify(self.signature, self.data, padding.PKCS1v15(), digest)
+
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+def signed_in_guest(output: str) -> GuestSignature:
+    """Read a :func:`sign_for_host` check's output back (ValueError if a part is missing)."""
+    parts: dict[str, bytes] = {}
+    for line in output.splitlines():
+        if line.startswith(SIGNED_PREFIX) and ": " in line:
+            name, _, value = line[len(SIGNED_PREFIX) :].partition(": ")
+            parts[name] = base64.b64decode(value.strip(), validate=True)
+    missing = [n for n in ("mechanism", "data", "signature", "certificate") if n not in parts]
+    if missing:
+        raise ValueError(f"the guest's output lacks {', '.join(missing)}: {output!r}")
+    return GuestSignature(
+        parts["mechanism"].decode("ascii"),
+        parts["data"],
+        parts["signature"],
+        parts["certificate"],
+    )
 
 
 def card_reinserted(seconds: int = 20) -> Check:
