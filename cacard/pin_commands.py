@@ -19,8 +19,9 @@ reference:
   (:mod:`cacard.profile`) the two are one counter (the card's PIN is the application PIN): each
   command is probed with its own reference, which reports that one counter either way.
 - CHANGE REFERENCE DATA ``80`` spends a PIN try; ``81`` spends a PUK try, as the reference it
-  names. PIV has no VERIFY of the PUK (a card answers ``6A88`` to the probe), so that counter
-  cannot be asked for.
+  names, probed with VERIFY ``81``. PIV defines no VERIFY of the PUK: a card answering that
+  probe ``6A88`` (referenced data not found) leaves the PUK's count unknown; one that reports
+  ``63Cx`` there has it used like any other.
 - RESET RETRY COUNTER ``80`` (PUK ‖ new PIN) spends a try of the PIN's resetting code, the PUK,
   whose counter no command can ask for (:attr:`Counter.probe` is None).
 

@@ -14,7 +14,10 @@ The rules for what the card does not say plainly:
 - ``9000`` to the probe means "already verified", not a count. The guard then uses the count it
   last learned on this card (from a probe or from the ``63Cx`` answer to an attempt), else resets
   the verification (VERIFY P1=FF) and asks again: a host that sends the right PIN is verified
-  again, and a wrong one would have cleared the status anyway.
+  again, and a wrong one would have cleared the status anyway. It asks again too when it learned
+  a lower count for another reference: two references may share one counter and keep a
+  verified state each (PIV's global PIN ``00`` and application PIN ``80`` on a card where they
+  are one PIN), so wrong tries through one leave the other's learned count too high.
 - A counter nothing can ask for (a resetting code, i.e. a PUK; a reference the card answers
   the probe for with another status) and whose count the guard has not learned is unknown, and
   an attempt on an unknown counter is refused: letting the first one through "to learn the
@@ -121,6 +124,8 @@ ENVELOPE_DEPTH: Final = 3
 #: would make more is refused.
 ENVELOPE_STARTS: Final = 4
 _SW1_WARNING_NVM_CHANGED: Final = 0x63
+#: The most tries ``63Cx`` can report.
+MAX_TRIES_NIBBLE: Final = 0x0F
 _FORGETTING_INSTRUCTIONS: Final = frozenset({INS_SELECT, INS_MANAGE_CHANNEL})
 #: What the card's parser reads of a command besides its length: CLA INS P1 P2 and an extended Lc.
 _HEAD: Final = 7
@@ -445,6 +450,13 @@ class _CardMemory:
         while len(self.counts) > MEMORY_LIMIT:
             del self.counts[next(iter(self.counts))]
 
+    def lowest_count(self) -> int:
+        """The lowest count learned for any reference (one may share another's counter)."""
+        return min(
+            (left for known, left in self.counts.items() if known.probe is not None),
+            default=MAX_TRIES_NIBBLE,
+        )
+
     def learn_from_answer(self, counter: Counter, answer: bytes) -> None:
         """After a forwarded attempt: ``63Cx``/``6983`` is the count; ``9000`` refilled it (the
         last count is still a lower bound); anything else may have spent a try."""
@@ -653,8 +665,9 @@ class CardGuard:
             return memory.counts.get(counter)
         answer = await card.transmit(probe)
         if answer == SW_SUCCESS:
-            if counter in memory.counts:
-                return memory.counts[counter]
+            known = memory.counts.get(counter)
+            if known is not None and known <= memory.lowest_count():
+                return known
             await card.transmit(logout)
             answer = await card.transmit(probe)
         left = tries_left(answer)

@@ -814,3 +814,52 @@ def test_through_envelopes_no_applet_outside_the_allow_list_is_selected(
                         assert instruction(command) in {None, *instructions}, command.hex()
 
     asyncio.run(run())
+
+
+class SharedCounterCard:
+    """PIV's global PIN (00) and application PIN (80) as one counter with a verified state each,
+    which a wrong try through the other reference leaves as it is."""
+
+    def __init__(self) -> None:
+        self.tries = 3
+        self.verified = {0x00: False, 0x80: False}
+
+    atr = b"\x3b\x00"
+
+    def power_on(self) -> None:
+        """Nothing to do."""
+
+    async def transmit(self, apdu: bytes) -> bytes:
+        command = CommandAPDU.from_bytes(apdu)
+        if command.ins != 0x20 or command.p2 not in self.verified:
+            return b"\x6a\x88"
+        if command.p1 == 0xFF:
+            self.verified[command.p2] = False
+            return b"\x90\x00"
+        if not command.data:
+            if self.verified[command.p2]:
+                return b"\x90\x00"
+            return bytes((0x63, 0xC0 | self.tries))
+        if self.tries == 0:
+            return b"\x69\x83"
+        self.verified[command.p2] = False
+        if command.data == RIGHT:
+            self.tries = 3
+            self.verified[command.p2] = True
+            return b"\x90\x00"
+        self.tries -= 1
+        return bytes((0x63, 0xC0 | self.tries))
+
+
+async def test_a_verified_reference_does_not_hide_wrong_tries_through_another() -> None:
+    """After wrong PINs through 80, a 9000 to the probe of a verified 00 is no count: the guard
+    logs 00 out and asks again, and keeps the last try."""
+    card = SharedCounterCard()
+    guard = CardGuard(keep=1)
+    verify_00, verify_80 = bytes.fromhex("0020000008"), bytes.fromhex("0020008008")
+    assert (await guard.transmit(card, verify_00 + RIGHT)).hex() == "9000"
+    assert (await guard.transmit(card, verify_00 + RIGHT)).hex() == "9000"  # still trusted
+    answers = [(await guard.transmit(card, verify_80 + WRONG)).hex() for _ in range(3)]
+    assert answers == ["63c2", "63c1", "6983"]
+    assert (await guard.transmit(card, verify_00 + WRONG)).hex() == "6983"
+    assert card.tries == 1
