@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pkcs11 import Attribute, KeyType
 
 from cacard.keys import CardKey, ECCardKey, KeyOperationError, key_description
@@ -452,3 +454,25 @@ class TestTokenWithoutRawRsa:
             assert not key.raw
             signature = key.private_operation(type1_block(256, sha256_digest_info(MESSAGE)))
             key.public_key.verify(signature, MESSAGE, padding.PKCS1v15(), hashes.SHA256())
+
+
+#: A host's P-256 key by its scalar, or None: the point is junk.
+_SCALAR = st.one_of(st.none(), st.integers(1, 2**255))
+_JUNK = st.one_of(st.binary(max_size=200), st.binary(min_size=64, max_size=64).map(b"\x04".__add__))
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(scalar=_SCALAR, junk=_JUNK)
+def test_any_peer_point_gives_the_shared_secret_or_a_refusal(
+    token: Token, scalar: int | None, junk: bytes
+) -> None:
+    key = ec_key(token, "ec")
+    if scalar is None:
+        # Junk is refused here; had it reached the token, the error would name the token.
+        with pytest.raises(KeyOperationError, match=r"^peer point"):
+            key.exchange(junk)
+        return
+    host = ec.derive_private_key(scalar, key.curve)
+    assert key.exchange(uncompressed(host.public_key())) == host.exchange(ec.ECDH(), key.public_key)
