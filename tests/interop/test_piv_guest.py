@@ -8,8 +8,8 @@ One guest boot per path, every check in it:
 * QEMU 7.2's ``usb-ccid`` + ``ccid-card-passthru``, fed by our ``vscclient --card DIR``.
 
 OpenSC tries its PIV driver before its CAC driver (OpenSC, ctx.c, ``internal_card_drivers``),
-so a card that answers the PIV SELECT is a PIV card to it, whichever protocol the reader
-offers (QEMU's usb-ccid is T=0 only, ours offers T=1 as well).
+so a card that answers the PIV SELECT is a PIV card to it, whatever the protocol: the card's
+ATR offers T=1 as well, which pcscd takes on our reader, while QEMU's usb-ccid is T=0 only.
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ OPENSC_KEY_IDS = {
 PKCS15_PIV = "Manufacturer ID: piv_II"
 
 
+#: ``cacard new`` options of the test card; the rest are its defaults (PIN 77777777).
+NEW_CARD = ("--profile", "cac+piv")
+
+
 @dataclass(frozen=True)
 class PivCard:
     directory: Path
@@ -71,14 +75,15 @@ class PivCard:
 
 @pytest.fixture(scope="module")
 def piv_card(tmp_path_factory: pytest.TempPathFactory) -> PivCard:
-    """``cacard new DIR --profile cac+piv`` with its defaults (PIN 77777777)."""
+    """``cacard new DIR NEW_CARD``, and what the card holds, read from its directory."""
     directory = tmp_path_factory.mktemp("cards") / "cac-piv"
-    subprocess.run(
-        [sys.executable, "-m", "cacard", "new", str(directory), "--profile", "cac+piv"],
-        check=True,
+    made = subprocess.run(
+        [sys.executable, "-m", "cacard", "new", str(directory), *NEW_CARD],
         cwd=ROOT,
         capture_output=True,
+        text=True,
     )
+    assert made.returncode == 0, made.stderr
     return PivCard(directory, CardStore(directory).load_profile())
 
 
