@@ -289,7 +289,10 @@ def _card(
             applications=applications,
         )
     except ProfileError as error:
-        raise BackendError(f"{backend.description}: {error}") from None
+        hint = ""
+        if error.field == "credentials" and isinstance(error.value, int):
+            hint = " (pick certificates by nickname or label: --cert)"
+        raise BackendError(f"{backend.description}: {error}{hint}") from None
     state = PinState.create(_card_pin(backend, secret, what), max_tries=backend.max_tries)
     log.info(
         "cacard.backend_opened",

@@ -338,3 +338,23 @@ def test_a_generated_key_lives_until_the_card_is_closed(make_backend: MakeBacken
         ec_public(held["9A"]).verify(signature, b"old key", ec.ECDSA(algorithm))
         with pytest.raises(InvalidSignature):
             generated.verify(signature, b"old key", ec.ECDSA(algorithm))
+
+
+def test_too_many_certificates_for_a_piv_card_say_to_pick_some(token_module: Path) -> None:
+    from tests.cacard import softhsm as hsm
+
+    pkcs11 = pytest.importorskip("pkcs11")
+    token = pkcs11.lib(str(token_module)).get_token(token_label=hsm.LABEL)
+    extra = [(bytes([0x10 + i]), f"extra{i}") for i in range(3)]
+    with token.open(rw=True, user_pin=TOKEN_PIN) as session:
+        for key_id, label in extra:
+            hsm.import_ec_key(session, ec.generate_private_key(ec.SECP256R1()), key_id, label)
+    try:
+        backend = Pkcs11Token(str(token_module), token_pin=TOKEN_PIN, applications=Applications.PIV)
+        with capture_logs(), pytest.raises(BackendError, match="pick certificates by"):
+            open_backend(backend).__enter__()
+    finally:
+        with token.open(rw=True, user_pin=TOKEN_PIN) as session:
+            for key_id, _ in extra:
+                for obj in session.get_objects({pkcs11.Attribute.ID: key_id}):
+                    obj.destroy()
