@@ -437,7 +437,7 @@ def _rsa_key(
     elif int.from_bytes(found[0][Attribute.MODULUS], "big") != public_key.public_numbers().n:
         problem = f"the private key with CKA_ID {key_id.hex()} has another modulus"
     if problem is not None:
-        _missing(label, problem, required)
+        _unusable(label, problem, required)
         return None
     key = cast(_PrivateKeyObject, found[0])
     operation = _Operation(
@@ -467,7 +467,7 @@ def _ec_key(
     elif not _point_matches(session, key_id, public_key):
         problem = f"the public key with CKA_ID {key_id.hex()} has another point"
     if problem is not None:
-        _missing(label, problem, required)
+        _unusable(label, problem, required)
         return None
     return TokenECKey(cast(_ECPrivateKeyObject, found[0]), public_key, lock)
 
@@ -519,7 +519,8 @@ def _private_key(session: pkcs11.Session, key_type: KeyType, key_id: bytes) -> l
     )
 
 
-def _missing(label: str, problem: str, required: bool) -> None:
+def _unusable(label: str, problem: str, required: bool) -> None:
+    """Raise for a certificate that was asked for; log and skip one found by default."""
     if required:
         raise TokenError(f"certificate {label!r}: {problem}")
     log.warning("pkcs11_certificate_skipped", label=label, reason=problem)
