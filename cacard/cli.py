@@ -146,7 +146,7 @@ def _key_option(text: str) -> KeyOption:
     try:
         kind = KeyKind.named(name)
     except ProfileError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+        raise argparse.ArgumentTypeError(f"{error.reason}: key={text}") from None
     if not equals:
         return KeyOption(None, kind)
     slot = slot.strip().lower()
