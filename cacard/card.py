@@ -8,7 +8,15 @@ Behaviour follows libcacard's card (``card_7816.c``, ``vcard.c``) where a host c
 these deliberate differences:
 
 - Response sizing is libcacard's and T=0's: data longer than Le (no Le counts as 0) is kept for
-  GET RESPONSE and announced with ``61xx``; any other command drops it.
+  GET RESPONSE and announced with ``61xx``; any other command drops it. Once the reader says
+  the card runs T=1 (:attr:`Card.protocol`), a command without Le gets its data at once, as a
+  T=1 card answers (yubico-piv-tool's SELECT has no Le and wants ``9000``: yubico-piv-tool,
+  ``lib/ykpiv.c``, ``_ykpiv_select_application``); data longer than a present Le still go
+  through ``61xx``.
+- A SELECT of an AID the card lacks leaves no applet selected, as on libcacard, unless the
+  card is built with ``selection_survives_miss`` (a card with PIV): then the selection stays,
+  as ISO/IEC 7816-4 has it and as PIV tools expect after probing an AID (yubico-piv-tool probes
+  the YubiKey management AID and goes on talking to PIV).
 - Logical channels 0-3 are always open, each with its own selected applet (MANAGE CHANNEL is
   refused, as libcacard does), but the channel bits of CLA are not mistaken for secure
   messaging: libcacard answers ``6882`` to ISO commands on channels 2 and 3.
@@ -113,6 +121,7 @@ class Card:
         atr: bytes = CAC_ATR,
         on_state_change: StateSink | None = None,
         random: Callable[[int], bytes] = os.urandom,
+        selection_survives_miss: bool = False,
     ) -> None:
         # Bound once: with debug off each call is then a no-op method, where the module's
         # lazy proxy would build a logger per call (measurable on the per-APDU path).
@@ -126,7 +135,11 @@ class Card:
         self._pin = Pin(pin, self._pin_changed)
         self._channels: list[Selection | None] = [None] * CHANNELS
         self._pending = b""
+        self._selection_survives_miss = selection_survives_miss
         self.powered = True
+        #: The transmission protocol the reader runs with the card: 0 (T=0) until a transport
+        #: that knows better (a PPS, CCID SetParameters, vpcd with a T=1 ATR) sets 1.
+        self.protocol = 0
 
     # -- state ------------------------------------------------------------------------------
 
@@ -236,6 +249,8 @@ class Card:
 
     def _sized(self, command: CommandAPDU, answer: Response) -> Response:
         """Keep data that exceed Le for GET RESPONSE, announcing it with ``61xx``."""
+        if command.le is None and self.protocol == 1:
+            return answer
         if answer.sw == StatusWord.SUCCESS and len(answer.data) > command.ne:
             self._pending = answer.data
             return status(bytes_remaining(len(answer.data)))
@@ -272,8 +287,8 @@ class Card:
             # An exact AID first; then an applet that takes a truncated one (PIV).
             applet = next((a for a in self.applets.values() if a.selected_by(command.data)), None)
         if applet is None:
-            # A miss leaves no applet selected, as on libcacard.
-            self._channels[channel] = None
+            if not self._selection_survives_miss:
+                self._channels[channel] = None  # libcacard's way
             return status(StatusWord.FILE_NOT_FOUND)
         self._channels[channel] = applet.select()
         self._log.debug("cacard.selected", applet=applet.name, channel=channel)

@@ -278,4 +278,5 @@ def new_card(
         atr=profile.atr,
         on_state_change=on_state_change,
         random=random,
+        selection_survives_miss=profile.applications.piv,
     )

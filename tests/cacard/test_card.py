@@ -56,6 +56,32 @@ def test_select_returns_the_fci_through_get_response() -> None:
     assert send(card, SELECT_CCC + " 00").data == fci.data  # case 4 with Le: straight away
 
 
+def test_under_t1_a_command_without_le_gets_its_data_at_once() -> None:
+    # yubico-piv-tool's SELECT has no Le and wants 9000 (it runs T=1 only).
+    card = make_card()
+    card.protocol = 1
+    answer = send(card, SELECT_CCC)
+    assert (answer.data, hexsw(answer)) == (
+        bytes.fromhex("6F 0B 84 07" + CCC_AID + "A5 00"),
+        "9000",
+    )
+    # A present Le still bounds the answer.
+    assert hexsw(send(card, SELECT_CCC + " 05")) == "610D"
+    card.protocol = 0
+    assert hexsw(send(card, SELECT_CCC)) == "610D"
+
+
+def test_a_card_with_piv_keeps_its_selection_when_a_select_misses() -> None:
+    # As ISO/IEC 7816-4 has it; PIV tools probe AIDs (yubico-piv-tool: the YubiKey management
+    # AID) and go on with the application they had selected.
+    applet = _Exploding(bytes.fromhex("A0 00 00 03 08 00 00 10 00 01 00"), "PIV")
+    card = Card([applet], pin_state(), selection_survives_miss=True)
+    send(card, "00 A4 04 00 0B A0 00 00 03 08 00 00 10 00 01 00 00")
+    assert card.selected() is not None
+    assert hexsw(send(card, "00 A4 04 00 08 A0 00 00 05 27 47 11 17")) == "6A82"
+    assert card.selected() is applet
+
+
 def test_select_with_p2_0c_returns_no_fci() -> None:
     card = make_card()
     answer = send(card, "00 A4 04 0C 07 " + CCC_AID)
