@@ -6,11 +6,24 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cacard.applets.containers import DataObjectId
 from cacard.atr import CAC_ATR_T1
-from cacard.generate import CardRequest, generate_card, person_instance
+from cacard.generate import (
+    DEFAULT_PUK,
+    KEY_KINDS,
+    CardRequest,
+    KeyKind,
+    check_upn,
+    generate_card,
+    person_instance,
+    upn_name,
+)
+from cacard.pin import PinFormatError
+from cacard.profile import Applications, ProfileError
 from cacard.store import CardStore
 from cacard.tlv import TLV, decode
 
@@ -92,3 +105,135 @@ def test_a_card_can_offer_t1(tmp_path: Path) -> None:
     store = generate_card(tmp_path / "card", request)
     assert CardStore(store.path).load_profile().atr == CAC_ATR_T1
     assert CardStore(store.path).open_card().power_on() == CAC_ATR_T1
+
+
+# -- key kinds, UPN, PUK (#15) -------------------------------------------------------------------
+
+
+CAC_PIV = Applications.CAC_PIV
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "value"),
+    [
+        ({"keys": {0: KEY_KINDS["p256"]}}, "key 1", "p256"),  # a CAC card is RSA-only
+        (
+            {
+                "applications": Applications.CAC_PIV,
+                "keys": {2: KEY_KINDS["p384"]},
+                "certificates": 2,
+            },
+            "key",
+            "3=p384",
+        ),
+        (
+            {
+                "applications": Applications.CAC_PIV,
+                "certificates": 1,
+                "keys": {0: KEY_KINDS["p256"]},
+            },
+            "key",
+            "p256",
+        ),
+        ({"upn": "nobody"}, "upn", "nobody"),
+        ({"upn": "a b@c"}, "upn", "a b@c"),
+        ({"upn": "a@b\n"}, "upn", "a@b\n"),
+        ({"puk": "12345678"}, "profile", "cac"),
+    ],
+)
+def test_piv_requests_a_card_cannot_hold_name_the_field(
+    change: dict[str, object], field: str, value: object
+) -> None:
+    with pytest.raises(ProfileError) as caught:
+        CardRequest(**change)  # type: ignore[arg-type]
+    assert (caught.value.field, caught.value.value) == (field, value)
+
+
+@pytest.mark.parametrize("puk", ["1234567", "123456789", "abcdefgh", "1234 678"])
+def test_a_puk_is_eight_digits_and_never_echoed(puk: str) -> None:
+    with pytest.raises(PinFormatError) as caught:
+        CardRequest(applications=Applications.PIV, puk=puk)
+    assert caught.value.value == len(puk.encode())
+    assert puk not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["RSA2048", "rsa3072", "Rsa4096", "P256", "p384", " p256 "])
+def test_key_kinds_by_name_any_case(name: str) -> None:
+    kind = KeyKind.named(name)
+    assert kind.name == name.strip().lower()
+    assert kind.is_ec == name.strip().lower().startswith("p")
+
+
+@pytest.mark.parametrize("name", ["rsa1024", "p521", "ed25519", ""])
+def test_unknown_key_kinds_are_refused(name: str) -> None:
+    with pytest.raises(ProfileError) as caught:
+        KeyKind.named(name)
+    assert (caught.value.field, caught.value.value) == ("key", name)
+
+
+@given(
+    st.text(st.characters(exclude_categories=("Z", "C"), exclude_characters="@"), min_size=1),
+    st.text(st.characters(exclude_categories=("Z", "C"), exclude_characters="@"), min_size=1),
+)
+def test_any_upn_is_encoded_as_an_otherName_utf8string_that_parses_back(
+    name: str, realm: str
+) -> None:
+    upn = check_upn(f"{name}@{realm}")
+    (other,) = upn_name(upn).get_values_for_type(x509.OtherName)
+    assert other.type_id.dotted_string == "1.3.6.1.4.1.311.20.2.3"
+    # The DER UTF8String: tag 0C, a definite length, the UTF-8 bytes.
+    raw = upn.encode()
+    assert other.value[0] == 0x0C
+    assert other.value.endswith(raw)
+    length = other.value[1 : -len(raw)]
+    if len(raw) < 0x80:
+        assert length == bytes((len(raw),))
+    else:
+        assert length[0] == 0x80 | (len(length) - 1)
+        assert int.from_bytes(length[1:], "big") == len(raw)
+
+
+def test_a_long_upn_makes_a_certificate_openssl_reads(tmp_path: Path) -> None:
+    upn = "u" * 200 + "@EXAMPLE.ORG"
+    request = CardRequest(
+        certificates=1, key_size=1024, pin_iterations=1, applications=Applications.PIV, upn=upn
+    )
+    directory = tmp_path / "card"
+    generate_card(directory, request)
+    held = x509.load_pem_x509_certificate((directory / "cert-1.pem").read_bytes())
+    names = held.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    (other,) = names.get_values_for_type(x509.OtherName)
+    assert other.value == bytes((0x0C, 0x81, len(upn))) + upn.encode()
+
+
+def test_the_ca_is_rsa_of_the_largest_rsa_size_asked(tmp_path: Path) -> None:
+    request = CardRequest(
+        certificates=2,
+        key_size=1024,
+        pin_iterations=1,
+        applications=Applications.PIV,
+        keys={0: KEY_KINDS["p256"], 1: KEY_KINDS["rsa2048"]},
+    )
+    directory = tmp_path / "card"
+    generate_card(directory, request)
+    ca = x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes())
+    public = ca.public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
+    assert public.key_size == 2048
+    for number in (1, 2):
+        held = x509.load_pem_x509_certificate((directory / f"cert-{number}.pem").read_bytes())
+        held.verify_directly_issued_by(ca)
+
+
+def test_a_card_with_piv_gets_the_default_puk_and_its_profiles_atr(tmp_path: Path) -> None:
+    request = CardRequest(
+        certificates=1, key_size=1024, pin_iterations=1, applications=Applications.CAC_PIV
+    )
+    assert request.puk_or_default == DEFAULT_PUK
+    store = generate_card(tmp_path / "card", request)
+    puk = store.load_puk()
+    assert puk is not None
+    assert puk.reference.matches(DEFAULT_PUK.encode())
+    assert (puk.max_tries, puk.tries_remaining) == (3, 3)
+    assert store.load_profile().atr == CAC_ATR_T1
+    assert CardRequest(certificates=1).puk_or_default is None

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from cacard.applets.containers import DataObjectId
 from cacard.card import CardState
+from cacard.profile import Applications
 from cacard.store import (
     CARD_FILE,
     STATE_FILE,
@@ -171,3 +173,60 @@ def test_a_broken_state_file_names_the_field(tmp_path: Path) -> None:
 def test_a_directory_without_a_card_says_so(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not a card directory"):
         CardStore(tmp_path).load_profile()
+
+
+# -- the PUK of a card with PIV (#15) ------------------------------------------------------------
+
+
+def new_piv_store(path: Path) -> CardStore:
+    files = [CredentialFiles(credential(0).certificate, private_key(0))]
+    new = NewCard(
+        files, CARD_ID, pin_state(), applications=Applications.PIV, puk=pin_state("12345678")
+    )
+    return create(path, new)
+
+
+def test_the_puk_is_kept_beside_the_pin_and_each_write_keeps_the_other(tmp_path: Path) -> None:
+    store = new_piv_store(tmp_path / "card")
+    puk = store.load_puk()
+    assert puk is not None
+    assert puk.reference.matches(b"12345678")
+    assert "12345678" not in (tmp_path / "card" / STATE_FILE).read_text()
+    spent = replace(puk, tries_remaining=1)
+    store.save_puk(spent)
+    store.save_state(CardState(replace(store.load_state().pin, tries_remaining=2)))
+    assert store.load_puk() == spent
+    assert store.load_state().pin.tries_remaining == 2
+    store.save_states(store.load_state().pin, None)
+    assert store.load_puk() is None
+    document = json.loads((tmp_path / "card" / STATE_FILE).read_text())
+    assert (document["version"], "puk" in document) == (1, False)
+
+
+def test_a_broken_puk_entry_names_the_field(tmp_path: Path) -> None:
+    store = new_piv_store(tmp_path / "card")
+    edit(store, STATE_FILE, {"puk": {"kdf": "md5"}})
+    with pytest.raises(StoreError) as caught:
+        store.load_puk()
+    assert (caught.value.field, caught.value.value) == ("puk.kdf", "md5")
+    edit(store, STATE_FILE, {"puk": []})
+    with pytest.raises(StoreError) as caught:
+        store.open_card()
+    assert caught.value.field == "puk"
+
+
+def test_a_cac_card_takes_no_puk(tmp_path: Path) -> None:
+    files = [CredentialFiles(credential(0).certificate, private_key(0))]
+    with pytest.raises(StoreError) as caught:
+        create(tmp_path / "card", NewCard(files, CARD_ID, pin_state(), puk=pin_state()))
+    assert (caught.value.field, caught.value.value) == ("profile", "cac")
+    assert not (tmp_path / "card").exists()
+
+
+def test_a_card_its_profile_cannot_hold_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    files = [CredentialFiles(credential(0).certificate, private_key(1))]
+    with pytest.raises(StoreError, match="does not belong"):
+        create(tmp_path / "card", NewCard(files, CARD_ID, pin_state()))
+    assert not (tmp_path / "card").exists()
