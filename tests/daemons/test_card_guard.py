@@ -16,6 +16,9 @@ from cacard.applets.applet import RID_DOD, RID_GSC_IS
 from cacard.applets.ccc import CCC_AID
 from cacard.applets.gp import GP_AID
 from cacard.card import CHANNELS, Card
+from cacard.pin import PinState
+from cacard.piv.applet import PIVApplet
+from cacard.profile import Applications, CardProfile, new_card, piv_applet
 from cardfloor.iso7816.apdu import APDUFormatError, CommandAPDU, instruction
 from cardfloor.iso7816.instructions import INS_SELECT
 from daemons.card_guard import (
@@ -27,7 +30,7 @@ from daemons.card_guard import (
     tries_left,
 )
 from daemons.emulated_cards import EmulatedCard
-from tests.cacard.cards import PIN, make_card, pin_state
+from tests.cacard.cards import CARD_ID, PIN, credential, make_card, pin_state
 
 WRONG_PIN = bytes.fromhex("0020000008") + b"11111111"
 RIGHT_PIN = bytes.fromhex("0020000008") + b"77777777"
@@ -863,3 +866,81 @@ async def test_a_verified_reference_does_not_hide_wrong_tries_through_another() 
     assert answers == ["63c2", "63c1", "6983"]
     assert (await guard.transmit(card, verify_00 + WRONG)).hex() == "6983"
     assert card.tries == 1
+
+
+# -- PIV --------------------------------------------------------------------------------------
+
+PIV_SELECT = bytes.fromhex("00A4040009A00000030800001000")
+PUK = b"12345678"
+
+
+def piv_card(
+    applications: Applications, max_tries: int, puk_tries: int
+) -> tuple[InProcessCard, PIVApplet]:
+    """A profile card with PIV (the card's PIN is the application PIN, and a PUK); its applet."""
+    profile = CardProfile(
+        tuple(credential(i) for i in range(3)), CARD_ID, applications=applications
+    )
+    puk = PinState.create(PUK.decode(), max_tries=puk_tries, iterations=1)
+    applet = piv_applet(profile, puk)
+    return InProcessCard(new_card(profile, pin_state(max_tries=max_tries), piv=applet)), applet
+
+
+def piv_command_strategy() -> st.SearchStrategy[bytes]:
+    """PIV's PIN and PUK commands (VERIFY 00/80, CHANGE REFERENCE DATA 80/81, RESET RETRY
+    COUNTER 80) in every encoding, wrong and right, with SELECTs of PIV between them."""
+    pin, puk = RIGHT, PUK
+
+    @st.composite
+    def encoded(draw: st.DrawFn) -> bytes:
+        if draw(st.integers(0, 9)) == 0:
+            return PIV_SELECT
+        cla = draw(st.sampled_from([0x00, 0x00, 0x00, 0x01, 0x10, 0x0C, 0x80]))
+        ins, p2, data = draw(
+            st.sampled_from(
+                [
+                    (0x20, 0x80, WRONG),
+                    (0x20, 0x80, WRONG),
+                    (0x20, 0x00, WRONG),
+                    (0x20, 0x80, pin),
+                    (0x20, 0x80, b""),
+                    (0x24, 0x80, WRONG + pin),
+                    (0x24, 0x80, pin + pin),
+                    (0x24, 0x81, WRONG + puk),
+                    (0x24, 0x81, puk + puk),
+                    (0x2C, 0x80, WRONG + pin),
+                    (0x2C, 0x80, puk + pin),
+                ]
+            )
+        )
+        extended = draw(st.booleans())
+        le = draw(st.none() | st.just(256))
+        return CommandAPDU(cla, ins | draw(st.sampled_from([0, 0, 1])), 0x00, p2, data, le,
+                           extended=extended).to_bytes()  # fmt: skip
+
+    return encoded()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    applications=st.sampled_from([Applications.PIV, Applications.CAC_PIV]),
+    keep=st.integers(1, 3),
+    max_tries=st.integers(1, 5),
+    puk_tries=st.integers(1, 5),
+    commands=st.lists(piv_command_strategy(), min_size=1, max_size=15),
+)
+def test_through_the_guard_no_piv_counter_goes_below_keep(
+    applications: Applications, keep: int, max_tries: int, puk_tries: int, commands: list[bytes]
+) -> None:
+    card, applet = piv_card(applications, max_tries, puk_tries)
+    guard = CardGuard(keep=keep)
+
+    async def run() -> None:
+        assert (await guard.transmit(card, PIV_SELECT))[-2:] in (b"\x90\x00", b"\x61\x30")
+        for apdu in commands:
+            await guard.transmit(card, apdu)
+            assert card.tries >= min(keep, max_tries), apdu.hex()
+            # The PUK's counter cannot be asked for: no try of it is ever spent.
+            assert applet.puk.tries_remaining == puk_tries, apdu.hex()
+
+    asyncio.run(run())
