@@ -45,6 +45,8 @@ examples:
   vscclient --card ~/mycard 127.0.0.1 2001          (a client, elsewhere)
   usbip --tcp-port 3240 list -r 127.0.0.1 ; usbip attach -r 127.0.0.1 -b 1-1
   ccid-passthru --card ~/mycard                       an emulated card, no client needed
+  ccid-passthru --card ~/pivcard --pin-guard 2        a PIV card ("cacard new --profile piv"),
+                                                      its last two PIN tries kept from importers
 """
 
 
