@@ -153,8 +153,11 @@ class Algorithm(enum.IntEnum):
     AES_256 = 0x0C
     ECC_P256 = 0x11
     ECC_P384 = 0x14
-    # Not in SP 800-78-4. Values as YubiKey 5.7 uses (Yubico SDK's PivAlgorithm); SP 800-78-5
-    # adds RSA-3072/4096 but its table was not checked here.
+    # Not in SP 800-78-4 (SP 800-78-5 adds them). The values hosts send: OpenSC's PIV driver
+    # names a 384-byte RSA block 05 (0.23 on) and a 512-byte one 16 (later releases) (OpenSC,
+    # card-piv.c, piv_validate_general_authentication); yubico-piv-tool after 2.2.0 has the
+    # same two (yubico-piv-tool, lib/ykpiv.h, YKPIV_ALGO_RSA3072/YKPIV_ALGO_RSA4096); 2.2.0
+    # knows neither.
     RSA_3072 = 0x05
     RSA_4096 = 0x16
 

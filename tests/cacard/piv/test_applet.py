@@ -413,6 +413,17 @@ def test_chain_is_bounded_and_cleared_by_select(card: Card) -> None:
     assert general_authenticate(card, 0x07, 0x9A, data[10:]).sw == 0x6A80
 
 
+@pytest.mark.parametrize("ins", [0xFD, 0xF8, 0xF7, 0xFF, 0xFB, 0xFA, 0xF9])
+def test_yubikey_instructions_are_unknown_and_leave_piv_selected(card: Card, ins: int) -> None:
+    # GET VERSION, GET SERIAL, GET METADATA, SET MANAGEMENT KEY, RESET, SET PIN RETRIES and
+    # ATTEST are YubiKey's, not PIV's; yubico-piv-tool copes with 6D00 for the first (its
+    # connect reads the version and goes on without it: lib/ykpiv.c,
+    # _ykpiv_select_application) and sends the others only for YubiKey-only actions.
+    assert tx(card, 0x00, ins, 0x00, 0x00, le=256).sw == 0x6D00
+    assert verify(card, None) == 0x63C3
+    assert get_data(card, bytes.fromhex("7E")).sw == 0x9000
+
+
 def test_chaining_other_commands_is_refused(card: Card) -> None:
     assert tx(card, 0x10, 0xCB, 0x3F, 0xFF, bytes.fromhex("5C017E")).sw == 0x6884
 
