@@ -161,6 +161,23 @@ def test_generated_p384_key_management_key_derives_ecdh(card: PivReader) -> None
     assert card.derive(KEY_IDS["9d"], peer.public_key()) == peer.exchange(ec.ECDH(), card_public)
 
 
+@pytest.mark.parametrize(
+    ("slot", "test", "said"),
+    [
+        ("9a", "test-signature", "Successful RSA verification"),
+        ("9d", "test-decipher", "Successfully performed ECDH exchange"),
+    ],
+)
+def test_yubico_piv_tool_checks_the_keys_against_their_certificates(
+    card: PivReader, slot: str, test: str, said: str
+) -> None:
+    # Its own checks: it pads RSA itself and sends the whole block, and derives with an
+    # ephemeral key of its own (tool/yubico-piv-tool.c, test_signature and test_decipher).
+    certificate = str(card.workdir / f"cert-{slot}.pem")
+    out = card.yubico("-a", "verify-pin", "-P", PIN, "-a", test, "-s", slot, "-i", certificate)
+    assert said in out.stdout + out.stderr
+
+
 def test_opensc_lists_the_four_certificates_and_keys(card: PivReader) -> None:
     out = card.run("pkcs15-tool", "-D").stdout
     assert out.count("X.509 Certificate [") == 4
