@@ -1,9 +1,10 @@
-"""A ``cacard new --profile piv`` card provisioned by PIV tools alone, through pcscd and vpcd:
-yubico-piv-tool (Debian's 2.2.0) reads its status, verifies, changes and unblocks the PIN,
-authenticates with the default 9B management key, generates RSA-2048, P-256 and P-384 keys
-in 9A, 9C, 9D and 9E and imports a certificate for each; OpenSC's PIV driver then lists the four
-certificates and keys and signs and derives with the new keys, checked against the imported
-certificates with ``cryptography``, before and after the card process restarts.
+"""``cacard new --profile piv`` and ``cac+piv`` cards provisioned by PIV tools alone, through
+pcscd and vpcd: yubico-piv-tool (Debian's 2.2.0) reads the status, verifies, changes and
+unblocks the PIN, authenticates with the default 9B management key, generates RSA-2048, P-256
+and P-384 keys in 9A, 9C, 9D and 9E and imports a certificate for each; OpenSC's PIV driver
+then lists the four certificates and keys and signs and derives with the new keys, checked
+against the imported certificates with ``cryptography``, before and after the card process
+restarts.
 
 yubico-piv-tool's ``selfsign-certificate`` and ``request-certificate`` are not run: 2.2.0
 built with OpenSSL 3 fails them before sending the card anything (Yubico/yubico-piv-tool
@@ -80,12 +81,15 @@ class Served:
     process: subprocess.Popen[bytes]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["piv", "cac+piv"])
 def served(
-    pcscd: Pcscd, opensc_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    pcscd: Pcscd,
+    opensc_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Served]:
     workdir = tmp_path_factory.mktemp("piv-yubico")
-    store = make_card(workdir / "card", "piv", "--certs", "1", "--key-size", "1024")
+    store = make_card(workdir / "card", request.param, "--certs", "1", "--key-size", "1024")
     card = PivReader(opensc_env, workdir, SLOT, pcscd.reader_name(SLOT))
     served = Served(card, store, serve(pcscd, store, workdir, SLOT))
     try:
