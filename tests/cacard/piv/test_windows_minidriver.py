@@ -7,22 +7,22 @@ Sources (Microsoft's public documentation, windows-driver-docs):
   Plug and Play first SELECTs the SC PNP AID and sends GET DATA ``7F68`` (a DER ``CardID``:
   version 0, vendor "MSFT", a list of 16-byte GUIDs), then SELECTs MF and EF.ATR and reads it,
   then SELECTs the PIV AID; the framework ignores the AID's last two bytes (the version), so
-  it sends ``A0 00 00 03 08 00 00 10 00``. The commands it uses are SELECT, GET DATA and
-  GET RESPONSE.
+  a card must answer SELECT of ``A0 00 00 03 08 00 00 10 00``. The commands it uses are
+  SELECT, GET DATA and GET RESPONSE.
 - "Windows Inbox Smart Card Minidriver"
   (learn.microsoft.com/windows-hardware/drivers/smartcard/windows-inbox-smart-card-minidriver):
   on CardAcquireContext the class minidriver SELECTs the PIV AID and, when it succeeds, treats
   the card as PIV.
-- "Smart Card Minidriver Specification" v7.07, Appendix C ("Overview of the Windows Inbox Smart
-  Card Minidriver"): the inbox minidriver maps the PIV data model onto its card files.
+- "Windows Smart Card Minidriver Specification" v7.07, Appendix C ("Overview of the Windows
+  Inbox Smart Card Minidriver").
 
 What the minidriver then reads to build its card and container map is the PIV data model of
-NIST SP 800-73-4 Part 1 (Appendix A) read with Part 2's GET DATA: the CHUID (its GUID names the
-card), the CCC, the Discovery Object (PIN usage policy), the Key History Object (retired
-keys) and the certificate objects of keys 9A, 9C, 9D and 9E; VERIFY ``80`` without data asks
-the PIN's state. Each response is checked against what those documents require, whichever
-form a host reads it in: short Le ``00`` with ``61xx`` and GET RESPONSE (T=0), or one
-extended-Le response.
+NIST SP 800-73-4 Part 1 (Appendix A), read with Part 2's GET DATA: the CHUID (hosts derive the
+card's identity from its GUID), the CCC, the Discovery Object (PIN usage policy), the Key
+History Object (retired keys) and the certificate objects of keys 9A, 9C, 9D and 9E; VERIFY
+``80`` without data asks the PIN's state. Each response is checked against what those
+documents require, whichever form a host reads it in: short Le ``00`` with ``61xx`` and
+GET RESPONSE (T=0), or one extended-Le response.
 """
 
 from __future__ import annotations
