@@ -126,6 +126,13 @@ def test_rsa_decryption_on_the_key_management_key(rsa_card: RSACard) -> None:
     assert card.decrypt(PIN, KEY_IDS["9d"], "RSA-PKCS", ciphertext) == b"a PIV secret"
 
 
+def test_pkcs11_tool_test_passes(rsa_card: RSACard) -> None:
+    out = rsa_card.card.run("pkcs11-tool", "--login", "--pin", PIN, "--test").stdout
+    assert "No errors" in out
+    for line in ("RSA-X-509: OK", "SHA256-RSA-PKCS: OK", "RSA-PKCS-OAEP"):
+        assert line in out
+
+
 def make_ec_card(directory: Path) -> CardStore:
     """A piv card with :data:`EC_KEYS`: ``cacard new --key`` where it exists, else the same
     request through :func:`cacard.generate.generate_card`."""
