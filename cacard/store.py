@@ -392,7 +392,6 @@ class CardStore:
         self.path = Path(path)
         # The card's commands that may block run off the event loop: one writer at a time.
         self._writing = threading.RLock()
-        self._piv: _PIVDocument | None = None
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -626,7 +625,8 @@ class CardStore:
             if isinstance(change, PukChanged):
                 self.save_puk(change.state)
                 return
-            document = self._piv if self._piv is not None else self._piv_document()
+            # Read at every change: piv.json is the truth, whichever CardStore wrote it last.
+            document = self._piv_document()
             generation = document.generation + 1
             keys, objects = dict(document.keys), dict(document.objects)
             replaced: str | None
@@ -651,7 +651,6 @@ class CardStore:
                 objects[change.tag] = new_name
             updated = _PIVDocument(generation, keys, objects)
             write_atomically(self.path / PIV_FILE, _json_bytes(updated.to_json()))
-            self._piv = updated
             if replaced is not None:
                 self._remove(self.path / replaced)
             log.info("cacard.piv_kept", change=type(change).__name__, generation=generation)
@@ -719,7 +718,6 @@ class CardStore:
         pin = self.load_state().pin
         if not profile.applications.piv:
             return new_card(profile, pin, on_state_change=self.save_state)
-        self._piv = self._piv_document()
         kept = self.load_piv()
         deleted = {tag for tag, content in kept.objects.items() if content is None}
         # A kept key replaces the credential's; the slot keeps the credential's certificate

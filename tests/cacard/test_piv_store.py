@@ -18,11 +18,14 @@ from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cacard import CardRequest, generate_card
 from cacard.card import Card
 from cacard.cli import main
 from cacard.generate import KEY_KINDS
+from cacard.piv.applet import KeyGenerated, ObjectWritten
 from cacard.piv.ber import decode_fields, decode_one, encode
 from cacard.piv.objects import PIV_AID, CertificateObject, KeyReference, ObjectTag
 from cacard.profile import Applications
@@ -541,3 +544,54 @@ def test_keys_are_one_per_reference(piv_card: Path) -> None:
     assert tx(card, 0x00, 0x47, 0x00, 0x9B, bytes.fromhex("AC03800111")).sw == 0x6A86
     generate(card, KeyReference.RETIRED_KEY_MANAGEMENT_1, ECC_P256)
     assert set(CardStore(piv_card).load_piv().keys) == {KeyReference.RETIRED_KEY_MANAGEMENT_1}
+
+
+# -- any sequence of changes ---------------------------------------------------------------------
+
+_EC_KEYS = [ec.generate_private_key(ec.SECP256R1()) for _ in range(3)]
+_REFERENCES = [KeyReference.PIV_AUTHENTICATION, KeyReference.CARD_AUTHENTICATION]
+_TAGS = [ObjectTag.PRINTED_INFORMATION, ObjectTag.CHUID, ObjectTag.KEY_MANAGEMENT_CERTIFICATE]
+_CHANGES = st.one_of(
+    st.builds(KeyGenerated, st.sampled_from(_REFERENCES), st.sampled_from(_EC_KEYS)),
+    st.builds(
+        ObjectWritten,
+        st.sampled_from(_TAGS),
+        st.one_of(st.none(), st.binary(min_size=1, max_size=64)),
+    ),
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(changes=st.lists(_CHANGES, max_size=12))
+def test_piv_json_holds_the_last_change_per_key_and_tag_and_no_other_file(
+    tmp_path_factory: pytest.TempPathFactory, changes: list[KeyGenerated | ObjectWritten]
+) -> None:
+    directory = tmp_path_factory.mktemp("changes") / "card"
+    shutil.copytree(FIXTURES / "card-v2-piv", directory)
+    store = CardStore(directory)
+    keys: dict[KeyReference, ec.EllipticCurvePrivateKey] = {}
+    objects: dict[ObjectTag, bytes | None] = {}
+    for change in changes:
+        store._piv_changed(change)  # the sink the card's PIV application reports to
+        if isinstance(change, KeyGenerated):
+            assert isinstance(change.private_key, ec.EllipticCurvePrivateKey)
+            keys[change.reference] = change.private_key
+        else:
+            objects[change.tag] = change.content
+    kept = CardStore(directory).load_piv()
+    assert {ref: _public(key) for ref, key in kept.keys.items()} == {
+        ref: _public(key) for ref, key in keys.items()
+    }
+    assert kept.objects == objects
+    files = [p.name for p in directory.iterdir() if p.name.startswith("piv-")]
+    assert len(files) == len(keys) + sum(content is not None for content in objects.values())
+    CardStore(directory).open_card()  # and the card opens with them
+
+
+def _public(key: object) -> bytes:
+    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
