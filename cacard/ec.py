@@ -56,6 +56,9 @@ class SoftwareECKey:
         self._key = key
         self._public_key = key.public_key()
         self._digest = _DIGESTS[key.curve.name]
+        # Built once: it is immutable, and building it costs more than a tenth of a P-256
+        # signature.
+        self._ecdsa = ec.ECDSA(utils.Prehashed(self._digest))
 
     @property
     def curve(self) -> ec.EllipticCurve:
@@ -71,7 +74,7 @@ class SoftwareECKey:
                 f"digest is {len(digest)} bytes; a {self.curve.name} key signs "
                 f"{self._digest.digest_size}"
             )
-        return self._key.sign(digest, ec.ECDSA(utils.Prehashed(self._digest)))
+        return self._key.sign(digest, self._ecdsa)
 
     def exchange(self, peer_point: bytes) -> bytes:
         try:
