@@ -11,6 +11,12 @@ for the ATR about every 0.4 s to see whether the card is still there.
 sets TCP_NODELAY and re-arms TCP_QUICKACK after every read: vpcd writes the length and the
 payload in two ``send`` calls, and with delayed ACKs on this side each APDU would wait ~44 ms for
 the second half (Linux does not keep quick-ack mode on by itself).
+
+vpcd does not say which protocol pcscd chose. pcscd chooses T=1 when the ATR offers it and the
+host accepts it (yubico-piv-tool asks for T=1 only), so a card whose ATR offers T=1 runs T=1
+here (:attr:`cacard.card.Card.protocol`): a command without Le gets its data at once instead of
+``61xx``, as yubico-piv-tool's SELECT needs. A host that insists on T=0 gets the same answers,
+which PC/SC applications take as they come.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Final
 
 from cardfloor.log import get_logger
 
+from .atr import protocols
 from .card import Card
 
 log = get_logger(__name__)
@@ -54,6 +61,7 @@ class VpcdConnection:
     def __init__(self, card: Card) -> None:
         self.card = card
         self._buffer = bytearray()
+        card.protocol = 1 if 1 in protocols(card.atr) else 0  # see the module docstring
 
     def receive_data(self, data: bytes) -> bytes:
         """Consume bytes from vpcd (split anywhere); return the replies to send, in order."""

@@ -20,6 +20,7 @@ from ssl import SSLContext
 import structlog
 
 import vscard
+from cacard.atr import protocols
 from cardfloor.aio.signals import on_stop_signals
 from cardfloor.version import add_version_option
 from ccid import CCIDDevice
@@ -71,9 +72,16 @@ class RemoteCard:
 
 class GuardedCard:
     """An in-process card behind the PIN guard, as a :class:`ccid.ICC`: the importer is the
-    host the guard keeps the card's last tries from."""
+    host the guard keeps the card's last tries from.
+
+    A card whose ATR offers T=1 runs T=1 (a command without Le gets its data at once, as
+    yubico-piv-tool's SELECT needs): our reader offers both, frames neither (extended APDU
+    level) and configures the protocol itself, so libccid sends no SetParameters, and pcscd
+    chooses T=1 when it is offered.
+    """
 
     def __init__(self, card: EmulatedCard, guard: CardGuard) -> None:
+        card.protocol = 1 if 1 in protocols(card.atr) else 0
         self._card = card
         self._guard = guard
         self.name = card.name

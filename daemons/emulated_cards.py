@@ -47,6 +47,16 @@ class EmulatedCard:
     def atr(self) -> bytes:
         return self._card.atr
 
+    @property
+    def protocol(self) -> int:
+        """The transmission protocol the reader runs with the card (:attr:`Card.protocol`):
+        0 unless a transport that knows sets 1."""
+        return self._card.protocol
+
+    @protocol.setter
+    def protocol(self, value: int) -> None:
+        self._card.protocol = value
+
     def power_on(self) -> None:
         self._card.power_on()
 

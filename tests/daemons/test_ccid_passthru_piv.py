@@ -141,3 +141,22 @@ async def test_with_the_guard_off_the_importer_can_block_the_card(card: Path) ->
         answers = [(await importer.transmit(verify)).hex() for _ in range(4)]
     assert answers == ["63c2", "63c1", "63c0", "6983"]
     assert CardStore(card).load_state().pin.tries_remaining == 0
+
+
+async def test_a_select_without_le_gets_its_data_at_once(card: Path) -> None:
+    """The card runs T=1 in our reader: yubico-piv-tool's SELECT (no Le) gets 9000 and the
+    application property template, not 61xx."""
+    async with imported(card) as importer:
+        await exchange_ccid(importer.client, PC_to_RDR_IccPowerOn(0, importer.seq()))
+        answer = await importer.transmit(SELECT_PIV[:-1])
+    assert answer[-2:] == b"\x90\x00"
+    assert answer[0] == 0x61  # the application property template
+
+
+async def test_a_t0_only_card_still_answers_61xx(tmp_path: Path) -> None:
+    generate_card(tmp_path / "card", CardRequest(key_size=1024, pin_iterations=1))
+    async with imported(tmp_path / "card") as importer:
+        await exchange_ccid(importer.client, PC_to_RDR_IccPowerOn(0, importer.seq()))
+        answer = await importer.transmit(bytes.fromhex("00A4040007A0000000790100"))
+    assert answer[:1] == b"\x61"
+    assert len(answer) == 2

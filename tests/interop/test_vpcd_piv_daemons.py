@@ -1,7 +1,8 @@
 """A card with PIV served through our vpcd bridge (``cacard serve-vpcd``) to a private pcscd,
 connected as yubico-piv-tool connects (SCardConnect offering T=1 only): its ATR offers T=1, so
 pcscd takes the connection, and a PIV host's first commands work through it (SELECT, GET DATA
-CHUID, VERIFY 80, GENERAL AUTHENTICATE 9A)."""
+CHUID, VERIFY 80, GENERAL AUTHENTICATE 9A), as does yubico-piv-tool's SELECT without Le,
+which the card answers at once under T=1."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from smartcard.System import readers
 from cacard.atr import CAC_ATR_T1, PIV_ATR
 from cacard.store import CardStore
 
-from ..daemons.piv_session import key_9a, piv_session
+from ..daemons.piv_session import SELECT_PIV, key_9a, piv_session
 from . import opensc
 from .opensc import cacard
 from .pcsc import fixtures
@@ -62,6 +63,10 @@ def test_a_piv_card_through_vpcd_takes_a_t1_only_connection(
                 data, sw1, sw2 = connection.transmit(list(apdu))
                 return bytes([*data, sw1, sw2])
 
+            # yubico-piv-tool's SELECT has no Le and wants 9000 with the data, not 61xx.
+            data, sw1, sw2 = connection.transmit(list(SELECT_PIV[:-1]))
+            assert (sw1, sw2) == (0x90, 0x00)
+            assert data[:1] == [0x61]  # the application property template
             session = asyncio.run(piv_session(transmit, key_9a(directory)))
         finally:
             connection.disconnect()
