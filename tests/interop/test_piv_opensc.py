@@ -1,11 +1,11 @@
 """``cacard new --profile piv`` and ``--profile cac+piv`` cards through pcscd and vpcd, used by
-OpenSC's (0.23) PIV driver: detection, the PKCS#15 listing of certificates and keys, RSA
-PKCS#1 v1.5 and PSS signatures on 9A and 9C (OpenSC pads, the card does raw RSA), RSA
-decryption on 9D with RSA-2048 and RSA-3072 keys (whose GENERAL AUTHENTICATE OpenSC sends
-with algorithm ``05``), ECDSA on P-256 and P-384 keys (a SHA-256 hash on a P-384 key too) and
-ECDH on 9D; every
-result checked with ``cryptography`` against the certificate OpenSC reads from the card.
-"""
+OpenSC's (0.23) PIV driver: detection, the PKCS#15 listing of the four certificates and keys
+(9A, 9C, 9D and 9E with ``--certs 4``), RSA PKCS#1 v1.5 and PSS signatures on 9A, 9C and 9E
+(OpenSC pads, the card does raw RSA), RSA decryption on 9D with RSA-2048 and RSA-3072 keys
+(whose GENERAL AUTHENTICATE OpenSC sends with algorithm ``05``), ``pkcs11-tool --test``, ECDSA
+on P-256 and P-384 keys (a SHA-256 hash on a P-384 key too) and ECDH on 9D; every result
+checked with ``cryptography`` against the card directory's certificate, which OpenSC reads back
+unchanged."""
 
 from __future__ import annotations
 
@@ -22,12 +22,9 @@ pytest.importorskip("smartcard", reason="pyscard (the 'pcsc' extra) is not insta
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from cacard.generate import CardRequest, KeyKind, generate_card
-from cacard.profile import Applications
 from cacard.store import CardStore
 
 from . import opensc
-from .opensc import cacard
 from .pcsc import fixtures
 from .pcsc.pcscd import Pcscd
 from .piv_card import KEY_IDS, PIN, PivReader, make_card, verify
@@ -46,8 +43,8 @@ SLOT = 1
 OWN_SLOT = 0
 MESSAGE = b"sign me, PIV\n"
 PIV_DRIVER = "Personal Identity Verification Card"
-#: The EC card: P-384 in 9A (ECDSA), P-256 in 9C (ECDSA), P-384 in 9D (ECDH only, for OpenSC).
-EC_KEYS = {"9a": "p384", "9c": "p256", "9d": "p384"}
+#: The EC card: P-384 in 9A, P-256 in 9C, P-384 in 9D (ECDH only, for OpenSC), P-256 in 9E.
+EC_KEYS = {"9a": "p384", "9c": "p256", "9d": "p384", "9e": "p256"}
 
 
 def serve(pcscd: Pcscd, store: CardStore, workdir: Path, slot: int) -> subprocess.Popen[bytes]:
@@ -55,14 +52,15 @@ def serve(pcscd: Pcscd, store: CardStore, workdir: Path, slot: int) -> subproces
 
 
 def certificate_of(store: CardStore, slot: str) -> x509.Certificate:
-    """The certificate the card directory holds for ``slot`` (credentials 1-3: 9A, 9C, 9D)."""
-    index = ("9a", "9c", "9d").index(slot)
+    """The certificate the card directory holds for ``slot`` (credentials 1-4: 9A-9E)."""
+    index = ("9a", "9c", "9d", "9e").index(slot)
     return store.load_profile().credentials[index].certificate
 
 
 @dataclass
 class RSACard:
-    """A ``cacard new`` card with RSA keys of ``bits`` in 9A, 9C and 9D, served on SLOT."""
+    """A ``cacard new --certs 4`` card with RSA keys of ``bits`` in 9A, 9C, 9D and 9E, served on
+    SLOT."""
 
     card: PivReader
     store: CardStore
@@ -82,10 +80,11 @@ def rsa_card(
 ) -> Iterator[RSACard]:
     profile, bits = request.param
     workdir = tmp_path_factory.mktemp("piv-opensc")
-    store = make_card(workdir / "card", profile, "--key-size", str(bits))
+    store = make_card(workdir / "card", profile, "--key-size", str(bits), "--certs", "4")
     process = serve(pcscd, store, workdir, SLOT)
+    card = PivReader(opensc_env, workdir, SLOT, pcscd.reader_name(SLOT))
     try:
-        yield RSACard(PivReader(opensc_env, workdir, SLOT, pcscd.reader_name(SLOT)), store, bits)
+        yield RSACard(card, store, bits)
     finally:
         opensc.stop(pcscd, process, SLOT)
 
@@ -96,20 +95,18 @@ def test_opensc_picks_its_piv_driver(rsa_card: RSACard) -> None:
     assert "Manufacturer ID: piv_II" in card.run("pkcs15-tool", "-D").stdout
 
 
-def test_pkcs15_lists_3_certificates_and_3_keys(rsa_card: RSACard) -> None:
+def test_pkcs15_lists_the_certificates_and_keys(rsa_card: RSACard) -> None:
     card, store = rsa_card.card, rsa_card.store
     out = card.run("pkcs15-tool", "-D").stdout
-    assert out.count("X.509 Certificate [") == 3
-    assert out.count("Private RSA Key [") == 3
-    for label in ("PIV AUTH key", "SIGN key", "KEY MAN key"):
+    assert out.count("X.509 Certificate [") == 4
+    assert out.count("Private RSA Key [") == 4
+    for label in ("PIV AUTH key", "SIGN key", "KEY MAN key", "CARD AUTH key"):
         assert f"Private RSA Key [{label}]" in out
-    # No 9E: cacard new makes no Card Authentication key.
-    assert "CARD AUTH" not in out
-    for slot in ("9a", "9c", "9d"):
+    for slot in ("9a", "9c", "9d", "9e"):
         assert card.certificate(KEY_IDS[slot]) == certificate_of(store, slot)
 
 
-@pytest.mark.parametrize("slot", ["9a", "9c"])
+@pytest.mark.parametrize("slot", ["9a", "9c", "9e"])
 @pytest.mark.parametrize("mechanism", ["SHA256-RSA-PKCS", "SHA256-RSA-PKCS-PSS"])
 def test_rsa_signature_verifies(rsa_card: RSACard, slot: str, mechanism: str) -> None:
     card, store = rsa_card.card, rsa_card.store
@@ -134,21 +131,9 @@ def test_pkcs11_tool_test_passes(rsa_card: RSACard) -> None:
 
 
 def make_ec_card(directory: Path) -> CardStore:
-    """A piv card with :data:`EC_KEYS`: ``cacard new --key`` where it exists, else the same
-    request through :func:`cacard.generate.generate_card`."""
-    help_text = subprocess.run(
-        cacard("new", "--help"), capture_output=True, text=True, timeout=60, check=True
-    ).stdout
-    if "--key " in help_text:
-        keys = [arg for slot, kind in EC_KEYS.items() for arg in ("--key", f"{slot}={kind}")]
-        return make_card(directory, "piv", *keys)
-    request = CardRequest(
-        pin=PIN,
-        atr=None,
-        applications=Applications.PIV,
-        keys={index: KeyKind.named(kind) for index, kind in enumerate(EC_KEYS.values())},
-    )
-    return generate_card(directory, request)
+    """A piv card with :data:`EC_KEYS` in 9A, 9C, 9D and 9E."""
+    keys = [arg for slot, kind in EC_KEYS.items() for arg in ("--key", f"{slot}={kind}")]
+    return make_card(directory, "piv", "--certs", str(len(EC_KEYS)), *keys)
 
 
 @pytest.fixture(scope="module")
@@ -167,10 +152,10 @@ def ec_card(
 def test_pkcs15_lists_the_ec_keys(ec_card: tuple[PivReader, CardStore]) -> None:
     card, _ = ec_card
     out = card.run("pkcs15-tool", "-D").stdout
-    assert out.count("X.509 Certificate [") == 3
-    assert out.count("Private EC Key [") == 3
+    assert out.count("X.509 Certificate [") == 4
+    assert out.count("Private EC Key [") == 4
     # The private keys, then the public ones.
-    assert re.findall(r"FieldLength\s+: (\d+)", out) == ["384", "256", "384"] * 2
+    assert re.findall(r"FieldLength\s+: (\d+)", out) == ["384", "256", "384", "256"] * 2
 
 
 @pytest.mark.parametrize(
@@ -180,6 +165,7 @@ def test_pkcs15_lists_the_ec_keys(ec_card: tuple[PivReader, CardStore]) -> None:
         ("9a", "ECDSA-SHA256"),  # a 32-byte hash on a P-384 key
         ("9c", "ECDSA-SHA256"),
         ("9c", "ECDSA-SHA384"),  # OpenSC cuts the hash to the P-256 key's 32 bytes
+        ("9e", "ECDSA-SHA256"),
     ],
 )
 def test_ecdsa_signature_verifies(
@@ -202,7 +188,8 @@ def test_ecdh_on_the_key_management_key(ec_card: tuple[PivReader, CardStore]) ->
 def test_general_authenticate_names_the_key_size(rsa_card: RSACard) -> None:
     card = rsa_card.card
     out = card.run("pkcs15-tool", "-D").stdout
-    assert out.count(f"ModLength      : {rsa_card.bits}") == 6  # private and public keys
+    # The private keys and the public ones.
+    assert out.count(f"ModLength      : {rsa_card.bits}") == 8
     card.sign(PIN, KEY_IDS["9a"], "SHA256-RSA-PKCS", MESSAGE)
     commands = re.findall(r"command=([0-9a-f]+)", (card.workdir / "serve.log").read_text())
     # OpenSC derives the algorithm from the block size (card-piv.c,
