@@ -11,8 +11,8 @@ these deliberate differences:
   GET RESPONSE and announced with ``61xx``; any other command drops it. Once the reader says
   the card runs T=1 (:attr:`Card.protocol`), a command without Le gets its data at once, as a
   T=1 card answers (yubico-piv-tool's SELECT has no Le and wants ``9000``: yubico-piv-tool,
-  ``lib/ykpiv.c``, ``_ykpiv_select_application``); data longer than a present Le still go
-  through ``61xx``.
+  ``lib/ykpiv.c``, ``_ykpiv_select_application``), up to 256 bytes (65,536 for an extended
+  command); data longer than that, or than a present Le, still go through ``61xx``.
 - A SELECT of an AID the card lacks leaves no applet selected, as on libcacard, unless the
   card is built with ``selection_survives_miss`` (a card with PIV): then the selection stays,
   as ISO/IEC 7816-4 has it and as PIV tools expect after probing an AID (yubico-piv-tool probes
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from cardfloor.iso7816.apdu import (
+    EXTENDED_MAX,
     SHORT_MAX,
     APDUFormatError,
     CommandAPDU,
@@ -249,9 +250,13 @@ class Card:
 
     def _sized(self, command: CommandAPDU, answer: Response) -> Response:
         """Keep data that exceed Le for GET RESPONSE, announcing it with ``61xx``."""
+        # Under T=1 a command without Le takes what one response of its kind carries (hosts
+        # receive into a buffer of that size: yubico-piv-tool, lib/ykpiv.c,
+        # _ykpiv_transfer_data); more still goes through 61xx.
+        limit = command.ne
         if command.le is None and self.protocol == 1:
-            return answer
-        if answer.sw == StatusWord.SUCCESS and len(answer.data) > command.ne:
+            limit = EXTENDED_MAX if command.extended else SHORT_MAX
+        if answer.sw == StatusWord.SUCCESS and len(answer.data) > limit:
             self._pending = answer.data
             return status(bytes_remaining(len(answer.data)))
         return answer

@@ -65,8 +65,12 @@ def test_under_t1_a_command_without_le_gets_its_data_at_once() -> None:
         bytes.fromhex("6F 0B 84 07" + CCC_AID + "A5 00"),
         "9000",
     )
-    # A present Le still bounds the answer.
+    # A present Le still bounds the answer, and without one a short command takes 256 bytes.
     assert hexsw(send(card, SELECT_CCC + " 05")) == "610D"
+    card.applets[bytes.fromhex(CCC_AID)].fci = lambda: bytes(300)  # type: ignore[method-assign]
+    long = send(card, SELECT_CCC)
+    assert (long.data, hexsw(long)) == (b"", "6100")
+    assert len(send(card, "00 C0 00 00 00").data) == 256
     card.protocol = 0
     assert hexsw(send(card, SELECT_CCC)) == "610D"
 
