@@ -72,7 +72,7 @@ def test_under_t1_a_command_without_le_gets_its_data_at_once() -> None:
     assert (long.data, hexsw(long)) == (b"", "6100")
     assert len(send(card, "00 C0 00 00 00").data) == 256
     card.protocol = 0
-    assert hexsw(send(card, SELECT_CCC)) == "610D"
+    assert hexsw(send(card, SELECT_CCC)) == "6100"  # T=0: all through GET RESPONSE
 
 
 def test_a_card_with_piv_keeps_its_selection_when_a_select_misses() -> None:
