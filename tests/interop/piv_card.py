@@ -23,7 +23,7 @@ from tests.cacard.certificates import issue
 
 from .opensc import Reader, cacard
 
-#: The card PIN and PUK of every card made here (the PUK is ``cacard new``'s default).
+#: The card PIN and PUK of every card made here.
 PIN = "77777777"
 PUK = "12345678"
 #: ``cacard new``'s ATR for each profile here, named explicitly: yubico-piv-tool connects with
@@ -40,8 +40,9 @@ def missing_yubico_piv_tool() -> bool:
 
 
 def make_card(directory: Path, profile: str, *extra: str) -> CardStore:
-    """``cacard new DIR --profile PROFILE`` with the profile's T=1 ATR and :data:`PIN`."""
-    argv = cacard("new", str(directory), "--profile", profile, "--pin", PIN)
+    """``cacard new DIR --profile PROFILE`` with the profile's T=1 ATR, :data:`PIN` and
+    :data:`PUK`."""
+    argv = cacard("new", str(directory), "--profile", profile, "--pin", PIN, "--puk", PUK)
     argv += ["--atr", ATRS[profile], *extra]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
@@ -85,8 +86,8 @@ class PivReader(Reader):
         return target.read_bytes()
 
     def piv_select_gaps(self) -> list[str]:
-        """What this card still answers unlike a PIV card under T=1 as yubico-piv-tool uses
-        it (empty when nothing): it sends every command without Le and reads the answer of
+        """What this card answers unlike a PIV card under T=1 as yubico-piv-tool uses it
+        (empty when nothing): it sends every command without Le and reads the answer of
         SELECT and of the 9B witness as they come (lib/ykpiv.c, _ykpiv_select_application,
         _ykpiv_authenticate), and after a SELECT of an AID the card lacks (the YubiKey OTP
         application, _ykpiv_get_serial) it goes on with the PIV application."""
