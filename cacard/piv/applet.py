@@ -13,6 +13,11 @@ The PUK (``81``) is always the applet's own. Keys are :class:`~cacard.keys.CardK
 :class:`~cacard.keys.ECCardKey` (P-256, P-384), wherever they live. What the applet changes
 that a card keeps (a generated key, a written object, the PUK and its counter) is reported to
 ``on_change`` as a :data:`PIVChange` before the command is answered: persist it there.
+
+YubiKey's own instructions (GET VERSION ``FD``, GET SERIAL ``F8``, GET METADATA ``F7``, SET
+MANAGEMENT KEY ``FF``, RESET ``FB``, SET PIN RETRIES ``FA``, ATTEST ``F9``) are not PIV's: the
+card answers ``6D00``. yubico-piv-tool reads the version when it connects and goes on without
+it (lib/ykpiv.c, _ykpiv_select_application); it sends the others only for YubiKey-only actions.
 """
 
 from __future__ import annotations
