@@ -1,5 +1,6 @@
 """A ``cac+piv`` card in the Linux guest: OpenSC binds it with its PIV driver, lists what the
-card holds, and signs; the host verifies each signature against the card's certificate.
+card holds, and signs (SHA256-RSA-PKCS with PIV Authentication, ECDSA with the P-256 Digital
+Signature key); the host verifies each signature against the card's certificate.
 
 One guest boot per path, every check in it:
 
@@ -58,8 +59,9 @@ OPENSC_KEY_IDS = {
 PKCS15_PIV = "Manufacturer ID: piv_II"
 
 
-#: ``cacard new`` options of the test card; the rest are its defaults (PIN 77777777).
-NEW_CARD = ("--profile", "cac+piv")
+#: ``cacard new`` options of the test card: a P-256 Digital Signature key (9C) for ECDSA beside
+#: the RSA-2048 ones; the rest are its defaults (PIN 77777777).
+NEW_CARD = ("--profile", "cac+piv", "--key", "9c=p256")
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,10 @@ def piv_card(tmp_path_factory: pytest.TempPathFactory) -> PivCard:
         text=True,
     )
     assert made.returncode == 0, made.stderr
-    return PivCard(directory, CardStore(directory).load_profile())
+    card = PivCard(directory, CardStore(directory).load_profile())
+    signature_key = card.piv_credentials[KeyReference.DIGITAL_SIGNATURE].key
+    assert isinstance(signature_key, ECCardKey), f"9C is not an EC key: {signature_key}"
+    return card
 
 
 def _mechanism(credential: Credential) -> str:
