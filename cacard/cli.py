@@ -20,6 +20,10 @@ ATR is ``cac`` (libcacard's, T=0), ``cac-t1`` (T=0 and T=1), ``piv`` (T=0 and T=
 default the profile's (``cac`` for a CAC card, ``cac-t1`` for cac+piv, ``piv`` for piv: a card
 with PIV offers T=1, which yubico-piv-tool needs). KIND is rsa2048, rsa3072, rsa4096, p256 or
 p384; SLOT a certificate number (1-10) or, on a card with PIV, 9a, 9c, 9d or 9e.
+
+``new`` and ``import`` make ``cac+piv`` cards unless told otherwise (docs/cacard.md says why);
+the library's :class:`~cacard.generate.CardRequest` keeps ``cac`` as its default, so code
+written against it makes the same card as before.
 """
 
 from __future__ import annotations
@@ -229,8 +233,9 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("directory", metavar="DIR")
     _add_profile(
         new,
-        "the card applications (default cac: OpenSC's CAC driver, as libcacard; "
-        "Windows and macOS need piv or cac+piv)",
+        "the card applications (default cac+piv: a CAC with PIV beside it, as a real CAC, "
+        "which Windows, macOS, OpenSC and PIV tools all use; cac is libcacard's card)",
+        default=Applications.CAC_PIV,
     )
     new.add_argument(
         "--pin", default=DEFAULT_PIN, help=f"4-8 digits, 6-8 with PIV (default {DEFAULT_PIN})"
@@ -239,9 +244,8 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument(
         "--certs",
         type=int,
-        default=DEFAULT_CERTIFICATES,
         help=f"certificates, 1-{MAX_PKI_APPLETS} (default {DEFAULT_CERTIFICATES}: ID, "
-        "signature, encryption)",
+        "signature, encryption; 4 on a card with PIV, the fourth its 9E card authentication)",
     )
     new.add_argument(
         "--key",
@@ -278,7 +282,11 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--key", action="append", default=[], help="its private key (PEM or DER)")
     imp.add_argument("--pkcs12", action="append", default=[], help="a PKCS#12 file")
     imp.add_argument("--password", help="password of the keys or PKCS#12 files")
-    _add_profile(imp, "the card applications (default cac; EC keys need piv or cac+piv)")
+    _add_profile(
+        imp,
+        "the card applications (default cac+piv; cac is libcacard's card, RSA only)",
+        default=Applications.CAC_PIV,
+    )
     imp.add_argument("--pin", default=DEFAULT_PIN)
     imp.add_argument("--puk", type=_puk, help=_PUK_HELP + "; a card with PIV only")
     imp.add_argument("--pin-tries", type=int, default=DEFAULT_MAX_TRIES, metavar="N")
@@ -360,6 +368,8 @@ def _add_profile(
 
 
 def _new(args: argparse.Namespace) -> int:
+    if args.certs is None:
+        args.certs = len(PIV_KEYS) if args.profile.piv else DEFAULT_CERTIFICATES
     request = CardRequest(
         pin=args.pin,
         certificates=args.certs,
@@ -404,7 +414,8 @@ def _import(args: argparse.Namespace) -> int:
         )
     if applications.piv and len(args.pin) < MIN_PIV_PIN_LENGTH:
         raise ProfileError(
-            f"a card with PIV needs a PIN of {MIN_PIV_PIN_LENGTH} to 8 digits",
+            f"a card with PIV needs a PIN of {MIN_PIV_PIN_LENGTH} to 8 digits"
+            " (--profile cac takes 4)",
             field="pin",
             value=f"{len(args.pin)} digits",
         )

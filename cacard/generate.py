@@ -92,16 +92,25 @@ class Role(enum.Enum):
     ID = "ID"
     SIGNATURE = "Signature"
     ENCRYPTION = "Encryption"
+    #: PIV's 9E: proves the card, not the holder (no PIN), e.g. to a door or a terminal.
+    CARD_AUTHENTICATION = "Card Authentication"
     GENERAL = "General"
 
 
 _ROLES: Final = (Role.ID, Role.SIGNATURE, Role.ENCRYPTION)
+#: id-PIV-cardAuth (FIPS 201-3; NIST SP 800-73-4 Part 1, Card Authentication Key).
+PIV_CARD_AUTH: Final = ObjectIdentifier("2.16.840.1.101.3.6.8")
 #: ``--key`` slot names of a card with PIV: the certificate (0-based) of each PIV key.
 PIV_SLOT_NAMES: Final = {f"{reference:02x}": index for index, reference in enumerate(PIV_KEYS)}
 
 
-def role(index: int) -> Role:
-    return _ROLES[index] if index < len(_ROLES) else Role.GENERAL
+def role(index: int, applications: Applications = Applications.CAC) -> Role:
+    """The role of certificate ``index`` (0-based): the fourth is PIV's 9E on a card with PIV."""
+    if index < len(_ROLES):
+        return _ROLES[index]
+    if applications.piv and index == len(_ROLES):
+        return Role.CARD_AUTHENTICATION
+    return Role.GENERAL
 
 
 @dataclass(frozen=True)
@@ -186,7 +195,7 @@ def check_puk(puk: str) -> str:
 
 
 def _key_usage(which: Role, kind: KeyKind, upn: bool) -> x509.KeyUsage:
-    sign = which in (Role.ID, Role.SIGNATURE, Role.GENERAL)
+    sign = which in (Role.ID, Role.SIGNATURE, Role.CARD_AUTHENTICATION, Role.GENERAL)
     encrypt = which in (Role.ENCRYPTION, Role.GENERAL) and not kind.is_ec
     if which is Role.ID and upn and not kind.is_ec:
         encrypt = True  # Windows' smart card logon with RSA wants key encipherment too
@@ -211,6 +220,8 @@ def _extended_key_usage(which: Role) -> x509.ExtendedKeyUsage:
         return x509.ExtendedKeyUsage(
             [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION]
         )
+    if which is Role.CARD_AUTHENTICATION:
+        return x509.ExtendedKeyUsage([PIV_CARD_AUTH])
     return x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION])
 
 
@@ -263,7 +274,8 @@ class CardRequest:
         if self.applications.piv and len(self.pin) < MIN_PIV_PIN_LENGTH:
             # The PIV PIN is the card's PIN, and PIV's VERIFY takes 6 to 8 digits.
             raise ProfileError(
-                f"a card with PIV needs a PIN of {MIN_PIV_PIN_LENGTH} to 8 digits",
+                f"a card with PIV needs a PIN of {MIN_PIV_PIN_LENGTH} to 8 digits"
+                " (--profile cac takes 4)",
                 field="pin",
                 value=f"{len(self.pin)} digits",
             )
@@ -384,7 +396,7 @@ def generate_card(directory: str | os.PathLike[str], request: CardRequest) -> Ca
     subject = x509.Name([org, x509.NameAttribute(NameOID.COMMON_NAME, request.name)])
     credentials = []
     for index, kind in enumerate(kinds):
-        which = role(index)
+        which = role(index, request.applications)
         key = kind.generate()
         upn = request.upn if which is Role.ID else None
         extensions: list[tuple[x509.ExtensionType, bool]] = [

@@ -166,7 +166,7 @@ class CardProfile:
             not isinstance(credential.key, ECCardKey) for credential in self.credentials
         ):
             raise ProfileError(
-                "a CAC application needs at least one RSA credential",
+                "a CAC application needs at least one RSA credential (EC keys only: --profile piv)",
                 field="credentials",
                 value="EC only",
             )

@@ -87,7 +87,20 @@ def test_import_refuses_a_key_of_another_certificate(
 
 def test_unblock_refills_the_tries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "card"
-    main(["new", str(path), "--certs", "1", "--key-size", "1024", "--pin-tries", "1"])
+    main(
+        [
+            "new",
+            str(path),
+            "--profile",
+            "cac",
+            "--certs",
+            "1",
+            "--key-size",
+            "1024",
+            "--pin-tries",
+            "1",
+        ]
+    )
     send(CardStore(path).open_card(), "00 20 00 00 08 " + WRONG_PIN_HEX)
     capsys.readouterr()
     assert main(["info", str(path)]) == 0

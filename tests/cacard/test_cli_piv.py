@@ -60,11 +60,12 @@ def reset_retry_counter(directory: Path, puk: str, new_pin: str) -> int:
 @pytest.mark.parametrize(
     ("keys", "expected"),
     [
-        (["p256"], ["P-256", "P-256", "P-256"]),
-        (["P384", "2=p256"], ["P-384", "P-256", "P-384"]),
-        (["2=p256", "p384"], ["P-384", "P-384", "P-384"]),  # a bare kind sets every slot
-        (["9c=p256", "9C=p384"], ["RSA-1024", "P-384", "RSA-1024"]),  # later wins per slot
-        (["9a=p256", "3=p384"], ["P-256", "RSA-1024", "P-384"]),
+        # A card with PIV has four certificates by default: 9A, 9C, 9D, 9E.
+        (["p256"], ["P-256", "P-256", "P-256", "P-256"]),
+        (["P384", "2=p256"], ["P-384", "P-256", "P-384", "P-384"]),
+        (["2=p256", "p384"], ["P-384", "P-384", "P-384", "P-384"]),  # a bare kind sets all
+        (["9c=p256", "9C=p384"], ["RSA-1024", "P-384", "RSA-1024", "RSA-1024"]),  # later wins
+        (["9a=p256", "3=p384", "9e=p256"], ["P-256", "RSA-1024", "P-384", "P-256"]),
     ],
 )
 def test_key_kinds_per_slot_on_a_piv_card(
@@ -102,16 +103,21 @@ def test_info_shows_key_kinds_and_piv_references(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--key", "9c=p256"], "PIV key names need a card with PIV"),
-        (["--key", "2=p256"], "OpenSC's CAC driver is RSA-only"),
-        (["--key", "p256"], "OpenSC's CAC driver is RSA-only"),
-        (["--key", "4=rsa2048"], "the card has 3 certificates (--certs): key=4=rsa2048"),
+        (["--profile", "cac", "--key", "9c=p256"], "PIV key names need a card with PIV"),
+        (["--profile", "cac", "--key", "2=p256"], "OpenSC's CAC driver is RSA-only"),
+        (["--key", "p256"], "needs an RSA certificate"),
+        (["--profile", "cac", "--key", "p256"], "OpenSC's CAC driver is RSA-only"),
+        (["--key", "5=rsa2048"], "the card has 4 certificates (--certs): key=5=rsa2048"),
+        (
+            ["--profile", "cac", "--key", "4=rsa2048"],
+            "the card has 3 certificates (--certs): key=4=rsa2048",
+        ),
         (["--profile", "cac+piv", "--key", "p256"], "needs an RSA certificate"),
         (
             ["--profile", "cac+piv", "--certs", "5", "--key", "5=p256"],
             "EC keys are for the PIV keys, certificates 1-4: key 5=p256",
         ),
-        (["--puk", "12345678"], "a PUK needs a card with PIV"),
+        (["--profile", "cac", "--puk", "12345678"], "a PUK needs a card with PIV"),
     ],
 )
 def test_options_that_do_not_fit_the_card_exit_1(
@@ -127,7 +133,8 @@ def test_options_that_do_not_fit_the_card_exit_1(
 def test_the_ec_refusal_names_the_slot_and_the_kind(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["new", str(tmp_path / "card"), *FAST, "--key", "3=P384"]) == 1
+    argv = ["new", str(tmp_path / "card"), *FAST, "--profile", "cac", "--key", "3=P384"]
+    assert main(argv) == 1
     assert "key 3=p384" in capsys.readouterr().err
 
 
@@ -207,8 +214,11 @@ def test_atr_given_wins_over_the_profiles(tmp_path: Path) -> None:
     assert CardStore(tmp_path / "a").load_profile().atr == CAC_ATR_T1
     assert main(["new", str(tmp_path / "b"), *FAST, "--profile", "piv", "--certs", "1"]) == 0
     assert CardStore(tmp_path / "b").load_profile().atr == PIV_ATR
-    assert main(["new", str(tmp_path / "c"), *FAST, "--certs", "1"]) == 0
+    assert main(["new", str(tmp_path / "c"), *FAST, "--profile", "cac", "--certs", "1"]) == 0
     assert CardStore(tmp_path / "c").load_profile().atr == CAC_ATR
+    # cac+piv, the command's default, offers T=1 with the CAC ATR's bytes.
+    assert main(["new", str(tmp_path / "d"), *FAST, "--certs", "1"]) == 0
+    assert CardStore(tmp_path / "d").load_profile().atr == CAC_ATR_T1
 
 
 # -- cacard import -------------------------------------------------------------------------------
@@ -257,10 +267,10 @@ def test_import_onto_a_cac_piv_card_gets_the_default_puk(tmp_path: Path) -> None
     ("extra", "message"),
     [
         (["--profile", "cac"], "OpenSC's CAC driver handles RSA only"),
-        ([], "OpenSC's CAC driver handles RSA only"),
+        ([], "a CAC application needs at least one RSA credential"),
         (["--profile", "cac+piv"], "a CAC application needs at least one RSA credential"),
         (
-            ["--puk", "12345678"],
+            ["--profile", "cac", "--puk", "12345678"],
             "a PUK needs a card with PIV (--profile piv or cac+piv): profile=cac",
         ),
         (["--profile", "piv", "--pin", "1234"], "a card with PIV needs a PIN of 6 to 8 digits"),
@@ -423,3 +433,27 @@ def test_serve_vpcd_refuses_a_puk_no_card_can_have(
         main(["serve-vpcd", "--nss", f"sql:{tmp_path}", "--cert", "a", "--puk", "12"])
     assert exited.value.code == 2
     assert "--puk" in capsys.readouterr().err
+
+
+# -- the command's default card ------------------------------------------------------------------
+
+
+def test_the_default_card_is_cac_piv_with_a_card_authentication_key(tmp_path: Path) -> None:
+    assert main(["new", str(tmp_path / "card"), *FAST]) == 0
+    profile = CardStore(tmp_path / "card").load_profile()
+    assert profile.applications is Applications.CAC_PIV
+    assert [c.label for c in profile.credentials] == [
+        "ID",
+        "Signature",
+        "Encryption",
+        "Card Authentication",
+    ]
+    card_auth = profile.credentials[3].certificate
+    usage = card_auth.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [x509.ObjectIdentifier("2.16.840.1.101.3.6.8")]  # id-PIV-cardAuth
+    # 9E answers without a PIN, as its PIV access rule says.
+    card = CardStore(tmp_path / "card").open_card()
+    assert tx(card, CommandAPDU(0x00, 0xA4, 0x04, 0x00, PIV_AID, 256)) == 0x9000
+    block = b"\x00\x01" + b"\xff" * 90 + b"\x00" + bytes(35)
+    template = bytes((0x7C, 0x81, 0x85, 0x82, 0x00, 0x81, 0x81, 0x80)) + block
+    assert tx(card, CommandAPDU(0x00, 0x87, 0x06, 0x9E, template, 256)) == 0x9000

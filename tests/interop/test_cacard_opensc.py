@@ -73,7 +73,7 @@ class ServedCard(Reader):
 
 def make_card(directory: Path, *extra: str) -> CardStore:
     result = subprocess.run(
-        cacard("new", str(directory), "--pin", PIN, *extra),
+        cacard("new", str(directory), "--profile", "cac", "--pin", PIN, *extra),
         capture_output=True,
         text=True,
         timeout=120,
