@@ -45,7 +45,7 @@ from cardfloor.log import get_logger
 
 from ..applets.applet import Applet, CardServices, Selection
 from ..ec import SoftwareECKey
-from ..keys import AnyCardKey, ECCardKey, KeyOperationError
+from ..keys import AnyCardKey, CardKey, ECCardKey, KeyOperationError
 from ..pin import MAX_PIN_LENGTH, PIN_PAD, SALT_SIZE, Pin, PinState
 from ..rsa import SoftwareKey
 from ..tlv import ber_tlv
@@ -163,6 +163,12 @@ ChangeSink = Callable[[PIVChange], None]
 class _Key:
     algorithm: Algorithm
     key: AnyCardKey
+    #: The same key by kind, decided once: an isinstance() of a runtime-checkable protocol
+    #: walks its members on every call, which cost a third of a P-256 signature's time.
+    ec_key: ECCardKey | None
+    rsa_key: CardKey | None
+    #: The bytes of a hash the EC key signs (its curve's size).
+    ec_size: int
 
 
 def key_algorithm(key: AnyCardKey) -> Algorithm:
@@ -180,16 +186,17 @@ def key_algorithm(key: AnyCardKey) -> Algorithm:
 
 
 def _load_key(key: AnyCardKey) -> _Key:
-    return _Key(key_algorithm(key), key)
+    if isinstance(key, ECCardKey):
+        return _Key(key_algorithm(key), key, key, None, (key.curve.key_size + 7) // 8)
+    return _Key(key_algorithm(key), key, None, key, 0)
 
 
-def _ecdsa_input(key: ECCardKey, block: bytes) -> bytes:
+def _ecdsa_input(size: int, block: bytes) -> bytes:
     """What ``key`` signs for the hash ``block``: a shorter hash left-padded with zeros to the
     curve's size, the same integer ECDSA takes from it (FIPS 186-5 §6.4.1), so a SHA-256 hash
     signs on a P-384 key, as OpenSC's PIV driver sends it for CKM_ECDSA_SHA256 (and any
     CKM_ECDSA input as it is: OpenSC, card-piv.c, piv_compute_signature). Longer input is
     refused, as yubico-piv-tool refuses it (lib/ykpiv.c, _general_authenticate)."""
-    size = (key.curve.key_size + 7) // 8
     if not block or len(block) > size:
         return block  # sign_digest refuses it
     return block.rjust(size, b"\x00")
@@ -288,8 +295,13 @@ class PIVApplet(Applet):
             tag = reference.certificate_object
             if slot.certificate is not None and tag is not None:
                 self._objects[tag] = CertificateObject(slot.certificate).to_bytes()
-        # Objects the card kept from earlier PUT DATA win over the ones made here.
-        self._objects.update(objects or {})
+        # Objects the card kept from earlier PUT DATA win over the ones made here; an empty
+        # one is one PUT DATA deleted.
+        for tag, content in (objects or {}).items():
+            if content:
+                self._objects[tag] = content
+            else:
+                self._objects.pop(tag, None)
 
     # -- Applet -----------------------------------------------------------------------------
 
@@ -553,22 +565,21 @@ class PIVApplet(Applet):
     def _private_operation(key: _Key, block: bytes) -> bytes | None:
         """RSA: the raw private operation on the padded block; EC: an ECDSA signature (DER)
         of the hash."""
-        card_key = key.key
         try:
-            if isinstance(card_key, ECCardKey):
-                return card_key.sign_digest(_ecdsa_input(card_key, block))
-            return card_key.private_operation(block)
+            if key.ec_key is not None:
+                return key.ec_key.sign_digest(_ecdsa_input(key.ec_size, block))
+            assert key.rsa_key is not None
+            return key.rsa_key.private_operation(block)
         except KeyOperationError:
             return None
 
     @staticmethod
     def _key_agreement(key: _Key, point: bytes) -> bytes | None:
         """ECDH with the host's uncompressed point: the shared secret's X coordinate."""
-        card_key = key.key
-        if not isinstance(card_key, ECCardKey):
+        if key.ec_key is None:
             return None
         try:
-            return card_key.exchange(point)
+            return key.ec_key.exchange(point)
         except KeyOperationError:
             return None
 

@@ -27,6 +27,7 @@ from cacard.piv import (
 )
 from cacard.piv.applet import MAX_CHAIN, PIVApplet, SlotKey
 from cacard.piv.ber import decode_fields, decode_one, encode
+from cacard.piv.objects import ObjectTag
 from cacard.software import software_key
 from cardfloor.iso7816.apdu import CommandAPDU, Response, is_valid_status
 
@@ -547,3 +548,13 @@ def test_yubico_piv_tool_connects_authenticates_and_generates() -> None:
         data += generated.data
     assert generated.sw == 0x9000
     assert len(decode_fields(decode_one(data, 0x7F49), where="test")[0x81]) == 256
+
+
+def test_a_kept_empty_object_is_one_put_data_deleted() -> None:
+    # A card directory keeps deletions as empty objects; after a restart they stay deleted.
+    kept = {ObjectTag.CHUID: b"", ObjectTag.PRINTED_INFORMATION: bytes.fromhex("010141")}
+    applet = PIVApplet(pin=pin_state(PIN), puk=pin_state(PUK), keys=keys(), objects=kept)
+    card = Card([applet], pin_state())
+    select(card)
+    assert get_data(card, bytes.fromhex("5FC102")).sw == 0x6A82
+    assert fetch(card, get_data(card, bytes.fromhex("5FC109"))).sw == 0x9000
