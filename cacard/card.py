@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from logging import DEBUG
 from typing import Final
 
 from cardfloor.iso7816.apdu import (
@@ -223,7 +224,8 @@ class Card:
             self._pending = b""
             response = status(StatusWord.NO_PRECISE_DIAGNOSIS)
         raw = response.to_bytes()
-        self._log.debug("cacard.apdu", command=apdu_trace(bytes(apdu)), response=raw.hex())
+        if self._log.is_enabled_for(DEBUG):  # the trace costs more than most commands
+            self._log.debug("cacard.apdu", command=apdu_trace(bytes(apdu)), response=raw.hex())
         return raw
 
     def _process(self, raw: bytes) -> Response:

@@ -74,38 +74,56 @@ def _read_length(data: bytes, offset: int) -> tuple[int, int]:
     return int.from_bytes(data[offset + 1 : end], "big"), end
 
 
+def _items(data: bytes) -> list[tuple[int, bytes]]:
+    """Every ``(tag, value)`` of ``data``; raise :class:`PIVFormatError` unless it is exactly
+    BER-TLV. Plain tuples: this runs on every GENERAL AUTHENTICATE (twice), where building
+    an object per item was a measurable part of a P-256 signature's time."""
+    items: list[tuple[int, bytes]] = []
+    offset, size = 0, len(data)
+    while offset < size:
+        first = data[offset]
+        if first & 0x1F != 0x1F and first not in (0x00, 0xFF) and offset + 1 < size:
+            # The common case inline: a one-byte tag (and a short length, just below).
+            tag, offset = first, offset + 1
+        else:
+            tag, offset = _read_tag(data, offset)
+        length = data[offset] if offset < size else 0x80
+        if length < 0x80:
+            offset += 1
+        else:
+            length, offset = _read_length(data, offset)
+        end = offset + length
+        if end > size:
+            raise PIVFormatError("BER-TLV value runs past the end", field="length", value=length)
+        items.append((tag, data[offset:end]))
+        offset = end
+    return items
+
+
 def decode(data: bytes) -> list[BerTLV]:
     """Every item of ``data``; raise :class:`PIVFormatError` unless it is exactly BER-TLV."""
-    items: list[BerTLV] = []
-    offset = 0
-    while offset < len(data):
-        tag, offset = _read_tag(data, offset)
-        length, offset = _read_length(data, offset)
-        if offset + length > len(data):
-            raise PIVFormatError("BER-TLV value runs past the end", field="length", value=length)
-        items.append(BerTLV(tag, data[offset : offset + length]))
-        offset += length
-    return items
+    return [BerTLV(tag, value) for tag, value in _items(data)]
 
 
 def decode_one(data: bytes, tag: int) -> bytes:
     """The content of ``data``, which must be exactly one item tagged ``tag``."""
-    items = decode(data)
+    items = _items(data)
     if len(items) != 1:
         raise PIVFormatError(f"expected one item tagged {tag:X}", field="items", value=len(items))
-    if items[0].tag != tag:
-        raise PIVFormatError(f"expected tag {tag:X}", field="tag", value=items[0].tag)
-    return items[0].value
+    found, value = items[0]
+    if found != tag:
+        raise PIVFormatError(f"expected tag {tag:X}", field="tag", value=found)
+    return value
 
 
 def decode_fields(data: bytes, *, where: str) -> dict[int, bytes]:
     """The items of ``data`` by tag; a repeated tag is an error. Tags the caller does not know
     stay in the result for it to ignore: newer cards may carry them."""
     fields: dict[int, bytes] = {}
-    for item in decode(data):
-        if item.tag in fields:
-            raise PIVFormatError(f"{where}: tag repeated", field="tag", value=item.tag)
-        fields[item.tag] = item.value
+    for tag, value in _items(data):
+        if tag in fields:
+            raise PIVFormatError(f"{where}: tag repeated", field="tag", value=tag)
+        fields[tag] = value
     return fields
 
 
