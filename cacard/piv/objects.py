@@ -491,6 +491,8 @@ DEFAULT_ALGORITHMS: Final = (
     Algorithm.AES_256,
     Algorithm.RSA_1024,
     Algorithm.RSA_2048,
+    Algorithm.RSA_3072,
+    Algorithm.RSA_4096,
     Algorithm.ECC_P256,
     Algorithm.ECC_P384,
 )
