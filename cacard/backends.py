@@ -76,10 +76,10 @@ from .nss import NssError, load_nss
 from .pin import (
     DEFAULT_MAX_TRIES,
     DEFAULT_PIN,
-    MAX_PIN_LENGTH,
     PinFormatError,
     PinState,
     check_pin,
+    check_puk,
 )
 from .profile import (
     Applications,
@@ -95,7 +95,6 @@ from .store import CardStore, StoreError
 log = get_logger(__name__)
 
 __all__ = [
-    "PUK_LENGTH",
     "Backend",
     "BackendError",
     "CardDirectory",
@@ -111,7 +110,6 @@ PIN_FROM_OPTION: Final = "option"
 PIN_FROM_SECRET: Final = "secret"
 PIN_FROM_DEFAULT: Final = "default"
 #: A PIV PUK is 8 digits here (SP 800-73-4 Part 2: the PUK is 8 bytes, never padded).
-PUK_LENGTH: Final = MAX_PIN_LENGTH
 #: Tries of the PUK (PIV middleware and yubico-piv-tool expect 3).
 PUK_MAX_TRIES: Final = 3
 
@@ -133,8 +131,7 @@ def _check_options(backend: NssDatabase | Pkcs11Token) -> None:
                 f"{backend.description}: a PUK needs a card with PIV, "
                 f"not applications={backend.applications.value}"
             )
-        if len(check_pin(backend.puk)) != PUK_LENGTH:
-            raise PinFormatError(f"a PUK has {PUK_LENGTH} digits", value=len(backend.puk))
+        check_puk(backend.puk)
 
 
 @dataclass(frozen=True)

@@ -66,12 +66,11 @@ from .generate import (
     PUK_TRIES,
     CardRequest,
     KeyKind,
-    check_puk,
     check_upn,
     generate_card,
 )
 from .keys import ECCardKey, key_description
-from .pin import DEFAULT_MAX_TRIES, DEFAULT_PIN, PinFormatError, PinState
+from .pin import DEFAULT_MAX_TRIES, DEFAULT_PIN, PinFormatError, PinState, check_puk
 from .piv.applet import MIN_PIV_PIN_LENGTH
 from .piv.objects import KeyReference, ObjectTag
 from .profile import PIV_KEYS, Applications, ProfileError, card_id_from_certificate

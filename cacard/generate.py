@@ -45,10 +45,9 @@ from .pin import (
     DEFAULT_ITERATIONS,
     DEFAULT_MAX_TRIES,
     DEFAULT_PIN,
-    MAX_PIN_LENGTH,
-    PinFormatError,
     PinState,
     check_pin,
+    check_puk,
 )
 from .piv.applet import MIN_PIV_PIN_LENGTH
 from .profile import PIV_KEYS, Applications, ProfileError
@@ -65,7 +64,6 @@ SMARTCARD_LOGON: Final = ObjectIdentifier("1.3.6.1.4.1.311.20.2.2")
 #: Microsoft's User Principal Name, an otherName of subjectAltName (a UTF8String).
 UPN: Final = ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")
 #: The PIV PUK: 8 digits; by default the well-known value PIV tools assume (yubico-piv-tool's).
-PUK_LENGTH: Final = MAX_PIN_LENGTH
 DEFAULT_PUK: Final = "12345678"
 PUK_TRIES: Final = 3
 #: Person Instance tags for first and last name (as a real CAC's Person Instance uses them).
@@ -180,18 +178,6 @@ def check_upn(upn: str) -> str:
     if any(c.isspace() or not c.isprintable() for c in upn):
         raise ProfileError("a UPN has no spaces or control characters", field="upn", value=upn)
     return upn
-
-
-def check_puk(puk: str) -> str:
-    """``puk`` if a PIV card can hold it: exactly 8 digits (:class:`PinFormatError` naming its
-    length, never the PUK, otherwise)."""
-    try:
-        raw = check_pin(puk)
-    except PinFormatError as error:
-        raise PinFormatError(f"a PUK has {PUK_LENGTH} digits", value=error.value) from None
-    if len(raw) != PUK_LENGTH:
-        raise PinFormatError(f"a PUK has {PUK_LENGTH} digits", value=len(raw))
-    return puk
 
 
 def _key_usage(which: Role, kind: KeyKind, upn: bool) -> x509.KeyUsage:

@@ -62,6 +62,22 @@ def check_pin(pin: str | bytes) -> bytes:
     return raw
 
 
+#: A PIV PUK is exactly 8 digits (SP 800-73-4 Part 2 §2.4.3).
+PUK_LENGTH: Final = MAX_PIN_LENGTH
+
+
+def check_puk(puk: str) -> str:
+    """``puk`` if a PIV card can hold it: exactly 8 digits (:class:`PinFormatError` naming its
+    length, never the PUK, otherwise)."""
+    try:
+        raw = check_pin(puk)
+    except PinFormatError as error:
+        raise PinFormatError(f"a PUK has {PUK_LENGTH} digits", value=error.value) from None
+    if len(raw) != PUK_LENGTH:
+        raise PinFormatError(f"a PUK has {PUK_LENGTH} digits", value=len(raw))
+    return puk
+
+
 def _unpad(data: bytes) -> bytes:
     return data.rstrip(bytes((PIN_PAD,)))
 

@@ -20,7 +20,8 @@ from ssl import SSLContext
 import structlog
 
 import vscard
-from cacard.backends import PUK_LENGTH, Pkcs11Token
+from cacard.backends import Pkcs11Token
+from cacard.pin import PinFormatError, check_puk
 from cacard.profile import Applications
 from cardfloor.aio.signals import on_stop_signals
 from cardfloor.stdio import write_quietly
@@ -357,8 +358,10 @@ def _check_puk_and_profile(
         )
     if args.puk is None:
         return
-    if not (args.puk.isascii() and args.puk.isdigit() and len(args.puk) == PUK_LENGTH):
-        raise UsageError(f"--puk: a PIV PUK is {PUK_LENGTH} digits, not {len(args.puk)} characters")
+    try:
+        check_puk(args.puk)
+    except PinFormatError as error:
+        raise UsageError(f"--puk: {error}") from None
     with_piv = (args.pkcs11 is not None and profile is not None and profile.piv) or (
         emul is not None and any(r.applications.piv for r in emul.soft_readers)
     )

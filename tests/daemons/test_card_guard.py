@@ -936,7 +936,8 @@ def test_through_the_guard_no_piv_counter_goes_below_keep(
     guard = CardGuard(keep=keep)
 
     async def run() -> None:
-        assert (await guard.transmit(card, PIV_SELECT))[-2:] in (b"\x90\x00", b"\x61\x30")
+        answer = await guard.transmit(card, PIV_SELECT)
+        assert answer[-2:] == b"\x90\x00" or answer[-2] == 0x61  # the template, or 61xx
         for apdu in commands:
             await guard.transmit(card, apdu)
             assert card.tries >= min(keep, max_tries), apdu.hex()

@@ -155,7 +155,10 @@ def test_the_pkcs11_card_takes_the_profile_and_the_puk() -> None:
         (["--card", "d", "--puk", PUK], "--puk is for a card with PIV"),
         (["-c", "a", "--puk", PUK], "--puk is for a card with PIV"),
         (["--pkcs11", "m", "--puk", PUK], "--puk is for a card with PIV"),
-        (["-c", "a", "--profile", "piv", "--puk", "1234"], "8 digits, not 4"),
+        (
+            ["-c", "a", "--profile", "piv", "--puk", "1234"],
+            "--puk: a PUK has 8 digits: pin length=4",
+        ),
         (["-c", "a", "--profile", "piv", "--puk", "1234567x"], "8 digits"),
         (["--pcsc", "--profile", "piv"], "is for a card from -e, -c or --pkcs11"),
     ],
