@@ -1,6 +1,9 @@
 """A ``cac+piv`` card in the Linux guest: OpenSC binds it with its PIV driver, lists what the
-card holds, and signs (SHA256-RSA-PKCS with PIV Authentication, ECDSA with the P-256 Digital
-Signature key); the host verifies each signature against the card's certificate.
+card holds (an RSA-2048 PIV Authentication key, P-256 Digital Signature, P-384 Key Management
+and Card Authentication keys, four certificates), signs SHA256-RSA-PKCS and SHA256-RSA-PKCS-PSS
+with PIV Authentication, ECDSA with Digital Signature and ECDSA-SHA384 with Card
+Authentication, and derives an ECDH secret with Key Management and a public key the host made.
+The host verifies each signature against the card's certificate, and the secret against its own.
 
 One guest boot per path, every check in it:
 
@@ -24,8 +27,9 @@ from typing import TYPE_CHECKING
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from cacard.keys import Credential, ECCardKey
+from cacard.keys import Credential, ECCardKey, key_description
 from cacard.piv.objects import KeyReference
 from cacard.profile import PIV_KEYS, CardProfile
 from cacard.store import CardStore
@@ -59,9 +63,42 @@ OPENSC_KEY_IDS = {
 PKCS15_PIV = "Manufacturer ID: piv_II"
 
 
-#: ``cacard new`` options of the test card: a P-256 Digital Signature key (9C) for ECDSA beside
-#: the RSA-2048 ones; the rest are its defaults (PIN 77777777).
-NEW_CARD = ("--profile", "cac+piv", "--key", "9c=p256")
+#: ``cacard new`` options of the test card: RSA-2048 PIV Authentication (9A), a P-256 Digital
+#: Signature key (9C), P-384 Key Management (9D) and Card Authentication (9E) keys; the rest are
+#: its defaults (four certificates with PIV, PIN 77777777).
+NEW_CARD = ("--profile", "cac+piv", "--key", "9c=p256", "--key", "9d=p384", "--key", "9e=p384")
+
+#: The key each card key must be, as ``key_description`` says it.
+KEY_KINDS = {
+    KeyReference.PIV_AUTHENTICATION: "RSA-2048",
+    KeyReference.DIGITAL_SIGNATURE: "P-256",
+    KeyReference.KEY_MANAGEMENT: "P-384",
+    KeyReference.CARD_AUTHENTICATION: "P-384",
+}
+
+
+@dataclass(frozen=True)
+class Signing:
+    """One signature the guest makes and the host verifies."""
+
+    reference: KeyReference
+    mechanism: str
+
+    def check(self) -> Check:
+        return checks.sign_for_host(self.mechanism, key_id=OPENSC_KEY_IDS[self.reference])
+
+
+SIGNINGS = (
+    Signing(KeyReference.PIV_AUTHENTICATION, "SHA256-RSA-PKCS"),
+    # A PIV card does raw RSA only: OpenSC pads PSS (MGF1-SHA256, a 32-byte salt) itself.
+    Signing(KeyReference.PIV_AUTHENTICATION, "SHA256-RSA-PKCS-PSS"),
+    Signing(KeyReference.DIGITAL_SIGNATURE, "ECDSA"),  # over a SHA-256 hash made in the guest
+    # OpenSC hashes; pkcs11-tool logs in although the card asks no PIN for this key.
+    Signing(KeyReference.CARD_AUTHENTICATION, "ECDSA-SHA384"),
+)
+
+#: The key the guest derives an ECDH secret with.
+ECDH_KEY = KeyReference.KEY_MANAGEMENT
 
 
 @dataclass(frozen=True)
@@ -87,36 +124,26 @@ def piv_card(tmp_path_factory: pytest.TempPathFactory) -> PivCard:
     )
     assert made.returncode == 0, made.stderr
     card = PivCard(directory, CardStore(directory).load_profile())
-    signature_key = card.piv_credentials[KeyReference.DIGITAL_SIGNATURE].key
-    assert isinstance(signature_key, ECCardKey), f"9C is not an EC key: {signature_key}"
+    kinds = {ref: key_description(held.key) for ref, held in card.piv_credentials.items()}
+    assert kinds == KEY_KINDS
     return card
 
 
-def _mechanism(credential: Credential) -> str:
-    return "ECDSA" if isinstance(credential.key, ECCardKey) else "SHA256-RSA-PKCS"
+@pytest.fixture(scope="module")
+def peer_key(piv_card: PivCard) -> ec.EllipticCurvePrivateKey:
+    """The host's side of the ECDH: a fresh key on the curve of the card's key."""
+    card_key = piv_card.piv_credentials[ECDH_KEY].key
+    assert isinstance(card_key, ECCardKey), f"{ECDH_KEY:02X} is not an EC key: {card_key}"
+    return ec.generate_private_key(card_key.public_key.curve)
 
 
-def signing_keys(card: PivCard) -> dict[str, KeyReference]:
-    """Check name -> key: PIV Authentication, and every other EC key (for ECDSA)."""
-    chosen = {
-        reference: held
-        for reference, held in card.piv_credentials.items()
-        if reference is KeyReference.PIV_AUTHENTICATION or isinstance(held.key, ECCardKey)
-    }
-    return {
-        checks.sign_for_host(_mechanism(held), key_id=OPENSC_KEY_IDS[reference]).name: reference
-        for reference, held in chosen.items()
-    }
-
-
-def piv_checks(card: PivCard) -> list[Check]:
-    """Everything one boot verifies: reader, ATR, driver, objects, the signatures."""
+def piv_checks(card: PivCard, peer: ec.EllipticCurvePrivateKey) -> list[Check]:
+    """Everything one boot verifies: reader, ATR, driver, objects, the signatures, the ECDH."""
     held = card.piv_credentials
     ec_keys = sum(isinstance(credential.key, ECCardKey) for credential in held.values())
-    signatures = [
-        checks.sign_for_host(_mechanism(held[reference]), key_id=OPENSC_KEY_IDS[reference])
-        for reference in signing_keys(card).values()
-    ]
+    peer_der = peer.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return [
         checks.reader_listed(),
         checks.atr(card.profile.atr),
@@ -125,41 +152,58 @@ def piv_checks(card: PivCard) -> list[Check]:
             len(held), len(held) - ec_keys, private_ec_keys=ec_keys, names=PKCS15_PIV
         ),
         checks.pkcs11_objects(len(held), len(held)),
-        *signatures,
+        *(signing.check() for signing in SIGNINGS),
+        checks.derive_for_host(peer_der, key_id=OPENSC_KEY_IDS[ECDH_KEY]),
     ]
 
 
-def verify_signatures(result: GuestResult, card: PivCard) -> None:
+def _certificate_read(guest_der: bytes, certificate: x509.Certificate, name: str) -> None:
+    """The guest read ``certificate``, the card directory's, from the card."""
+    assert guest_der == certificate.public_bytes(serialization.Encoding.DER), name
+    assert x509.load_der_x509_certificate(guest_der) == certificate
+
+
+def verify_results(result: GuestResult, card: PivCard, peer: ec.EllipticCurvePrivateKey) -> None:
     """Verify each signature the guest brought back with ``cryptography``, against the
-    certificate the card directory holds for that key (which the guest must have read too)."""
-    for name, reference in signing_keys(card).items():
+    certificate the card directory holds for that key (which the guest must have read too),
+    and the guest's ECDH secret against the host's."""
+    for signing in SIGNINGS:
+        name = signing.check().name
         signed = checks.signed_in_guest(result[name].output)
-        certificate = card.piv_credentials[reference].certificate
-        assert signed.certificate == certificate.public_bytes(serialization.Encoding.DER), name
-        assert x509.load_der_x509_certificate(signed.certificate) == certificate
+        certificate = card.piv_credentials[signing.reference].certificate
+        _certificate_read(signed.certificate, certificate, name)
         signed.verify(certificate.public_key())  # raises InvalidSignature
+    name = checks.derive_for_host(b"", key_id=OPENSC_KEY_IDS[ECDH_KEY]).name
+    derived = checks.derived_in_guest(result[name].output)
+    certificate = card.piv_credentials[ECDH_KEY].certificate
+    _certificate_read(derived.certificate, certificate, name)
+    derived.verify(peer, certificate.public_key())  # raises ValueError
 
 
-async def test_cac_piv_through_ccid_passthru(start_guest: StartGuest, piv_card: PivCard) -> None:
+async def test_cac_piv_through_ccid_passthru(
+    start_guest: StartGuest, piv_card: PivCard, peer_key: ec.EllipticCurvePrivateKey
+) -> None:
     async with running_passthru() as passthru:
         args = ["--card", str(piv_card.directory), "127.0.0.1", str(passthru.vscard_port)]
         async with running_vscclient(args) as client:
             await client.event("vscclient.connected")
             await client.event("vscard.reader_added")  # the host accepted the reader
             async with start_guest(
-                UsbipSetup(passthru.usbip_port, BUSID), piv_checks(piv_card), timeout=150
+                UsbipSetup(passthru.usbip_port, BUSID), piv_checks(piv_card, peer_key), timeout=150
             ) as guest:
                 result = await guest.wait()
     assert result.passed, result.report()
-    verify_signatures(result, piv_card)
+    verify_results(result, piv_card, peer_key)
 
 
-async def test_cac_piv_through_qemu_passthru(start_guest: StartGuest, piv_card: PivCard) -> None:
-    async with start_guest(PassthruSetup(), piv_checks(piv_card), timeout=150) as guest:
+async def test_cac_piv_through_qemu_passthru(
+    start_guest: StartGuest, piv_card: PivCard, peer_key: ec.EllipticCurvePrivateKey
+) -> None:
+    async with start_guest(PassthruSetup(), piv_checks(piv_card, peer_key), timeout=150) as guest:
         assert guest.passthru_port is not None
         args = ["--card", str(piv_card.directory), "127.0.0.1", str(guest.passthru_port)]
         async with running_vscclient(args) as client:
             await client.event("vscclient.connected")
             result = await guest.wait()
     assert result.passed, result.report()
-    verify_signatures(result, piv_card)
+    verify_results(result, piv_card, peer_key)

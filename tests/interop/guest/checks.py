@@ -19,7 +19,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -408,10 +408,14 @@ cmp $VS/data $VS/dec && echo "decrypted: $(cat $VS/dec)"
     return Check(f"decrypt.RSA-PKCS{_key_suffix(key, key_id)}", body)
 
 
-#: Digest of each mechanism :func:`sign_for_host` knows; ``ECDSA`` signs the data's SHA-256.
+#: Digest of each mechanism :func:`sign_for_host` knows. ``ECDSA`` signs the data's SHA-256,
+#: hashed in the guest; ``ECDSA-SHA256`` and ``ECDSA-SHA384`` hash it in OpenSC.
 _HOST_DIGESTS = {
     **{f"{digest.upper()}-RSA-PKCS": digest for digest in ("sha1", "sha256", "sha384", "sha512")},
+    **{f"{digest.upper()}-RSA-PKCS-PSS": digest for digest in ("sha256", "sha384", "sha512")},
     "ECDSA": "sha256",
+    "ECDSA-SHA256": "sha256",
+    "ECDSA-SHA384": "sha384",
 }
 
 #: Mechanisms :func:`sign_for_host` can sign with.
@@ -419,6 +423,26 @@ HOST_SIGN_MECHANISMS = tuple(_HOST_DIGESTS)
 
 #: Prefix of the lines a :func:`sign_for_host` check prints: ``<prefix>NAME: base64``.
 SIGNED_PREFIX = "vscard-signed-"
+#: Prefix of the lines a :func:`derive_for_host` check prints: ``<prefix>NAME: base64``.
+DERIVED_PREFIX = "vscard-derived-"
+
+
+def _report(prefix: str, files: dict[str, str]) -> str:
+    """Shell that prints each $VS file as one ``<prefix>NAME: base64`` line."""
+    return "\n".join(
+        f'echo "{prefix}{name}: $(base64 -w 0 $VS/{file})"' for name, file in files.items()
+    )
+
+
+def _pss_options(mechanism: str) -> str:
+    """pkcs11-tool's PSS parameters, spelled out: MGF1 with the mechanism's hash and a salt as
+    long as that hash, which :meth:`GuestSignature.verify` expects. (The hash is the
+    mechanism's: pkcs11-tool takes ``--hash-algorithm`` for plain RSA-PKCS-PSS only.)"""
+    if not mechanism.endswith("-PSS"):
+        return ""
+    digest = _HOST_DIGESTS[mechanism]
+    size = _HASHES[digest].digest_size
+    return f"--mgf MGF1-{digest.upper()} --salt-len {size} "
 
 
 def sign_for_host(
@@ -428,7 +452,11 @@ def sign_for_host(
 
     The check prints the data, the signature and the certificate with the same ID, for
     :func:`signed_in_guest`. ``ECDSA`` signs the SHA-256 hash of the data, made in the guest
-    (pkcs11-tool gives r || s).
+    (pkcs11-tool gives r || s); PSS uses MGF1 and a salt of the hash's length.
+
+    Even a key that needs no PIN (PIV's Card Authentication key) is used logged in:
+    pkcs11-tool logs in before it signs on a token that says login required (OpenSC,
+    pkcs11-tool.c, main).
     """
     if mechanism not in _HOST_DIGESTS:
         raise ValueError(f"cannot sign with {mechanism}; known: {', '.join(HOST_SIGN_MECHANISMS)}")
@@ -442,18 +470,15 @@ def sign_for_host(
         "signature": "sig",
         "certificate": "cert.der",
     }
-    report = "\n".join(
-        f'echo "{SIGNED_PREFIX}{name}: $(base64 -w 0 $VS/{file})"' for name, file in files.items()
-    )
     body = (
         _key_preamble(1, key_id)
         + f"""
 {signed}
-pkcs11-tool --login --pin {_q(pin)} --sign -m {mechanism} --id "$id" \\
+pkcs11-tool --login --pin {_q(pin)} --sign -m {mechanism} {_pss_options(mechanism)}--id "$id" \\
     -i $VS/tbs -o $VS/sig || exit 1
 echo "signature: $(wc -c <$VS/sig) bytes"
 printf %s {mechanism} >$VS/mechanism
-{report}
+{_report(SIGNED_PREFIX, files)}
 """
     )
     return Check(f"host-sign.{mechanism}.id{key_id}", body)
@@ -473,9 +498,11 @@ class GuestSignature:
         """Raise :class:`cryptography.exceptions.InvalidSignature` unless ``public_key``'s
         private key made :attr:`signature` over :attr:`data`."""
         digest = _HASHES[_HOST_DIGESTS[self.mechanism]]()
-        if self.mechanism == "ECDSA":
+        if self.mechanism.startswith("ECDSA"):
             if not isinstance(public_key, ec.EllipticCurvePublicKey):
-                raise TypeError(f"ECDSA needs an EC public key, not {type(public_key).__name__}")
+                raise TypeError(
+                    f"{self.mechanism} needs an EC public key, not {type(public_key).__name__}"
+                )
             half = len(self.signature) // 2
             r, s = self.signature[:half], self.signature[half:]
             der = encode_dss_signature(int.from_bytes(r), int.from_bytes(s))
@@ -485,7 +512,10 @@ class GuestSignature:
             raise TypeError(
                 f"{self.mechanism} needs an RSA public key, not {type(public_key).__name__}"
             )
-        public_key.verify(self.signature, self.data, padding.PKCS1v15(), digest)
+        scheme: padding.AsymmetricPadding = padding.PKCS1v15()
+        if self.mechanism.endswith("-PSS"):
+            scheme = padding.PSS(padding.MGF1(digest), digest.digest_size)  # as _pss_options
+        public_key.verify(self.signature, self.data, scheme, digest)
 
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -496,22 +526,86 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 }
 
 
-def signed_in_guest(output: str) -> GuestSignature:
-    """Read a :func:`sign_for_host` check's output back (ValueError if a part is missing)."""
+def _guest_parts(output: str, prefix: str, required: Sequence[str]) -> dict[str, bytes]:
+    """The ``<prefix>NAME: base64`` lines of a check's output (ValueError if one is missing)."""
     parts: dict[str, bytes] = {}
     for line in output.splitlines():
-        if line.startswith(SIGNED_PREFIX) and ": " in line:
-            name, _, value = line[len(SIGNED_PREFIX) :].partition(": ")
+        if line.startswith(prefix) and ": " in line:
+            name, _, value = line[len(prefix) :].partition(": ")
             parts[name] = base64.b64decode(value.strip(), validate=True)
-    missing = [n for n in ("mechanism", "data", "signature", "certificate") if n not in parts]
+    missing = [name for name in required if name not in parts]
     if missing:
         raise ValueError(f"the guest's output lacks {', '.join(missing)}: {output!r}")
+    return parts
+
+
+def signed_in_guest(output: str) -> GuestSignature:
+    """Read a :func:`sign_for_host` check's output back (ValueError if a part is missing)."""
+    parts = _guest_parts(output, SIGNED_PREFIX, ("mechanism", "data", "signature", "certificate"))
     return GuestSignature(
         parts["mechanism"].decode("ascii"),
         parts["data"],
         parts["signature"],
         parts["certificate"],
     )
+
+
+def derive_for_host(peer: bytes, *, key_id: str, pin: str = DEFAULT_PIN) -> Check:
+    """Log in and derive an ECDH secret (``ECDH1-DERIVE``) between the private key whose ID is
+    ``key_id`` and ``peer``, a public key in DER (SubjectPublicKeyInfo) the host made.
+
+    The check prints the peer key it used, the secret and the certificate with the same ID,
+    for :func:`derived_in_guest`.
+    """
+    peer_text = base64.b64encode(peer).decode("ascii")
+    files = {"peer": "peer.der", "secret": "secret", "certificate": "cert.der"}
+    body = (
+        _key_preamble(1, key_id)
+        + f"""
+echo {peer_text} | base64 -d >$VS/peer.der || exit 1
+rm -f $VS/secret
+pkcs11-tool --login --pin {_q(pin)} --derive -m ECDH1-DERIVE --id "$id" \\
+    --input-file $VS/peer.der --output-file $VS/secret || exit 1
+[ -s $VS/secret ] || {{ echo "pkcs11-tool wrote no secret"; exit 1; }}
+echo "secret: $(wc -c <$VS/secret) bytes"
+{_report(DERIVED_PREFIX, files)}
+"""
+    )
+    return Check(f"host-derive.ECDH1-DERIVE.id{key_id}", body)
+
+
+@dataclass(frozen=True)
+class GuestDerivation:
+    """What a :func:`derive_for_host` check brought back."""
+
+    peer: bytes
+    """The peer's public key (DER SubjectPublicKeyInfo) the guest used."""
+    secret: bytes
+    certificate: bytes
+    """DER, as the guest read it from the card."""
+
+    def verify(self, peer_key: ec.EllipticCurvePrivateKey, public_key: PublicKeyTypes) -> None:
+        """Raise ValueError unless :attr:`secret` is the ECDH secret of ``peer_key`` (whose
+        public key the guest must have used) and ``public_key`` (the card key's)."""
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise TypeError(f"ECDH needs an EC public key, not {type(public_key).__name__}")
+        used = peer_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if self.peer != used:
+            raise ValueError(f"the guest used another peer key: {self.peer.hex()}")
+        expected = peer_key.exchange(ec.ECDH(), public_key)
+        if self.secret != expected:
+            raise ValueError(
+                f"the guest's ECDH secret ({len(self.secret)} bytes, {self.secret.hex()}) is not"
+                f" the host's ({len(expected)} bytes, {expected.hex()})"
+            )
+
+
+def derived_in_guest(output: str) -> GuestDerivation:
+    """Read a :func:`derive_for_host` check's output back (ValueError if a part is missing)."""
+    parts = _guest_parts(output, DERIVED_PREFIX, ("peer", "secret", "certificate"))
+    return GuestDerivation(parts["peer"], parts["secret"], parts["certificate"])
 
 
 def card_reinserted(seconds: int = 20) -> Check:
