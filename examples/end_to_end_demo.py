@@ -1,5 +1,6 @@
-"""The end-to-end demo: a fresh emulated card, our vscclient, our ccid-passthru, and a Linux
-guest that attaches the exported reader over USB/IP and uses the card with OpenSC.
+"""The end-to-end demo: a fresh emulated card (the one ``cacard new`` makes: a CAC with PIV
+beside it), our vscclient, our ccid-passthru, and a Linux guest that attaches the exported reader
+over USB/IP and uses the card with OpenSC's PIV driver.
 
     vscclient --card DIR  --VSCard-->  ccid-passthru  --USB/IP-->  guest: usbip attach,
                                                                    pcscd + libccid, OpenSC
@@ -20,6 +21,7 @@ from pathlib import Path
 import structlog
 
 from cacard import CardRequest, generate_card
+from cacard.profile import PIV_KEYS, Applications
 from tests.daemons.passthru_process import running_passthru
 from tests.interop.guest import checks
 from tests.interop.guest.image import build_image
@@ -27,17 +29,30 @@ from tests.interop.guest.result import GuestResult
 from tests.interop.guest.runner import UsbipSetup, run_guest
 from tests.interop.our_vscclient import running_vscclient
 
+#: What ``cacard new`` makes by default (cacard, cli.py, ``_new``): a CAC with PIV beside it,
+#: and a certificate for each PIV key (9A, 9C, 9D, 9E), RSA-2048, PIN 77777777.
+CARD = CardRequest(applications=Applications.CAC_PIV, certificates=len(PIV_KEYS))
+
+#: The PKCS#11 IDs OpenSC's PIV driver gives the keys: 01 PIV Authentication (9A), 03 Key
+#: Management (9D), the key a PIV card decrypts with (OpenSC, pkcs15-piv.c, the key table).
+SIGNING_KEY_ID = "01"
+DECRYPTION_KEY_ID = "03"
+
 WHAT = {
     "setup.usbip-attach": "usbip attach imported the reader over the network",
     "setup.ccid-device": "the guest's kernel sees a USB smart-card reader",
     "setup.pcscd": "pcscd (with libccid) started",
     "reader-listed": "OpenSC lists the reader",
     "atr": "the card answers to reset (ATR)",
-    "card-driver": "OpenSC recognises the card",
-    "pkcs15-objects": "pkcs15-tool finds the certificates and keys",
+    "card-driver": "OpenSC binds its PIV driver: a PIV card, as Windows and macOS use it",
+    "pkcs15-objects": "pkcs15-tool finds the four certificates and keys",
     "pkcs11-objects": "pkcs11-tool lists the objects after login",
-    "sign.SHA256-RSA-PKCS": "the card signed (SHA256-RSA-PKCS) and openssl verified it",
-    "decrypt.RSA-PKCS.key3": "the card decrypted a message encrypted to its certificate",
+    f"sign.SHA256-RSA-PKCS.id{SIGNING_KEY_ID}": (
+        "the card signed (SHA256-RSA-PKCS, PIV Authentication key) and openssl verified it"
+    ),
+    f"decrypt.RSA-PKCS.id{DECRYPTION_KEY_ID}": (
+        "the card decrypted a message encrypted to its Key Management certificate"
+    ),
 }
 
 
@@ -61,9 +76,11 @@ async def demo() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="vscard-demo-") as scratch:
         card_dir = Path(scratch) / "card"
-        say("1. Making a fresh test card: a CA and three certificates (ID, signature,")
-        say(f"   encryption) with RSA-2048 keys, PIN 77777777, in {card_dir}")
-        await asyncio.to_thread(generate_card, card_dir, CardRequest())
+        say("1. Making a fresh test card, as `cacard new` does: a CAC with PIV beside it,")
+        say("   a CA and four certificates (PIV Authentication, Digital Signature, Key")
+        say("   Management, Card Authentication) with RSA-2048 keys, PIN 77777777,")
+        say(f"   in {card_dir}")
+        await asyncio.to_thread(generate_card, card_dir, CARD)
 
         say("2. Preparing the test guest: Debian's kernel with vhci-hcd, usbip, pcscd,")
         say("   libccid and OpenSC (built once, then cached)")
@@ -85,11 +102,11 @@ async def demo() -> int:
                     UsbipSetup(passthru.usbip_port, "1-1"),
                     [
                         checks.reader_listed(),
-                        checks.atr(),
-                        checks.card_driver(),
-                        checks.pkcs15_objects(certificates=3, private_keys=3),
-                        checks.sign_verify("SHA256-RSA-PKCS"),
-                        checks.decrypt(key=3),
+                        checks.atr(CARD.applications.default_atr),
+                        checks.card_driver(checks.PIV_DRIVER),
+                        checks.pkcs15_objects(CARD.certificates, CARD.certificates),
+                        checks.sign_verify("SHA256-RSA-PKCS", key_id=SIGNING_KEY_ID),
+                        checks.decrypt(key_id=DECRYPTION_KEY_ID),
                     ],
                     timeout=180,
                 )

@@ -22,5 +22,5 @@ async def test_the_end_to_end_demo_succeeds() -> None:
         output, _ = await process.communicate()
     text = output.decode()
     assert process.returncode == 0, text
-    assert "Common Access Card (CAC)" in text
+    assert "Personal Identity Verification Card" in text  # OpenSC's PIV driver
     assert "the guest used the card end to end" in text
