@@ -28,6 +28,10 @@ class CompareCard:
         self.emulated.power_on()
         self.real.power_on()
 
+    async def cold_reset(self) -> None:
+        await self.real.cold_reset()
+        await self.emulated.cold_reset()
+
     async def transmit(self, apdu: bytes) -> bytes:
         real = await self.real.transmit(apdu)
         emulated = await self.emulated.transmit(apdu)

@@ -64,6 +64,9 @@ class EmulatedCard:
         """A reader powered the card up or down (``ccid.ICC``)."""
         self._card.power_on()
 
+    async def cold_reset(self) -> None:
+        self._card.power_on()
+
     async def transmit(self, apdu: bytes) -> bytes:
         if self._card.may_block(apdu):
             return await asyncio.to_thread(self._card.transmit, apdu)

@@ -19,3 +19,9 @@ class LocalCard(Protocol):
     async def transmit(self, apdu: bytes) -> bytes:
         """Send a command APDU; return the response with SW1 SW2 (unchanged)."""
         ...
+
+    async def cold_reset(self) -> None:
+        """The far side's reader powered the card off and on (a guest's reboot, a host's
+        ``SCARD_RESET_CARD``): the card must come back with nothing verified and nothing
+        selected. A real card is reset through its reader (``SCardReconnect``)."""
+        ...

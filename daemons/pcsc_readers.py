@@ -57,6 +57,10 @@ def _check(call: str, result: int) -> None:
         )
 
 
+def _pci(protocol: int) -> object:
+    return scard.SCARD_PCI_T0 if protocol == scard.SCARD_PROTOCOL_T0 else scard.SCARD_PCI_T1
+
+
 class PcscCard:
     """A card in a PC/SC reader, connected shared with T=0 or T=1; APDUs pass unchanged."""
 
@@ -73,9 +77,7 @@ class PcscCard:
                 scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1,
             )
             _check(f"SCardConnect({reader})", result)
-            self._pci = (
-                scard.SCARD_PCI_T0 if protocol == scard.SCARD_PROTOCOL_T0 else scard.SCARD_PCI_T1
-            )
+            self._pci = _pci(protocol)
             result, _, _, _, atr = scard.SCardStatus(self._card)
             _check("SCardStatus", result)
         except BaseException:
@@ -99,6 +101,22 @@ class PcscCard:
         result, response = scard.SCardTransmit(self._card, self._pci, list(apdu))
         _check(f"SCardTransmit({self.reader})", result)
         return bytes(response)
+
+    async def cold_reset(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._cold_reset)
+
+    def _cold_reset(self) -> None:
+        # SCARD_UNPOWER_CARD would be the cold reset; pcsc-lite turns both into a reset of
+        # the card, and a reset is what every application that shares the card also sees.
+        result, protocol = scard.SCardReconnect(
+            self._card,
+            scard.SCARD_SHARE_SHARED,
+            scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1,
+            scard.SCARD_RESET_CARD,
+        )
+        _check(f"SCardReconnect({self.reader})", result)
+        self._pci = _pci(protocol)
 
     def close(self) -> None:
         def release() -> None:

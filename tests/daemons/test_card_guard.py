@@ -98,6 +98,9 @@ class InProcessCard:
     def power_on(self) -> None:
         self.card.power_on()
 
+    async def cold_reset(self) -> None:
+        self.power_on()
+
     @property
     def tries(self) -> int:
         return self.card.state.pin.tries_remaining
@@ -217,6 +220,9 @@ class PivLikeCard:
 
     def power_on(self) -> None:
         """Nothing to do."""
+
+    async def cold_reset(self) -> None:
+        self.power_on()
 
     async def transmit(self, apdu: bytes) -> bytes:
         self.sent.append(apdu)
@@ -831,6 +837,9 @@ class SharedCounterCard:
 
     def power_on(self) -> None:
         """Nothing to do."""
+
+    async def cold_reset(self) -> None:
+        self.power_on()
 
     async def transmit(self, apdu: bytes) -> bytes:
         command = CommandAPDU.from_bytes(apdu)

@@ -37,6 +37,9 @@ class ToyCard:
     def power_on(self) -> None:
         pass
 
+    async def cold_reset(self) -> None:
+        self.power_on()
+
     async def transmit(self, apdu: bytes) -> bytes:
         return apdu[:2] + b"\x90\x00"
 

@@ -37,6 +37,9 @@ class NamedCard:
     def power_on(self) -> None:
         pass
 
+    async def cold_reset(self) -> None:
+        self.power_on()
+
     async def transmit(self, apdu: bytes) -> bytes:
         return self.name.encode() + b"\x90\x00"
 
