@@ -4,6 +4,10 @@ pcsc-lite's calls block, so each runs in a thread: one monitor thread waits in
 ``SCardGetStatusChange`` (woken by ``SCardCancel`` to stop), and each connected card has its
 own context and a one-thread executor, so APDUs to one card are serialised and never share a
 context with the monitor (pcsc-lite contexts are not for concurrent use).
+
+The card is shared with the client's own applications: the guest's APDUs run inside a PC/SC
+transaction held while the guest keeps the card busy, and the card is reset on each handover
+(:mod:`daemons.card_lease` says why and when).
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
 
+from .card_lease import Action, CardLease, LeasePolicy, LeaseState
 from .local_readers import HostMirror, LocalReader
 
 try:
@@ -61,11 +67,28 @@ def _pci(protocol: int) -> object:
     return scard.SCARD_PCI_T0 if protocol == scard.SCARD_PROTOCOL_T0 else scard.SCARD_PCI_T1
 
 
-class PcscCard:
-    """A card in a PC/SC reader, connected shared with T=0 or T=1; APDUs pass unchanged."""
+#: What a guest APDU gets when a host application kept the card past the bound: "no precise
+#: diagnosis", which OpenSC reports as an error (SC_ERROR_CARD_CMD_FAILED) rather than retrying,
+#: and which no card answers to a command that worked (iso7816.c, iso7816_check_sw).
+CARD_BUSY_STATUS = b"\x6f\x00"
 
-    def __init__(self, reader: str) -> None:
+
+class PcscCard:
+    """A card in a PC/SC reader, connected shared with T=0 or T=1; APDUs pass unchanged.
+
+    With a :class:`LeasePolicy` (vscclient's default) the guest's APDUs run inside a PC/SC
+    transaction (:class:`CardLease`); without one each APDU goes to the card on its own.
+    """
+
+    def __init__(self, reader: str, policy: LeasePolicy | None = None) -> None:
         self.reader = reader
+        self._lease = None if policy is None else CardLease(policy)
+        self._serial = asyncio.Lock() if policy is not None else None
+        self._begin: asyncio.Future[None] | None = None
+        self._release: asyncio.TimerHandle | None = None
+        self._last_answer: float | None = None
+        self.on_reset: Callable[[], Awaitable[None]] | None = None
+        """Called after the card was reset on a handover (compare mode resets its twin)."""
         self._executor = concurrent.futures.ThreadPoolExecutor(1, f"pcsc-{reader}")
         result, self._context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
         _check("SCardEstablishContext", result)
@@ -93,16 +116,156 @@ class PcscCard:
     def power_on(self) -> None:
         """Nothing to do: a real card was powered by its reader when it went in."""
 
+    @property
+    def lease(self) -> CardLease | None:
+        """The guest's hold on the card (None: APDUs go without a transaction)."""
+        return self._lease
+
     async def transmit(self, apdu: bytes) -> bytes:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._transmit, apdu)
+        if self._lease is None or self._serial is None:
+            return await loop.run_in_executor(self._executor, self._transmit, apdu)
+        async with self._serial:
+            return await self._leased_transmit(loop, self._lease, apdu)
+
+    async def _leased_transmit(
+        self, loop: asyncio.AbstractEventLoop, lease: CardLease, apdu: bytes
+    ) -> bytes:
+        now = loop.time()
+        if self._last_answer is not None:
+            # The gaps inside a guest's operation are what the idle hold must cover.
+            log.debug(
+                "pcsc.guest_gap", reader=self.reader, ms=round((now - self._last_answer) * 1000, 1)
+            )
+        action = lease.apdu(now)
+        try:
+            if action in (Action.BEGIN, Action.AWAIT):
+                if action is Action.BEGIN:
+                    self._start_begin(loop)
+                if not await self._wait_for_card(loop, lease):
+                    log.warning(
+                        "pcsc.card_busy",
+                        reader=self.reader,
+                        waited_s=lease.policy.wait,
+                        answer=CARD_BUSY_STATUS.hex(),
+                    )
+                    return CARD_BUSY_STATUS
+                action = lease.proceed()
+            if action is Action.RESET_AND_TRANSMIT:
+                response = await loop.run_in_executor(
+                    self._executor, self._reset_and_transmit, apdu
+                )
+                if self.on_reset is not None:
+                    await self.on_reset()
+                return response
+            return await loop.run_in_executor(self._executor, self._transmit, apdu)
+        except BaseException:
+            if lease.state is LeaseState.WAITING:  # cancelled while waiting: as if it gave up
+                lease.gave_up(loop.time())
+            elif lease.busy:
+                lease.lost()
+                self._executor.submit(self._end_transaction, lease.policy.reset)
+            raise
+        finally:
+            if lease.busy:
+                lease.answered(loop.time())
+                self._last_answer = loop.time()
+                self._schedule_release(loop, lease)
+
+    def _start_begin(self, loop: asyncio.AbstractEventLoop) -> None:
+        begin = loop.run_in_executor(self._executor, self._begin_transaction)
+        self._begin = begin
+        begin.add_done_callback(self._on_begin)
+
+    def _on_begin(self, begin: asyncio.Future[None]) -> None:
+        """The event loop learns that ``SCardBeginTransaction`` returned (in time or late)."""
+        lease = self._lease
+        assert lease is not None
+        self._begin = None
+        if begin.cancelled() or begin.exception() is not None:
+            lease.lost()
+            return
+        if lease.acquired(asyncio.get_running_loop().time()) is Action.END:
+            log.info("pcsc.late_transaction_released", reader=self.reader)
+            self._executor.submit(self._end_transaction, lease.policy.reset)
+
+    async def _wait_for_card(self, loop: asyncio.AbstractEventLoop, lease: CardLease) -> bool:
+        """Wait for the transaction until the lease's deadline; False: the guest gives up."""
+        begin = self._begin
+        assert begin is not None
+        assert lease.deadline is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(begin), max(0.0, lease.deadline - loop.time()))
+        except TimeoutError:
+            if lease.state is LeaseState.HELD:  # it came as the bound passed
+                return True
+            lease.gave_up(loop.time())
+            return False
+        return True
+
+    def _schedule_release(self, loop: asyncio.AbstractEventLoop, lease: CardLease) -> None:
+        if self._release is not None:
+            self._release.cancel()
+        wake = lease.wake_at()
+        self._release = None if wake is None else loop.call_at(wake, self._on_idle, loop, lease)
+
+    def _on_idle(self, loop: asyncio.AbstractEventLoop, lease: CardLease) -> None:
+        self._release = None
+        if lease.tick(loop.time()) is Action.END:
+            self._executor.submit(self._end_transaction, lease.policy.reset)
+        else:
+            self._schedule_release(loop, lease)
+
+    def _begin_transaction(self) -> None:
+        """Thread: take the card (blocks while another application holds its transaction)."""
+        result = scard.SCardBeginTransaction(self._card)
+        if result == scard.SCARD_W_RESET_CARD:
+            # Someone (we, at our last handover) reset the card: acknowledge it and ask again.
+            self._reconnect(scard.SCARD_LEAVE_CARD)
+            result = scard.SCardBeginTransaction(self._card)
+        _check(f"SCardBeginTransaction({self.reader})", result)
+
+    def _end_transaction(self, reset: bool) -> None:
+        """Thread: give the card back, reset unless the state is kept."""
+        disposition = scard.SCARD_RESET_CARD if reset else scard.SCARD_LEAVE_CARD
+        result = scard.SCardEndTransaction(self._card, disposition)
+        if result != scard.SCARD_S_SUCCESS:
+            log.warning(
+                "pcsc.end_transaction_failed",
+                reader=self.reader,
+                error=scard.SCardGetErrorMessage(result),
+            )
+
+    def _reset_and_transmit(self, apdu: bytes) -> bytes:
+        self._reconnect(scard.SCARD_RESET_CARD)
+        return self._transmit(apdu)
+
+    def _reconnect(self, disposition: int) -> None:
+        result, protocol = scard.SCardReconnect(
+            self._card,
+            scard.SCARD_SHARE_SHARED,
+            scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1,
+            disposition,
+        )
+        _check(f"SCardReconnect({self.reader})", result)
+        self._pci = _pci(protocol)
 
     def _transmit(self, apdu: bytes) -> bytes:
         result, response = scard.SCardTransmit(self._card, self._pci, list(apdu))
+        if result == scard.SCARD_W_RESET_CARD:
+            # Another application reset the card between two of our APDUs (only possible
+            # without our transaction); acknowledge the reset and send again.
+            self._reconnect(scard.SCARD_LEAVE_CARD)
+            result, response = scard.SCardTransmit(self._card, self._pci, list(apdu))
         _check(f"SCardTransmit({self.reader})", result)
         return bytes(response)
 
     async def cold_reset(self) -> None:
+        lease = self._lease
+        if lease is not None and self._serial is not None:
+            async with self._serial:
+                if not lease.reset_requested():
+                    return  # the next transaction starts with a reset
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._cold_reset)
 
@@ -119,15 +282,22 @@ class PcscCard:
         self._pci = _pci(protocol)
 
     def close(self) -> None:
+        lease = self._lease
+        # A guest's login must not stay behind on the card for the next application.
+        held = lease is not None and lease.state is LeaseState.HELD and lease.policy.reset
+        if self._release is not None:
+            self._release.cancel()
+
         def release() -> None:
-            scard.SCardDisconnect(self._card, scard.SCARD_LEAVE_CARD)
+            disposition = scard.SCARD_RESET_CARD if held else scard.SCARD_LEAVE_CARD
+            scard.SCardDisconnect(self._card, disposition)
             scard.SCardReleaseContext(self._context)
 
         self._executor.submit(release)
         self._executor.shutdown(wait=False)
 
 
-def first_pcsc_card() -> PcscCard:
+def first_pcsc_card(policy: LeasePolicy | None = None) -> PcscCard:
     """The card in the first PC/SC reader that has one (libcacard's ``-p``)."""
     require_pyscard()
     result, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
@@ -145,7 +315,7 @@ def first_pcsc_card() -> PcscCard:
             _check("SCardGetStatusChange", result)
         for name, state, _atr in current:
             if state & scard.SCARD_STATE_PRESENT and not state & scard.SCARD_STATE_MUTE:
-                return PcscCard(name)
+                return PcscCard(name, policy)
     finally:
         scard.SCardReleaseContext(context)
     raise PcscError("-p needs a PC/SC reader with a card in it; none has one")
@@ -162,9 +332,12 @@ class _Change:
 class PcscWatcher:
     """Mirrors PC/SC readers (all, or those matching ``name``) and their cards onto a host."""
 
-    def __init__(self, mirror: HostMirror, name: str | None = None) -> None:
+    def __init__(
+        self, mirror: HostMirror, name: str | None = None, policy: LeasePolicy | None = None
+    ) -> None:
         require_pyscard()
         self._mirror = mirror
+        self._policy = policy
         self._filter = name
         self._readers: dict[str, LocalReader] = {}
         self._cards: dict[str, PcscCard] = {}
@@ -210,7 +383,7 @@ class PcscWatcher:
         if change.present and change.reader not in self._cards:
             loop = asyncio.get_running_loop()
             try:
-                card = await loop.run_in_executor(None, PcscCard, change.reader)
+                card = await loop.run_in_executor(None, PcscCard, change.reader, self._policy)
             except PcscError as error:
                 log.warning("pcsc.connect_failed", reader=change.reader, error=str(error))
                 return

@@ -30,6 +30,7 @@ from vscard.tls import client_context
 
 from . import event_loop
 from .card_guard import ApduPolicy, CardGuard
+from .card_lease import DEFAULT_HOLD, DEFAULT_WAIT, LeasePolicy
 from .compare_card import CompareCard
 from .console import Console, stdin_lines
 from .emul_options import (
@@ -139,6 +140,30 @@ def build_parser() -> argparse.ArgumentParser:
         "(--pcsc=READER) those whose name contains READER",
     )
     parser.add_argument(
+        "--pcsc-hold",
+        type=_milliseconds,
+        default=DEFAULT_HOLD,
+        metavar="MS",
+        help="keep a real card's PC/SC transaction for the guest until it has sent no APDU for "
+        f"MS ms (default {DEFAULT_HOLD * 1000:.0f}), so this computer's applications get the card "
+        "between the guest's operations, never inside one: longer covers slower guests, but "
+        "makes those applications wait longer; 0 ends it after each APDU",
+    )
+    parser.add_argument(
+        "--pcsc-wait",
+        type=_milliseconds,
+        default=DEFAULT_WAIT,
+        metavar="MS",
+        help="how long a guest's APDU waits while an application of this computer holds the "
+        f"card (default {DEFAULT_WAIT * 1000:.0f}); then the guest gets 6F00",
+    )
+    parser.add_argument(
+        "--pcsc-keep-state",
+        action="store_true",
+        help="do not reset a real card when it passes between the guest and this computer's "
+        "applications (the default resets it, so neither uses a PIN the other verified)",
+    )
+    parser.add_argument(
         "--pkcs11",
         metavar="MODULE",
         help="an emulated card whose keys stay on a PKCS#11 token (e.g. libsofthsm2.so)",
@@ -217,6 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _milliseconds(text: str) -> float:
+    """An option in milliseconds, as seconds."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected whole milliseconds") from None
+    if not 0 <= value <= 3_600_000:
+        raise argparse.ArgumentTypeError(f"{value} ms: expected 0 to 3600000")
+    return value / 1000
+
+
 def _hex_list(text: str) -> frozenset[int]:
     try:
         values = frozenset(int(item, 16) for item in text.split(",") if item.strip())
@@ -254,6 +290,8 @@ class Plan:
     guard: CardGuard = field(default_factory=CardGuard)
     pcsc_by_default: bool = False
     """No card option was given, so ``pcsc`` is the client's PC/SC readers."""
+    lease: LeasePolicy = field(default_factory=LeasePolicy)
+    """How a real card is shared with the client's applications."""
 
 
 def plan_from_args(args: argparse.Namespace) -> Plan:
@@ -303,6 +341,9 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     if args.pkcs11 is None and (args.token or args.token_cert or args.token_pin_file):
         raise UsageError("--token, --token-cert and --token-pin-file need --pkcs11 MODULE")
     _check_puk_and_profile(args, profile, emul)
+    if args.pcsc_wait <= 0:
+        raise UsageError("--pcsc-wait 0: a guest's APDU must be able to wait for the card")
+    lease = LeasePolicy(args.pcsc_hold, args.pcsc_wait, reset=not args.pcsc_keep_state)
     tls: SSLContext | None = None
     if args.tls_ca is not None:
         try:
@@ -332,6 +373,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         server_hostname=args.tls_server_name,
         guard=CardGuard(args.pin_guard, ApduPolicy(args.allow_ins, frozenset(args.allow_aid))),
         pcsc_by_default=pcsc_by_default,
+        lease=lease,
     )
 
 
@@ -391,10 +433,14 @@ async def add_emulated_readers(plan: Plan, mirror: HostMirror, stack: ExitStack)
             for name, nss_card in cards:
                 await mirror.add_reader(mirror.new_reader(name, nss_card))
         if plan.compare:
-            real = await asyncio.to_thread(first_pcsc_card)
+            real = await asyncio.to_thread(first_pcsc_card, plan.lease)
             for reader in mirror.readers:
                 if reader.card is not None:
-                    reader.card = CompareCard(reader.card, real)
+                    emulated = reader.card
+                    reader.card = CompareCard(emulated, real)
+                    # The emulated card forgets its login whenever the real one is reset
+                    # on a handover, so the two keep answering alike.
+                    real.on_reset = emulated.cold_reset
         if plan.pkcs11 is not None:
             try:
                 token = Pkcs11Token(
@@ -459,7 +505,7 @@ class Daemon:
         await add_emulated_readers(self.plan, self.mirror, self._cards)
         if self.plan.pcsc is not None:
             log.info("vscclient.pcsc_readers", name=self.plan.pcsc or "(all)")
-            watcher = PcscWatcher(self.mirror, self.plan.pcsc or None)
+            watcher = PcscWatcher(self.mirror, self.plan.pcsc or None, self.plan.lease)
             self._tasks.append(asyncio.create_task(self._watch(watcher)))
         if read_stdin:
             self._tasks.append(asyncio.create_task(self._read_console()))
