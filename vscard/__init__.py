@@ -28,8 +28,10 @@ from .constants import (
     VSCARD_MINIMAL_READER_ID,
     VSCARD_UNDEFINED_READER_ID,
     VSCARD_VERSION,
+    Capability,
     ErrorCode,
     MessageType,
+    TransmissionProtocol,
 )
 from .errors import (
     APDUFailedError,
@@ -51,11 +53,13 @@ from .events import (
     APDUResponse,
     CardInserted,
     CardRemoved,
+    CardResetRequested,
     ClientEvent,
     FlushCompleted,
     FlushRequested,
     HostEvent,
     PeerInit,
+    ProtocolChanged,
     ReaderAdded,
     ReaderRemoved,
     RequestAnswered,
@@ -65,7 +69,9 @@ from .host import HostConnection, HostReader
 from .messages import (
     APDU,
     ATR,
+    CardProtocol,
     CardRemove,
+    CardReset,
     Error,
     Flush,
     FlushComplete,
@@ -80,6 +86,8 @@ if TYPE_CHECKING:
         APDUHandler,
         Client,
         ClientReader,
+        ProtocolHandler,
+        ResetHandler,
         Server,
         Session,
         SessionHandler,
@@ -89,7 +97,8 @@ if TYPE_CHECKING:
 
 #: The asyncio adapters' names and the module that defines each.
 _LAZY: Final = dict.fromkeys(
-    ("APDUHandler", "Client", "ClientReader", "connect"), ".asyncio.client"
+    ("APDUHandler", "Client", "ClientReader", "ProtocolHandler", "ResetHandler", "connect"),
+    ".asyncio.client",
 ) | dict.fromkeys(("Server", "Session", "SessionHandler", "serve"), ".asyncio.server")
 
 
@@ -114,10 +123,14 @@ __all__ = [
     "APDUHandler",
     "APDURequest",
     "APDUResponse",
+    "Capability",
     "CardInserted",
+    "CardProtocol",
     "CardRemove",
     "CardRemoved",
     "CardRemovedError",
+    "CardReset",
+    "CardResetRequested",
     "Client",
     "ClientConnection",
     "ClientEvent",
@@ -139,7 +152,9 @@ __all__ = [
     "MessageType",
     "NoCardError",
     "PeerInit",
+    "ProtocolChanged",
     "ProtocolError",
+    "ProtocolHandler",
     "ReaderAdd",
     "ReaderAdded",
     "ReaderBusyError",
@@ -148,9 +163,11 @@ __all__ = [
     "RemoteProtocolError",
     "RequestAnswered",
     "RequestRefusedError",
+    "ResetHandler",
     "Server",
     "Session",
     "SessionHandler",
+    "TransmissionProtocol",
     "Unexpected",
     "UnknownReaderError",
     "VSCardError",

@@ -20,6 +20,11 @@ VSC_Error GENERAL_ERROR and a Flush for one gets FlushComplete, each reported
 :class:`~vscard.events.Unexpected`. An APDU for a reader without a card still goes to the
 application, which knows its card: QEMU keeps a card across reconnects, and a client that
 connects without a reset (``connect(reset=False)``) serves it without a new ATR.
+
+Our extension: the client's Init announces :attr:`~vscard.Capability.CARD_RESET` (unless told
+not to), and once the host's Init announced it too, the host's CardReset and CardProtocol
+become :class:`~vscard.events.CardResetRequested` and :class:`~vscard.events.ProtocolChanged`.
+Either message without both announcements raises :class:`~vscard.RemoteProtocolError`.
 """
 
 from __future__ import annotations
@@ -32,20 +37,24 @@ from typing import Final
 from cardfloor.frozen import slot_setters
 
 from .codec import Decoder, encode
-from .constants import MAX_FRAME_SIZE, VSCARD_UNDEFINED_READER_ID, ErrorCode
+from .constants import MAX_FRAME_SIZE, VSCARD_UNDEFINED_READER_ID, Capability, ErrorCode
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
     APDURequest,
+    CardResetRequested,
     ClientEvent,
     FlushRequested,
     PeerInit,
+    ProtocolChanged,
     RequestAnswered,
     Unexpected,
 )
 from .messages import (
     APDU,
     ATR,
+    CardProtocol,
     CardRemove,
+    CardReset,
     Error,
     Flush,
     FlushComplete,
@@ -69,6 +78,8 @@ def _apdu_request(reader_id: int, apdu: bytes) -> APDURequest:
     return event
 
 
+_KNOWN: Final = int(Capability.CARD_RESET)
+
 #: Requests in flight before the client must wait for replies. QEMU answers each at once;
 #: this only bounds memory against a host that never answers.
 MAX_PENDING_REQUESTS = 64
@@ -82,8 +93,17 @@ class ClientConnection:
     ``MAX_PENDING_REQUESTS`` requests wait for the host's reply.
     """
 
-    def __init__(self, *, max_frame_size: int = MAX_FRAME_SIZE) -> None:
+    def __init__(
+        self,
+        *,
+        max_frame_size: int = MAX_FRAME_SIZE,
+        capabilities: int = Capability.CARD_RESET,
+    ) -> None:
         self._decoder = Decoder(max_frame_size=max_frame_size)
+        self.capabilities = Capability(capabilities)
+        """What our Init announces."""
+        self.peer_capabilities = Capability(0)
+        """Our bits among those the host's Init announced (none until it arrived)."""
         self._max_frame_size = max_frame_size
         self._pending: deque[Message] = deque()
         self._outgoing = bytearray()
@@ -103,6 +123,12 @@ class ClientConnection:
         connection with this error. Once set, every :meth:`receive_data` raises it.
         """
         return self._decoder.error
+
+    @property
+    def card_reset(self) -> bool:
+        """True once both Inits announced :attr:`~vscard.Capability.CARD_RESET`: the host may
+        send CardReset and CardProtocol."""
+        return bool(self.capabilities & self.peer_capabilities & Capability.CARD_RESET)
 
     @property
     def reader_ids(self) -> frozenset[int]:
@@ -137,7 +163,7 @@ class ClientConnection:
 
     def send_init(self) -> None:
         """Queue our Init. Send it first: QEMU's own Init is lost unless we were connected."""
-        self._send(Init(VSCARD_UNDEFINED_READER_ID))
+        self._send(Init(VSCARD_UNDEFINED_READER_ID, capabilities=(int(self.capabilities),)))
 
     def add_reader(self, name: str = "") -> None:
         """Queue a ReaderAdd; the reply's reader_id is the reader's id from now on."""
@@ -178,36 +204,63 @@ class ClientConnection:
         """
         events: list[ClientEvent] = []
         readers = self._reader_ids
-        for message in self._decoder.feed(data):
-            # The per-APDU path first, without the class patterns' attribute lookups.
-            if type(message) is APDU and message.reader_id in readers:
-                events.append(_apdu_request(message.reader_id, message.data))
-                continue
-            match message:
-                case APDU(reader_id):
-                    self._send(Error(reader_id, ErrorCode.GENERAL_ERROR))
-                    events.append(Unexpected(message, "no such reader"))
-                case Error(reader_id, code) if self._pending:
-                    request = self._pending.popleft()
-                    if code == ErrorCode.SUCCESS:
-                        self._track(request, reader_id)
-                    events.append(RequestAnswered(request, reader_id, code))
-                case Init(_, version, capabilities):
-                    # A host may send two: one when its device starts (if we were connected
-                    # already) and one in reply to ours.
-                    self.peer_version = version
-                    events.append(PeerInit(version, capabilities))
-                case Flush(reader_id):
-                    if reader_id in readers:
-                        events.append(FlushRequested(reader_id))
-                    else:
-                        self._send(FlushComplete(reader_id))
+        try:
+            for message in self._decoder.feed(data):
+                # The per-APDU path first, without the class patterns' attribute lookups.
+                if type(message) is APDU and message.reader_id in readers:
+                    events.append(_apdu_request(message.reader_id, message.data))
+                    continue
+                match message:
+                    case APDU(reader_id):
+                        self._send(Error(reader_id, ErrorCode.GENERAL_ERROR))
                         events.append(Unexpected(message, "no such reader"))
-                case Error():
-                    events.append(Unexpected(message, "reply without a request"))
-                case _:
-                    events.append(Unexpected(message, "not a message a host sends"))
+                    case Error(reader_id, code) if self._pending:
+                        request = self._pending.popleft()
+                        if code == ErrorCode.SUCCESS:
+                            self._track(request, reader_id)
+                        events.append(RequestAnswered(request, reader_id, code))
+                    case Init(_, version, capabilities):
+                        # A host may send two: one when its device starts (if we were connected
+                        # already) and one in reply to ours.
+                        self.peer_version = version
+                        # A second Init cannot take back what the first announced.
+                        self.peer_capabilities |= Capability(capabilities[0] & _KNOWN)
+                        events.append(PeerInit(version, capabilities))
+                    case Flush(reader_id):
+                        if reader_id in readers:
+                            events.append(FlushRequested(reader_id))
+                        else:
+                            self._send(FlushComplete(reader_id))
+                            events.append(Unexpected(message, "no such reader"))
+                    case CardReset(reader_id, protocol) | CardProtocol(reader_id, protocol):
+                        self._check_extension(message)
+                        if reader_id not in readers:
+                            events.append(Unexpected(message, "no such reader"))
+                        elif isinstance(message, CardReset):
+                            events.append(CardResetRequested(reader_id, protocol))
+                        else:
+                            events.append(ProtocolChanged(reader_id, protocol))
+                    case Error():
+                        events.append(Unexpected(message, "reply without a request"))
+                    case _:
+                        events.append(Unexpected(message, "not a message a host sends"))
+        except RemoteProtocolError:  # the decoder's, or an extension nobody announced
+            if events:
+                return events  # the good frames first; :attr:`error` holds it
+            raise
         return events
+
+    def _check_extension(self, message: CardReset | CardProtocol) -> None:
+        if not self.card_reset:
+            error = RemoteProtocolError(
+                f"{type(message).__name__} needs Capability.CARD_RESET announced by both sides "
+                f"(ours {int(self.capabilities):#010x}, the host's "
+                f"{int(self.peer_capabilities):#010x})",
+                field="header.type",
+                value=message.TYPE,
+            )
+            self._decoder.fail(error)  # the frames after it are never handled
+            raise error
 
     def _track(self, request: Message, reader_id: int) -> None:
         """Update the host's view of readers and cards from its successful reply."""

@@ -8,12 +8,21 @@ from typing import Final
 
 from cardfloor.frozen import slot_setters
 
-from .constants import HEADER_SIZE, MAX_FRAME_SIZE, VSCARD_MAGIC, ErrorCode, MessageType
+from .constants import (
+    HEADER_SIZE,
+    MAX_FRAME_SIZE,
+    VSCARD_MAGIC,
+    ErrorCode,
+    MessageType,
+    TransmissionProtocol,
+)
 from .errors import RemoteProtocolError
 from .messages import (
     APDU,
     ATR,
+    CardProtocol,
     CardRemove,
+    CardReset,
     Error,
     Flush,
     FlushComplete,
@@ -35,13 +44,28 @@ _FIXED_LENGTH: Final[dict[int, int]] = {
     MessageType.CARD_REMOVE: 0,
     MessageType.FLUSH: 0,
     MessageType.FLUSH_COMPLETE: 0,
+    MessageType.CARD_RESET: 4,
+    MessageType.CARD_PROTOCOL: 4,
 }
 _APDU_TYPE: Final = int(MessageType.APDU)
 _ERROR_CODES: Final = {code.value: code for code in ErrorCode}
 _CLASS_NAMES: Final[dict[int, str]] = {
     cls.TYPE: cls.__name__
-    for cls in (Init, Error, ReaderAdd, ReaderRemove, ATR, CardRemove, APDU, Flush, FlushComplete)
+    for cls in (
+        Init,
+        Error,
+        ReaderAdd,
+        ReaderRemove,
+        ATR,
+        CardRemove,
+        APDU,
+        Flush,
+        FlushComplete,
+        CardReset,
+        CardProtocol,
+    )
 }
+_PROTOCOLS: Final = {protocol.value: protocol for protocol in TransmissionProtocol}
 
 
 def encode(message: Message, *, max_frame_size: int = MAX_FRAME_SIZE) -> bytes:
@@ -63,6 +87,8 @@ def encode(message: Message, *, max_frame_size: int = MAX_FRAME_SIZE) -> bytes:
         )
     elif isinstance(message, ReaderAdd):
         payload = message.name.encode()
+    elif isinstance(message, CardReset | CardProtocol):
+        payload = _U32.pack(message.protocol)
     else:
         payload = b""
     if HEADER_SIZE + len(payload) > max_frame_size:
@@ -110,6 +136,24 @@ def _decode_flush_complete(reader_id: int, _payload: bytes) -> FlushComplete:
     return FlushComplete(reader_id)
 
 
+def _protocol(name: str, payload: bytes) -> TransmissionProtocol:
+    (value,) = _U32.unpack(payload)
+    protocol = _PROTOCOLS.get(value)
+    if protocol is None:
+        raise RemoteProtocolError(
+            "protocol must be 0 (T=0) or 1 (T=1)", field=f"{name}.protocol", value=value
+        )
+    return protocol
+
+
+def _decode_card_reset(reader_id: int, payload: bytes) -> CardReset:
+    return CardReset(reader_id, _protocol("CardReset", payload))
+
+
+def _decode_card_protocol(reader_id: int, payload: bytes) -> CardProtocol:
+    return CardProtocol(reader_id, _protocol("CardProtocol", payload))
+
+
 # APDU frames are built without APDU.__init__ (see cardfloor.frozen): everything __post_init__
 # checks is already guaranteed by the wire (reader_id is a u32 read from the header).
 _new: Final = object.__new__
@@ -134,6 +178,8 @@ _DECODERS: Final[dict[int, Callable[[int, bytes], Message]]] = {
     int(MessageType.APDU): _build_apdu,
     int(MessageType.FLUSH): _decode_flush,
     int(MessageType.FLUSH_COMPLETE): _decode_flush_complete,
+    int(MessageType.CARD_RESET): _decode_card_reset,
+    int(MessageType.CARD_PROTOCOL): _decode_card_protocol,
 }
 
 

@@ -42,6 +42,34 @@ class MessageType(enum.IntEnum):
     APDU = 7
     FLUSH = 8
     FLUSH_COMPLETE = 9
+    #: Our extension (host to client, only when both Inits announce
+    #: :attr:`Capability.CARD_RESET`). The high bit keeps it far from QEMU's numbers, which
+    #: count up from 1: a future upstream type cannot collide with it.
+    CARD_RESET = 0x8000_0001
+    #: Our extension, as :attr:`CARD_RESET`: the reader now runs another protocol.
+    CARD_PROTOCOL = 0x8000_0002
+
+
+class Capability(enum.IntFlag):
+    """Bits of the first Init capabilities word.
+
+    QEMU and libcacard send 0 and ignore the words they receive (QEMU's
+    ``hw/usb/ccid-card-passthru.c``, ``ccid_card_vscard_handle_init``: "none exist atm";
+    libcacard's ``src/vscclient.c``, ``on_host_init``: "Future: check capabilities"). Our bits
+    sit at the top of the word, away from any bit upstream may define from the bottom up.
+    """
+
+    #: The side understands CardReset and CardProtocol. A host sends them only when both
+    #: sides announced it; a client that announces it finishes a reset before it handles the
+    #: next message for that reader (so no acknowledgement is needed).
+    CARD_RESET = 0x8000_0000
+
+
+class TransmissionProtocol(enum.IntEnum):
+    """The payload of CardReset and CardProtocol: the protocol the host's reader runs."""
+
+    T0 = 0
+    T1 = 1
 
 
 class ErrorCode(enum.IntEnum):

@@ -124,6 +124,23 @@ class FlushRequested:
     reader_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class CardResetRequested:
+    """The host's reader powered the card off and on (our CardReset): reset the card, and
+    run ``protocol`` with it, before handling the reader's next APDU."""
+
+    reader_id: int
+    protocol: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolChanged:
+    """The host's reader now runs ``protocol`` with the card (our CardProtocol)."""
+
+    reader_id: int
+    protocol: int
+
+
 HostEvent = (
     PeerInit
     | ReaderAdded
@@ -138,5 +155,13 @@ HostEvent = (
 )
 """Anything :meth:`HostConnection.receive_data` returns."""
 
-ClientEvent = PeerInit | RequestAnswered | APDURequest | FlushRequested | Unexpected
+ClientEvent = (
+    PeerInit
+    | RequestAnswered
+    | APDURequest
+    | FlushRequested
+    | CardResetRequested
+    | ProtocolChanged
+    | Unexpected
+)
 """Anything :meth:`ClientConnection.receive_data` returns."""

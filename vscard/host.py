@@ -15,6 +15,12 @@ deliberate differences, all in the client's favour:
   aborted is dropped quietly: the client may send it before it learns of the removal.
 - A client that keeps breaking the protocol is cut off (see ``max_violations``), and one call
   handles at most ``max_messages`` frames (see :attr:`HostConnection.pending`).
+
+Our extension: the host's Init announces :attr:`~vscard.Capability.CARD_RESET` (unless told
+not to); once the client's Init announced it too (:attr:`HostConnection.card_reset`),
+:meth:`HostConnection.send_card_reset` and :meth:`HostConnection.send_card_protocol` tell the
+client what the host's reader did to the card. QEMU's and libcacard's clients announce nothing
+and never see either message.
 """
 
 from __future__ import annotations
@@ -25,8 +31,20 @@ from types import MappingProxyType
 
 from .atr import atr_problem
 from .codec import Decoder, encode
-from .constants import MAX_FRAME_SIZE, VSCARD_MINIMAL_READER_ID, ErrorCode
-from .errors import NoCardError, ReaderBusyError, RemoteProtocolError, UnknownReaderError
+from .constants import (
+    MAX_FRAME_SIZE,
+    VSCARD_MINIMAL_READER_ID,
+    Capability,
+    ErrorCode,
+    TransmissionProtocol,
+)
+from .errors import (
+    LocalProtocolError,
+    NoCardError,
+    ReaderBusyError,
+    RemoteProtocolError,
+    UnknownReaderError,
+)
 from .events import (
     APDUAborted,
     APDUFailed,
@@ -43,7 +61,9 @@ from .events import (
 from .messages import (
     APDU,
     ATR,
+    CardProtocol,
     CardRemove,
+    CardReset,
     Error,
     Flush,
     FlushComplete,
@@ -52,6 +72,8 @@ from .messages import (
     ReaderAdd,
     ReaderRemove,
 )
+
+_KNOWN = int(Capability.CARD_RESET)
 
 DEFAULT_MAX_READERS = 16
 #: Protocol violations a connection may commit beyond those its answered APDUs paid back.
@@ -98,6 +120,7 @@ class HostConnection:
         max_frame_size: int = MAX_FRAME_SIZE,
         max_violations: int = DEFAULT_MAX_VIOLATIONS,
         max_messages: int | None = None,
+        capabilities: int = Capability.CARD_RESET,
     ) -> None:
         if max_readers < 1:
             raise ValueError(f"max_readers={max_readers} must be at least 1")
@@ -113,6 +136,15 @@ class HostConnection:
         # Readers whose APDU was aborted: the client's answer to it may still come.
         self._aborted: set[int] = set()
         self._outgoing = bytearray()
+        self.capabilities = Capability(capabilities)
+        """What our Init announces."""
+        self.peer_capabilities = Capability(0)
+        """Our bits among those the client's Init announced (none until it arrived)."""
+
+    @property
+    def card_reset(self) -> bool:
+        """True once both Inits announced :attr:`~vscard.Capability.CARD_RESET`."""
+        return bool(self.capabilities & self.peer_capabilities & Capability.CARD_RESET)
 
     @property
     def buffered(self) -> int:
@@ -152,7 +184,7 @@ class HostConnection:
 
     def send_init(self) -> None:
         """Queue the host's Init (QEMU sends one when its device is realized)."""
-        self._send(Init())
+        self._send(self._init())
 
     def send_apdu(self, reader_id: int, apdu: bytes) -> None:
         """Queue a command APDU for the card in ``reader_id``; its answer comes as an event.
@@ -168,6 +200,25 @@ class HostConnection:
             raise ReaderBusyError(reader_id)
         self._send(APDU(reader_id, apdu))
         reader.apdu_in_flight = True
+
+    def send_card_reset(self, reader_id: int, protocol: int = TransmissionProtocol.T0) -> None:
+        """Queue a CardReset: the reader powered the card off and on, and runs ``protocol``.
+
+        The client finishes the reset before it handles the next APDU on the reader, so the
+        host need not wait. Raises :class:`~vscard.LocalProtocolError` (field
+        ``capabilities``) unless :attr:`card_reset`, :class:`UnknownReaderError` or
+        :class:`NoCardError`; nothing is queued then.
+        """
+        self._extension_reader(reader_id)
+        self._send(CardReset(reader_id, protocol))
+
+    def send_card_protocol(self, reader_id: int, protocol: int) -> None:
+        """Queue a CardProtocol: the reader now runs ``protocol`` with the card, no reset.
+
+        Raises as :meth:`send_card_reset`.
+        """
+        self._extension_reader(reader_id)
+        self._send(CardProtocol(reader_id, protocol))
 
     def send_flush(self, reader_id: int) -> None:
         """Queue a Flush; :class:`FlushCompleted` reports the answer.
@@ -203,6 +254,21 @@ class HostConnection:
             return self._readers[reader_id]
         except KeyError:
             raise UnknownReaderError(reader_id) from None
+
+    def _init(self) -> Init:
+        return Init(capabilities=(int(self.capabilities),))
+
+    def _extension_reader(self, reader_id: int) -> None:
+        if not self.card_reset:
+            raise LocalProtocolError(
+                "the client did not announce Capability.CARD_RESET"
+                if self.capabilities & Capability.CARD_RESET
+                else "this host does not announce Capability.CARD_RESET",
+                field="capabilities",
+                value=int(self.peer_capabilities),
+            )
+        if self._reader(reader_id).atr is None:
+            raise NoCardError(reader_id)
 
     def _send(self, message: Message) -> None:
         self._outgoing += encode(message, max_frame_size=self._max_frame_size)
@@ -255,12 +321,13 @@ class HostConnection:
                     self._violations -= 1
                 events.append(APDUFailed(reader_id, code))
             case Init(_, version, capabilities):
-                self._send(Init())  # every Init is answered, as QEMU does
+                self._send(self._init())  # every Init is answered, as QEMU does
                 if self._initialized:
                     reason = "Init already received"
                     self._violation(message, reason, "Init.version", version, events)
                     return
                 self._initialized = True
+                self.peer_capabilities = Capability(capabilities[0] & _KNOWN)
                 events.append(PeerInit(version, capabilities))
             case ReaderAdd(request_id, name):
                 if len(self._readers) >= self._max_readers:
@@ -302,6 +369,15 @@ class HostConnection:
                     return
                 self._remove_card(reader, events)
                 self._reply(reader_id, ErrorCode.SUCCESS)
+            case CardReset() | CardProtocol() if not self.card_reset:
+                error = RemoteProtocolError(
+                    f"{type(message).__name__} is a host's message, and needs "
+                    "Capability.CARD_RESET announced by both sides",
+                    field="header.type",
+                    value=message.TYPE,
+                )
+                self._decoder.fail(error)
+                raise error
             case FlushComplete(reader_id) if reader is not None and reader.flush_in_flight:
                 reader.flush_in_flight = False
                 events.append(FlushCompleted(reader_id))

@@ -1,4 +1,4 @@
-"""The nine VSCard messages as immutable values, one class per message type.
+"""The nine VSCard messages, and our two extensions, as immutable values, one class per type.
 
 Every message carries the ``reader_id`` of its header. Values are checked when a message
 is built, so a message that exists can always be encoded.
@@ -15,6 +15,7 @@ from .constants import (
     VSCARD_VERSION,
     ErrorCode,
     MessageType,
+    TransmissionProtocol,
 )
 
 
@@ -28,7 +29,7 @@ class Init:
     """VSC_Init: opens the conversation in both directions.
 
     The magic ``VSCD`` is implied; ``capabilities`` holds the u32 words after the version
-    (one word of 0 today; none are defined).
+    (QEMU and libcacard send one word of 0; ours carries :class:`~vscard.Capability` bits).
     """
 
     TYPE: ClassVar[MessageType] = MessageType.INIT
@@ -151,5 +152,55 @@ class FlushComplete:
         _check_u32("reader_id", self.reader_id)
 
 
-Message = Init | Error | ReaderAdd | ReaderRemove | ATR | CardRemove | APDU | Flush | FlushComplete
+def _check_protocol(name: str, value: int) -> None:
+    if value not in TransmissionProtocol.__members__.values():
+        raise ValueError(f"{name} must be 0 (T=0) or 1 (T=1), got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class CardReset:
+    """Our extension, host to client, sent only when both Inits announced
+    :attr:`~vscard.Capability.CARD_RESET`: the host's reader powered the card off and on (or
+    reset it). The card must lose its volatile state (verified PINs, selections) before the
+    client handles its next message for the reader; ``protocol`` is the one the reader runs
+    with the card afterwards."""
+
+    TYPE: ClassVar[MessageType] = MessageType.CARD_RESET
+
+    reader_id: int
+    protocol: int = TransmissionProtocol.T0
+
+    def __post_init__(self) -> None:
+        _check_u32("reader_id", self.reader_id)
+        _check_protocol("CardReset.protocol", self.protocol)
+
+
+@dataclass(frozen=True, slots=True)
+class CardProtocol:
+    """Our extension, as :class:`CardReset`: the host's reader now runs ``protocol`` with the
+    card (a CCID SetParameters), with no reset."""
+
+    TYPE: ClassVar[MessageType] = MessageType.CARD_PROTOCOL
+
+    reader_id: int
+    protocol: int
+
+    def __post_init__(self) -> None:
+        _check_u32("reader_id", self.reader_id)
+        _check_protocol("CardProtocol.protocol", self.protocol)
+
+
+Message = (
+    Init
+    | Error
+    | ReaderAdd
+    | ReaderRemove
+    | ATR
+    | CardRemove
+    | APDU
+    | Flush
+    | FlushComplete
+    | CardReset
+    | CardProtocol
+)
 """Any VSCard message."""

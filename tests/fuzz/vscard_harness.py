@@ -3,6 +3,9 @@
 Control byte: bits 0-4 split the stream (:func:`~tests.fuzz.common.chunks`); bit 5 makes the
 host send its Init first and the client take its card out again; bit 6 makes the host send
 Flush; bit 7 sets a 64-byte ``max_frame_size`` so the frame limit is hit with small inputs.
+Both connections announce our CardReset extension; the host uses it (a CardReset with T=1 for
+each card inserted) when the stream's Init announced it too, and the client takes the host's
+CardReset and CardProtocol only if the stream's host Init announced it.
 
 Bugs: any exception but :class:`vscard.ProtocolError`; a split stream decoding differently
 from the whole one; more bytes buffered than one frame; a decoded message that does not
@@ -21,6 +24,9 @@ from vscard import (
     ATR,
     APDURequest,
     CardInserted,
+    CardProtocol,
+    CardReset,
+    CardResetRequested,
     ClientConnection,
     Decoder,
     Error,
@@ -28,6 +34,7 @@ from vscard import (
     HostConnection,
     Init,
     Message,
+    ProtocolChanged,
     ProtocolError,
     ReaderAdd,
     ReaderRemove,
@@ -113,8 +120,11 @@ def _check_host(control: int, payload: bytes, max_frame: int) -> None:
             break
         readers = host.readers
         for event in events:
-            if isinstance(event, CardInserted) and control & 0x40 and event.reader_id in readers:
-                host.send_flush(event.reader_id)
+            if isinstance(event, CardInserted) and event.reader_id in readers:
+                if control & 0x40:
+                    host.send_flush(event.reader_id)
+                if host.card_reset:
+                    host.send_card_reset(event.reader_id, 1)
         # Keep an APDU in flight wherever a card is, so responses have something to answer.
         for reader in host.readers.values():
             if reader.card_present and not reader.apdu_in_flight:
@@ -144,6 +154,8 @@ def _check_client(control: int, payload: bytes, max_frame: int) -> None:
                 client.send_flush_complete(event.reader_id)
             elif isinstance(event, APDURequest):
                 client.send_response(event.reader_id, b"\x90\x00")
+            elif isinstance(event, CardResetRequested | ProtocolChanged):
+                check(client.card_reset, "an extension message without both announcements")
         check(client.pending_requests <= requests, "pending requests grew without requests")
         check(client.pending_requests <= MAX_PENDING_REQUESTS, "too many pending requests")
         sent += client.data_to_send()
@@ -170,10 +182,23 @@ def seeds() -> dict[str, bytes]:
         ReaderRemove(0),
     ]
     host_side: list[Message] = [Init(), Error(0, 0), APDU(0, _SELECT), Error(0, 0)]
+    announced = Init(capabilities=(0x8000_0000,))
+    client_card_reset: list[Message] = [announced, *client_side[1:4]]
+    host_card_reset: list[Message] = [
+        announced,
+        Error(0, 0),
+        Error(0, 0),
+        CardReset(0, 1),
+        APDU(0, _SELECT),
+        CardProtocol(0, 0),
+        APDU(0, _SELECT),
+    ]
     flush = [_HEADER.pack(MessageType.FLUSH, 0, 0), _HEADER.pack(MessageType.FLUSH_COMPLETE, 0, 0)]
     return {
         "client-session": b"\x00" + b"".join(encode(m) for m in client_side),
         "client-session-split": b"\x14" + b"".join(encode(m) for m in client_side),
         "host-session": b"\x60" + b"".join(encode(m) for m in host_side) + b"".join(flush),
         "init-small-frames": b"\x80" + encode(Init(0, 2, (0, 7))),
+        "client-card-reset": b"\x00" + b"".join(encode(m) for m in client_card_reset),
+        "host-card-reset": b"\x00" + b"".join(encode(m) for m in host_card_reset),
     }

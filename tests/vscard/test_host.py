@@ -55,7 +55,8 @@ class Peer:
 def test_init_is_answered_with_qemus_init() -> None:
     peer = Peer()
     events, replies = peer.send(Init(0))
-    assert replies == [Init(0xFFFFFFFF, 2, (0,))]
+    # QEMU's Init, with our Capability.CARD_RESET bit, which QEMU's clients ignore.
+    assert replies == [Init(0xFFFFFFFF, 2, (0x8000_0000,))]
     assert events == [PeerInit(2, (0,))]
 
 
@@ -217,7 +218,7 @@ def test_frames_before_a_bad_one_are_acted_on_and_the_error_is_kept() -> None:
     assert events == [PeerInit(2, (0,)), ReaderAdded(0, "r")]
     assert list(host.readers) == [0]
     # Their replies are queued too; the adapter may send them before it closes.
-    assert Decoder().feed(host.data_to_send()) == [Init(0xFFFFFFFF, 2, (0,)), Error(0, 0)]
+    assert Decoder().feed(host.data_to_send()) == [Init(0xFFFFFFFF, 2, (0x8000_0000,)), Error(0, 0)]
     error = host.error
     assert error is not None
     assert (error.field, error.value) == ("header.type", 0xFF)

@@ -132,7 +132,7 @@ def test_a_call_handles_at_most_max_messages_frames_and_keeps_the_rest() -> None
     ]
     # Each batch's replies are queued with it, not before.
     assert replies == [
-        [Init(), Error(0, ErrorCode.SUCCESS)],
+        [Init(capabilities=(0x8000_0000,)), Error(0, ErrorCode.SUCCESS)],
         [Error(1, ErrorCode.SUCCESS)] * 2,
         [Error(2, ErrorCode.SUCCESS)],
     ]

@@ -127,7 +127,7 @@ async def test_good_frames_before_a_bad_one_are_acted_on_then_the_connection_clo
             await writer.drain()
             # The good frames are answered, then the server hangs up: no silent wait for more.
             replies = await asyncio.wait_for(stream_reader.read(), 5)
-            assert Decoder().feed(replies) == [Init(), Error(0, 0)]
+            assert Decoder().feed(replies) == [Init(capabilities=(0x8000_0000,)), Error(0, 0)]
             await asyncio.wait_for(finished.wait(), 5)
             writer.close()
     assert seen == [PeerInit(2, (0,)), ReaderAdded(0, "r")]
@@ -248,7 +248,12 @@ async def test_bytes_left_by_a_dead_client_never_reach_the_next_one(
         assert reader.reader_id == 0
 
 
-class _WatchedQueue(deque[vscard.APDURequest | vscard.FlushRequested]):
+_Item = (
+    vscard.APDURequest | vscard.FlushRequested | vscard.CardResetRequested | vscard.ProtocolChanged
+)
+
+
+class _WatchedQueue(deque[_Item]):
     """A reader's pending requests, recording the longest it got."""
 
     def __init__(self, full_at: int) -> None:
@@ -257,7 +262,7 @@ class _WatchedQueue(deque[vscard.APDURequest | vscard.FlushRequested]):
         self.full = asyncio.Event()
         self._full_at = full_at
 
-    def append(self, item: vscard.APDURequest | vscard.FlushRequested) -> None:
+    def append(self, item: _Item) -> None:
         super().append(item)
         self.longest = max(self.longest, len(self))
         if len(self) >= self._full_at:

@@ -21,6 +21,7 @@ from ..constants import (
     MAX_FRAME_SIZE,
     VSCARD_MINIMAL_READER_ID,
     VSCARD_UNDEFINED_READER_ID,
+    Capability,
     ErrorCode,
 )
 from ..errors import (
@@ -29,7 +30,16 @@ from ..errors import (
     RequestRefusedError,
     VSCardError,
 )
-from ..events import APDURequest, FlushRequested, PeerInit, RequestAnswered, Unexpected
+from ..events import (
+    APDURequest,
+    CardResetRequested,
+    ClientEvent,
+    FlushRequested,
+    PeerInit,
+    ProtocolChanged,
+    RequestAnswered,
+    Unexpected,
+)
 
 log = get_logger("vscard.client")
 
@@ -38,6 +48,18 @@ APDUHandler = Callable[[bytes], Awaitable[bytes]]
 
 Raising makes the client send VSC_Error for that APDU instead.
 """
+
+ResetHandler = Callable[[int], Awaitable[None]]
+"""Resets the card (the host's reader powered it off and on) and sets the protocol it runs
+(0 for T=0, 1 for T=1). The reader's next APDU waits until it returns. Raising makes the reader
+answer every APDU with VSC_Error until its card is inserted again: a card whose reset failed
+may still hold a verified PIN.
+"""
+
+ProtocolHandler = Callable[[int], Awaitable[None]]
+"""Sets the protocol the host's reader runs with the card (0 for T=0, 1 for T=1)."""
+
+_ReaderItem = APDURequest | FlushRequested | CardResetRequested | ProtocolChanged
 
 
 class ReaderIdInUseError(VSCardError):
@@ -89,7 +111,15 @@ class ClientReader:
     """A reader this client announced to the host, with the card it may hold."""
 
     def __init__(
-        self, link: _ReaderLink, reader_id: int, name: str, transmit: APDUHandler, *, eager: bool
+        self,
+        link: _ReaderLink,
+        reader_id: int,
+        name: str,
+        transmit: APDUHandler,
+        *,
+        eager: bool,
+        reset: ResetHandler | None = None,
+        protocol: ProtocolHandler | None = None,
     ) -> None:
         self._link = link
         self._conn = link.conn
@@ -98,8 +128,12 @@ class ClientReader:
         self.reader_id = reader_id
         self.name = name
         self._transmit = transmit
+        self._reset = reset
+        self._protocol = protocol
+        # A reset failed: the card may keep what the host's power cycle should have cleared.
+        self._unreset = False
         self._eager = eager
-        self._pending: deque[APDURequest | FlushRequested] = deque()
+        self._pending: deque[_ReaderItem] = deque()
         # Held while the card works on an APDU, so a removal never cuts one off.
         self._busy = asyncio.Lock()
         # Serves the pending requests; None when there are none. With ``eager`` it runs inline
@@ -116,6 +150,7 @@ class ClientReader:
         """Announce a card (or a reset of it) with its ATR. The host may refuse the ATR."""
         async with self._busy:
             await self._link.request(lambda c: c.insert_card(self.reader_id, atr))
+            self._unreset = False
 
     async def remove_card(self) -> None:
         """Announce that the card left, once any APDU in progress has been answered."""
@@ -133,7 +168,7 @@ class ClientReader:
         self._link.forget(self.reader_id)
         self._stop()
 
-    async def _accept(self, item: APDURequest | FlushRequested) -> None:
+    async def _accept(self, item: _ReaderItem) -> None:
         """Take a host request (from the read loop); serve it now when the reader is idle."""
         while len(self._pending) >= _READER_QUEUE_SIZE and self._worker is not None:
             # Backpressure: a host that floods one reader stops being read until it drains.
@@ -154,17 +189,50 @@ class ClientReader:
             while self._pending:
                 item = self._pending.popleft()
                 async with self._busy:
-                    if isinstance(item, FlushRequested):
-                        self._conn.send_flush_complete(self.reader_id)
-                    else:
+                    if isinstance(item, APDURequest):
                         await self._answer(item.apdu)
+                    elif isinstance(item, FlushRequested):
+                        self._conn.send_flush_complete(self.reader_id)
+                    elif isinstance(item, CardResetRequested):
+                        await self._card_reset(item.protocol)
+                    else:
+                        await self._set_protocol(item.protocol)
                 await send()
         finally:
             self._worker = None
 
+    async def _card_reset(self, protocol: int) -> None:
+        log = self._log
+        if self._reset is None:
+            log.debug("vscard.card_reset_ignored", reader_id=self.reader_id, protocol=protocol)
+            return
+        log.info("vscard.card_reset", reader_id=self.reader_id, protocol=protocol)
+        try:
+            await self._reset(protocol)
+        except Exception as error:  # the card's failure must not end the client
+            log.warning("vscard.card_reset_failed", reader_id=self.reader_id, error=repr(error))
+            self._unreset = True
+        else:
+            self._unreset = False
+
+    async def _set_protocol(self, protocol: int) -> None:
+        self._log.info("vscard.card_protocol", reader_id=self.reader_id, protocol=protocol)
+        if self._protocol is None:
+            return
+        try:
+            await self._protocol(protocol)
+        except Exception as error:  # the card's failure must not end the client
+            self._log.warning(
+                "vscard.card_protocol_failed", reader_id=self.reader_id, error=repr(error)
+            )
+
     async def _answer(self, apdu: bytes) -> None:
         log = self._log
         log.debug("vscard.apdu", reader_id=self.reader_id, command=command_trace(apdu))
+        if self._unreset:
+            log.warning("vscard.apdu_refused", reader_id=self.reader_id, reason="reset failed")
+            self._conn.send_failure(self.reader_id, ErrorCode.GENERAL_ERROR)
+            return
         try:
             response = await self._transmit(apdu)
         except Exception as error:  # the card's failure must not end the client
@@ -185,11 +253,15 @@ class Client:
         *,
         timeout: float,
         max_frame_size: int,
+        card_reset: bool = True,
     ) -> None:
         self._stream_reader = stream_reader
         self._writer = stream_writer
         self._timeout = timeout
-        self._conn = ClientConnection(max_frame_size=max_frame_size)
+        self._conn = ClientConnection(
+            max_frame_size=max_frame_size,
+            capabilities=Capability.CARD_RESET if card_reset else Capability(0),
+        )
         self._replies: deque[tuple[asyncio.Future[RequestAnswered], _OnSuccess | None]] = deque()
         self._readers: dict[int, ClientReader] = {}
         self._peer_init: asyncio.Future[PeerInit] = asyncio.get_running_loop().create_future()
@@ -212,6 +284,12 @@ class Client:
         return self._conn.one_reader_host
 
     @property
+    def card_reset(self) -> bool:
+        """True once both Inits announced :attr:`~vscard.Capability.CARD_RESET`: the host tells
+        each reader's ``reset`` and ``protocol`` handlers what its reader does to the card."""
+        return self._conn.card_reset
+
+    @property
     def host_version(self) -> int | None:
         """The protocol version in the host's Init."""
         return self._conn.peer_version
@@ -222,9 +300,19 @@ class Client:
         return self._closed.is_set()
 
     async def add_reader(
-        self, name: str = "", *, transmit: APDUHandler, eager: bool = False
+        self,
+        name: str = "",
+        *,
+        transmit: APDUHandler,
+        eager: bool = False,
+        reset: ResetHandler | None = None,
+        protocol: ProtocolHandler | None = None,
     ) -> ClientReader:
         """Announce a reader; ``transmit`` will answer the APDUs the host sends to its card.
+
+        ``reset`` (see :data:`ResetHandler`) and ``protocol`` run when a host that knows our
+        extension (:attr:`card_reset`) powers the card off and on or changes the protocol, in
+        order with the reader's APDUs. Without ``reset`` a reset changes nothing.
 
         ``transmit`` runs in a task of its own. With ``eager`` it starts inline in the
         connection's read loop instead and becomes a task only if it has to wait (no task
@@ -236,7 +324,15 @@ class Client:
         Raises :class:`ReaderIdInUseError` when the host answers with the id of a reader it
         already holds: that reader stays as it is, with its own ``transmit``.
         """
-        reader = ClientReader(self._link, VSCARD_UNDEFINED_READER_ID, name, transmit, eager=eager)
+        reader = ClientReader(
+            self._link,
+            VSCARD_UNDEFINED_READER_ID,
+            name,
+            transmit,
+            eager=eager,
+            reset=reset,
+            protocol=protocol,
+        )
 
         def register(reply: RequestAnswered) -> None:
             # At the reply, as the connection learns the reader: the host may use it next.
@@ -287,7 +383,7 @@ class Client:
         except TimeoutError:
             await self._shutdown(TimeoutError("host sent no Init"))
             raise
-        self._log.info("vscard.connected", version=init.version)
+        self._log.info("vscard.connected", version=init.version, card_reset=self.card_reset)
         if reset:
             # QEMU keeps a card across reconnects; forget whatever the last client left there.
             await self._request(lambda c: c.remove_reader(VSCARD_MINIMAL_READER_ID))
@@ -342,9 +438,7 @@ class Client:
             self._log.warning("vscard.connection_lost", error=repr(exc))
         await self._shutdown(error, from_reader=True)
 
-    async def _dispatch(
-        self, event: PeerInit | RequestAnswered | APDURequest | FlushRequested | Unexpected
-    ) -> None:
+    async def _dispatch(self, event: ClientEvent) -> None:
         match event:
             case PeerInit():
                 if not self._peer_init.done():
@@ -355,7 +449,12 @@ class Client:
                     on_success(event)  # also when its caller gave up: the host did it
                 if not future.done():
                     future.set_result(event)
-            case APDURequest(reader_id) | FlushRequested(reader_id):
+            case (
+                APDURequest(reader_id)
+                | FlushRequested(reader_id)
+                | CardResetRequested(reader_id)
+                | ProtocolChanged(reader_id)
+            ):
                 # The connection answers those for readers it does not know; it learns and
                 # forgets them at the same replies as self._readers (see _request).
                 await self._readers[reader_id]._accept(event)
@@ -393,6 +492,7 @@ async def connect(
     max_frame_size: int = MAX_FRAME_SIZE,
     ssl: SSLContext | None = None,
     server_hostname: str | None = None,
+    card_reset: bool = True,
 ) -> Client:
     """Connect to a VSCard host (QEMU's ccid-card-passthru, or :func:`vscard.serve`).
 
@@ -400,13 +500,21 @@ async def connect(
     with ``reset``, sends ReaderRemove(0) so state a previous client left behind is cleared.
     ``host`` may be a name, an IPv4 or an IPv6 address. Each step waits at most ``timeout``
     seconds. With ``ssl`` (see :mod:`vscard.tls`) the channel is TLS; the host's certificate
-    must match ``server_hostname`` (default: ``host``).
+    must match ``server_hostname`` (default: ``host``). With ``card_reset`` our Init announces
+    :attr:`~vscard.Capability.CARD_RESET` (QEMU ignores it; our ccid-passthru then tells each
+    reader's ``reset`` handler of the importer's power cycles, see :meth:`Client.add_reader`).
     """
     async with asyncio.timeout(timeout):
         stream_reader, stream_writer = await asyncio.open_connection(
             host, port, ssl=ssl, server_hostname=server_hostname if ssl is not None else None
         )
     set_nodelay(stream_writer, keepalive=True)
-    client = Client(stream_reader, stream_writer, timeout=timeout, max_frame_size=max_frame_size)
+    client = Client(
+        stream_reader,
+        stream_writer,
+        timeout=timeout,
+        max_frame_size=max_frame_size,
+        card_reset=card_reset,
+    )
     await client._handshake(reset=reset)
     return client

@@ -124,6 +124,31 @@ class Session:
         """True once the connection is gone."""
         return self._closed.is_set()
 
+    @property
+    def card_reset(self) -> bool:
+        """True once the client's Init announced :attr:`~vscard.Capability.CARD_RESET` as
+        ours does: :meth:`reset_card` and :meth:`set_protocol` may be used."""
+        return self._conn.card_reset
+
+    def reset_card(self, reader_id: int, protocol: int = 0) -> None:
+        """Tell the client that the reader powered its card off and on, and runs ``protocol``.
+
+        Written at once, without waiting: the client finishes the reset before it handles the
+        reader's next APDU. Coalescing is the caller's: two resets with no APDU between them
+        are one. Raises :class:`~vscard.LocalProtocolError` unless :attr:`card_reset`,
+        :class:`~vscard.UnknownReaderError` or :class:`~vscard.NoCardError`.
+        """
+        self._conn.send_card_reset(reader_id, protocol)
+        self._log.debug("vscard.card_reset", reader_id=reader_id, protocol=protocol)
+        self._write_now()
+
+    def set_protocol(self, reader_id: int, protocol: int) -> None:
+        """Tell the client that the reader now runs ``protocol`` with its card; raises as
+        :meth:`reset_card`."""
+        self._conn.send_card_protocol(reader_id, protocol)
+        self._log.debug("vscard.card_protocol", reader_id=reader_id, protocol=protocol)
+        self._write_now()
+
     async def next_event(self) -> SessionEvent:
         """Wait for the next reader or card event; raise ConnectionClosedError at the end."""
         item = await self._events.get()
@@ -181,6 +206,12 @@ class Session:
         if data and not self._writer.is_closing():
             self._writer.write(data)
             await self._writer.drain()
+
+    def _write_now(self) -> None:
+        # Ordered after every APDU already written; the next _flush's drain pays for it.
+        data = self._conn.data_to_send()
+        if data and not self._writer.is_closing():
+            self._writer.write(data)
 
     def _warn(self, event: str, **fields: object) -> None:
         _warn(self._log, self._log_limit, event, fields)
