@@ -69,7 +69,7 @@ def _pci(protocol: int) -> object:
 
 #: What a guest APDU gets when a host application kept the card past the bound: "no precise
 #: diagnosis", which OpenSC reports as an error (SC_ERROR_CARD_CMD_FAILED) rather than retrying,
-#: and which no card answers to a command that worked (iso7816.c, iso7816_check_sw).
+#: and which no card answers to a command that worked (OpenSC, iso7816.c, iso7816_check_sw).
 CARD_BUSY_STATUS = b"\x6f\x00"
 
 
@@ -151,6 +151,11 @@ class PcscCard:
                     )
                     return CARD_BUSY_STATUS
                 action = lease.proceed()
+                log.debug(
+                    "pcsc.transaction_begun",
+                    reader=self.reader,
+                    waited_ms=round((loop.time() - now) * 1000, 1),
+                )
             if action is Action.RESET_AND_TRANSMIT:
                 response = await loop.run_in_executor(
                     self._executor, self._reset_and_transmit, apdu
@@ -212,6 +217,7 @@ class PcscCard:
     def _on_idle(self, loop: asyncio.AbstractEventLoop, lease: CardLease) -> None:
         self._release = None
         if lease.tick(loop.time()) is Action.END:
+            log.debug("pcsc.transaction_ended", reader=self.reader, reset=lease.policy.reset)
             self._executor.submit(self._end_transaction, lease.policy.reset)
         else:
             self._schedule_release(loop, lease)

@@ -332,3 +332,25 @@ async def test_compare_mode_shares_the_real_card_too(
         differences = compare.differences
         assert await guest.pin_status() != VERIFIED
         assert compare.differences == differences  # both unverified: they agree
+
+
+@pytest.mark.parametrize("keep_state", [False, True], ids=["reset", "keep-state"])
+async def test_a_reset_from_the_guest_side_reaches_the_card(
+    real_card: str, piv_card_dir: Path, keep_state: bool
+) -> None:
+    """LocalCard.cold_reset (the guest's reader powered the card off and on) while the guest
+    holds the card resets it at once; while the card is free, the next transaction starts
+    with a reset, even with --pcsc-keep-state."""
+    options = ["--pcsc=" + real_card, *(["--pcsc-keep-state"] if keep_state else [])]
+    async with vscclient(options) as (guest, daemon):
+        card = pcsc_card(daemon)
+        lease = card.lease
+        assert lease is not None
+        assert await guest.signs(piv_card_dir, verify=True) == 0x9000
+        assert state_of(lease) is LeaseState.HELD
+        await card.cold_reset()
+        assert await guest.pin_status() != VERIFIED
+        assert await guest.signs(piv_card_dir, verify=True) == 0x9000
+        await until(lambda: state_of(lease) is LeaseState.FREE)
+        await card.cold_reset()
+        assert await guest.pin_status() != VERIFIED
