@@ -4,6 +4,11 @@ Every reader a VSCard client (our vscclient, libcacard's, a SPICE-style client) 
 virtual USB CCID reader exported over USB/IP, so any Linux host can ``usbip attach`` it.
 ``--card DIR`` adds readers with an in-process emulated card and no client at all, behind the
 PIN guard (``--pin-guard N``, :mod:`daemons.card_guard`) as vscclient puts its cards.
+
+A client that announces our CardReset extension (our vscclient; see :mod:`vscard.host`) hears
+of what the importer's reader does to its card: a power cycle resets the card, and the card
+learns the protocol the reader runs. QEMU's clients (libcacard's vscclient) announce nothing
+and get nothing new: their card keeps its state across power cycles, as under QEMU.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import vscard
 from cacard.atr import protocols
 from cardfloor.aio.signals import on_stop_signals
 from cardfloor.version import add_version_option
-from ccid import CCIDDevice
+from ccid import CCIDDevice, CCIDReader
 from ccid.configuration import ReaderConfiguration
 from ccid.usbip import DEFAULT_MAX_USBIP_CONNECTIONS, USBIPServer, serve_usbip
 from vscard.asyncio.server import DEFAULT_HANDSHAKE_TIMEOUT
@@ -52,22 +57,81 @@ examples:
 
 
 class RemoteCard:
-    """A card in a VSCard client's reader, as a :class:`ccid.ICC`."""
+    """A card in a VSCard client's reader, as a :class:`ccid.ICC`.
 
-    def __init__(self, session: vscard.Session, reader_id: int, atr: bytes) -> None:
+    With a client that announced our CardReset extension, the importer's power cycles and the
+    protocol ``reader`` runs reach the client's card:
+
+    - Each power-off, power-on or USB reset of the slot sends a CardReset at once, unless none
+      was needed: two with no APDU between them are one (which also bounds what an importer
+      that loops power cycles makes us write). The first one after the card appeared is
+      sent: the client's card may hold state from before (a host application, an earlier
+      importer).
+    - The card runs T=1 when its ATR offers it (as ``--card`` cards do: our reader configures
+      the protocol itself, so libccid sends no SetParameters) or when the importer set T=1
+      with SetParameters; else T=0. Each APDU first tells the client of a change
+      (CardProtocol), so the card learns it before the command that needs it.
+
+    The client finishes each before it handles the next APDU (VSCard is ordered per
+    connection), so no APDU reaches an unreset card and nothing waits for an answer.
+    """
+
+    def __init__(
+        self,
+        session: vscard.Session,
+        reader_id: int,
+        atr: bytes,
+        reader: CCIDReader | None = None,
+    ) -> None:
         self._session = session
         self._reader_id = reader_id
         self._atr = atr
+        self._reader = reader
+        self._offers_t1 = 1 in protocols(atr)
+        # Whether the card may hold state a reset would clear; the protocol the client's card
+        # was last told (None: not yet).
+        self._used = True
+        self._told: int | None = None
 
     @property
     def atr(self) -> bytes:
         return self._atr
 
+    @property
+    def protocol(self) -> int:
+        """The protocol the client's card should run (see the class)."""
+        if self._offers_t1:
+            return 1
+        parameters = None if self._reader is None else self._reader.parameters
+        return 1 if parameters is not None and parameters.bProtocolNum == 1 else 0
+
     async def transmit(self, apdu: bytes) -> bytes:
-        return await self._session.transmit(self._reader_id, apdu)
+        session = self._session
+        if session.card_reset:
+            protocol = self.protocol
+            if protocol != self._told:
+                session.set_protocol(self._reader_id, protocol)
+                self._told = protocol
+            self._used = True
+        return await session.transmit(self._reader_id, apdu)
 
     def reset(self) -> None:
-        """VSCard has no reset message: the client's card keeps its state, as under QEMU."""
+        """The importer powered the card up or down: reset the client's card (see the class).
+
+        Without the extension, VSCard has no reset: the client's card keeps its state, as
+        under QEMU.
+        """
+        session = self._session
+        if not self._used or not session.card_reset or session.closed:
+            return
+        protocol = self.protocol
+        try:
+            session.reset_card(self._reader_id, protocol)
+        except vscard.LocalProtocolError as error:  # the card left meanwhile
+            log.debug("passthru.card_reset_skipped", reader_id=self._reader_id, error=str(error))
+            return
+        self._used = False
+        self._told = protocol
 
 
 class GuardedCard:
@@ -165,9 +229,8 @@ class Passthru:
                         )
                     case vscard.CardInserted(reader_id, atr) if reader_id in exported:
                         try:
-                            exported[reader_id].device.insert_card(
-                                RemoteCard(session, reader_id, atr)
-                            )
+                            device = exported[reader_id].device
+                            device.insert_card(RemoteCard(session, reader_id, atr, device.reader))
                         except ValueError as error:
                             slog.warning(
                                 "passthru.card_refused",

@@ -7,7 +7,7 @@ import structlog
 
 from cardfloor.iso7816.trace import command_trace, response_trace
 
-from .local_card import LocalCard
+from .local_card import LocalCard, ProtocolAware
 
 log = structlog.get_logger("daemons.vscclient")
 
@@ -23,6 +23,16 @@ class CompareCard:
     @property
     def atr(self) -> bytes:
         return self.emulated.atr
+
+    @property
+    def protocol(self) -> int:
+        """The emulated card's protocol: the real card learns it from its reader."""
+        return self.emulated.protocol if isinstance(self.emulated, ProtocolAware) else 0
+
+    @protocol.setter
+    def protocol(self, value: int) -> None:
+        if isinstance(self.emulated, ProtocolAware):
+            self.emulated.protocol = value
 
     def power_on(self) -> None:
         self.emulated.power_on()

@@ -3,7 +3,7 @@ card in a real PC/SC reader. The readers, the PIN guard and compare mode all tak
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class LocalCard(Protocol):
@@ -25,3 +25,12 @@ class LocalCard(Protocol):
         ``SCARD_RESET_CARD``): the card must come back with nothing verified and nothing
         selected. A real card is reset through its reader (``SCardReconnect``)."""
         ...
+
+
+@runtime_checkable
+class ProtocolAware(Protocol):
+    """A card that must be told the transmission protocol its reader runs (0 for T=0, 1 for
+    T=1): an emulated card answers a command without Le differently under T=1. A real card
+    learns it from its reader."""
+
+    protocol: int

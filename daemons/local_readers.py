@@ -10,6 +10,12 @@ would share one id and the guest's APDUs would reach whichever was announced las
 learns this from the replies (:class:`vscard.asyncio.client.ReaderIdInUseError`, the second
 ReaderAdd getting the first one's id) and then shows the host one local reader,
 :func:`reader_to_serve`, moving the host's reader to another local one as cards come and go.
+
+A host that knows our CardReset extension (ccid-passthru; QEMU does not) tells each reader
+when its importer powers the card off and on, and which protocol its reader runs: the card is
+reset (:meth:`LocalCard.cold_reset`: an emulated card powers on again, a PC/SC card gets
+``SCardReconnect`` with ``SCARD_RESET_CARD``) before the reader's next APDU, and an emulated
+card runs that protocol (:class:`~daemons.local_card.ProtocolAware`).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import vscard
 from vscard.asyncio.client import ReaderIdInUseError
 
 from .card_guard import CardGuard
-from .local_card import LocalCard
+from .local_card import LocalCard, ProtocolAware
 
 log = structlog.get_logger("daemons.vscclient")
 
@@ -59,6 +65,27 @@ class LocalReader:
         if card is None or not self.inserted:
             raise NoCardInReaderError(self.name)
         return await self.guard.transmit(card, apdu)
+
+    async def cold_reset(self, protocol: int) -> None:
+        """The host's reader powered the card off and on, and runs ``protocol`` with it."""
+        card = self.card
+        if card is None or not self.inserted:
+            return  # nothing to reset; the card that comes next is powered on as it goes in
+        await card.cold_reset()
+        set_protocol(card, protocol)
+        log.info("vscclient.card_reset", index=self.index, protocol=protocol)
+
+    async def set_protocol(self, protocol: int) -> None:
+        """The host's reader runs ``protocol`` with the card now."""
+        if self.card is not None:
+            set_protocol(self.card, protocol)
+            log.info("vscclient.card_protocol", index=self.index, protocol=protocol)
+
+
+def set_protocol(card: LocalCard, protocol: int) -> None:
+    """Tell an emulated card the protocol its reader runs; a real card knows it already."""
+    if isinstance(card, ProtocolAware):
+        card.protocol = protocol
 
 
 def reader_to_serve(
@@ -216,6 +243,20 @@ class HostMirror:
             raise NoCardInReaderError("(no reader)")
         return await reader.transmit(apdu)
 
+    def _target(self, announced: LocalReader) -> LocalReader | None:
+        # On a host that holds one reader, its reader shows whichever local one is served.
+        return announced if self._slot is None else self.served
+
+    async def _cold_reset(self, announced: LocalReader, protocol: int) -> None:
+        reader = self._target(announced)
+        if reader is not None:
+            await reader.cold_reset(protocol)
+
+    async def _set_protocol(self, announced: LocalReader, protocol: int) -> None:
+        reader = self._target(announced)
+        if reader is not None:
+            await reader.set_protocol(protocol)
+
     async def _add_remote(self, reader: LocalReader) -> None:
         """ReaderAdd for ``reader``; on learning the host holds one reader, serve by the rule."""
         client = self._client
@@ -225,7 +266,11 @@ class HostMirror:
             # eager: _transmit, LocalReader.transmit and the cards behind them never use
             # current_task().
             reader.remote = await client.add_reader(
-                reader.name, transmit=partial(self._transmit, reader), eager=True
+                reader.name,
+                transmit=partial(self._transmit, reader),
+                eager=True,
+                reset=partial(self._cold_reset, reader),
+                protocol=partial(self._set_protocol, reader),
             )
         except ReaderIdInUseError as error:
             await self._hold_one_reader(client.readers[error.reader_id])

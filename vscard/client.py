@@ -21,9 +21,11 @@ VSC_Error GENERAL_ERROR and a Flush for one gets FlushComplete, each reported
 application, which knows its card: QEMU keeps a card across reconnects, and a client that
 connects without a reset (``connect(reset=False)``) serves it without a new ATR.
 
-Our extension: the client's Init announces :attr:`~vscard.Capability.CARD_RESET` (unless told
-not to), and once the host's Init announced it too, the host's CardReset and CardProtocol
-become :class:`~vscard.events.CardResetRequested` and :class:`~vscard.events.ProtocolChanged`.
+Our extension: with ``capabilities=Capability.CARD_RESET`` (the asyncio client's default; a bare
+connection announces QEMU's 0, since its application must handle two more events) the
+client's Init announces it, and once the host's Init announced it too, the host's CardReset
+and CardProtocol become :class:`~vscard.events.CardResetRequested` and
+:class:`~vscard.events.ProtocolChanged`.
 Either message without both announcements raises :class:`~vscard.RemoteProtocolError`.
 """
 
@@ -97,7 +99,7 @@ class ClientConnection:
         self,
         *,
         max_frame_size: int = MAX_FRAME_SIZE,
-        capabilities: int = Capability.CARD_RESET,
+        capabilities: int = 0,
     ) -> None:
         self._decoder = Decoder(max_frame_size=max_frame_size)
         self.capabilities = Capability(capabilities)

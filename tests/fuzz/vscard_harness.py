@@ -135,7 +135,7 @@ def _check_host(control: int, payload: bytes, max_frame: int) -> None:
 
 
 def _check_client(control: int, payload: bytes, max_frame: int) -> None:
-    client = ClientConnection(max_frame_size=max_frame)
+    client = ClientConnection(max_frame_size=max_frame, capabilities=0x8000_0000)
     client.send_init()
     client.add_reader("fuzz")
     client.insert_card(0, _ATR)

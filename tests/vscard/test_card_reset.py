@@ -34,6 +34,7 @@ from vscard.events import APDURequest
 
 CARD_ATR = bytes.fromhex("3B 80 81 31 FE 45 8B")
 SELECT = bytes.fromhex("00 A4 04 00 07 A0 00 00 00 79 01 00 00")
+RESET = Capability.CARD_RESET
 
 
 def test_the_capability_and_the_types_sit_at_the_top_bit() -> None:
@@ -94,6 +95,12 @@ def _pair(
     host_events = host.receive_data(client.data_to_send())
     client_events = client.receive_data(host.data_to_send())
     return host, client, [*host_events, *client_events]
+
+
+def test_a_bare_client_connection_announces_nothing_unless_asked() -> None:
+    client = ClientConnection()
+    client.send_init()
+    assert Decoder().feed(client.data_to_send()) == [Init(capabilities=(0,))]
 
 
 def test_both_sides_announce_and_record_the_peer() -> None:
@@ -175,7 +182,7 @@ def test_a_client_that_did_not_announce_treats_the_message_as_a_violation(
 
 
 def test_a_client_whose_host_did_not_announce_treats_the_message_as_a_violation() -> None:
-    client = ClientConnection()
+    client = ClientConnection(capabilities=RESET)
     client.send_init()
     events = client.receive_data(encode(Init()) + encode(CardReset(0, 0)))
     assert events == [PeerInit(2, (0,))]
@@ -186,7 +193,7 @@ def test_a_client_whose_host_did_not_announce_treats_the_message_as_a_violation(
 
 
 def test_a_reset_for_a_reader_the_client_does_not_have_is_reported() -> None:
-    client = ClientConnection()
+    client = ClientConnection(capabilities=RESET)
     client.send_init()
     events = client.receive_data(encode(Init(capabilities=(0x8000_0000,))) + encode(CardReset(9)))
     assert events[1] == Unexpected(CardReset(9), "no such reader")
