@@ -33,16 +33,16 @@ from dataclasses import dataclass
 
 #: Idle time (seconds) after the guest's last APDU before the card goes back to the host.
 #: Measured with OpenSC 0.23 in a Linux guest under QEMU TCG (through QEMU's usb-ccid and
-#: through our ccid-passthru): inside one operation (one pkcs11-tool or pkcs15-tool run) the
-#: guest's APDUs are at most 61 ms apart (median 3 ms, p95 9 ms); the longer gaps, 160 to
-#: 580 ms, all come before the first SELECT of a new OpenSC session. 500 ms is eight times the
-#: longest gap inside an operation, and what a host application waits at most once the guest
-#: goes quiet.
+#: through our ccid-passthru, its CAC and its PIV driver): inside one operation the guest's
+#: APDUs are at most 55 to 106 ms apart (median 3 to 4 ms, p95 9 to 16 ms); the longer gaps,
+#: 180 to 800 ms, all come before the SELECT that starts a new OpenSC session. 500 ms is
+#: nearly five times the longest gap inside an operation, and what a host application waits at
+#: most once the guest goes quiet; a guest that keeps working keeps the card.
 DEFAULT_HOLD = 0.5
 #: How long (seconds) a guest's APDU waits for a host application's transaction to end:
 #: under the 3 s a guest's libccid waits for a reader's answer (CCID, src/defs.h,
 #: DEFAULT_COM_READ_TIMEOUT), so the guest hears 6F00 rather than losing its reader; above
-#: the 1.3 s the guest waited at most while a host process signed in a loop.
+#: the 1.1 to 1.6 s the guest waited at most while a host process signed in a loop.
 DEFAULT_WAIT = 2.0
 
 
