@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from daemons.card_lease import Action, CardLease, LeaseError, LeasePolicy, LeaseState
+from daemons.vscclient import UsageError, parse_args, plan_from_args
 
 POLICY = LeasePolicy(hold=0.5, wait=2.0)
 
@@ -174,3 +175,14 @@ def test_any_sequence_keeps_one_holder_and_lets_go(events: list[tuple[str, float
     world.step("time", POLICY.hold)
     assert not world.we_hold, "held after the idle time"
     assert world.lease.state is LeaseState.FREE
+
+
+def test_vscclient_options_make_the_policy() -> None:
+    plan = plan_from_args(parse_args(["--pcsc", "host", "2001"]))
+    assert plan.lease == LeasePolicy()
+    args = ["--pcsc-hold", "1200", "--pcsc-wait", "300", "--pcsc-keep-state", "host", "2001"]
+    assert plan_from_args(parse_args(args)).lease == LeasePolicy(1.2, 0.3, reset=False)
+    with pytest.raises(UsageError, match="--pcsc-wait 0"):
+        plan_from_args(parse_args(["--pcsc-wait", "0", "host", "2001"]))
+    with pytest.raises(SystemExit):
+        parse_args(["--pcsc-hold", "0.5", "host", "2001"])
