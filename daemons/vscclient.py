@@ -77,6 +77,10 @@ examples:
 A host that holds one reader (QEMU's ccid-card-passthru) sees one of them: the first that
 holds a card, until that card goes; our ccid-passthru sees every reader.
 
+A real card stays usable by this computer's applications: the guest holds it (a PC/SC
+transaction) while it sends APDUs and lets go after --pcsc-hold ms of quiet; the card is reset
+each time it changes hands, so neither side uses a PIN the other verified.
+
 stdin commands: insert [id], remove [id], select id, list, debug [level], exit, quit, help
 """
 
