@@ -217,6 +217,25 @@ class HostMirror:
             if self._slot is not None:
                 await self._serve_best()
 
+    async def reset(self, reader: LocalReader) -> bool:
+        """Reset the card as if it were taken out and put back; False if there is no card.
+
+        The card is cold-reset (a real one through its reader, ``SCARD_RESET_CARD``), then the
+        host hears CardRemove and ATR: QEMU, which answers the guest's power cycles itself and
+        never passes them on, shows its guest a card pulled out and put back in, and the guest
+        starts over with a card that has nothing verified.
+        """
+        async with self._change():
+            card = reader.card
+            if card is None or not reader.inserted:
+                return False
+            await card.cold_reset()
+            log.info("vscclient.card_reset", index=reader.index, by="console")
+            if reader.remote is not None and reader.remote.atr is not None:
+                await reader.remote.remove_card()
+                await self._announce_card(reader)
+        return True
+
     @contextlib.asynccontextmanager
     async def _change(self) -> AsyncIterator[None]:
         """One change at a time, so the host sees them in the order they happened.

@@ -3,9 +3,13 @@ card the protocol; a real card is reset through its reader and learns the protoc
 
 from __future__ import annotations
 
+import asyncio
+
+import vscard
 from daemons.compare_card import CompareCard
 from daemons.local_card import LocalCard, ProtocolAware
 from daemons.local_readers import HostMirror
+from vscard.asyncio.server import SessionEvent
 
 
 class RealCard:
@@ -65,3 +69,34 @@ async def test_compare_mode_resets_both_and_gives_the_protocol_to_the_emulated_c
     assert (emulated.resets, real.resets, emulated.protocol) == (1, 1, 1)
     assert isinstance(compare, ProtocolAware)
     assert compare.protocol == 1
+
+
+async def test_a_console_reset_resets_the_card_and_shows_the_host_a_new_card() -> None:
+    """What a user of QEMU's path can do: QEMU never passes a guest's power cycle on, so the
+    guest is shown the card pulled out and put back, reset in between."""
+    events: asyncio.Queue[SessionEvent] = asyncio.Queue()
+
+    async def handler(session: vscard.Session) -> None:
+        async for event in session.events():
+            await events.put(event)
+
+    card = EmulatedCard()
+    mirror = HostMirror()
+    reader = mirror.new_reader("r", card)
+    async with (
+        await vscard.serve(handler, "127.0.0.1", 0) as server,
+        await vscard.connect("127.0.0.1", server.port) as client,
+    ):
+        await mirror.add_reader(reader)
+        await mirror.attach(client)
+        assert await mirror.reset(reader)
+        assert card.resets == 1
+        seen = [await asyncio.wait_for(events.get(), 5) for _ in range(5)]
+        assert [type(event) for event in seen[-3:]] == [
+            vscard.CardInserted,
+            vscard.CardRemoved,
+            vscard.CardInserted,
+        ]
+        reader.inserted = False
+        assert not await mirror.reset(reader)
+        assert card.resets == 1
