@@ -484,6 +484,12 @@ class CardGuard:
         default_factory=weakref.WeakKeyDictionary, init=False, repr=False, compare=False
     )
 
+    def forget(self, card: LocalCard) -> None:
+        """``card`` was reset: a chain, an ENVELOPE sequence or an attempt in flight ended on it,
+        and another application may be selected now, so what the guard learned of its counters
+        may not apply any more. It starts over and asks the card again, as after a SELECT."""
+        self._memory.pop(card, None)
+
     async def transmit(self, card: LocalCard, apdu: bytes) -> bytes:
         """Forward ``apdu`` to ``card``, unless the policy or the PIN guard answers it."""
         refusal = self.policy.refusal(apdu)

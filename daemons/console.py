@@ -1,4 +1,4 @@
-"""vscclient's interactive commands on stdin: insert, remove, select, list, debug, exit.
+"""vscclient's interactive commands on stdin: insert, remove, reset, select, list, debug, exit.
 
 Commands act on local readers by their console index (0, 1, ...: the order they appeared),
 which is also the reader id our own ``ccid-passthru`` assigns; QEMU calls every reader 0.
@@ -20,13 +20,15 @@ HELP = """\
 commands:
   insert [id]   put the card back into reader id (default: the selected reader)
   remove [id]   take the card out of reader id
+  reset [id]    reset the card in reader id (nothing verified) and show the host it was
+                taken out and put back: what a guest reboot through QEMU does not do
   select id     make reader id the default
   list          show the readers and their cards
   debug [level] show or set the log level (0: state changes, 1 and up: every APDU)
   exit, quit    remove cards and readers from the host, then stop
   help          this text"""
 
-_TAKES_ID = frozenset({"insert", "remove", "select", "debug"})
+_TAKES_ID = frozenset({"insert", "remove", "reset", "select", "debug"})
 _COMMANDS = _TAKES_ID | {"list", "exit", "quit", "help"}
 
 
@@ -99,11 +101,14 @@ class Console:
                     self.debug = command.argument
                     self._set_debug(self.debug)
                 self._write(f"debug level = {self.debug}")
-            case "insert" | "remove":
+            case "insert" | "remove" | "reset":
                 index = self.selected if command.argument is None else command.argument
                 reader = self._mirror.find(index)
                 if reader is None:
                     self._write(f"no reader {index}")
+                elif command.name == "reset":
+                    ok = await self._mirror.reset(reader)
+                    self._write(f"reset {reader.name}: {'ok' if ok else 'no card in this reader'}")
                 elif command.name == "insert":
                     ok = await self._mirror.insert(reader)
                     self._write(

@@ -72,6 +72,7 @@ class LocalReader:
         if card is None or not self.inserted:
             return  # nothing to reset; the card that comes next is powered on as it goes in
         await card.cold_reset()
+        self.guard.forget(card)
         set_protocol(card, protocol)
         log.info("vscclient.card_reset", index=self.index, protocol=protocol)
 
@@ -230,6 +231,7 @@ class HostMirror:
             if card is None or not reader.inserted:
                 return False
             await card.cold_reset()
+            reader.guard.forget(card)
             log.info("vscclient.card_reset", index=reader.index, by="console")
             if reader.remote is not None and reader.remote.atr is not None:
                 await reader.remote.remove_card()

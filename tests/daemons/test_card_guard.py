@@ -72,6 +72,18 @@ async def test_a_right_pin_passes_the_guard_while_tries_remain(card: EmulatedCar
     assert (await guard.transmit(card, RIGHT_PIN)).hex() == "9000"
 
 
+async def test_after_a_reset_the_guard_starts_over_and_still_keeps_the_last_try(
+    card: EmulatedCard,
+) -> None:
+    guard = CardGuard(keep=1)
+    assert (await guard.transmit(card, WRONG_PIN)).hex() == "63c2"
+    assert (await guard.transmit(card, WRONG_PIN)).hex() == "63c1"
+    await card.cold_reset()  # the retry counter survives a reset; the guard asks again
+    guard.forget(card)
+    assert (await guard.transmit(card, WRONG_PIN)).hex() == "6983"
+    assert (await card.transmit(bytes.fromhex("00200000"))).hex() == "63c1"
+
+
 async def test_the_apdu_policy_answers_for_the_card(card: EmulatedCard) -> None:
     policy = ApduPolicy(frozenset({0xA4, 0xC0}), frozenset({bytes.fromhex("A000000079")}))
     guard = CardGuard(keep=1, policy=policy)

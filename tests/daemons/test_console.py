@@ -8,7 +8,9 @@ import io
 import pytest
 
 from daemons.console import Command, Console, parse_command, stdin_lines
+from daemons.emulated_cards import EmulatedCard
 from daemons.local_readers import HostMirror
+from tests.cacard.cards import PIN_HEX, make_card
 
 
 @pytest.mark.parametrize(
@@ -16,6 +18,7 @@ from daemons.local_readers import HostMirror
     [
         ("insert\n", Command("insert")),
         ("remove 1", Command("remove", 1)),
+        ("reset 1", Command("reset", 1)),
         ("select 0", Command("select", 0)),
         ("debug 2", Command("debug", 2)),
         ("   ", Command("")),
@@ -84,3 +87,17 @@ async def test_stdin_lines_end_with_none_and_no_stdin_reads_as_empty() -> None:
     lines = stdin_lines(loop, io.StringIO("list\nexit\n"))
     assert [await lines.get() for _ in range(3)] == ["list\n", "exit\n", None]
     assert await stdin_lines(loop, None).get() is None
+
+
+async def test_reset_leaves_nothing_verified_and_says_when_there_is_no_card() -> None:
+    # What a guest reboot through QEMU cannot do: QEMU answers the guest's power cycles itself.
+    card = EmulatedCard(make_card(), "card")
+    console, screen, mirror = console_with("empty")
+    reader = mirror.new_reader("A", card)
+    mirror.readers.append(reader)
+    assert await card.transmit(bytes.fromhex("0020000008" + PIN_HEX)) == b"\x90\x00"
+    assert await card.transmit(bytes.fromhex("0020000000")) == b"\x90\x00"
+    await console.execute("reset 1")
+    await console.execute("reset 0")
+    assert screen.lines == ["reset A: ok", "reset empty: no card in this reader"]
+    assert (await card.transmit(bytes.fromhex("0020000000")))[0] == 0x63
