@@ -7,9 +7,11 @@ each figure, its baseline and ratio, its target and whether it was met, and the 
 model, cores, Python, kernel, date). The network benchmarks run on asyncio's own loop and on
 uvloop when it is installed. The chain comparison runs pinned to one CPU (``--cpu``, like
 ``taskset -c``); the scale benchmark uses the whole machine. The vpcd benchmark needs root and
-pcscd and is not part of this run (``python -m benchmarks.bench_vpcd``).
+pcscd and is not part of this run (``python -m benchmarks.bench_vpcd``). The guest-login
+benchmark boots QEMU guests (minutes) and runs only with ``--guest``.
 
-Run: ``python -m benchmarks.run_all [--quick] [--out DIR]`` (default ``benchmark-report/``).
+Run: ``python -m benchmarks.run_all [--quick] [--guest] [--out DIR]`` (default
+``benchmark-report/``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from benchmarks.bench_card import run_card
 from benchmarks.bench_chain import run_chain
 from benchmarks.bench_codec import run_codec
+from benchmarks.bench_login import run_login
 from benchmarks.bench_piv import run_piv
 from benchmarks.bench_rsa import run_rsa
 from benchmarks.bench_scale import run_scale
@@ -83,6 +86,16 @@ def run_everything(quick: bool, cpu: int | None) -> list[Section]:
         sections.append(step())
         print(f"{name}: {time.monotonic() - started:.0f} s", flush=True)
     return sections
+
+
+def guest_login(quick: bool) -> Section:
+    """The guest-login benchmark (``--guest``): every path, loopback and WAN; ``--quick`` boots
+    each once instead of three times."""
+    started = time.monotonic()
+    print("guest login (QEMU guests)...", flush=True)
+    section = run_login(runs=1 if quick else 3)
+    print(f"guest login: {time.monotonic() - started:.0f} s", flush=True)
+    return section
 
 
 def loop_gain(sections: list[Section]) -> Section:
@@ -207,6 +220,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter runs, up to 100 readers")
     parser.add_argument("--out", type=Path, default=Path("benchmark-report"))
     parser.add_argument("--cpu", type=int, default=1, help="CPU for pinned comparisons")
+    parser.add_argument(
+        "--guest",
+        action="store_true",
+        help="also time a smart-card login in QEMU Linux guests through four reader paths, on "
+        "loopback and over a 25 ms delay (benchmarks/bench_login.py): it boots about 40 VMs, "
+        "about 15 minutes (13 boots with --quick), and needs QEMU, certutil and libcacard's "
+        "vscclient build tools",
+    )
     args = parser.parse_args()
     plotted = can_plot()
     if not plotted:
@@ -215,9 +236,13 @@ def main() -> None:
     started = time.monotonic()
     sections = run_everything(args.quick, args.cpu)
     sections.append(loop_gain(sections))
+    if args.guest:
+        sections.append(guest_login(args.quick))
     figures = [f for s in sections for f in s.figures if f.target is not None]
     report = {
-        "command": "python -m benchmarks.run_all" + (" --quick" if args.quick else ""),
+        "command": "python -m benchmarks.run_all"
+        + (" --quick" if args.quick else "")
+        + (" --guest" if args.guest else ""),
         "machine": machine,
         "seconds": round(time.monotonic() - started),
         "targets": {

@@ -1,0 +1,476 @@
+"""What a user feels: a smart-card login timed inside a Linux guest (QEMU TCG), through four
+reader paths in the same run, on loopback and over a WAN-like delay.
+
+The login is OpenSC's: ``opensc-tool -a`` (ATR), ``opensc-tool -n`` (driver), ``pkcs15-tool
+-D`` (the certificates and keys), ``pkcs11-tool --login -O`` (PIN, objects), and a logged-in
+``pkcs11-tool --sign`` verified with openssl: the test rig's checks
+(``tests/interop/guest/checks.py``). The time is the guest's own: the sum of those checks'
+durations as the guest measures them (``/proc/uptime``, 10 ms steps), after an untimed check
+that waits until the card answers. Booting is not counted.
+
+The paths (each run boots a fresh guest; the paths alternate within a round so drift on a
+shared machine hits them alike):
+
+- **a** QEMU ``usb-ccid`` + ``ccid-card-passthru`` + libcacard's C ``vscclient`` serving a
+  soft CAC card from an NSS database (the reference; built by ``tests/interop/libcacard``);
+- **b** the same with our ``vscclient -e`` and the same NSS database (so the same CAC card);
+  **b-card** with our default card directory (``cacard new``: CAC+PIV, ATR offering T=1);
+- **c** our ``ccid-passthru`` over USB/IP with our ``vscclient -e`` (the same NSS card, T=0);
+  **c-t1** with the default card directory (the reader runs T=1), **c-t0** with a ``--profile
+  cac`` card directory (T=0 only);
+- **d** QEMU's in-process ``ccid-card-emulated`` over the same NSS database (no network).
+
+Over the WAN a :class:`~benchmarks.delay_proxy.DelayProxy` sits between ``vscclient`` and its
+host (QEMU's chardev, or ``ccid-passthru``'s VSCard port) with ``--delay`` ms each way; path d
+has no such link. The proxy also decodes the VSCard stream, so each WAN run counts the login's
+APDUs, its GET RESPONSEs (INS C0) and the ``61xx`` answers that cost them.
+
+Run: ``python -m benchmarks.bench_login [--runs 3] [--delay 25] [--paths a,b,c,d]
+[--no-wan] [--no-loopback]`` (about 15 s per loopback boot, 30 s per WAN boot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from benchmarks.delay_proxy import DelayProxy, Direction
+from benchmarks.report import Figure, Section, Target
+from vscard import Decoder
+from vscard.messages import APDU
+
+if TYPE_CHECKING:
+    from tests.interop.guest.checks import Check
+    from tests.interop.guest.image import GuestImage
+    from tests.interop.guest.runner import Setup
+
+CardKind = Literal["nss", "default", "cac"]
+Reader = Literal["qemu", "usbip", "emulated"]
+Client = Literal["libcacard", "ours", "none"]
+Mode = Literal["loopback", "wan"]
+
+PIN = "77777777"
+BUSID = "1-1"  # the first reader ccid-passthru exports
+#: The issue's WAN target: a login through ccid-passthru over the delay takes at most this
+#: fraction of the reference path's.
+WAN_TARGET = 0.5
+GUEST_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class LoginPath:
+    key: str
+    label: str
+    reader: Reader
+    client: Client
+    card: CardKind
+
+
+PATHS: tuple[LoginPath, ...] = (
+    LoginPath("a", "QEMU passthru + libcacard's vscclient (NSS DB)", "qemu", "libcacard", "nss"),
+    LoginPath("b", "QEMU passthru + our vscclient -e (same NSS DB)", "qemu", "ours", "nss"),
+    LoginPath("b-card", "QEMU passthru + our --card (cac+piv)", "qemu", "ours", "default"),
+    LoginPath("c", "ccid-passthru + our vscclient -e (same NSS DB)", "usbip", "ours", "nss"),
+    LoginPath("c-t1", "ccid-passthru + our --card (cac+piv, T=1)", "usbip", "ours", "default"),
+    LoginPath("c-t0", "ccid-passthru + our --card (--profile cac, T=0)", "usbip", "ours", "cac"),
+    LoginPath("d", "QEMU ccid-card-emulated (same NSS DB, in process)", "emulated", "none", "nss"),
+)  # fmt: skip
+PATH_KEYS = tuple(path.key for path in PATHS)
+REFERENCE = "a"
+
+#: The timed checks' names, in order (see :func:`login_checks`).
+LOGIN_STEPS = ("atr", "card-driver", "pkcs15-objects", "pkcs11-objects", "sign")
+
+
+@dataclass
+class ApduCount:
+    """The VSCard APDU messages of one login, as the delay proxy saw them."""
+
+    commands: int = 0
+    get_responses: int = 0
+    """Commands with INS C0."""
+    more_data: int = 0
+    """Responses with SW1 61: each makes the reader send a GET RESPONSE."""
+    instructions: dict[int, int] = field(default_factory=dict)
+    """Commands by INS."""
+    counting: bool = False
+    """Off until the login starts (the card's power-up and the wait are not counted)."""
+    _decoders: dict[Direction, Decoder] = field(
+        default_factory=lambda: {direction: Decoder() for direction in Direction}
+    )
+
+    def observe(self, direction: Direction, chunk: bytes) -> None:
+        for message in self._decoders[direction].feed(chunk):
+            if not self.counting or not isinstance(message, APDU) or len(message.data) < 2:
+                continue
+            # Downstream (host to vscclient) carries commands, upstream their responses.
+            if direction is Direction.DOWNSTREAM:
+                ins = message.data[1]
+                self.commands += 1
+                self.get_responses += ins == 0xC0
+                self.instructions[ins] = self.instructions.get(ins, 0) + 1
+            else:
+                self.more_data += message.data[-2] == 0x61
+
+
+@dataclass(frozen=True)
+class LoginRun:
+    path: str
+    mode: Mode
+    seconds: float
+    """The login's duration in the guest (the timed checks' sum)."""
+    steps: dict[str, float]
+    apdus: ApduCount | None
+
+
+@dataclass
+class Cards:
+    """The cards of one benchmark run, made once: the NSS DB and two card directories."""
+
+    nssdb: Path
+    directories: dict[CardKind, Path]
+
+    @classmethod
+    def make(cls, work: Path, kinds: set[CardKind]) -> Cards:
+        from cacard import CardRequest, generate_card
+        from cacard.profile import PIV_KEYS, Applications
+        from tests.interop.guest.nssdb import make_nssdb
+
+        nssdb = make_nssdb(work / "db").directory
+        requests = {
+            "default": CardRequest(applications=Applications.CAC_PIV, certificates=len(PIV_KEYS)),
+            "cac": CardRequest(applications=Applications.CAC),
+        }
+        directories: dict[CardKind, Path] = {}
+        for kind in kinds - {"nss"}:
+            directories[kind] = work / kind
+            generate_card(directories[kind], requests[kind])
+        return cls(nssdb, directories)
+
+    def vscclient_args(self, kind: CardKind) -> list[str]:
+        from tests.interop.libcacard.vscclient import soft_card_args
+
+        if kind == "nss":
+            return ["-e", soft_card_args(self.nssdb)]
+        return ["--card", str(self.directories[kind])]
+
+
+def login_checks(card: CardKind) -> list[Check]:
+    """An untimed wait for the card, then the timed login (named as :data:`LOGIN_STEPS`)."""
+    from tests.interop.guest import checks
+    from tests.interop.guest.checks import Check
+
+    if card == "default":
+        # OpenSC's PIV driver: four certificates, key ID 01 for 9A (OpenSC, pkcs15-piv.c).
+        driver, objects, key_id = checks.PIV_DRIVER, 4, "01"
+    else:
+        driver, objects, key_id = checks.CAC_DRIVER, 3, "0001"
+    sign = checks.sign_verify("SHA256-RSA-PKCS", key_id=key_id, pin=PIN)
+    return [
+        checks.reader_listed(seconds=30),
+        Check("login.ready", "vs_poll 30 opensc-tool -a"),
+        checks.atr(),
+        checks.card_driver(driver),
+        checks.pkcs15_objects(objects, objects),
+        checks.pkcs11_objects(objects, objects, pin=PIN),
+        Check("sign", sign.body),
+    ]
+
+
+class LoginFailedError(RuntimeError):
+    """A guest run did not pass; the message holds its report."""
+
+
+@contextlib.asynccontextmanager
+async def link(
+    port: int, mode: Mode, delay: float, count: ApduCount
+) -> AsyncIterator[tuple[str, int]]:
+    """Where vscclient connects to reach ``port``: the port itself, or a delay proxy to it."""
+    if mode == "loopback":
+        yield "127.0.0.1", port
+        return
+    async with DelayProxy("127.0.0.1", port, delay, observe=count.observe) as proxy:
+        yield "127.0.0.1", proxy.port
+
+
+@contextlib.asynccontextmanager
+async def vscclient(
+    path: LoginPath, cards: Cards, host: str, port: int, binary: Path | None
+) -> AsyncIterator[None]:
+    """The path's vscclient, connected to ``host:port`` until the block ends."""
+    if path.client == "libcacard":
+        from tests.interop.libcacard.vscclient import run_vscclient, soft_card_args
+
+        assert binary is not None
+        async with run_vscclient(binary, host, port, soft_card_args(cards.nssdb), debug=0):
+            yield
+    else:
+        from tests.interop.our_vscclient import running_vscclient
+
+        async with running_vscclient([*cards.vscclient_args(path.card), host, str(port)]) as c:
+            await c.event("vscclient.connected")
+            yield
+
+
+async def login_once(
+    image: GuestImage,
+    path: LoginPath,
+    mode: Mode,
+    cards: Cards,
+    delay: float,
+    binary: Path | None,
+) -> LoginRun:
+    """Boot a guest on ``path``, log in once, return the guest's timings."""
+    from tests.daemons.passthru_process import running_passthru
+    from tests.interop.guest.runner import EmulatedSetup, PassthruSetup, UsbipSetup, start_guest
+
+    count = ApduCount()
+    checks = login_checks(path.card)
+    async with contextlib.AsyncExitStack() as stack:
+        setup: Setup
+        if path.reader == "usbip":
+            passthru = await stack.enter_async_context(running_passthru(capture_log=True))
+            host, port = await stack.enter_async_context(
+                link(passthru.vscard_port, mode, delay, count)
+            )
+            await stack.enter_async_context(vscclient(path, cards, host, port, binary))
+            await asyncio.wait_for(passthru.log_event("passthru.card_inserted"), 60)
+            setup = UsbipSetup(passthru.usbip_port, BUSID)
+        elif path.reader == "emulated":
+            setup = EmulatedSetup(cards.nssdb)
+        else:
+            setup = PassthruSetup()
+        guest = await stack.enter_async_context(
+            start_guest(image, setup, checks, timeout=GUEST_TIMEOUT)
+        )
+        if path.reader == "qemu":
+            assert guest.passthru_port is not None
+            host, port = await stack.enter_async_context(
+                link(guest.passthru_port, mode, delay, count)
+            )
+            await stack.enter_async_context(vscclient(path, cards, host, port, binary))
+        if await guest.wait_for_check("login.ready") is not None:
+            count.counting = True
+        result = await guest.wait()
+    if not result.passed:
+        raise LoginFailedError(f"path {path.key} ({mode}):\n{result.report()}")
+    steps = {step: result[check.name].guest_seconds for step, check in zip(
+        LOGIN_STEPS, checks[-len(LOGIN_STEPS):], strict=True)}  # fmt: skip
+    return LoginRun(path.key, mode, sum(steps.values()), steps, count if mode == "wan" else None)
+
+
+def missing_prerequisites(paths: Sequence[LoginPath]) -> list[str]:
+    """What this host lacks for ``paths`` (empty: all is there)."""
+    from tests.interop.guest.runner import QEMU
+    from tests.interop.libcacard.vscclient import missing_host_prerequisites
+
+    missing = [] if shutil.which(QEMU) else [QEMU]
+    if shutil.which("certutil") is None:
+        missing.append("certutil (libnss3-tools)")
+    if any(path.client == "libcacard" for path in paths):
+        missing += missing_host_prerequisites()
+    return missing
+
+
+async def measure(
+    paths: Sequence[LoginPath],
+    modes: Sequence[Mode],
+    runs: int,
+    delay: float,
+    failures: list[str],
+    *,
+    progress: bool = False,
+) -> list[LoginRun]:
+    """Every path ``runs`` times in each mode, alternating paths within each round; a run
+    that fails is named in ``failures`` and the others go on."""
+    from tests.interop.guest.image import build_image
+    from tests.interop.libcacard.vscclient import build_vscclient
+
+    image = await asyncio.to_thread(build_image)
+    needs_binary = any(path.client == "libcacard" for path in paths)
+    binary = await asyncio.to_thread(build_vscclient) if needs_binary else None
+    results = []
+    with tempfile.TemporaryDirectory(prefix="vsc-") as work:  # short: QEMU's option buffer
+        cards = await asyncio.to_thread(Cards.make, Path(work), {p.card for p in paths})
+        for mode in modes:
+            chosen = [p for p in paths if mode == "loopback" or p.client != "none"]
+            for round_number in range(runs):
+                for path in chosen:
+                    try:
+                        run = await login_once(image, path, mode, cards, delay, binary)
+                    except LoginFailedError as error:  # reported; the other paths go on
+                        failures.append(f"{mode} {path.key} round {round_number + 1}")
+                        if progress:
+                            say(str(error))
+                        continue
+                    if progress:
+                        apdus = "" if run.apdus is None else f", {run.apdus.commands} APDUs"
+                        say(f"{mode} round {round_number + 1}: {path.key} {run.seconds:.2f} s"
+                            f"{apdus}")  # fmt: skip
+                    results.append(run)
+    return results
+
+
+def say(message: str) -> None:
+    print(message, flush=True)  # progress of a long run
+
+
+def section(
+    runs: Sequence[LoginRun],
+    delay: float,
+    load: tuple[float, float],
+    failures: Sequence[str] = (),
+) -> Section:
+    result = Section(
+        "guest login",
+        "a smart-card login in a QEMU TCG Linux guest (OpenSC: ATR, driver, pkcs15-tool -D, "
+        "pkcs11-tool --login -O, sign), timed in the guest, per reader path; "
+        f"WAN: {delay * 1000:g} ms each way between vscclient and its host",
+    )
+    labels = {path.key: path.label for path in PATHS}
+    series: dict[str, dict[str, object]] = {}
+    for mode in ("loopback", "wan"):
+        by_path: dict[str, list[LoginRun]] = {}
+        for run in runs:
+            if run.mode == mode:
+                by_path.setdefault(run.path, []).append(run)
+        if not by_path:
+            continue
+        reference = by_path.get(REFERENCE)
+        baseline = statistics.median(r.seconds for r in reference) if reference else None
+        for key, path_runs in by_path.items():
+            seconds = sorted(r.seconds for r in path_runs)
+            median = statistics.median(seconds)
+            target = None
+            if mode == "wan" and key.startswith("c") and baseline is not None:
+                target = Target("at_most", WAN_TARGET)
+            apdus = [r.apdus for r in path_runs if r.apdus is not None]
+            note = f"{len(seconds)} runs, {seconds[0]:.2f}-{seconds[-1]:.2f} s"
+            if apdus:
+                note += f"; {apdus[0].commands} APDUs, {apdus[0].get_responses} GET RESPONSE"
+            result.figures.append(
+                Figure(
+                    f"login {mode} {key}: {labels[key]}",
+                    median,
+                    "s",
+                    None if key == REFERENCE else baseline,
+                    None if key == REFERENCE else f"{REFERENCE} ({mode})",
+                    target,
+                    note=note,
+                )
+            )
+            steps = {s: statistics.median(r.steps[s] for r in path_runs) for s in LOGIN_STEPS}
+            series[f"{mode} {key}"] = {
+                "path": key,
+                "mode": mode,
+                "label": labels[key],
+                "seconds": seconds,
+                "median_s": median,
+                "ratio_to_a": None if baseline is None else median / baseline,
+                "steps_median_s": steps,
+                "apdus": [
+                    {
+                        "commands": a.commands,
+                        "get_responses": a.get_responses,
+                        "more_data": a.more_data,
+                        "by_ins": {f"{ins:02X}": n for ins, n in sorted(a.instructions.items())},
+                    }
+                    for a in apdus
+                ],
+            }
+    result.series = series
+    result.notes.append(
+        f"load average {load[0]:.2f} at start, {load[1]:.2f} at the end (1 min; 2-core machine)"
+    )
+    result.notes.append("time: the guest's own, summed over the five login checks (10 ms steps)")
+    if failures:
+        result.notes.append(f"failed runs, left out: {', '.join(failures)}")
+    return result
+
+
+def run_login(
+    runs: int = 3,
+    delay_ms: float = 25.0,
+    paths: Sequence[str] = PATH_KEYS,
+    modes: Sequence[Mode] = ("loopback", "wan"),
+    *,
+    progress: bool = False,
+) -> Section:
+    """Measure the guest login; a section with a note instead of figures if a tool is missing."""
+    chosen = [path for path in PATHS if path.key in paths]
+    missing = missing_prerequisites(chosen)
+    if missing:
+        empty = section([], delay_ms / 1000, (os.getloadavg()[0],) * 2)
+        empty.notes.insert(0, f"not measured: this host lacks {', '.join(missing)}")
+        return empty
+    before = os.getloadavg()[0]
+    failures: list[str] = []
+    results = asyncio.run(
+        measure(chosen, modes, runs, delay_ms / 1000, failures, progress=progress)
+    )
+    return section(results, delay_ms / 1000, (before, os.getloadavg()[0]), failures)
+
+
+def print_section(result: Section) -> None:
+    say(f"{result.name}: {result.description}")
+    say(f"{'mode':8} {'path':7} {'median s':>9} {'min-max s':>13} {'x a':>6}  steps (median s)")
+    for row in result.series.values():
+        seconds = row["seconds"]
+        assert isinstance(seconds, list)
+        ratio = row["ratio_to_a"]
+        steps = row["steps_median_s"]
+        assert isinstance(steps, dict)
+        say(
+            f"{row['mode']!s:8} {row['path']!s:7} {row['median_s']:9.2f} "
+            f"{seconds[0]:6.2f}-{seconds[-1]:<6.2f} "
+            f"{'' if ratio is None else f'{ratio:.2f}':>6}  "
+            + " ".join(f"{name} {value:.2f}" for name, value in steps.items())
+        )
+        apdus = row["apdus"]
+        assert isinstance(apdus, list)
+        if apdus:
+            say(f"{'':17} APDUs per login: {apdus}")
+    for figure in result.figures:
+        if figure.target is not None:
+            verdict = "met" if figure.met else "NOT met"
+            say(f"  {figure.name}: {figure.ratio:.2f}x (target {figure.target.describe()}: "
+                f"{verdict})")  # fmt: skip
+    for note in result.notes:
+        say(f"  note: {note}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="boots per path and mode (default 3)")
+    parser.add_argument("--delay", type=float, default=25.0, help="WAN one-way delay, ms")
+    parser.add_argument(
+        "--paths", default=",".join(PATH_KEYS), help=f"from {', '.join(PATH_KEYS)} (default all)"
+    )
+    parser.add_argument("--no-loopback", action="store_true", help="only the WAN runs")
+    parser.add_argument("--no-wan", action="store_true", help="only the loopback runs")
+    parser.add_argument("--json", type=Path, help="also write the section here as JSON")
+    args = parser.parse_args()
+    keys = [key for key in args.paths.split(",") if key]
+    unknown = sorted(set(keys) - set(PATH_KEYS))
+    if unknown:
+        parser.error(f"unknown paths {unknown}; known: {', '.join(PATH_KEYS)}")
+    modes: list[Mode] = [] if args.no_loopback else ["loopback"]
+    modes += [] if args.no_wan else ["wan"]
+    result = run_login(args.runs, args.delay, keys, modes, progress=True)
+    print_section(result)
+    if args.json is not None:
+        args.json.write_text(json.dumps(result.as_json(), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

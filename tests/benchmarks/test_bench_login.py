@@ -1,0 +1,92 @@
+"""The guest-login benchmark: its APDU counter and its report without a guest, and one real
+login (a single guest boot, over the delay proxy) when QEMU is there. Nothing here is timed:
+the report's numbers come from ``python -m benchmarks.bench_login``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from benchmarks.bench_login import (
+    LOGIN_STEPS,
+    WAN_TARGET,
+    ApduCount,
+    LoginRun,
+    run_login,
+    section,
+)
+from benchmarks.delay_proxy import Direction
+from vscard import encode
+from vscard.messages import APDU, Init
+
+
+def frames(*messages: APDU | Init) -> bytes:
+    return b"".join(encode(message) for message in messages)
+
+
+def test_the_counter_counts_commands_get_responses_and_61xx_once_the_login_starts() -> None:
+    count = ApduCount()
+    select = APDU(0, bytes.fromhex("00a4040007a0000000790100"))
+    count.observe(Direction.DOWNSTREAM, frames(select))  # before the login: not counted
+    count.counting = True
+    stream = frames(select, APDU(0, bytes.fromhex("00c0000010")), select)
+    for offset in range(0, len(stream), 5):  # split anywhere
+        count.observe(Direction.DOWNSTREAM, stream[offset : offset + 5])
+    count.observe(Direction.UPSTREAM, frames(APDU(0, b"\x61\x10"), APDU(0, b"\x90\x00")))
+    assert (count.commands, count.get_responses, count.more_data) == (3, 1, 1)
+    assert count.instructions == {0xA4: 2, 0xC0: 1}
+
+
+def test_the_counter_skips_other_messages() -> None:
+    count = ApduCount(counting=True)
+    count.observe(Direction.UPSTREAM, frames(Init()))
+    assert count.commands == count.more_data == 0
+
+
+def run(path: str, mode: str, seconds: float) -> LoginRun:
+    steps = dict.fromkeys(LOGIN_STEPS, seconds / len(LOGIN_STEPS))
+    apdus = ApduCount(commands=300) if mode == "wan" else None
+    return LoginRun(path, mode, seconds, steps, apdus)  # type: ignore[arg-type]
+
+
+def test_the_report_gives_medians_ratios_to_the_reference_and_the_wan_target() -> None:
+    runs = [
+        *(run("a", "loopback", s) for s in (4.0, 5.0, 6.0)),
+        *(run("c", "loopback", s) for s in (3.0, 4.0, 9.0)),
+        *(run("a", "wan", s) for s in (20.0, 22.0, 24.0)),
+        *(run("c-t1", "wan", s) for s in (10.0, 11.0, 12.0)),
+    ]
+    result = section(runs, 0.025, (1.0, 1.5), ["wan b round 2"])
+    figures = {figure.name.split(":")[0]: figure for figure in result.figures}
+    assert figures["login loopback c"].ratio == pytest.approx(4.0 / 5.0)
+    assert figures["login loopback c"].target is None  # the target is the WAN's
+    wan = figures["login wan c-t1"]
+    assert wan.ratio == pytest.approx(0.5)
+    assert wan.target is not None
+    assert wan.target.value == WAN_TARGET
+    assert wan.met
+    assert figures["login wan a"].baseline is None  # the reference itself
+    assert result.series["wan c-t1"]["apdus"][0]["commands"] == 300
+    assert any("wan b round 2" in note for note in result.notes)
+
+
+@pytest.mark.interop
+@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="QEMU is not installed")
+def test_one_login_through_ccid_passthru_over_the_delay_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One guest boot: path c-t1 over a 2 ms proxy, so the run, the proxy's counting and the
+    report all work end to end."""
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    result = run_login(runs=1, delay_ms=2, paths=["c-t1"], modes=["wan"])
+    if not result.figures and result.notes[0].startswith("not measured"):
+        pytest.skip(result.notes[0])
+    assert not [note for note in result.notes if note.startswith("failed runs")], result.notes
+    (figure,) = result.figures
+    assert figure.value > 0
+    (row,) = result.series.values()
+    (apdus,) = row["apdus"]
+    assert apdus["commands"] > 0
+    assert apdus["by_ins"]["A4"] > 0  # OpenSC selects the applications
