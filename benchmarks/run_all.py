@@ -179,8 +179,12 @@ def plot(sections: list[Section], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-    rss, rate, chain = axes
+    logins = [section for section in sections if section.name == "guest login"]
+    logins = [section for section in logins if section.series]
+    figure, axes = plt.subplots(1, 3 + len(logins), figsize=(16 + 6 * len(logins), 4.8))
+    rss, rate, chain = axes[:3]
+    if logins:
+        plot_logins(axes[3], logins[0])
     for section in sections:
         if section.name.startswith("scale"):
             points = section.series["points"]
@@ -213,6 +217,25 @@ def plot(sections: list[Section], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def plot_logins(axis: Any, section: Section) -> None:
+    """Median guest-login time per path, loopback and WAN side by side, min-max as error bars."""
+    rows = section.series
+    paths = list(dict.fromkeys(str(row["path"]) for row in rows.values()))
+    for offset, mode in ((-0.2, "loopback"), (0.2, "wan")):
+        xs, medians, low, high = [], [], [], []
+        for index, path in enumerate(paths):
+            row = rows.get(f"{mode} {path}")
+            if row is None:
+                continue
+            xs.append(index + offset)
+            medians.append(row["median_s"])
+            low.append(row["median_s"] - min(row["seconds"]))
+            high.append(max(row["seconds"]) - row["median_s"])
+        axis.bar(xs, medians, 0.4, yerr=[low, high], capsize=3, label=mode)
+    axis.set_xticks(list(range(len(paths))), paths, fontsize=8)
+    axis.set(ylabel="s in the guest", title="guest login (OpenSC list, PIN, sign)")
 
 
 def main() -> None:
