@@ -25,8 +25,9 @@ host (QEMU's chardev, or ``ccid-passthru``'s VSCard port) with ``--delay`` ms ea
 has no such link. The proxy also decodes the VSCard stream, so each WAN run counts the login's
 APDUs, its GET RESPONSEs (INS C0) and the ``61xx`` answers that cost them.
 
-Run: ``python -m benchmarks.bench_login [--runs 3] [--delay 25] [--paths a,b,c,d]
-[--no-wan] [--no-loopback]`` (about 15 s per loopback boot, 30 s per WAN boot).
+Run: ``python -m benchmarks.bench_login [--runs 3] [--delay 25] [--paths a,c-t1] [--no-wan]
+[--no-loopback] [--opensc-cache] [--json FILE]`` (about 20 s per loopback boot, 40 s per WAN
+boot; ``--opensc-cache`` turns on the guest OpenSC's file cache, a guest-side lever).
 """
 
 from __future__ import annotations
@@ -165,8 +166,25 @@ class Cards:
         return ["--card", str(self.directories[kind])]
 
 
-def login_checks(card: CardKind) -> list[Check]:
-    """An untimed wait for the card, then the timed login (named as :data:`LOGIN_STEPS`)."""
+#: ``--opensc-cache``: the guest's OpenSC keeps the card's files it read (certificates and the
+#: like) and later processes read them from there, not from the card.
+OPENSC_CACHE_CONF = """
+mkdir -p /run/vscard/opensc-cache
+cat >/etc/opensc/opensc.conf <<'CONF'
+app default {
+    file_cache_dir = /run/vscard/opensc-cache;
+    framework pkcs15 {
+        use_file_caching = yes;
+    }
+}
+CONF
+cat /etc/opensc/opensc.conf
+"""
+
+
+def login_checks(card: CardKind, *, opensc_cache: bool = False) -> list[Check]:
+    """An untimed wait for the card, then the timed login (named as :data:`LOGIN_STEPS`);
+    with ``opensc_cache``, OpenSC's file cache is turned on first."""
     from tests.interop.guest import checks
     from tests.interop.guest.checks import Check
 
@@ -176,7 +194,9 @@ def login_checks(card: CardKind) -> list[Check]:
     else:
         driver, objects, key_id = checks.CAC_DRIVER, 3, "0001"
     sign = checks.sign_verify("SHA256-RSA-PKCS", key_id=key_id, pin=PIN)
+    setup = [Check("login.opensc-cache", OPENSC_CACHE_CONF, fatal=True)] if opensc_cache else []
     return [
+        *setup,
         checks.reader_listed(seconds=30),
         Check("login.ready", "vs_poll 30 opensc-tool -a"),
         checks.atr(),
@@ -229,13 +249,15 @@ async def login_once(
     cards: Cards,
     delay: float,
     binary: Path | None,
+    *,
+    opensc_cache: bool = False,
 ) -> LoginRun:
     """Boot a guest on ``path``, log in once, return the guest's timings."""
     from tests.daemons.passthru_process import running_passthru
     from tests.interop.guest.runner import EmulatedSetup, PassthruSetup, UsbipSetup, start_guest
 
     count = ApduCount()
-    checks = login_checks(path.card)
+    checks = login_checks(path.card, opensc_cache=opensc_cache)
     async with contextlib.AsyncExitStack() as stack:
         setup: Setup
         if path.reader == "usbip":
@@ -290,6 +312,7 @@ async def measure(
     failures: list[str],
     *,
     progress: bool = False,
+    opensc_cache: bool = False,
 ) -> list[LoginRun]:
     """Every path ``runs`` times in each mode, alternating paths within each round; a run
     that fails is named in ``failures`` and the others go on."""
@@ -307,7 +330,9 @@ async def measure(
             for round_number in range(runs):
                 for path in chosen:
                     try:
-                        run = await login_once(image, path, mode, cards, delay, binary)
+                        run = await login_once(
+                            image, path, mode, cards, delay, binary, opensc_cache=opensc_cache
+                        )
                     except LoginFailedError as error:  # reported; the other paths go on
                         failures.append(f"{mode} {path.key} round {round_number + 1}")
                         if progress:
@@ -405,6 +430,7 @@ def run_login(
     modes: Sequence[Mode] = ("loopback", "wan"),
     *,
     progress: bool = False,
+    opensc_cache: bool = False,
 ) -> Section:
     """Measure the guest login; a section with a note instead of figures if a tool is missing."""
     chosen = [path for path in PATHS if path.key in paths]
@@ -416,9 +442,20 @@ def run_login(
     before = os.getloadavg()[0]
     failures: list[str] = []
     results = asyncio.run(
-        measure(chosen, modes, runs, delay_ms / 1000, failures, progress=progress)
+        measure(
+            chosen,
+            modes,
+            runs,
+            delay_ms / 1000,
+            failures,
+            progress=progress,
+            opensc_cache=opensc_cache,
+        )
     )
-    return section(results, delay_ms / 1000, (before, os.getloadavg()[0]), failures)
+    result = section(results, delay_ms / 1000, (before, os.getloadavg()[0]), failures)
+    if opensc_cache:
+        result.notes.append("the guest's OpenSC ran with its file cache on (--opensc-cache)")
+    return result
 
 
 def print_section(result: Section) -> None:
@@ -459,6 +496,11 @@ def main() -> None:
     parser.add_argument("--no-loopback", action="store_true", help="only the WAN runs")
     parser.add_argument("--no-wan", action="store_true", help="only the loopback runs")
     parser.add_argument("--json", type=Path, help="also write the section here as JSON")
+    parser.add_argument(
+        "--opensc-cache",
+        action="store_true",
+        help="turn on the guest OpenSC's file cache (a guest-side lever, not the default)",
+    )
     args = parser.parse_args()
     keys = [key for key in args.paths.split(",") if key]
     unknown = sorted(set(keys) - set(PATH_KEYS))
@@ -466,7 +508,9 @@ def main() -> None:
         parser.error(f"unknown paths {unknown}; known: {', '.join(PATH_KEYS)}")
     modes: list[Mode] = [] if args.no_loopback else ["loopback"]
     modes += [] if args.no_wan else ["wan"]
-    result = run_login(args.runs, args.delay, keys, modes, progress=True)
+    result = run_login(
+        args.runs, args.delay, keys, modes, progress=True, opensc_cache=args.opensc_cache
+    )
     print_section(result)
     if args.json is not None:
         args.json.write_text(json.dumps(result.as_json(), indent=2) + "\n")

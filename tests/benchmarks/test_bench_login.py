@@ -14,6 +14,7 @@ from benchmarks.bench_login import (
     WAN_TARGET,
     ApduCount,
     LoginRun,
+    login_checks,
     run_login,
     section,
 )
@@ -43,6 +44,14 @@ def test_the_counter_skips_other_messages() -> None:
     count = ApduCount(counting=True)
     count.observe(Direction.UPSTREAM, frames(Init()))
     assert count.commands == count.more_data == 0
+
+
+def test_the_login_times_the_same_five_steps_with_or_without_opensc_s_cache() -> None:
+    plain = login_checks("default")
+    cached = login_checks("default", opensc_cache=True)
+    assert [check.name for check in plain[-len(LOGIN_STEPS) :]] == list(LOGIN_STEPS)
+    assert cached[0].name == "login.opensc-cache"
+    assert cached[1:] == plain
 
 
 def run(path: str, mode: str, seconds: float) -> LoginRun:
