@@ -44,10 +44,9 @@ from cardfloor.iso7816.instructions import (
 from cardfloor.log import get_logger
 
 from ..applets.applet import Applet, CardServices, Selection
-from ..ec import SoftwareECKey
 from ..keys import AnyCardKey, CardKey, ECCardKey, KeyOperationError
 from ..pin import MAX_PIN_LENGTH, PIN_PAD, SALT_SIZE, Pin, PinState
-from ..rsa import SoftwareKey
+from ..software import software_key
 from ..tlv import ber_tlv
 from .ber import PIVFormatError, decode, decode_fields, decode_one, encode, require
 from .management_key import (
@@ -162,13 +161,19 @@ ChangeSink = Callable[[PIVChange], None]
 @dataclass(frozen=True, slots=True)
 class _Key:
     algorithm: Algorithm
-    key: AnyCardKey
-    #: The same key by kind, decided once: an isinstance() of a runtime-checkable protocol
-    #: walks its members on every call, which cost a third of a P-256 signature's time.
+    #: The key by kind, decided once: an isinstance() of a runtime-checkable protocol walks
+    #: its members on every call, which cost a third of a P-256 signature's time.
     ec_key: ECCardKey | None
     rsa_key: CardKey | None
     #: The bytes of a hash the EC key signs (its curve's size).
     ec_size: int
+
+    @property
+    def public_key(self) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+        if self.ec_key is not None:
+            return self.ec_key.public_key
+        assert self.rsa_key is not None
+        return self.rsa_key.public_key
 
 
 def key_algorithm(key: AnyCardKey) -> Algorithm:
@@ -187,14 +192,14 @@ def key_algorithm(key: AnyCardKey) -> Algorithm:
 
 def _load_key(key: AnyCardKey) -> _Key:
     if isinstance(key, ECCardKey):
-        return _Key(key_algorithm(key), key, key, None, (key.curve.key_size + 7) // 8)
-    return _Key(key_algorithm(key), key, None, key, 0)
+        return _Key(key_algorithm(key), key, None, (key.curve.key_size + 7) // 8)
+    return _Key(key_algorithm(key), None, key, 0)
 
 
 def _ecdsa_input(size: int, block: bytes) -> bytes:
-    """What ``key`` signs for the hash ``block``: a shorter hash left-padded with zeros to the
-    curve's size, the same integer ECDSA takes from it (FIPS 186-5 §6.4.1), so a SHA-256 hash
-    signs on a P-384 key, as OpenSC's PIV driver sends it for CKM_ECDSA_SHA256 (and any
+    """What a key on a curve of ``size`` bytes signs for the hash ``block``: a shorter hash
+    left-padded with zeros to the curve's size, the same integer ECDSA takes from it (FIPS
+    186-5 §6.4.1), so a SHA-256 hash signs on a P-384 key, as OpenSC's PIV driver sends it for CKM_ECDSA_SHA256 (and any
     CKM_ECDSA input as it is: OpenSC, card-piv.c, piv_compute_signature). Longer input is
     refused, as yubico-piv-tool refuses it (lib/ykpiv.c, _general_authenticate)."""
     if not block or len(block) > size:
@@ -342,7 +347,7 @@ class PIVApplet(Applet):
 
     def public_key(self, reference: KeyReference) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
         """The public half of the key at ``reference`` (KeyError when the slot is empty)."""
-        return self._keys[reference].key.public_key
+        return self._keys[reference].public_key
 
     @property
     def puk(self) -> PinState:
@@ -617,11 +622,7 @@ class PIVApplet(Applet):
             )
         else:
             return status(StatusWord.INCORRECT_DATA)
-        card_key: AnyCardKey = (
-            SoftwareECKey(private_key)
-            if isinstance(private_key, ec.EllipticCurvePrivateKey)
-            else SoftwareKey(private_key)
-        )
+        card_key = software_key(private_key)
         if not self._kept(KeyGenerated(reference, private_key)):
             return status(StatusWord.MEMORY_FAILURE)
         self._keys[reference] = _load_key(card_key)
