@@ -199,9 +199,10 @@ def _load_key(key: AnyCardKey) -> _Key:
 def _ecdsa_input(size: int, block: bytes) -> bytes:
     """What a key on a curve of ``size`` bytes signs for the hash ``block``: a shorter hash
     left-padded with zeros to the curve's size, the same integer ECDSA takes from it (FIPS
-    186-5 §6.4.1), so a SHA-256 hash signs on a P-384 key, as OpenSC's PIV driver sends it for CKM_ECDSA_SHA256 (and any
-    CKM_ECDSA input as it is: OpenSC, card-piv.c, piv_compute_signature). Longer input is
-    refused, as yubico-piv-tool refuses it (lib/ykpiv.c, _general_authenticate)."""
+    186-5 §6.4.1), so a SHA-256 hash signs on a P-384 key, as OpenSC's PIV driver sends it
+    for CKM_ECDSA_SHA256 (and any CKM_ECDSA input as it is: OpenSC, card-piv.c,
+    piv_compute_signature). Longer input is refused, as yubico-piv-tool refuses it
+    (lib/ykpiv.c, _general_authenticate)."""
     if not block or len(block) > size:
         return block  # sign_digest refuses it
     return block.rjust(size, b"\x00")
