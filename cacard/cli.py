@@ -62,16 +62,17 @@ from .generate import (
     DEFAULT_NAME,
     DEFAULT_PUK,
     KEY_KINDS,
+    PIV_PIN_HINT,
     PIV_SLOT_NAMES,
     PUK_TRIES,
     CardRequest,
     KeyKind,
+    check_card_pin,
     check_upn,
     generate_card,
 )
 from .keys import ECCardKey, key_description
 from .pin import DEFAULT_MAX_TRIES, DEFAULT_PIN, PinFormatError, PinState, check_puk
-from .piv.applet import MIN_PIV_PIN_LENGTH
 from .piv.objects import KeyReference, ObjectTag
 from .profile import PIV_KEYS, Applications, ProfileError, card_id_from_certificate
 from .rsa import UnsupportedKeyError
@@ -411,13 +412,7 @@ def _import(args: argparse.Namespace) -> int:
             field="profile",
             value=applications.value,
         )
-    if applications.piv and len(args.pin) < MIN_PIV_PIN_LENGTH:
-        raise ProfileError(
-            f"a card with PIV needs a PIN of {MIN_PIV_PIN_LENGTH} to 8 digits"
-            " (--profile cac takes 4)",
-            field="pin",
-            value=f"{len(args.pin)} digits",
-        )
+    check_card_pin(args.pin, applications, hint=PIV_PIN_HINT)
     files = [CredentialFiles(certificate, key) for certificate, key, _ in pairs]
     pin = PinState.create(args.pin, max_tries=args.pin_tries)
     puk = None
@@ -511,12 +506,8 @@ def _unblock(args: argparse.Namespace) -> int:
             raise ProfileError(
                 "a PUK needs a card with PIV", field="profile", value=applications.value
             )
-        if args.pin is not None and applications.piv and len(args.pin) < MIN_PIV_PIN_LENGTH:
-            raise ProfileError(
-                f"a card with PIV needs a PIN of {MIN_PIV_PIN_LENGTH} to 8 digits",
-                field="pin",
-                value=f"{len(args.pin)} digits",
-            )
+        if args.pin is not None:
+            check_card_pin(args.pin, applications)
         pin = store.load_state().pin.unblocked(args.pin)
         puk = store.load_puk()
         if args.puk is not None:

@@ -66,6 +66,8 @@ UPN: Final = ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")
 #: The PIV PUK: 8 digits; by default the well-known value PIV tools assume (yubico-piv-tool's).
 DEFAULT_PUK: Final = "12345678"
 PUK_TRIES: Final = 3
+#: Said when a PIN is too short for PIV but a CAC-only card would take it.
+PIV_PIN_HINT: Final = " (--profile cac takes 4)"
 #: Person Instance tags for first and last name (as a real CAC's Person Instance uses them).
 PERSON_FIRST_NAME: Final = 0x01
 PERSON_LAST_NAME: Final = 0x03
@@ -169,6 +171,21 @@ KEY_KINDS: Final = {
 }
 
 
+def check_card_pin(pin: str, applications: Applications, *, hint: str = "") -> str:
+    """``pin`` if a card with ``applications`` can hold it: 4 to 8 digits, and 6 to 8 on a card
+    with PIV, whose PIV PIN is the card's PIN; :class:`ProfileError` (``hint`` appended to its
+    reason) or :class:`~cacard.pin.PinFormatError` otherwise."""
+    check_pin(pin)
+    if applications.piv and len(pin) < MIN_PIV_PIN_LENGTH:
+        # PIV's VERIFY takes 6 to 8 digits (SP 800-73-4 Part 2 §2.4.3).
+        raise ProfileError(
+            f"a card with PIV needs a PIN of {MIN_PIV_PIN_LENGTH} to 8 digits{hint}",
+            field="pin",
+            value=f"{len(pin)} digits",
+        )
+    return pin
+
+
 def check_upn(upn: str) -> str:
     """``upn`` if it is a User Principal Name, NAME@REALM; :class:`ProfileError` naming it
     otherwise."""
@@ -256,15 +273,7 @@ class CardRequest:
             )
         check_rsa_key_size(self.key_size)
         self._check_keys()
-        check_pin(self.pin)
-        if self.applications.piv and len(self.pin) < MIN_PIV_PIN_LENGTH:
-            # The PIV PIN is the card's PIN, and PIV's VERIFY takes 6 to 8 digits.
-            raise ProfileError(
-                f"a card with PIV needs a PIN of {MIN_PIV_PIN_LENGTH} to 8 digits"
-                " (--profile cac takes 4)",
-                field="pin",
-                value=f"{len(self.pin)} digits",
-            )
+        check_card_pin(self.pin, self.applications, hint=PIV_PIN_HINT)
         if self.puk is not None:
             if not self.applications.piv:
                 raise ProfileError(
