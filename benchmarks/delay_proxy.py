@@ -19,9 +19,10 @@ import argparse
 import asyncio
 import contextlib
 import enum
-import socket
 from collections.abc import Callable
 from types import TracebackType
+
+from cardfloor.aio.stream import set_nodelay
 
 #: Bytes one read may take, and so the largest chunk in a queue.
 CHUNK_SIZE = 65536
@@ -40,12 +41,6 @@ class Direction(enum.Enum):
 
 Observer = Callable[[Direction, bytes], None]
 """Sees every chunk as it arrives at the proxy (before its delay); must not block."""
-
-
-def _nodelay(writer: asyncio.StreamWriter) -> None:
-    sock = writer.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class DelayProxy:
@@ -146,7 +141,7 @@ class DelayProxy:
             return
         writers = (client_writer, target_writer)
         for writer in writers:
-            _nodelay(writer)
+            set_nodelay(writer)
         pumps = [
             asyncio.create_task(self._pump(client_reader, target_writer, Direction.UPSTREAM)),
             asyncio.create_task(self._pump(target_reader, client_writer, Direction.DOWNSTREAM)),
