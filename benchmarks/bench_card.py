@@ -22,6 +22,7 @@ import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
 from benchmarks.report import Figure, Section, Target
@@ -37,10 +38,11 @@ PIN = "77777777"
 CHUNK = 240
 
 
-def make_card(key: rsa.RSAPrivateKey) -> Card:
+def self_signed(key: CertificateIssuerPrivateKeyTypes) -> x509.Certificate:
+    """A certificate for ``key``, signed by itself, valid for a day."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
     now = datetime.datetime.now(datetime.UTC)
-    certificate = (
+    return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -50,7 +52,10 @@ def make_card(key: rsa.RSAPrivateKey) -> Card:
         .not_valid_after(now + datetime.timedelta(days=1))
         .sign(key, hashes.SHA256())
     )
-    profile = CardProfile((Credential(certificate, SoftwareKey(key)),), bytes(14))
+
+
+def make_card(key: rsa.RSAPrivateKey) -> Card:
+    profile = CardProfile((Credential(self_signed(key), SoftwareKey(key)),), bytes(14))
     card = new_card(profile, PinState.create(PIN, iterations=1))
     for apdu in ("00A4040C07A0000000790100", "0020000008" + PIN.encode().hex()):
         assert card.transmit(bytes.fromhex(apdu))[-2:] == b"\x90\x00"

@@ -19,7 +19,6 @@ Run: ``taskset -c 1 python -m benchmarks.bench_piv [--seconds 1]``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import logging
 import statistics
@@ -27,12 +26,10 @@ import time
 from collections.abc import Callable
 
 import structlog
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.x509.oid import NameOID
 
+from benchmarks.bench_card import self_signed
 from benchmarks.report import Figure, Section, Target
 from cacard.card import Card
 from cacard.ec import SoftwareECKey
@@ -56,21 +53,8 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 def make_card(key: PrivateKey) -> Card:
     """A ``piv`` card with ``key`` in 9A, PIV selected and the PIN verified."""
-    issuer: CertificateIssuerPrivateKeyTypes = key
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(issuer, hashes.SHA256())
-    )
     profile = CardProfile(
-        (Credential(certificate, software_key(key)),),
+        (Credential(self_signed(key), software_key(key)),),
         bytes(14),
         atr=Applications.PIV.default_atr,
         applications=Applications.PIV,
