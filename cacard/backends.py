@@ -71,6 +71,7 @@ from typing import Final
 from cardfloor.log import get_logger
 
 from .card import Card
+from .generate import check_card_pin
 from .keys import Credential, ECCardKey
 from .nss import NssError, load_nss
 from .pin import (
@@ -78,7 +79,6 @@ from .pin import (
     DEFAULT_PIN,
     PinFormatError,
     PinState,
-    check_pin,
     check_puk,
 )
 from .profile import (
@@ -109,7 +109,6 @@ MAX_TRIES: Final = 15
 PIN_FROM_OPTION: Final = "option"
 PIN_FROM_SECRET: Final = "secret"
 PIN_FROM_DEFAULT: Final = "default"
-#: A PIV PUK is 8 digits here (SP 800-73-4 Part 2: the PUK is 8 bytes, never padded).
 #: Tries of the PUK (PIV middleware and yubico-piv-tool expect 3).
 PUK_MAX_TRIES: Final = 3
 
@@ -120,7 +119,8 @@ class BackendError(Exception):
 
 def _check_options(backend: NssDatabase | Pkcs11Token) -> None:
     if backend.pin is not None:
-        check_pin(backend.pin)
+        # On a card with PIV the card PIN is PIV's, whose VERIFY takes only 6 to 8 digits.
+        check_card_pin(backend.pin, backend.applications)
     if not 1 <= backend.max_tries <= MAX_TRIES:
         raise ValueError(
             f"a PIN has 1 to {MAX_TRIES} tries (one nibble of 63Cx), not {backend.max_tries}"
@@ -248,8 +248,8 @@ def _card_pin(backend: NssDatabase | Pkcs11Token, secret: str | None, what: str)
     elif secret is not None:
         source, pin = PIN_FROM_SECRET, secret
         try:
-            check_pin(pin)
-        except PinFormatError as error:
+            check_card_pin(pin, backend.applications)
+        except (PinFormatError, ProfileError) as error:
             raise BackendError(
                 f"{backend.description}: the {what} cannot be the card PIN ({error}; OpenSC "
                 "sends 4-8 digits): give the card a PIN of its own"

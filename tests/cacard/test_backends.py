@@ -320,3 +320,10 @@ def test_a_puk_is_eight_digits_on_a_card_with_piv() -> None:
     backend = NssDatabase("sql:/db", ("c",), applications=Applications.CAC_PIV, puk="24681357")
     assert "24681357" not in repr(backend)
     assert backend.atr is None
+
+
+def test_a_card_with_piv_takes_no_pin_piv_cannot_verify() -> None:
+    # PIV's VERIFY takes 6 to 8 digits: a shorter card PIN would leave PIV locked for good.
+    with pytest.raises(ValueError, match="a card with PIV needs a PIN of 6 to 8 digits"):
+        NssDatabase("sql:/db", ("c",), applications=Applications.CAC_PIV, pin="1234")
+    assert Pkcs11Token("/m.so", applications=Applications.CAC, pin="1234").pin == "1234"
