@@ -34,7 +34,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cacard import CardRequest, generate_card
 from cacard.card import Card
 from cacard.keys import Credential
 from cacard.piv.ber import decode, decode_fields, decode_one, encode
@@ -159,17 +158,6 @@ def test_probe_names_the_token_from_the_ccc_and_the_name_survives_power_cycles(
     card.power_off()
     card.power_on()
     assert token_uid(card) == uid
-
-
-@pytest.fixture(scope="module")
-def card_directories(tmp_path_factory: pytest.TempPathFactory) -> dict[Applications, Path]:
-    made = {}
-    for applications in PROFILES:
-        directory = tmp_path_factory.mktemp("macos") / applications.value
-        request = CardRequest(key_size=1024, pin_iterations=1, applications=applications)
-        generate_card(directory, request)
-        made[applications] = directory
-    return made
 
 
 @pytest.mark.parametrize("applications", PROFILES)

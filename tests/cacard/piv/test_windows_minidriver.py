@@ -36,7 +36,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from cacard import CardRequest, generate_card
 from cacard.card import Card
 from cacard.keys import Credential
 from cacard.piv.applet import SlotKey
@@ -242,17 +241,6 @@ def test_chuid_guid_is_the_same_across_power_cycles_and_resets(applications: App
     card.power_on()  # a warm reset
     select(card, PIV_AID_WINDOWS)
     assert get_data(card, CHUID).data == first
-
-
-@pytest.fixture(scope="module")
-def card_directories(tmp_path_factory: pytest.TempPathFactory) -> dict[Applications, Path]:
-    made = {}
-    for applications in PROFILES:
-        directory = tmp_path_factory.mktemp("windows") / applications.value
-        request = CardRequest(key_size=1024, pin_iterations=1, applications=applications)
-        generate_card(directory, request)
-        made[applications] = directory
-    return made
 
 
 @pytest.mark.parametrize("applications", PROFILES)
