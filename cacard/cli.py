@@ -368,17 +368,18 @@ def _add_profile(
 
 
 def _new(args: argparse.Namespace) -> int:
-    if args.certs is None:
-        args.certs = len(PIV_KEYS) if args.profile.piv else DEFAULT_CERTIFICATES
+    certificates = args.certs
+    if certificates is None:
+        certificates = len(PIV_KEYS) if args.profile.piv else DEFAULT_CERTIFICATES
     request = CardRequest(
         pin=args.pin,
-        certificates=args.certs,
+        certificates=certificates,
         key_size=args.key_size,
         name=args.name,
         max_tries=args.pin_tries,
         atr=args.atr,
         applications=args.profile,
-        keys=_key_kinds(args.key, args.certs, args.profile),
+        keys=_key_kinds(args.key, certificates, args.profile),
         upn=args.upn,
         puk=args.puk,
     )
