@@ -273,19 +273,9 @@ class PcscCard:
                 if not lease.reset_requested():
                     return  # the next transaction starts with a reset
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._cold_reset)
-
-    def _cold_reset(self) -> None:
         # SCARD_UNPOWER_CARD would be the cold reset; pcsc-lite turns both into a reset of
         # the card, and a reset is what every application that shares the card also sees.
-        result, protocol = scard.SCardReconnect(
-            self._card,
-            scard.SCARD_SHARE_SHARED,
-            scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1,
-            scard.SCARD_RESET_CARD,
-        )
-        _check(f"SCardReconnect({self.reader})", result)
-        self._pci = _pci(protocol)
+        await loop.run_in_executor(self._executor, self._reconnect, scard.SCARD_RESET_CARD)
 
     def close(self) -> None:
         lease = self._lease
