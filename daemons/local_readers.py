@@ -66,15 +66,21 @@ class LocalReader:
             raise NoCardInReaderError(self.name)
         return await self.guard.transmit(card, apdu)
 
-    async def cold_reset(self, protocol: int) -> None:
-        """The host's reader powered the card off and on, and runs ``protocol`` with it."""
+    async def cold_reset(self, protocol: int | None = None) -> bool:
+        """Power the card off and on: the host's reader did, and runs ``protocol`` with it, or
+        (None) the console asked. False: no card to reset; the card that comes next is powered
+        on as it goes in."""
         card = self.card
         if card is None or not self.inserted:
-            return  # nothing to reset; the card that comes next is powered on as it goes in
+            return False
         await card.cold_reset()
         self.guard.forget(card)
-        set_protocol(card, protocol)
-        log.info("vscclient.card_reset", index=self.index, protocol=protocol)
+        if protocol is None:
+            log.info("vscclient.card_reset", index=self.index, by="console")
+        else:
+            set_protocol(card, protocol)
+            log.info("vscclient.card_reset", index=self.index, protocol=protocol)
+        return True
 
     async def set_protocol(self, protocol: int) -> None:
         """The host's reader runs ``protocol`` with the card now."""
@@ -227,12 +233,8 @@ class HostMirror:
         starts over with a card that has nothing verified.
         """
         async with self._change():
-            card = reader.card
-            if card is None or not reader.inserted:
+            if not await reader.cold_reset():
                 return False
-            await card.cold_reset()
-            reader.guard.forget(card)
-            log.info("vscclient.card_reset", index=reader.index, by="console")
             if reader.remote is not None and reader.remote.atr is not None:
                 await reader.remote.remove_card()
                 await self._announce_card(reader)
