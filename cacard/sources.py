@@ -54,15 +54,21 @@ def load_private_key(
     path: str | os.PathLike[str], password: bytes | None = None
 ) -> PrivateKeyTypes:
     """The private key in ``path``: PEM or DER, PKCS#8 or traditional, encrypted or not."""
-    data = _read(path)
+    return parse_private_key(_read(path), password, where=path)
+
+
+def parse_private_key(
+    data: bytes, password: bytes | None = None, *, where: str | os.PathLike[str] = "<memory>"
+) -> PrivateKeyTypes:
+    """The private key in ``data``, as :func:`load_private_key` takes it; errors name ``where``."""
     try:
         if _PEM_MARKER in data:
             return serialization.load_pem_private_key(data, password)
         return serialization.load_der_private_key(data, password)
     except TypeError as error:  # a password was needed, or given for a plain key
-        raise SourceError(str(error), path=path) from None
+        raise SourceError(str(error), path=where) from None
     except ValueError as error:
-        raise SourceError(f"not a private key, or a wrong password ({error})", path=path) from None
+        raise SourceError(f"not a private key, or a wrong password ({error})", path=where) from None
 
 
 def credential(

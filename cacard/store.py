@@ -107,7 +107,13 @@ from .piv.objects import CHUID, CardCapabilityContainer, KeyReference, ObjectTag
 from .profile import PIV_KEYS, Applications, CardProfile, ProfileError, new_card, piv_applet
 from .rsa import UnsupportedKeyError
 from .software import software_key
-from .sources import SourceError, credential, load_certificate, load_private_key
+from .sources import (
+    SourceError,
+    credential,
+    load_certificate,
+    load_private_key,
+    parse_private_key,
+)
 
 log = get_logger(__name__)
 
@@ -586,9 +592,8 @@ class CardStore:
 
     def _kept_key(self, reference: KeyReference, name: str) -> PrivateKeyTypes:
         file = self.path / name
-        self._read_bounded(name, MAX_PIV_KEY_FILE)
         try:
-            key = load_private_key(file)
+            key = parse_private_key(self._read_bounded(name, MAX_PIV_KEY_FILE), where=file)
             key_algorithm(software_key(key))
         except SourceError as error:
             raise StoreError(error.reason, path=file) from None
