@@ -22,16 +22,12 @@ APDU, more data than Le asks for; and ``6F00``, which the PIV application never 
 
 from __future__ import annotations
 
-import datetime
 import functools
 from typing import Final
 from unittest import mock
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.x509.oid import NameOID
 
 from cacard.card import Card
 from cacard.keys import Credential
@@ -44,6 +40,7 @@ from cacard.profile import Applications, CardProfile, new_card, piv_applet
 from cacard.software import software_key
 from cardfloor.iso7816.apdu import CommandAPDU
 
+from ..cacard.certificates import issue
 from .card_harness import check_response
 from .common import ErrorLogWatch, check, record, records, split_input
 
@@ -56,21 +53,6 @@ _WATCH: Final = ErrorLogWatch()
 # -- the card ----------------------------------------------------------------------------------
 
 
-def _certificate(key: CertificateIssuerPrivateKeyTypes, name: str) -> x509.Certificate:
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-
-
 @functools.cache
 def _contents() -> tuple[CardProfile, SlotKey, PinState, PinState]:
     keys: list[rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey] = [
@@ -79,7 +61,7 @@ def _contents() -> tuple[CardProfile, SlotKey, PinState, PinState]:
         ec.generate_private_key(ec.SECP384R1()),
     ]
     credentials = tuple(
-        Credential(_certificate(key, f"fuzz {i}"), software_key(key), f"k{i}")
+        Credential(issue(key.public_key(), f"fuzz {i}"), software_key(key), f"k{i}")
         for i, key in enumerate(keys)
     )
     profile = CardProfile(
@@ -88,7 +70,7 @@ def _contents() -> tuple[CardProfile, SlotKey, PinState, PinState]:
     nine_e = ec.generate_private_key(ec.SECP256R1())
     card_authentication = SlotKey(
         software_key(nine_e),
-        _certificate(nine_e, "fuzz 9E").public_bytes(serialization.Encoding.DER),
+        issue(nine_e.public_key(), "fuzz 9E").public_bytes(serialization.Encoding.DER),
     )
     pin = PinState.create(PIN, iterations=1)
     puk = PinState.create(PUK, max_tries=3, iterations=1)
