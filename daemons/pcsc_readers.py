@@ -173,9 +173,10 @@ class PcscCard:
             raise
         finally:
             if lease.busy:
-                lease.answered(loop.time())
-                self._last_answer = loop.time()
-                self._schedule_release(loop, lease)
+                self._last_answer = answered = loop.time()
+                lease.answered(answered)
+                if self._release is None:
+                    self._schedule_release(loop, lease)
 
     def _start_begin(self, loop: asyncio.AbstractEventLoop) -> None:
         begin = loop.run_in_executor(self._executor, self._begin_transaction)
@@ -209,8 +210,9 @@ class PcscCard:
         return True
 
     def _schedule_release(self, loop: asyncio.AbstractEventLoop, lease: CardLease) -> None:
-        if self._release is not None:
-            self._release.cancel()
+        # One timer at a time, never moved per APDU: the idle deadline only moves later, so
+        # a timer that fires early finds the lease busy or not idle long enough, and
+        # _on_idle sets the next one (or the next answer does).
         wake = lease.wake_at()
         self._release = None if wake is None else loop.call_at(wake, self._on_idle, loop, lease)
 
