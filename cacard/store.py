@@ -429,10 +429,6 @@ class CardStore:
 
     def load_profile(self) -> CardProfile:
         """The card's contents; raises :class:`StoreError`."""
-        return self._load()[0]
-
-    def _load(self) -> tuple[CardProfile, tuple[PrivateKeyTypes, ...]]:
-        """The card's contents and the private key of each credential."""
         file = self.path / CARD_FILE
         document = self._document(CARD_FILE, CARD_FORMAT, CARD_VERSIONS)
         applications = self._applications(document, file)
@@ -443,16 +439,14 @@ class CardStore:
         entries = document.get("credentials")
         if not isinstance(entries, list):
             raise StoreError("must be a list", path=file, field="credentials", value=entries)
-        loaded = [self._credential(i, entry) for i, entry in enumerate(entries)]
-        credentials = tuple(held for held, _ in loaded)
+        credentials = tuple(self._credential(i, entry) for i, entry in enumerate(entries))
         data_objects = self._data_objects(document.get("data_objects", {}), file)
         try:
-            profile = CardProfile(credentials, card_id, atr, data_objects, applications)
+            return CardProfile(credentials, card_id, atr, data_objects, applications)
         except ProfileError as error:
             raise StoreError(
                 error.reason, path=file, field=error.field, value=error.value
             ) from None
-        return profile, tuple(key for _, key in loaded)
 
     @staticmethod
     def _applications(document: Mapping[str, Any], file: Path) -> Applications:
@@ -474,7 +468,7 @@ class CardStore:
                 f"must be one of {known}", path=file, field="profile", value=value
             ) from None
 
-    def _credential(self, index: int, entry: object) -> tuple[Credential, PrivateKeyTypes]:
+    def _credential(self, index: int, entry: object) -> Credential:
         file = self.path / CARD_FILE
         where = f"credentials[{index}]"
         if not isinstance(entry, dict):
@@ -489,13 +483,14 @@ class CardStore:
         if not isinstance(label, str):
             raise StoreError("must be a string", path=file, field=f"{where}.label", value=label)
         try:
-            key = load_private_key(names["key"])
-            held = credential(
-                load_certificate(names["certificate"]), key, label=label, where=names["key"]
+            return credential(
+                load_certificate(names["certificate"]),
+                load_private_key(names["key"]),
+                label=label,
+                where=names["key"],
             )
         except SourceError as error:
             raise StoreError(error.reason, path=Path(error.path), field=where) from None
-        return held, key
 
     def _data_objects(self, entries: object, file: Path) -> dict[DataObjectId, bytes]:
         if not isinstance(entries, dict):
@@ -719,8 +714,8 @@ class CardStore:
         """The card, powered, with the applications of its profile, persisting every change of
         the card PIN's state into ``state.json`` (PIV's application PIN is that PIN) and, on a
         card with PIV, of the PUK (``state.json``) and of keys and objects (``piv.json``)."""
-        profile, _keys = self._load()
-        pin = self.load_state().pin
+        profile = self.load_profile()
+        pin, puk = self._states()
         if not profile.applications.piv:
             return new_card(profile, pin, on_state_change=self.save_state)
         kept = self.load_piv()
@@ -747,9 +742,7 @@ class CardStore:
         objects |= {tag: content for tag, content in kept.objects.items() if content is not None}
         # The applet makes these itself; deleted, they read back empty (it takes no absence).
         objects |= dict.fromkeys(deleted & _APPLET_OBJECTS, b"")
-        applet = piv_applet(
-            profile, self.load_puk(), keys=slots, objects=objects, on_change=self._piv_changed
-        )
+        applet = piv_applet(profile, puk, keys=slots, objects=objects, on_change=self._piv_changed)
         return new_card(profile, pin, on_state_change=self.save_state, piv=applet)
 
 
