@@ -85,6 +85,16 @@ async def sign_status(transmit: Transmit, card_dir: Path) -> int:
     return sw
 
 
+async def select_and_sign(transmit: Transmit, card_dir: Path, *, verify: bool) -> int:
+    """SELECT PIV, VERIFY (or not), sign: the sign's status."""
+    _, sw = await exchange(transmit, SELECT_PIV)
+    assert sw == 0x9000
+    if verify:
+        _, sw = await exchange(transmit, VERIFY_80)
+        assert sw == 0x9000
+    return await sign_status(transmit, card_dir)
+
+
 class HostApplication:
     """A client application on the same pcscd: its own context, handle and transactions."""
 
@@ -153,12 +163,7 @@ async def host_signs(application: HostApplication, card_dir: Path, *, verify: bo
     sign's status. VERIFY without data first tells what the card thinks."""
     await asyncio.to_thread(application.begin)
     try:
-        _, sw = await exchange(application.transmit, SELECT_PIV)
-        assert sw == 0x9000
-        if verify:
-            _, sw = await exchange(application.transmit, VERIFY_80)
-            assert sw == 0x9000
-        return await sign_status(application.transmit, card_dir)
+        return await select_and_sign(application.transmit, card_dir, verify=verify)
     finally:
         await asyncio.to_thread(application.end)
 
@@ -181,12 +186,7 @@ class Guest:
         return await session.transmit(reader_id, apdu)
 
     async def signs(self, card_dir: Path, *, verify: bool) -> int:
-        _, sw = await exchange(self.transmit, SELECT_PIV)
-        assert sw == 0x9000
-        if verify:
-            _, sw = await exchange(self.transmit, VERIFY_80)
-            assert sw == 0x9000
-        return await sign_status(self.transmit, card_dir)
+        return await select_and_sign(self.transmit, card_dir, verify=verify)
 
     async def pin_status(self) -> int:
         _, sw = await exchange(self.transmit, VERIFY_STATUS)
