@@ -71,12 +71,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import hashlib
 import json
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -137,6 +138,8 @@ DATA_OBJECT_FILES: Final = {
 MAX_PIV_OBJECT: Final = MAX_CHAIN
 #: The largest key file read back (an RSA-4096 PKCS#8 PEM is about 3.3 KiB).
 MAX_PIV_KEY_FILE: Final = 16 * 1024
+#: The largest ``generation`` of ``piv.json``: its file names hold at most 12 digits.
+MAX_PIV_GENERATION: Final = 10**12 - 1
 #: The key references GENERATE may fill (every asymmetric one).
 PIV_KEY_REFERENCES: Final = frozenset(KeyReference) - {KeyReference.CARD_MANAGEMENT}
 #: The FASC-N and expiry of the CHUID (the applet's test values).
@@ -540,16 +543,21 @@ class CardStore:
             return _PIVDocument()
         document = self._document(PIV_FILE, PIV_FORMAT, (PIV_VERSION,))
         generation = document.get("generation")
-        if not isinstance(generation, int) or generation < 0:
+        if type(generation) is not int or not 0 <= generation <= MAX_PIV_GENERATION:
             raise StoreError(
-                "must be a whole number", path=file, field="generation", value=generation
+                f"must be a whole number 0-{MAX_PIV_GENERATION}",
+                path=file,
+                field="generation",
+                value=generation,
             )
         keys: dict[KeyReference, str] = {}
         for text, name in _entries(document, "keys", file).items():
             reference = _piv_id(text, 1, file, "keys")
             if reference not in PIV_KEY_REFERENCES:
                 raise StoreError("not a PIV key reference", path=file, field="keys", value=text)
-            keys[KeyReference(reference)] = _piv_name(name, file, f"keys.{text}", "key")
+            keys[KeyReference(reference)] = _piv_name(
+                name, functools.partial(_key_file, reference), generation, file, f"keys.{text}"
+            )
         objects: dict[ObjectTag, str | None] = {}
         for text, name in _entries(document, "objects", file).items():
             try:
@@ -559,7 +567,11 @@ class CardStore:
                     "not a PIV object tag", path=file, field="objects", value=text
                 ) from None
             objects[tag] = (
-                None if name is None else _piv_name(name, file, f"objects.{text}", "object")
+                None
+                if name is None
+                else _piv_name(
+                    name, functools.partial(_object_file, tag), generation, file, f"objects.{text}"
+                )
             )
         return _PIVDocument(generation, keys, objects)
 
@@ -631,7 +643,7 @@ class CardStore:
             keys, objects = dict(document.keys), dict(document.objects)
             replaced: str | None
             if isinstance(change, KeyGenerated):
-                name = f"piv-key-{change.reference:02x}.{generation}.pem"
+                name = _key_file(change.reference, generation)
                 write_atomically(self.path / name, _key_pem(change.private_key))
                 replaced = keys.get(change.reference)
                 keys[change.reference] = name
@@ -645,7 +657,7 @@ class CardStore:
                     )
                 new_name: str | None = None
                 if change.content is not None:
-                    new_name = f"piv-object-{change.tag:06x}.{generation}.bin"
+                    new_name = _object_file(change.tag, generation)
                     write_atomically(self.path / new_name, change.content)
                 replaced = objects.get(change.tag)
                 objects[change.tag] = new_name
@@ -763,12 +775,29 @@ def _piv_id(text: str, size: int, file: Path, where: str) -> int:
     return int.from_bytes(raw, "big")
 
 
-def _piv_name(name: object, file: Path, where: str, kind: str) -> str:
-    """A file name ``piv.json`` may hold: only the card's own, never a path elsewhere."""
-    if not isinstance(name, str) or not (
-        (match := _PIV_NAME.fullmatch(name)) and match[1].startswith(kind)
-    ):
-        raise StoreError(f"must name a piv-{kind}- file", path=file, field=where, value=name)
+def _key_file(reference: int, generation: int) -> str:
+    return f"piv-key-{reference:02x}.{generation}.pem"
+
+
+def _object_file(tag: int, generation: int) -> str:
+    return f"piv-object-{tag:06x}.{generation}.bin"
+
+
+def _piv_name(
+    name: object, file_name: Callable[[int], str], generation: int, file: Path, where: str
+) -> str:
+    """A file name ``piv.json`` may hold: the one the card writes for that key or object
+    (``file_name`` of a generation), of a generation not above the document's. Never a path
+    elsewhere, nor another entry's file or a later change's, which the card would overwrite
+    and then remove as the file it replaced."""
+    match = _PIV_NAME.fullmatch(name) if isinstance(name, str) else None
+    if match is None or int(match[2]) > generation or name != file_name(int(match[2])):
+        raise StoreError(
+            f"must name {file_name(generation)} or an earlier generation of it",
+            path=file,
+            field=where,
+            value=name,
+        )
     return name
 
 

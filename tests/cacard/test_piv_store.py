@@ -474,6 +474,17 @@ def kept_document(directory: Path, **changes: object) -> None:
         ({"keys": {"9B": "piv-key-9b.1.pem"}}, "keys", "9B"),
         ({"keys": {"9A": "../key-1.pem"}}, "keys.9A", "../key-1.pem"),
         ({"keys": {"9A": "piv-object-5fc105.1.bin"}}, "keys.9A", "piv-object-5fc105.1.bin"),
+        ({"generation": True}, "generation", True),
+        ({"generation": 10**12}, "generation", 10**12),
+        # Another entry's file, or a later change's: the card would overwrite, then remove it.
+        ({"keys": {"9A": "piv-key-9c.1.pem"}}, "keys.9A", "piv-key-9c.1.pem"),
+        ({"keys": {"9A": "piv-key-9a.2.pem"}}, "keys.9A", "piv-key-9a.2.pem"),
+        ({"keys": {"9A": "piv-key-9a.01.pem"}}, "keys.9A", "piv-key-9a.01.pem"),
+        (
+            {"objects": {"5FC105": "piv-object-5fc10a.1.bin"}},
+            "objects.5FC105",
+            "piv-object-5fc10a.1.bin",
+        ),
         ({"objects": {"5FC1FF": None}}, "objects", "5FC1FF"),
         ({"objects": {"5FC1": None}}, "objects", "5FC1"),
         ({"objects": []}, "objects", []),
