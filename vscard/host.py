@@ -136,15 +136,26 @@ class HostConnection:
         # Readers whose APDU was aborted: the client's answer to it may still come.
         self._aborted: set[int] = set()
         self._outgoing = bytearray()
-        self.capabilities = Capability(capabilities)
+        self._capabilities = Capability(capabilities)
+        self._peer_capabilities = Capability(0)
+        # Asked before every APDU a passthru forwards: kept, not recomputed with flag
+        # arithmetic; it changes only at the client's (one) Init.
+        self._card_reset = False
+
+    @property
+    def capabilities(self) -> Capability:
         """What our Init announces."""
-        self.peer_capabilities = Capability(0)
+        return self._capabilities
+
+    @property
+    def peer_capabilities(self) -> Capability:
         """Our bits among those the client's Init announced (none until it arrived)."""
+        return self._peer_capabilities
 
     @property
     def card_reset(self) -> bool:
         """True once both Inits announced :attr:`~vscard.Capability.CARD_RESET`."""
-        return bool(self.capabilities & self.peer_capabilities & Capability.CARD_RESET)
+        return self._card_reset
 
     @property
     def buffered(self) -> int:
@@ -327,7 +338,8 @@ class HostConnection:
                     self._violation(message, reason, "Init.version", version, events)
                     return
                 self._initialized = True
-                self.peer_capabilities = Capability(capabilities[0] & _KNOWN)
+                peer = self._peer_capabilities = Capability(capabilities[0] & _KNOWN)
+                self._card_reset = bool(self._capabilities & peer & Capability.CARD_RESET)
                 events.append(PeerInit(version, capabilities))
             case ReaderAdd(request_id, name):
                 if len(self._readers) >= self._max_readers:
