@@ -77,6 +77,7 @@ from .nss import NssError, load_nss
 from .pin import (
     DEFAULT_MAX_TRIES,
     DEFAULT_PIN,
+    PUK_TRIES,
     PinFormatError,
     PinState,
     check_puk,
@@ -109,8 +110,6 @@ MAX_TRIES: Final = 15
 PIN_FROM_OPTION: Final = "option"
 PIN_FROM_SECRET: Final = "secret"
 PIN_FROM_DEFAULT: Final = "default"
-#: Tries of the PUK (PIV middleware and yubico-piv-tool expect 3).
-PUK_MAX_TRIES: Final = 3
 
 
 class BackendError(Exception):
@@ -299,7 +298,7 @@ def _card(
     )
     if not applications.piv:
         return new_card(profile, state)
-    puk = None if backend.puk is None else PinState.create(backend.puk, max_tries=PUK_MAX_TRIES)
+    puk = None if backend.puk is None else PinState.create(backend.puk, max_tries=PUK_TRIES)
     return new_card(profile, state, piv=piv_applet(profile, puk))
 
 

@@ -64,7 +64,6 @@ from .generate import (
     KEY_KINDS,
     PIV_PIN_HINT,
     PIV_SLOT_NAMES,
-    PUK_TRIES,
     CardRequest,
     KeyKind,
     check_card_pin,
@@ -72,7 +71,7 @@ from .generate import (
     generate_card,
 )
 from .keys import ECCardKey, key_description
-from .pin import DEFAULT_MAX_TRIES, DEFAULT_PIN, PinFormatError, PinState, check_puk
+from .pin import DEFAULT_MAX_TRIES, DEFAULT_PIN, PUK_TRIES, PinFormatError, PinState, check_puk
 from .piv.objects import KeyReference, ObjectTag
 from .profile import PIV_KEYS, Applications, ProfileError, card_id_from_certificate
 from .rsa import UnsupportedKeyError

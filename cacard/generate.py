@@ -45,6 +45,7 @@ from .pin import (
     DEFAULT_ITERATIONS,
     DEFAULT_MAX_TRIES,
     DEFAULT_PIN,
+    PUK_TRIES,
     PinState,
     check_pin,
     check_puk,
@@ -65,7 +66,6 @@ SMARTCARD_LOGON: Final = ObjectIdentifier("1.3.6.1.4.1.311.20.2.2")
 UPN: Final = ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")
 #: The PIV PUK: 8 digits; by default the well-known value PIV tools assume (yubico-piv-tool's).
 DEFAULT_PUK: Final = "12345678"
-PUK_TRIES: Final = 3
 #: Said when a PIN is too short for PIV but a CAC-only card would take it.
 PIV_PIN_HINT: Final = " (--profile cac takes 4)"
 #: Person Instance tags for first and last name (as a real CAC's Person Instance uses them).

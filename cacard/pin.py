@@ -64,6 +64,8 @@ def check_pin(pin: str | bytes) -> bytes:
 
 #: A PIV PUK is exactly 8 digits (SP 800-73-4 Part 2 §2.4.3).
 PUK_LENGTH: Final = MAX_PIN_LENGTH
+#: Tries of the PUK (PIV middleware and yubico-piv-tool expect 3).
+PUK_TRIES: Final = 3
 
 
 def check_puk(puk: str) -> str:
