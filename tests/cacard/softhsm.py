@@ -76,30 +76,6 @@ def store_certificate(
     session.create_object(attributes)
 
 
-def import_rsa_key(
-    session: pkcs11.Session, key: rsa.RSAPrivateKey, key_id: bytes, label: str
-) -> None:
-    der = key.private_bytes(
-        serialization.Encoding.DER,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    attributes = decode_rsa_private_key(der)
-    attributes.update(
-        {
-            Attribute.TOKEN: True,
-            Attribute.SENSITIVE: True,
-            Attribute.ID: key_id,
-            Attribute.LABEL: label,
-            Attribute.SIGN: True,
-            Attribute.DECRYPT: True,
-        }
-    )
-    session.create_object(attributes)
-    der_cert = issue(key.public_key(), label).public_bytes(serialization.Encoding.DER)
-    store_certificate(session, der_cert, key_id, label)
-
-
 #: What a stored private key may do, and that it never leaves the token.
 _PRIVATE = {
     Attribute.TOKEN: True,
@@ -109,28 +85,44 @@ _PRIVATE = {
 }
 
 
-def import_ec_key(
-    session: pkcs11.Session, key: ec.EllipticCurvePrivateKey, key_id: bytes, label: str
-) -> None:
-    """Store ``key`` (sensitive, not extractable, for ECDSA and ECDH) and a certificate for it."""
-    der = key.private_bytes(
+def _der(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     )
-    attributes = decode_ec_private_key(der)
-    attributes.update(
-        {
-            **_PRIVATE,
-            Attribute.ID: key_id,
-            Attribute.LABEL: label,
-            Attribute.SIGN: True,
-            Attribute.DERIVE: True,
-        }
-    )
-    session.create_object(attributes)
-    der_cert = issue(key.public_key(), label).public_bytes(serialization.Encoding.DER)
+
+
+def _import_key(
+    session: pkcs11.Session,
+    attributes: dict[Attribute, object],
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+    key_id: bytes,
+    label: str,
+) -> None:
+    """Store a private key's ``attributes`` under ``key_id`` (sensitive, not extractable) and
+    a certificate for ``public_key``."""
+    session.create_object({**attributes, **_PRIVATE, Attribute.ID: key_id, Attribute.LABEL: label})
+    der_cert = issue(public_key, label).public_bytes(serialization.Encoding.DER)
     store_certificate(session, der_cert, key_id, label)
+
+
+def import_rsa_key(
+    session: pkcs11.Session, key: rsa.RSAPrivateKey, key_id: bytes, label: str
+) -> None:
+    """Store ``key`` (for signing and decryption) and a certificate for it."""
+    attributes = decode_rsa_private_key(_der(key))
+    attributes.update({Attribute.SIGN: True, Attribute.DECRYPT: True})
+    _import_key(session, attributes, key.public_key(), key_id, label)
+
+
+def import_ec_key(
+    session: pkcs11.Session, key: ec.EllipticCurvePrivateKey, key_id: bytes, label: str
+) -> None:
+    """Store ``key`` (for ECDSA and ECDH) and a certificate for it."""
+    attributes = decode_ec_private_key(_der(key))
+    attributes.update({Attribute.SIGN: True, Attribute.DERIVE: True})
+    _import_key(session, attributes, key.public_key(), key_id, label)
 
 
 def generate_ec_key(
