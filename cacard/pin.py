@@ -35,6 +35,9 @@ MAX_PIN_LENGTH: Final = 8
 PIN_PAD: Final = 0xFF
 #: PBKDF2-HMAC-SHA256 rounds: about 20 ms per VERIFY here, nothing next to a human typing.
 DEFAULT_ITERATIONS: Final = 100_000
+#: The most rounds a reference may ask for (about 2 s per VERIFY): state.json is read back,
+#: and a count without bound there would hang every VERIFY.
+MAX_ITERATIONS: Final = 100 * DEFAULT_ITERATIONS
 SALT_SIZE: Final = 16
 
 #: The only PIN reference this card has (OpenSC's CAC PIN uses reference 00).
@@ -93,8 +96,8 @@ class PinReference:
     iterations: int = DEFAULT_ITERATIONS
 
     def __post_init__(self) -> None:
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be at least 1, got {self.iterations}")
+        if not 1 <= self.iterations <= MAX_ITERATIONS:
+            raise ValueError(f"iterations must be 1..{MAX_ITERATIONS}, got {self.iterations}")
         if len(self.digest) != hashlib.sha256().digest_size:
             raise ValueError(f"digest must be 32 bytes, got {len(self.digest)}")
 

@@ -12,6 +12,7 @@ import pytest
 
 from cacard.applets.containers import DataObjectId
 from cacard.card import CardState
+from cacard.pin import MAX_ITERATIONS
 from cacard.profile import Applications
 from cacard.store import (
     CARD_FILE,
@@ -168,6 +169,16 @@ def test_a_broken_state_file_names_the_field(tmp_path: Path) -> None:
     edit(store, STATE_FILE, {"pin": {"kdf": "pbkdf2-hmac-sha256", "salt": "00"}})
     with pytest.raises(StoreError, match="bad PIN state"):
         store.load_state()
+
+
+def test_a_state_file_asking_for_rounds_without_bound_is_refused(tmp_path: Path) -> None:
+    # Every VERIFY would run them: a hand-edited count must not hang the card.
+    store = new_store(tmp_path / "card")
+    entry = json.loads((store.path / STATE_FILE).read_text())["pin"]
+    edit(store, STATE_FILE, {"pin": entry | {"iterations": MAX_ITERATIONS + 1}})
+    with pytest.raises(StoreError, match="bad PIN state") as caught:
+        store.load_state()
+    assert caught.value.field == "pin"
 
 
 def test_a_directory_without_a_card_says_so(tmp_path: Path) -> None:
