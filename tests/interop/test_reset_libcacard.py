@@ -5,8 +5,6 @@ stop reading), and its card keeps serving, as under QEMU."""
 from __future__ import annotations
 
 import re
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,13 +12,9 @@ import pytest
 from tests.daemons.passthru_process import running_passthru
 from tests.daemons.test_reset_passthru import imported
 
-from .guest.nssdb import NssDb, make_nssdb
-from .libcacard.vscclient import (
-    build_vscclient,
-    missing_host_prerequisites,
-    run_vscclient,
-    soft_card_args,
-)
+from . import test_libcacard_vscclient as libcacard_tests
+from .guest.nssdb import NssDb
+from .libcacard.vscclient import run_vscclient, soft_card_args
 
 pytestmark = pytest.mark.interop
 
@@ -29,18 +23,10 @@ SELECT_CAC_PKI = bytes.fromhex("00A4040007A0000000790100")
 HEADER = re.compile(r"Header: type=(-?\d+), reader_id=")
 
 
-@pytest.fixture(scope="module")
-def vscclient_binary() -> Path:
-    missing = missing_host_prerequisites()
-    if missing:
-        pytest.skip(f"building vscclient needs: {', '.join(missing)}")
-    return build_vscclient()
-
-
-@pytest.fixture(scope="module")
-def nssdb() -> Iterator[NssDb]:
-    with tempfile.TemporaryDirectory(prefix="vsc-") as directory:
-        yield make_nssdb(Path(directory) / "db")
+# The libcacard tests' fixtures, bound here (importing them by name makes ruff see each test
+# argument as a redefinition).
+vscclient_binary = libcacard_tests.vscclient_binary
+nssdb = libcacard_tests.nssdb
 
 
 async def test_power_cycles_send_libcacards_vscclient_nothing_new(
