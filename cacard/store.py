@@ -136,6 +136,8 @@ DATA_OBJECT_FILES: Final = {
 }
 #: The largest PIV object a card keeps: what one command chain carries (the applet's bound).
 MAX_PIV_OBJECT: Final = MAX_CHAIN
+#: The largest card.json, state.json or piv.json read back (what cacard writes is a few KiB).
+MAX_JSON_FILE: Final = 1024 * 1024
 #: The largest key file read back (an RSA-4096 PKCS#8 PEM is about 3.3 KiB).
 MAX_PIV_KEY_FILE: Final = 16 * 1024
 #: The largest ``generation`` of ``piv.json``: its file names hold at most 12 digits.
@@ -407,10 +409,17 @@ class CardStore:
     def _document(self, name: str, expected_format: str, versions: Sequence[int]) -> dict[str, Any]:
         file = self.path / name
         try:
-            document = json.loads(file.read_text())
+            with file.open("rb") as opened:
+                text = opened.read(MAX_JSON_FILE + 1)
         except FileNotFoundError:
             raise StoreError(f"no {name}: not a card directory", path=self.path) from None
-        except (OSError, ValueError) as error:
+        except OSError as error:
+            raise StoreError(f"unreadable ({error})", path=file) from None
+        if len(text) > MAX_JSON_FILE:
+            raise StoreError(f"larger than {MAX_JSON_FILE} bytes", path=file)
+        try:
+            document = json.loads(text)
+        except ValueError as error:
             raise StoreError(f"unreadable ({error})", path=file) from None
         if not isinstance(document, dict):
             raise StoreError("not a JSON object", path=file)

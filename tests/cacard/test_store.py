@@ -16,6 +16,7 @@ from cacard.pin import MAX_ITERATIONS
 from cacard.profile import Applications
 from cacard.store import (
     CARD_FILE,
+    MAX_JSON_FILE,
     STATE_FILE,
     CardInUseError,
     CardStore,
@@ -179,6 +180,13 @@ def test_a_state_file_asking_for_rounds_without_bound_is_refused(tmp_path: Path)
     with pytest.raises(StoreError, match="bad PIN state") as caught:
         store.load_state()
     assert caught.value.field == "pin"
+
+
+def test_a_card_file_larger_than_the_bound_is_refused(tmp_path: Path) -> None:
+    store = new_store(tmp_path / "card")
+    (store.path / STATE_FILE).write_bytes(b" " * (MAX_JSON_FILE + 1))
+    with pytest.raises(StoreError, match="larger than"):
+        store.load_state()
 
 
 def test_a_directory_without_a_card_says_so(tmp_path: Path) -> None:
