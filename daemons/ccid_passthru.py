@@ -158,7 +158,10 @@ class GuardedCard:
         return await self._guard.transmit(self._card, apdu)
 
     def reset(self) -> None:
+        # As vscclient's readers do on a reset: a chain, an ENVELOPE attempt or a selection
+        # the guard followed ended with the power cycle.
         self._card.reset()
+        self._guard.forget(self._card)
 
 
 @dataclass

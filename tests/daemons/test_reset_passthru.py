@@ -30,6 +30,8 @@ from ccid.messages import (
 )
 from ccid.usb import SetupPacket
 from ccid.usbip import USBIPClient, import_device
+from daemons.card_guard import CardGuard
+from daemons.ccid_passthru import GuardedCard
 from daemons.emulated_cards import open_card_directory
 
 from ..interop.our_vscclient import running_vscclient
@@ -187,3 +189,18 @@ async def test_a_client_without_the_extension_keeps_its_card_as_under_qemu(
                     assert await verify_status(importer) == 0x9000
                 assert not client.card_reset
     assert resets == []
+
+
+def test_a_power_cycle_of_an_in_process_card_makes_its_pin_guard_start_over(
+    tmp_path: Path,
+) -> None:
+    forgotten: list[object] = []
+
+    class RecordingGuard(CardGuard):
+        def forget(self, card: object) -> None:
+            forgotten.append(card)
+
+    with ExitStack() as stack:
+        card = open_card_directory(str(make_card(tmp_path / "card", CAC_ATR_T1)), stack)
+        GuardedCard(card, RecordingGuard()).reset()
+        assert forgotten == [card]
