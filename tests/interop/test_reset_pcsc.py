@@ -9,40 +9,27 @@ card here is the importer's power cycle, and only it (the same steps without one
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("smartcard", reason="pyscard (the 'pcsc' extra) is not installed")
 
-from cacard import CardRequest, generate_card
 from cacard.atr import CAC_ATR_T1
-from cacard.profile import Applications
 from tests.daemons.passthru_process import running_passthru
 from tests.daemons.test_reset_passthru import imported, log_in, verify_status
 
-from . import opensc
+from . import test_pcsc_sharing as sharing
 from .our_vscclient import running_vscclient
 from .pcsc import fixtures
-from .pcsc.pcscd import Pcscd
 
 pcscd = fixtures.pcscd
 
 pytestmark = pytest.mark.interop
 
 
-@pytest.fixture
-def real_card(pcscd: Pcscd, tmp_path: Path) -> Iterator[str]:
-    """A CAC+PIV card served in vpcd slot 0; yields its reader's name."""
-    directory = tmp_path / "card"
-    request = CardRequest(key_size=1024, pin_iterations=1, applications=Applications.CAC_PIV)
-    generate_card(directory, request)
-    process = opensc.serve(pcscd, [str(directory)], tmp_path, 0)
-    try:
-        yield pcscd.reader_name(0)
-    finally:
-        opensc.stop(pcscd, process, 0)
+# The sharing tests' CAC+PIV card served in vpcd slot 0, bound here (importing the fixtures by
+# name makes ruff see each test argument as a redefinition).
+piv_card_dir = sharing.piv_card_dir
+real_card = sharing.real_card
 
 
 async def test_a_power_cycle_resets_the_real_card_behind_vscclient_pcsc(real_card: str) -> None:
