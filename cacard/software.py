@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from .ec import SoftwareECKey
 from .keys import AnyCardKey
-from .rsa import SoftwareKey
+from .rsa import SoftwareKey, UnsupportedKeyError
 
 __all__ = ["software_key"]
 
@@ -17,4 +17,9 @@ def software_key(key: PrivateKeyTypes) -> AnyCardKey:
     RSA; :class:`~cacard.rsa.UnsupportedKeyError` for any other key, curve or size."""
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return SoftwareECKey(key)
-    return SoftwareKey(key)
+    if isinstance(key, rsa.RSAPrivateKey):
+        return SoftwareKey(key)
+    # Not SoftwareKey's refusal, which speaks of the CAC driver: EC keys are cards' too.
+    raise UnsupportedKeyError(
+        f"{type(key).__name__} is not a key a card holds (RSA, P-256 or P-384)"
+    )

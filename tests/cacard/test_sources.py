@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from cacard.keys import ECCardKey
@@ -116,3 +116,9 @@ def test_missing_and_garbage_files_name_the_path(tmp_path: Path) -> None:
     garbage.write_bytes(b"\x30\x03\x01\x01\x00")
     with pytest.raises(SourceError, match=r"not an X\.509"):
         load_certificate(garbage)
+
+
+def test_keys_of_other_kinds_are_refused_naming_what_a_card_holds() -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    with pytest.raises(SourceError, match=r"Ed25519PrivateKey is not a key a card holds"):
+        credential(issue(ec.generate_private_key(ec.SECP256R1()).public_key(), "x"), key)
