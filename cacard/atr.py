@@ -60,6 +60,15 @@ def protocols(atr: bytes) -> tuple[int, ...]:
     return parse_atr(atr).transmission_protocols
 
 
+def preferred_protocol(atr: bytes) -> int:
+    """The protocol a reader that offers T=0 and T=1 runs with a card of ``atr``: 1 when the
+    card offers T=1 (pcsc-lite tries T=1 first, ``PHSetProtocol``), else 0.
+
+    ``atr`` must have passed :func:`atr_problem`.
+    """
+    return 1 if 1 in protocols(atr) else 0
+
+
 def atr_problem(atr: bytes) -> str | None:
     """Why a card must not have ``atr``, or None when it may.
 

@@ -29,7 +29,7 @@ from typing import Final
 
 from cardfloor.log import get_logger
 
-from .atr import protocols
+from .atr import preferred_protocol
 from .card import Card
 
 log = get_logger(__name__)
@@ -61,7 +61,7 @@ class VpcdConnection:
     def __init__(self, card: Card) -> None:
         self.card = card
         self._buffer = bytearray()
-        card.protocol = 1 if 1 in protocols(card.atr) else 0  # see the module docstring
+        card.protocol = preferred_protocol(card.atr)  # see the module docstring
 
     def receive_data(self, data: bytes) -> bytes:
         """Consume bytes from vpcd (split anywhere); return the replies to send, in order."""

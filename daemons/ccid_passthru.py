@@ -25,7 +25,7 @@ from ssl import SSLContext
 import structlog
 
 import vscard
-from cacard.atr import protocols
+from cacard.atr import preferred_protocol
 from cardfloor.aio.signals import on_stop_signals
 from cardfloor.version import add_version_option
 from ccid import CCIDDevice, CCIDReader
@@ -87,7 +87,7 @@ class RemoteCard:
         self._reader_id = reader_id
         self._atr = atr
         self._reader = reader
-        self._offers_t1 = 1 in protocols(atr)
+        self._offers_t1 = preferred_protocol(atr) == 1
         # Whether the card may hold state a reset would clear; the protocol the client's card
         # was last told (None: not yet).
         self._used = True
@@ -145,7 +145,7 @@ class GuardedCard:
     """
 
     def __init__(self, card: EmulatedCard, guard: CardGuard) -> None:
-        card.protocol = 1 if 1 in protocols(card.atr) else 0
+        card.protocol = preferred_protocol(card.atr)
         self._card = card
         self._guard = guard
         self.name = card.name
