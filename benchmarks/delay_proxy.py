@@ -23,6 +23,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from cardfloor.aio.stream import set_nodelay
+from daemons.listen_address import listen_address
 
 #: Bytes one read may take, and so the largest chunk in a queue.
 CHUNK_SIZE = 65536
@@ -203,11 +204,6 @@ class DelayProxy:
                 await reading
 
 
-def _address(text: str, default_host: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return (host or default_host), int(port)
-
-
 async def _serve(listen: tuple[str, int], target: tuple[str, int], delay: float) -> None:
     async with DelayProxy(*target, delay, listen_host=listen[0], listen_port=listen[1]) as proxy:
         # The command line's one output: where to connect.
@@ -217,12 +213,16 @@ async def _serve(listen: tuple[str, int], target: tuple[str, int], delay: float)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", required=True, help="HOST:PORT to relay to")
+    # The daemons' own strict [HOST:]PORT parser: IPv6 in brackets, errors that name the option.
+    address = listen_address("127.0.0.1")
+    parser.add_argument("--target", type=address, required=True, help="[HOST:]PORT to relay to")
     parser.add_argument("--delay", type=float, required=True, help="one-way delay in ms")
-    parser.add_argument("--listen", default="127.0.0.1:0", help="[HOST:]PORT (default: any port)")
+    parser.add_argument(
+        "--listen", type=address, default="127.0.0.1:0", help="[HOST:]PORT (default: any port)"
+    )
     args = parser.parse_args()
-    listen = _address(args.listen, "127.0.0.1")
-    target = _address(args.target, "127.0.0.1")
+    listen = (args.listen.host or "127.0.0.1", args.listen.port)
+    target = (args.target.host or "127.0.0.1", args.target.port)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(listen, target, args.delay / 1000))
 
