@@ -65,8 +65,8 @@ class Figure:
         if self.target is None:
             return None
         measured = self.ratio if self.target.on == "ratio" else self.value
-        if measured is None:
-            return None
+        if measured is None or not self.target.value:
+            return None  # a target of zero ("no retransmissions") has no fractional margin
         if self.target.kind == "at_least":
             return measured / self.target.value - 1
         return 1 - measured / self.target.value
