@@ -101,6 +101,7 @@ _CURVES: Final[dict[Algorithm, ec.EllipticCurve]] = {
     Algorithm.ECC_P256: ec.SECP256R1(),
     Algorithm.ECC_P384: ec.SECP384R1(),
 }
+_KEY_REFERENCES: Final = frozenset(KeyReference)
 #: Keys that may do ECDH (key establishment keys: SP 800-73-4 Part 1 §3.3).
 _KEY_ESTABLISHMENT: Final = frozenset(
     ref
@@ -246,6 +247,9 @@ def _pin_field(data: bytes) -> bytes | None:
 
 
 def _template(tag: int, value: bytes) -> bytes:
+    size = len(value)
+    if size < 0x7E:  # both lengths one byte: every ECDSA signature and ECDH secret here
+        return bytes((DYNAMIC_AUTHENTICATION_TEMPLATE, size + 2, tag, size)) + value
     return ber_tlv(DYNAMIC_AUTHENTICATION_TEMPLATE, ber_tlv(tag, value))
 
 
@@ -284,7 +288,8 @@ class PIVApplet(Applet):
         self._label = label
         #: VERIFY of the PIN just succeeded: the next command may use the PIN-always key 9C.
         self._pin_always = False
-        self._keys: dict[KeyReference, _Key] = {}
+        # Keyed by KeyReference members; ints look them up (an IntEnum hashes as its value).
+        self._keys: dict[int, _Key] = {}
         self._objects: dict[ObjectTag, bytes] = {
             ObjectTag.CARD_CAPABILITY_CONTAINER: CardCapabilityContainer(
                 bytes.fromhex("A000000079") + b"\x01\x02" + random(14)
@@ -373,15 +378,15 @@ class PIVApplet(Applet):
             return None
         if not isinstance(selection, PIVSelection):
             return status(StatusWord.NO_PRECISE_DIAGNOSIS)
-        header = (command.ins, command.p1, command.p2)
         if cla & _CLA_CHAINING:
             self._pin_always = armed
-            return self._collect(command, header, selection)
+            return self._collect(command, (command.ins, command.p1, command.p2), selection)
         data = command.data
-        if selection.chain_header == header:
-            data = bytes(selection.chain) + data
-        selection.chain.clear()
-        selection.chain_header = None
+        if selection.chain_header is not None:
+            if selection.chain_header == (command.ins, command.p1, command.p2):
+                data = bytes(selection.chain) + data
+            selection.chain.clear()
+            selection.chain_header = None
         return self._dispatch(command, data, armed, card)
 
     # -- dispatch ---------------------------------------------------------------------------
@@ -532,38 +537,39 @@ class PIVApplet(Applet):
         if p2 == KeyReference.CARD_MANAGEMENT:
             answer = self._management.general_authenticate(p1, p2, data)
             return Response(answer.sw, answer.data)
-        try:
-            reference = KeyReference(p2)
-        except ValueError:
-            return status(StatusWord.INCORRECT_P1_P2)
-        key = self._keys.get(reference)
+        key = self._keys.get(p2)  # P2 as it is: no enum member built per signature
         if key is None:
-            return status(StatusWord.REFERENCED_DATA_NOT_FOUND)
+            known = p2 in _KEY_REFERENCES
+            return status(
+                StatusWord.REFERENCED_DATA_NOT_FOUND if known else StatusWord.INCORRECT_P1_P2
+            )
         if p1 != key.algorithm:
             return status(StatusWord.INCORRECT_P1_P2)
-        if not self._may_use(reference, armed, self._pin(card).verified):
+        if not self._may_use(p2, armed, self._pin(card).verified):
             return status(StatusWord.SECURITY_STATUS_NOT_SATISFIED)
         try:
             items = parse_template(data)
         except PIVFormatError:
             return status(StatusWord.INCORRECT_DATA)
-        match items:
-            case {0x82: b"", 0x81: block} if len(items) == 2:
+        result = None
+        if len(items) == 2 and items.get(0x82) == b"":
+            block = items.get(0x81)
+            if block is not None:
                 result = self._private_operation(key, block)
-            case {0x82: b"", 0x85: point} if len(items) == 2 and reference in _KEY_ESTABLISHMENT:
-                result = self._key_agreement(key, point)
-            case _:
-                result = None
+            elif p2 in _KEY_ESTABLISHMENT:
+                point = items.get(0x85)
+                if point is not None:
+                    result = self._key_agreement(key, point)
         if result is None:
             return status(StatusWord.INCORRECT_DATA)
         return success(_template(0x82, result))
 
     @staticmethod
-    def _may_use(reference: KeyReference, armed: bool, verified: bool) -> bool:
+    def _may_use(reference: int, armed: bool, verified: bool) -> bool:
         """Each key's access rule (SP 800-73-4 Part 1 §3.2, Table 4b)."""
-        if reference is KeyReference.CARD_AUTHENTICATION:
+        if reference == KeyReference.CARD_AUTHENTICATION:
             return True
-        if reference is KeyReference.DIGITAL_SIGNATURE:
+        if reference == KeyReference.DIGITAL_SIGNATURE:
             return armed and verified
         return verified
 

@@ -14,6 +14,8 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
+from cardfloor.frozen import slot_setters
+
 #: The largest Nc and Ne a short APDU can carry.
 SHORT_MAX: Final = 256
 #: The largest Nc and Ne an extended APDU can carry.
@@ -140,8 +142,10 @@ class CommandAPDU:
     extended: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("cla", "ins", "p1", "p2"):
-            _check_byte(name, getattr(self, name))
+        if not (0 <= self.cla <= 0xFF and 0 <= self.ins <= 0xFF and 0 <= self.p1 <= 0xFF):
+            for name in ("cla", "ins", "p1"):
+                _check_byte(name, getattr(self, name))
+        _check_byte("p2", self.p2)
         limit = EXTENDED_MAX if self.extended else SHORT_MAX
         if len(self.data) >= limit:
             kind = "an extended" if self.extended else "a short"
@@ -185,32 +189,55 @@ class CommandAPDU:
             raise APDUFormatError("a command APDU has a 4-byte header", field="length", value=size)
         cla, ins, p1, p2 = raw[0], raw[1], raw[2], raw[3]
         if size == 4:
-            return cls(cla, ins, p1, p2)
+            return _command(cla, ins, p1, p2, b"", None, False)
         p3 = raw[4]
         if size == 5:
-            return cls(cla, ins, p1, p2, le=p3 or SHORT_MAX)
+            return _command(cla, ins, p1, p2, b"", p3 or SHORT_MAX, False)
         if p3:
             body = raw[5 : 5 + p3]
             if size == 5 + p3:
-                return cls(cla, ins, p1, p2, body)
+                return _command(cla, ins, p1, p2, body, None, False)
             if size == 6 + p3:
-                return cls(cla, ins, p1, p2, body, raw[-1] or SHORT_MAX)
+                return _command(cla, ins, p1, p2, body, raw[-1] or SHORT_MAX, False)
             raise APDUFormatError("short Lc disagrees with the APDU length", field="Lc", value=p3)
         # P3 = 00 with more bytes after it: extended length fields.
         if size < 7:
             raise APDUFormatError("truncated extended length", field="length", value=size)
         word = int.from_bytes(raw[5:7], "big")
         if size == 7:
-            return cls(cla, ins, p1, p2, le=word or EXTENDED_MAX, extended=True)
+            return _command(cla, ins, p1, p2, b"", word or EXTENDED_MAX, True)
         if word == 0:
             raise APDUFormatError("extended Lc of 0 followed by data", field="Lc", value=0)
         body = raw[7 : 7 + word]
         if size == 7 + word:
-            return cls(cla, ins, p1, p2, body, extended=True)
+            return _command(cla, ins, p1, p2, body, None, True)
         if size == 9 + word:
             le = int.from_bytes(raw[-2:], "big") or EXTENDED_MAX
-            return cls(cla, ins, p1, p2, body, le, extended=True)
+            return _command(cla, ins, p1, p2, body, le, True)
         raise APDUFormatError("extended Lc disagrees with the APDU length", field="Lc", value=word)
+
+
+# from_bytes builds commands field by field (cardfloor.frozen): its length rules already
+# guarantee what __post_init__ checks, and the generated __init__ was most of a short
+# command's parsing time. The class's own __new__, not object.__new__: compiled by mypyc
+# (docs/compiled.md) the class is native, and object.__new__ refuses it.
+_new_command: Final = CommandAPDU.__new__
+_SET_FIELDS: Final = slot_setters(CommandAPDU, ("cla", "ins", "p1", "p2", "data", "le", "extended"))
+
+
+def _command(
+    cla: int, ins: int, p1: int, p2: int, data: bytes, le: int | None, extended: bool
+) -> CommandAPDU:
+    command = _new_command(CommandAPDU)
+    set_cla, set_ins, set_p1, set_p2, set_data, set_le, set_extended = _SET_FIELDS
+    set_cla(command, cla)
+    set_ins(command, ins)
+    set_p1(command, p1)
+    set_p2(command, p2)
+    set_data(command, data)
+    set_le(command, le)
+    set_extended(command, extended)
+    return command
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,11 +269,21 @@ class Response:
         return cls(int.from_bytes(raw[-2:], "big"), raw[:-2])
 
 
+# Responses are immutable, so the common bare status words are built once.
+_STATUS_RESPONSES: Final[dict[int, Response]] = {sw: Response(sw) for sw in StatusWord}
+_new_response: Final = Response.__new__
+_SET_SW, _SET_DATA = slot_setters(Response, ("sw", "data"))
+
+
 def status(sw: int) -> Response:
     """A response with no data."""
-    return Response(sw)
+    response = _STATUS_RESPONSES.get(sw)
+    return Response(sw) if response is None else response
 
 
 def success(data: bytes = b"") -> Response:
     """``data`` followed by 9000."""
-    return Response(StatusWord.SUCCESS, data)
+    response = _new_response(Response)
+    _SET_SW(response, StatusWord.SUCCESS)
+    _SET_DATA(response, data)
+    return response

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,6 +16,8 @@ from cardfloor.iso7816.apdu import (
     bytes_remaining,
     is_valid_status,
     plain_class,
+    status,
+    success,
     verification_failed,
     wrong_le,
 )
@@ -76,6 +80,12 @@ def test_inconsistent_lengths_raise_a_typed_error_naming_the_field(wire: str, fi
 def test_building_checks_bytes_and_lengths() -> None:
     with pytest.raises(ValueError, match="cla"):
         CommandAPDU(0x100, 0, 0, 0)
+    with pytest.raises(ValueError, match="ins"):
+        CommandAPDU(0, -1, 0, 0)
+    with pytest.raises(ValueError, match="p1"):
+        CommandAPDU(0, 0, 0x100, 0)
+    with pytest.raises(ValueError, match="p2"):
+        CommandAPDU(0, 0, 0, 0x100)
     with pytest.raises(ValueError, match="short"):
         CommandAPDU(0, 0, 0, 0, bytes(256))
     with pytest.raises(ValueError, match="le"):
@@ -135,3 +145,26 @@ def test_chaining_is_read_from_interindustry_classes_only(
     """CLA bit 10 chains an interindustry command; a proprietary class's bits are the card's."""
     assert CommandAPDU(cla, 0x20, 0x00, 0x80, b"1234").chained is chained
     assert plain_class(cla) == plain
+
+
+@pytest.mark.parametrize("wire", [c[0] for c in CASES])
+def test_a_parsed_command_is_the_frozen_value_its_constructor_builds(wire: str) -> None:
+    # from_bytes builds commands field by field, skipping the constructor's checks.
+    parsed = CommandAPDU.from_bytes(bytes.fromhex(wire))
+    built = CommandAPDU(**{f.name: getattr(parsed, f.name) for f in dataclasses.fields(parsed)})
+    assert parsed == built
+    assert hash(parsed) == hash(built)
+    assert repr(parsed) == repr(built)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parsed.p1 = 1  # type: ignore[misc]
+    assert dataclasses.replace(parsed, p1=1) == dataclasses.replace(built, p1=1)
+
+
+def test_status_and_success_build_ordinary_responses() -> None:
+    assert status(StatusWord.FILE_NOT_FOUND) == Response(0x6A82)
+    assert status(0x6A82).to_bytes() == bytes.fromhex("6A82")
+    assert status(0x63C2) == Response(0x63C2)  # not a fixed status word: built on demand
+    assert success(b"\x01") == Response(0x9000, b"\x01")
+    assert success().to_bytes() == bytes.fromhex("9000")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        success().sw = 0x6F00  # type: ignore[misc]
