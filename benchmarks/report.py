@@ -48,6 +48,8 @@ class Figure:
     target: Target | None = None
     loop: str | None = None
     note: str | None = None
+    #: Which build measured it ("pure Python" or "compiled") when a run measures both.
+    build: str | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -80,6 +82,24 @@ class Figure:
             data["target"]["text"] = self.target.describe()
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Figure:
+        """The figure :meth:`as_json` wrote (another process measured it)."""
+        target = data["target"]
+        return cls(
+            name=data["name"],
+            value=data["value"],
+            unit=data["unit"],
+            baseline=data["baseline"],
+            baseline_name=data["baseline_name"],
+            target=None
+            if target is None
+            else Target(target["kind"], target["value"], target["on"]),
+            loop=data["loop"],
+            note=data["note"],
+            build=data.get("build"),
+        )
+
 
 @dataclass
 class Section:
@@ -99,6 +119,17 @@ class Section:
             "series": self.series,
             "notes": self.notes,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Section:
+        """The section :meth:`as_json` wrote (another process measured it)."""
+        return cls(
+            data["name"],
+            data["description"],
+            [Figure.from_json(figure) for figure in data["figures"]],
+            data["series"],
+            data["notes"],
+        )
 
 
 def cpu_model() -> str:

@@ -10,21 +10,33 @@ uvloop when it is installed. The chain comparison runs pinned to one CPU (``--cp
 pcscd and is not part of this run (``python -m benchmarks.bench_vpcd``). The guest-login
 benchmark boots QEMU guests (minutes) and runs only with ``--guest``.
 
-Run: ``python -m benchmarks.run_all [--quick] [--guest] [--out DIR]`` (default
+With ``--compiled`` the codec, chain and scale benchmarks run on both builds in the same run,
+one after the other for each loop: pure Python (this checkout) and the compiled build (a wheel
+from ``scripts/build-compiled``, installed into its own venv, ``.cache/compiled/venv``; or
+``--compiled-python PY``, an interpreter that has it installed already). The compiled side runs
+in processes that import the installed packages, with only ``benchmarks`` and ``tests`` taken
+from this checkout; they refuse to measure when ``ccid.codec`` is not a compiled module.
+
+Run: ``python -m benchmarks.run_all [--quick] [--guest] [--compiled] [--out DIR]`` (default
 ``benchmark-report/``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from benchmarks.bench_card import run_card
 from benchmarks.bench_chain import run_chain
@@ -53,11 +65,142 @@ def pinned(cpu: int | None, measure: Callable[[], Section]) -> Section:
     return section
 
 
-def run_everything(quick: bool, cpu: int | None) -> list[Section]:
+#: The benchmarks ``--compiled`` measures on both builds.
+Dual = Literal["codec", "chain", "scale"]
+#: The builds' labels, in section names and in :attr:`Figure.build`.
+PURE = "pure Python"
+COMPILED = "compiled"
+#: The packages the compiled side must import from its venv, never from this checkout.
+PACKAGES = ("vscard", "ccid", "cacard", "cardfloor", "daemons")
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def measure_dual(kind: Dual, loop: LoopName, quick: bool) -> Section:
+    """One run of a benchmark measured on both builds, in this process's build (unpinned)."""
+    if kind == "codec":
+        return run_codec((0.3 if quick else 1.0) / 2)
+    count = 800 if quick else 4000
+    if kind == "chain":
+        return run_chain(count, 8, loop)
+    return run_scale((1, 10, 100) if quick else (1, 10, 100, 1000), 2 if quick else 5, loop)
+
+
+def labelled(section: Section, build: str) -> Section:
+    """``section`` with ``build`` in its name ("chain (uvloop, compiled)") and its figures."""
+    if section.name.endswith(")"):
+        name = f"{section.name[:-1]}, {build})"
+    else:
+        name = f"{section.name} ({build})"
+    figures = [dataclasses.replace(figure, build=build) for figure in section.figures]
+    return dataclasses.replace(section, name=name, figures=figures)
+
+
+@dataclass(frozen=True)
+class CompiledBuild:
+    """An interpreter with the compiled wheel installed, and a directory that holds only links
+    to this checkout's ``benchmarks`` and ``tests``: the compiled side's ``PYTHONPATH`` and
+    working directory, so ``python -m`` finds nothing else of the checkout there (the
+    benchmarks' daemons inherit both)."""
+
+    python: Path
+    path: Path
+
+    @classmethod
+    def prepare(cls, python: Path, path: Path) -> CompiledBuild:
+        path.mkdir(parents=True, exist_ok=True)
+        for name in ("benchmarks", "tests"):
+            link = path / name
+            if not link.is_symlink():
+                link.symlink_to(CHECKOUT / name, target_is_directory=True)
+        # Absolute but not resolved: a venv's interpreter is a symlink that must stay one.
+        build = cls(python.absolute(), path)
+        problem = build.problem()
+        if problem is not None:
+            raise SystemExit(f"run_all --compiled: {problem}")
+        return build
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(self.path)}
+
+    def problem(self) -> str | None:
+        """Why this interpreter cannot measure the compiled build, or None."""
+        done = subprocess.run(
+            [str(self.python), "-m", "benchmarks.run_all", "--check-compiled"],
+            cwd=self.path, env=self.env(), capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            return f"{self.python}: {done.stdout.strip()} {done.stderr.strip()}".strip()
+        return None
+
+    def measure(self, kind: Dual, loop: LoopName, quick: bool) -> Section:
+        with tempfile.TemporaryDirectory(prefix="run-all-") as work:
+            out = Path(work) / "section.json"
+            command = [str(self.python), "-m", "benchmarks.run_all", "--child", kind]
+            command += ["--child-loop", loop, "--child-out", str(out)]
+            command += ["--quick"] if quick else []
+            subprocess.run(command, cwd=self.path, env=self.env(), check=True)
+            return Section.from_json(json.loads(out.read_text()))
+
+
+def not_compiled() -> str | None:
+    """Why this process does not run the compiled build (``ccid.codec`` not an extension
+    module, or a package imported from the checkout), or None."""
+    modules = {name: importlib.import_module(name) for name in (*PACKAGES, "ccid.codec")}
+    codec = modules["ccid.codec"].__file__ or ""
+    if not codec.endswith(".so"):
+        return (
+            f"ccid.codec is {codec}, not a compiled module: install the wheel "
+            "scripts/build-compiled makes into this interpreter's environment"
+        )
+    for name in PACKAGES:
+        where = Path(modules[name].__file__ or "").resolve()
+        if where.is_relative_to(CHECKOUT / name):
+            return f"{name} is imported from the checkout ({where}), not from the installed build"
+    return None
+
+
+def build_compiled(venv: Path) -> Path:
+    """``scripts/build-compiled``'s wheel installed into ``venv`` (made when missing, with
+    uvloop when this interpreter has it): its interpreter."""
+    with tempfile.TemporaryDirectory(prefix="compiled-wheel-") as out:
+        print("building the compiled wheel (scripts/build-compiled)...", flush=True)
+        subprocess.run(
+            [str(CHECKOUT / "scripts" / "build-compiled"), "--out", out],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        (wheel,) = Path(out).glob("vscard-*.whl")
+        if not (venv / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        python = venv / "bin" / "python"
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        # Its dependencies first, then this very wheel over any older one of the same version.
+        subprocess.run([*pip, str(wheel), *(["uvloop"] if uvloop_available() else [])], check=True)
+        subprocess.run([*pip, "--force-reinstall", "--no-deps", str(wheel)], check=True)
+    return python
+
+
+def run_everything(
+    quick: bool, cpu: int | None, compiled: CompiledBuild | None = None
+) -> list[Section]:
     loops: list[LoopName] = ["asyncio", "uvloop"] if uvloop_available() else ["asyncio"]
     seconds = 0.3 if quick else 1.0
+
+    def dual(kind: Dual, loop: LoopName, build: str) -> Section:
+        def one() -> Section:
+            if compiled is None:
+                return measure_dual(kind, loop, quick)
+            if build == COMPILED:
+                return labelled(compiled.measure(kind, loop, quick), build)
+            return labelled(measure_dual(kind, loop, quick), build)
+
+        return pinned(cpu, one) if kind == "chain" else one()
+
+    builds = [PURE] if compiled is None else [PURE, COMPILED]
     steps: list[tuple[str, Callable[[], Section]]] = [
-        ("codec", lambda: run_codec(seconds / 2)),
+        (f"codec {b}" if compiled else "codec", functools.partial(dual, "codec", "asyncio", b))
+        for b in builds
+    ]
+    steps += [
         ("rsa", lambda: pinned(cpu, lambda: run_rsa(seconds))),
         ("card", lambda: pinned(cpu, lambda: run_card(seconds))),
         ("piv", lambda: pinned(cpu, lambda: run_piv(seconds))),
@@ -67,18 +210,20 @@ def run_everything(quick: bool, cpu: int | None) -> list[Section]:
     def usbip(loop: LoopName) -> Section:
         return pinned(cpu, lambda: run_usbip(count, 4, loop))
 
-    def chain(loop: LoopName) -> Section:
-        return pinned(cpu, lambda: run_chain(count, 8, loop))
-
-    def scale(loop: LoopName) -> Section:
-        return run_scale((1, 10, 100) if quick else (1, 10, 100, 1000), 2 if quick else 5, loop)
-
     def storm(loop: LoopName) -> Section:
         return run_storm(200 if quick else 1000, loop)
 
-    for measure in (usbip, chain, scale, storm):
+    for loop in loops:
+        steps.append((f"usbip {loop}", functools.partial(usbip, loop)))
+    for kind in get_args(Dual):
+        if kind == "codec":
+            continue
         for loop in loops:
-            steps.append((f"{measure.__name__} {loop}", functools.partial(measure, loop)))
+            for build in builds:
+                name = f"{kind} {loop}" + (f" {build}" if compiled else "")
+                steps.append((name, functools.partial(dual, kind, loop, build)))
+    for loop in loops:
+        steps.append((f"storm {loop}", functools.partial(storm, loop)))
     sections = []
     for name, step in steps:
         started = time.monotonic()
@@ -98,27 +243,91 @@ def guest_login(quick: bool) -> Section:
     return section
 
 
+def gain(figure: Figure, other: Figure) -> float:
+    """How much better ``figure`` is than ``other`` (above 1: better)."""
+    if figure.unit.endswith("/s"):
+        return figure.value / other.value
+    return other.value / figure.value
+
+
 def loop_gain(sections: list[Section]) -> Section:
-    """uvloop over asyncio for every network figure measured on both."""
+    """uvloop over asyncio for every network figure measured on both (and on the same build)."""
     result = Section("event loop", "uvloop against asyncio's own loop, same figure, same run")
-    figures: dict[tuple[str, str], Figure] = {}
+    figures: dict[tuple[str, str | None, str], Figure] = {}
     for section in sections:
         for figure in section.figures:
             if figure.loop is not None:
-                figures[(figure.name, figure.loop)] = figure
-    for (name, loop), figure in figures.items():
-        other = figures.get((name, "asyncio"))
+                figures[(figure.name, figure.build, figure.loop)] = figure
+    for (name, build, loop), figure in figures.items():
+        other = figures.get((name, build, "asyncio"))
         if loop == "uvloop" and other is not None and "vs libcacard" not in name:
             # The chain's own figures appear once per baseline: keep one copy.
             name = name.replace(" vs floor", "")
-            higher_is_better = figure.unit.endswith("/s")
-            gain = figure.value / other.value if higher_is_better else other.value / figure.value
+            on = "" if build is None else f" ({build})"
             result.figures.append(
-                Figure(f"uvloop gain: {name}", gain, "x",
+                Figure(f"uvloop gain: {name}{on}", gain(figure, other), "x",
                        note=f"asyncio {other.value:,.0f}, uvloop {figure.value:,.0f} "
-                       f"{figure.unit}; above 1: uvloop is better")
+                       f"{figure.unit}; above 1: uvloop is better", build=build)
             )  # fmt: skip
     return result
+
+
+def build_gain(sections: list[Section]) -> Section:
+    """The compiled build over pure Python for every figure measured on both, same loop."""
+    result = Section("build", "the compiled build against pure Python, same figure, same run")
+    figures: dict[tuple[str, str | None, str | None], Figure] = {}
+    for section in sections:
+        for figure in section.figures:
+            if figure.build is not None:
+                figures[(figure.name, figure.loop, figure.build)] = figure
+    for (name, loop, build), figure in figures.items():
+        other = figures.get((name, loop, PURE))
+        if build == COMPILED and other is not None and "vs libcacard" not in name:
+            name = name.replace(" vs floor", "")
+            on = "" if loop is None else f" ({loop})"
+            result.figures.append(
+                Figure(f"compiled gain: {name}{on}", gain(figure, other), "x",
+                       note=f"pure Python {other.value:,.0f}, compiled {figure.value:,.0f} "
+                       f"{figure.unit}; above 1: the compiled build is better", loop=loop)
+            )  # fmt: skip
+    return result
+
+
+def verdicts(report: dict[str, Any]) -> list[str]:
+    """Markdown: every target figure measured on both builds, one column per build and loop."""
+    rows: dict[str, dict[str, dict[str, Any]]] = {}
+    columns: list[str] = []
+    for section in report["sections"]:
+        for f in section["figures"]:
+            if f["build"] is None or f["target"] is None:
+                continue
+            column = f["build"] if f["loop"] is None else f"{f['build']}, {f['loop']}"
+            if column not in columns:
+                columns.append(column)
+            rows.setdefault(f"{f['name']} ({f['target']['text']})", {})[column] = f
+    if not rows:
+        return []
+    lines = [
+        "## targets by build and loop",
+        "",
+        "Each target measured on both builds in this run: the ratio (or the value when the "
+        "target is on the value), and whether it is met.",
+        "",
+        "| figure (target) | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for name, cells in rows.items():
+        shown = []
+        for column in columns:
+            f = cells.get(column)
+            if f is None:
+                shown.append("")
+                continue
+            measured = f["ratio"] if f["target"]["on"] == "ratio" else f["value"]
+            number = "-" if measured is None else f"{measured:,.2f}"
+            shown.append(f"{number} {'yes' if f['met'] else '**no**'}")
+        lines.append(f"| {name} | " + " | ".join(shown) + " |")
+    return [*lines, ""]
 
 
 #: What to install for report.png.
@@ -166,6 +375,7 @@ def markdown(report: dict[str, Any], plotted: bool) -> str:
             lines.append(f"| {f['name']} | {value} | {baseline} | {ratio} | {target} | {met} |")
         lines += [f"- {note}" for note in section["notes"]]
         lines.append("")
+    lines += verdicts(report)
     if plotted:
         lines += ["![scale and chain](report.png)", ""]
     else:
@@ -181,10 +391,15 @@ def plot(sections: list[Section], path: Path) -> None:
 
     logins = [section for section in sections if section.name == "guest login"]
     logins = [section for section in logins if section.series]
-    figure, axes = plt.subplots(1, 3 + len(logins), figsize=(16 + 6 * len(logins), 4.8))
+    # Only a run of both builds has codec sections with a build in their names.
+    codecs = [section for section in sections if section.name.startswith("codec (")]
+    extra = len(logins) + bool(codecs)
+    figure, axes = plt.subplots(1, 3 + extra, figsize=(16 + 6 * extra, 4.8))
     rss, rate, chain = axes[:3]
     if logins:
         plot_logins(axes[3], logins[0])
+    if codecs:
+        plot_codecs(axes[-1], codecs)
     for section in sections:
         if section.name.startswith("scale"):
             points = section.series["points"]
@@ -209,7 +424,11 @@ def plot(sections: list[Section], path: Path) -> None:
     positions = range(len(names))
     chain.bar([x - 0.2 for x in positions], p50, 0.4, label="p50")
     chain.bar([x + 0.2 for x in positions], p99, 0.4, label="p99")
-    chain.set_xticks(list(positions), names, fontsize=8)
+    if len(names) > 6:  # both builds: twelve bars, labels on their side
+        chain.set_xticks(list(positions), [n.replace("\n", " ") for n in names], fontsize=7,
+                         rotation=90)  # fmt: skip
+    else:
+        chain.set_xticks(list(positions), names, fontsize=8)
     chain.set(ylabel="us", yscale="log", title="whole-chain APDU round trip")
     for axis in axes:
         axis.legend(fontsize=8)
@@ -217,6 +436,20 @@ def plot(sections: list[Section], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def plot_codecs(axis: Any, sections: list[Section]) -> None:
+    """Each codec row's ratio to its struct floor, one bar per build."""
+    names = list(dict.fromkeys(f.name for section in sections for f in section.figures))
+    width = 0.8 / len(sections)
+    for index, section in enumerate(sections):
+        ratios = {f.name: f.ratio or 0.0 for f in section.figures}
+        offset = (index - (len(sections) - 1) / 2) * width
+        axis.barh([y + offset for y in range(len(names))], [ratios.get(n, 0) for n in names],
+                  width, label=section.name.removeprefix("codec ").strip("()"))  # fmt: skip
+    axis.axvline(0.5, color="red", linestyle="--", label="target 0.5x")
+    axis.set_yticks(list(range(len(names))), names, fontsize=7)
+    axis.set(xlabel="x the struct floor", title="codecs by build")
 
 
 def plot_logins(axis: Any, section: Section) -> None:
@@ -251,21 +484,58 @@ def main() -> None:
         "about 15 minutes (13 boots with --quick), and needs QEMU, certutil and libcacard's "
         "vscclient build tools",
     )
+    parser.add_argument(
+        "--compiled",
+        action="store_true",
+        help="also run the codec, chain and scale benchmarks on the compiled build: a wheel "
+        "from scripts/build-compiled (built now: a few minutes) installed into "
+        "--compiled-venv",
+    )
+    parser.add_argument(
+        "--compiled-venv",
+        type=Path,
+        default=CHECKOUT / ".cache" / "compiled" / "venv",
+        help="the venv for --compiled (made when missing; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--compiled-python",
+        type=Path,
+        help="like --compiled, with this interpreter, which has the compiled wheel installed "
+        "already (nothing is built)",
+    )
+    parser.add_argument("--check-compiled", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=get_args(Dual), help=argparse.SUPPRESS)
+    parser.add_argument("--child-loop", choices=get_args(LoopName), help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.check_compiled or args.child is not None:
+        child(args)
+        return
+    compiled = None
+    if args.compiled or args.compiled_python is not None:
+        python = args.compiled_python or build_compiled(args.compiled_venv)
+        compiled = CompiledBuild.prepare(python, CHECKOUT / ".cache" / "compiled" / "path")
     plotted = can_plot()
     if not plotted:
         print(f"no report.png from this run: it needs {PLOT_NEEDS}", flush=True)
     machine = machine_info()
     started = time.monotonic()
-    sections = run_everything(args.quick, args.cpu)
+    if compiled is None:
+        sections = run_everything(args.quick, args.cpu)
+    else:
+        sections = run_everything(args.quick, args.cpu, compiled)
+        machine["compiled_python"] = str(compiled.python)
     sections.append(loop_gain(sections))
+    if compiled is not None:
+        sections.append(build_gain(sections))
     if args.guest:
         sections.append(guest_login(args.quick))
     figures = [f for s in sections for f in s.figures if f.target is not None]
     report = {
         "command": "python -m benchmarks.run_all"
         + (" --quick" if args.quick else "")
-        + (" --guest" if args.guest else ""),
+        + (" --guest" if args.guest else "")
+        + (" --compiled" if compiled is not None else ""),
         "machine": machine,
         "seconds": round(time.monotonic() - started),
         "targets": {
@@ -287,6 +557,18 @@ def main() -> None:
             f"{report['targets']}; wrote {args.out}/report.json, report.md "
             f"(no report.png: it needs {PLOT_NEEDS})"
         )
+
+
+def child(args: argparse.Namespace) -> None:
+    """The compiled side: check that this process runs the compiled build (``--check-compiled``)
+    or measure one benchmark and write its section as JSON to ``--child-out``."""
+    problem = not_compiled()
+    if problem is not None:
+        raise SystemExit(problem)
+    if args.child is None:
+        return
+    section = measure_dual(args.child, args.child_loop or "asyncio", args.quick)
+    args.child_out.write_text(json.dumps(section.as_json()))
 
 
 if __name__ == "__main__":
