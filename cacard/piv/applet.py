@@ -102,6 +102,12 @@ _CURVES: Final[dict[Algorithm, ec.EllipticCurve]] = {
     Algorithm.ECC_P384: ec.SECP384R1(),
 }
 _KEY_REFERENCES: Final = frozenset(KeyReference)
+# KeyReference members GENERAL AUTHENTICATE compares P2 with, as plain ints: compiled
+# (docs/compiled.md), a comparison with a literal is a machine compare, one with an enum member
+# a lookup and a rich comparison on every signature.
+_CARD_MANAGEMENT: Final = 0x9B
+_DIGITAL_SIGNATURE: Final = 0x9C
+_CARD_AUTHENTICATION: Final = 0x9E
 #: Keys that may do ECDH (key establishment keys: SP 800-73-4 Part 1 §3.3).
 _KEY_ESTABLISHMENT: Final = frozenset(
     ref
@@ -168,6 +174,8 @@ class _Key:
     rsa_key: CardKey | None
     #: The bytes of a hash the EC key signs (its curve's size).
     ec_size: int
+    #: ``algorithm`` as a plain int, which P1 is compared with on every operation.
+    algorithm_id: int
 
     @property
     def public_key(self) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
@@ -192,9 +200,10 @@ def key_algorithm(key: AnyCardKey) -> Algorithm:
 
 
 def _load_key(key: AnyCardKey) -> _Key:
+    algorithm = key_algorithm(key)
     if isinstance(key, ECCardKey):
-        return _Key(key_algorithm(key), key, None, (key.curve.key_size + 7) // 8)
-    return _Key(key_algorithm(key), None, key, 0)
+        return _Key(algorithm, key, None, (key.curve.key_size + 7) // 8, int(algorithm))
+    return _Key(algorithm, None, key, 0, int(algorithm))
 
 
 def _ecdsa_input(size: int, block: bytes) -> bytes:
@@ -534,7 +543,7 @@ class PIVApplet(Applet):
     def _general_authenticate(
         self, p1: int, p2: int, data: bytes, armed: bool, card: CardServices
     ) -> Response:
-        if p2 == KeyReference.CARD_MANAGEMENT:
+        if p2 == _CARD_MANAGEMENT:
             answer = self._management.general_authenticate(p1, p2, data)
             return Response(answer.sw, answer.data)
         key = self._keys.get(p2)  # P2 as it is: no enum member built per signature
@@ -543,7 +552,7 @@ class PIVApplet(Applet):
             return status(
                 StatusWord.REFERENCED_DATA_NOT_FOUND if known else StatusWord.INCORRECT_P1_P2
             )
-        if p1 != key.algorithm:
+        if p1 != key.algorithm_id:
             return status(StatusWord.INCORRECT_P1_P2)
         if not self._may_use(p2, armed, self._pin(card).verified):
             return status(StatusWord.SECURITY_STATUS_NOT_SATISFIED)
@@ -555,7 +564,15 @@ class PIVApplet(Applet):
         if len(items) == 2 and items.get(0x82) == b"":
             block = items.get(0x81)
             if block is not None:
-                result = self._private_operation(key, block)
+                ec_key = key.ec_key
+                if ec_key is not None and len(block) == key.ec_size:
+                    # The common case first: a hash of the curve's size, signed as it is.
+                    try:
+                        result = ec_key.sign_digest(block)
+                    except KeyOperationError:
+                        result = None
+                else:
+                    result = self._private_operation(key, block)
             elif p2 in _KEY_ESTABLISHMENT:
                 point = items.get(0x85)
                 if point is not None:
@@ -567,9 +584,9 @@ class PIVApplet(Applet):
     @staticmethod
     def _may_use(reference: int, armed: bool, verified: bool) -> bool:
         """Each key's access rule (SP 800-73-4 Part 1 §3.2, Table 4b)."""
-        if reference == KeyReference.CARD_AUTHENTICATION:
+        if reference == _CARD_AUTHENTICATION:
             return True
-        if reference == KeyReference.DIGITAL_SIGNATURE:
+        if reference == _DIGITAL_SIGNATURE:
             return armed and verified
         return verified
 

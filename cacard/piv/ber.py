@@ -127,6 +127,17 @@ def decode_fields(data: bytes, *, where: str) -> dict[int, bytes]:
     return fields
 
 
+def decode_template(data: bytes, tag: int, *, where: str) -> dict[int, bytes]:
+    """``decode_fields(decode_one(data, tag))`` in one call: every GENERAL AUTHENTICATE
+    parses its template this way."""
+    fields: dict[int, bytes] = {}
+    for item_tag, value in _items(decode_one(data, tag)):
+        if item_tag in fields:
+            raise PIVFormatError(f"{where}: tag repeated", field="tag", value=item_tag)
+        fields[item_tag] = value
+    return fields
+
+
 def require(fields: Mapping[int, bytes], tag: int, *, where: str) -> bytes:
     """``fields[tag]``, or a :class:`PIVFormatError` naming the missing tag."""
     try:

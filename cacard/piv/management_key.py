@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher,
 
 from cardfloor.iso7816.apdu import StatusWord
 
-from .ber import PIVFormatError, decode_fields, decode_one, encode
+from .ber import PIVFormatError, decode_template, encode
 from .objects import Algorithm, KeyReference
 
 #: The dynamic authentication template around GENERAL AUTHENTICATE's data (SP 800-73-4 Part 2
@@ -131,8 +131,8 @@ class _Pending(enum.Enum):
 def parse_template(data: bytes) -> dict[int, bytes]:
     """The items inside GENERAL AUTHENTICATE's ``7C`` template, by tag; raise
     :class:`PIVFormatError` unless ``data`` is exactly one such template."""
-    return decode_fields(
-        decode_one(data, DYNAMIC_AUTHENTICATION_TEMPLATE), where="dynamic authentication template"
+    return decode_template(
+        data, DYNAMIC_AUTHENTICATION_TEMPLATE, where="dynamic authentication template"
     )
 
 
