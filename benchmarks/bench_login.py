@@ -25,9 +25,14 @@ host (QEMU's chardev, or ``ccid-passthru``'s VSCard port) with ``--delay`` ms ea
 has no such link. The proxy also decodes the VSCard stream, so each WAN run counts the login's
 APDUs, its GET RESPONSEs (INS C0) and the ``61xx`` answers that cost them.
 
+``--trace DIR`` writes each login's exchanges, one line each (the login step, the command and
+the response in hex), to ``DIR/MODE-PATH-ROUND.txt``: what to read when asking where a
+login's round trips go. (On loopback, tracing puts a proxy without delay in the link.)
+
 Run: ``python -m benchmarks.bench_login [--runs 3] [--delay 25] [--paths a,c-t1] [--no-wan]
-[--no-loopback] [--opensc-cache] [--json FILE]`` (about 20 s per loopback boot, 40 s per WAN
-boot; ``--opensc-cache`` turns on the guest OpenSC's file cache, a guest-side lever).
+[--no-loopback] [--opensc-cache] [--trace DIR] [--json FILE]`` (about 20 s per loopback boot,
+40 s per WAN boot; ``--opensc-cache`` turns on the guest OpenSC's file cache, a guest-side
+lever).
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from vscard.messages import APDU
 if TYPE_CHECKING:
     from tests.interop.guest.checks import Check
     from tests.interop.guest.image import GuestImage
-    from tests.interop.guest.runner import Setup
+    from tests.interop.guest.runner import Guest, Setup
 
 CardKind = Literal["nss", "default", "cac"]
 Reader = Literal["qemu", "usbip", "emulated"]
@@ -93,6 +98,19 @@ REFERENCE = "a"
 LOGIN_STEPS = ("atr", "card-driver", "pkcs15-objects", "pkcs11-objects", "sign")
 
 
+@dataclass(frozen=True)
+class TracedApdu:
+    """One exchange of a traced login: the check it ran in, the command, its response."""
+
+    step: str
+    command: bytes
+    response: bytes | None = None
+
+    def line(self) -> str:
+        response = "-" if self.response is None else self.response.hex()
+        return f"{self.step} {self.command.hex()} {response}"
+
+
 @dataclass
 class ApduCount:
     """The VSCard APDU messages of one login, as the delay proxy saw them."""
@@ -106,6 +124,10 @@ class ApduCount:
     """Commands by INS."""
     counting: bool = False
     """Off until the login starts (the card's power-up and the wait are not counted)."""
+    step: str = ""
+    """The login check running now (kept up to date by :func:`login_once` when tracing)."""
+    trace: list[TracedApdu] | None = None
+    """With a list, every counted exchange is appended to it."""
     _decoders: dict[Direction, Decoder] = field(
         default_factory=lambda: {direction: Decoder() for direction in Direction}
     )
@@ -120,8 +142,13 @@ class ApduCount:
                 self.commands += 1
                 self.get_responses += ins == 0xC0
                 self.instructions[ins] = self.instructions.get(ins, 0) + 1
+                if self.trace is not None:
+                    self.trace.append(TracedApdu(self.step, message.data))
             else:
                 self.more_data += message.data[-2] == 0x61
+                if self.trace and self.trace[-1].response is None:
+                    last = self.trace[-1]
+                    self.trace[-1] = TracedApdu(last.step, last.command, message.data)
 
 
 @dataclass(frozen=True)
@@ -215,12 +242,24 @@ class LoginFailedError(RuntimeError):
 async def link(
     port: int, mode: Mode, delay: float, count: ApduCount
 ) -> AsyncIterator[tuple[str, int]]:
-    """Where vscclient connects to reach ``port``: the port itself, or a delay proxy to it."""
-    if mode == "loopback":
+    """Where vscclient connects to reach ``port``: the port itself, or a delay proxy to it
+    (one without delay on loopback when the login is traced)."""
+    if mode == "loopback" and count.trace is None:
         yield "127.0.0.1", port
         return
-    async with DelayProxy("127.0.0.1", port, delay, observe=count.observe) as proxy:
+    wait = delay if mode == "wan" else 0.0
+    async with DelayProxy("127.0.0.1", port, wait, observe=count.observe) as proxy:
         yield "127.0.0.1", proxy.port
+
+
+async def follow_steps(guest: Guest, count: ApduCount, names: Sequence[str]) -> None:
+    """Keep ``count.step`` on the check running now: each check's exchanges happen before
+    it reports, so the step moves on when the one before it has reported."""
+    for name, after in zip(names, [*names[1:], "after"], strict=True):
+        count.step = name
+        if await guest.wait_for_check(name) is None:
+            return
+        count.step = after
 
 
 @contextlib.asynccontextmanager
@@ -251,12 +290,14 @@ async def login_once(
     binary: Path | None,
     *,
     opensc_cache: bool = False,
+    trace: bool = False,
 ) -> LoginRun:
-    """Boot a guest on ``path``, log in once, return the guest's timings."""
+    """Boot a guest on ``path``, log in once, return the guest's timings (and with ``trace``
+    every APDU of the login, by step)."""
     from tests.daemons.passthru_process import running_passthru
     from tests.interop.guest.runner import EmulatedSetup, PassthruSetup, UsbipSetup, start_guest
 
-    count = ApduCount()
+    count = ApduCount(trace=[] if trace else None)
     checks = login_checks(path.card, opensc_cache=opensc_cache)
     async with contextlib.AsyncExitStack() as stack:
         setup: Setup
@@ -283,12 +324,20 @@ async def login_once(
             await stack.enter_async_context(vscclient(path, cards, host, port, binary))
         if await guest.wait_for_check("login.ready") is not None:
             count.counting = True
-        result = await guest.wait()
+        names = [check.name for check in checks[-len(LOGIN_STEPS) :]]
+        follower = asyncio.create_task(follow_steps(guest, count, names))
+        try:
+            result = await guest.wait()
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
     if not result.passed:
         raise LoginFailedError(f"path {path.key} ({mode}):\n{result.report()}")
     steps = {step: result[check.name].guest_seconds for step, check in zip(
         LOGIN_STEPS, checks[-len(LOGIN_STEPS):], strict=True)}  # fmt: skip
-    return LoginRun(path.key, mode, sum(steps.values()), steps, count if mode == "wan" else None)
+    counted = count if mode == "wan" or trace else None
+    return LoginRun(path.key, mode, sum(steps.values()), steps, counted)
 
 
 def missing_prerequisites(paths: Sequence[LoginPath]) -> list[str]:
@@ -313,9 +362,11 @@ async def measure(
     *,
     progress: bool = False,
     opensc_cache: bool = False,
+    traces: Path | None = None,
 ) -> list[LoginRun]:
     """Every path ``runs`` times in each mode, alternating paths within each round; a run
-    that fails is named in ``failures`` and the others go on."""
+    that fails is named in ``failures`` and the others go on. With ``traces``, each run's
+    APDUs go to ``MODE-PATH-ROUND.txt`` there (see :func:`write_trace`)."""
     from tests.interop.guest.image import build_image
     from tests.interop.libcacard.vscclient import build_vscclient
 
@@ -331,19 +382,35 @@ async def measure(
                 for path in chosen:
                     try:
                         run = await login_once(
-                            image, path, mode, cards, delay, binary, opensc_cache=opensc_cache
+                            image,
+                            path,
+                            mode,
+                            cards,
+                            delay,
+                            binary,
+                            opensc_cache=opensc_cache,
+                            trace=traces is not None,
                         )
                     except LoginFailedError as error:  # reported; the other paths go on
                         failures.append(f"{mode} {path.key} round {round_number + 1}")
                         if progress:
                             say(str(error))
                         continue
+                    if traces is not None and run.apdus is not None:
+                        name = f"{mode}-{path.key}-{round_number + 1}.txt"
+                        write_trace(traces / name, run.apdus)
                     if progress:
                         apdus = "" if run.apdus is None else f", {run.apdus.commands} APDUs"
                         say(f"{mode} round {round_number + 1}: {path.key} {run.seconds:.2f} s"
                             f"{apdus}")  # fmt: skip
                     results.append(run)
     return results
+
+
+def write_trace(file: Path, count: ApduCount) -> None:
+    """One line per exchange: the step, the command and the response in hex."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text("".join(f"{entry.line()}\n" for entry in count.trace or ()))
 
 
 def say(message: str) -> None:
@@ -431,6 +498,7 @@ def run_login(
     *,
     progress: bool = False,
     opensc_cache: bool = False,
+    traces: Path | None = None,
 ) -> Section:
     """Measure the guest login; a section with a note instead of figures if a tool is missing."""
     chosen = [path for path in PATHS if path.key in paths]
@@ -450,6 +518,7 @@ def run_login(
             failures,
             progress=progress,
             opensc_cache=opensc_cache,
+            traces=traces,
         )
     )
     result = section(results, delay_ms / 1000, (before, os.getloadavg()[0]), failures)
@@ -501,6 +570,12 @@ def main() -> None:
         action="store_true",
         help="turn on the guest OpenSC's file cache (a guest-side lever, not the default)",
     )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        metavar="DIR",
+        help="write each login's APDUs (step, command, response) to DIR/MODE-PATH-ROUND.txt",
+    )
     args = parser.parse_args()
     keys = [key for key in args.paths.split(",") if key]
     unknown = sorted(set(keys) - set(PATH_KEYS))
@@ -509,7 +584,13 @@ def main() -> None:
     modes: list[Mode] = [] if args.no_loopback else ["loopback"]
     modes += [] if args.no_wan else ["wan"]
     result = run_login(
-        args.runs, args.delay, keys, modes, progress=True, opensc_cache=args.opensc_cache
+        args.runs,
+        args.delay,
+        keys,
+        modes,
+        progress=True,
+        opensc_cache=args.opensc_cache,
+        traces=args.trace,
     )
     print_section(result)
     if args.json is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -14,9 +15,11 @@ from benchmarks.bench_login import (
     WAN_TARGET,
     ApduCount,
     LoginRun,
+    TracedApdu,
     login_checks,
     run_login,
     section,
+    write_trace,
 )
 from benchmarks.delay_proxy import Direction
 from vscard import encode
@@ -38,6 +41,36 @@ def test_the_counter_counts_commands_get_responses_and_61xx_once_the_login_start
     count.observe(Direction.UPSTREAM, frames(APDU(0, b"\x61\x10"), APDU(0, b"\x90\x00")))
     assert (count.commands, count.get_responses, count.more_data) == (3, 1, 1)
     assert count.instructions == {0xA4: 2, 0xC0: 1}
+
+
+def test_a_traced_count_pairs_each_command_with_its_response_under_the_current_step(
+    tmp_path: Path,
+) -> None:
+    count = ApduCount(counting=True, trace=[])
+    count.step = "card-driver"
+    count.observe(Direction.DOWNSTREAM, frames(APDU(0, bytes.fromhex("00cb3fff035c017e08"))))
+    count.observe(Direction.UPSTREAM, frames(APDU(0, bytes.fromhex("7e124f0b6114"))))
+    count.step = "sign"
+    count.observe(Direction.DOWNSTREAM, frames(APDU(0, bytes.fromhex("00c0000014"))))
+    assert count.trace == [
+        TracedApdu(
+            "card-driver", bytes.fromhex("00cb3fff035c017e08"), bytes.fromhex("7e124f0b6114")
+        ),
+        TracedApdu("sign", bytes.fromhex("00c0000014")),  # no response yet
+    ]
+    file = tmp_path / "traces" / "wan-c-t1-1.txt"
+    write_trace(file, count)
+    assert file.read_text().splitlines() == [
+        "card-driver 00cb3fff035c017e08 7e124f0b6114",
+        "sign 00c0000014 -",
+    ]
+
+
+def test_an_untraced_count_keeps_no_exchanges() -> None:
+    count = ApduCount(counting=True)
+    count.observe(Direction.DOWNSTREAM, frames(APDU(0, bytes.fromhex("00a4040000"))))
+    assert count.trace is None
+    assert count.commands == 1
 
 
 def test_the_counter_skips_other_messages() -> None:
