@@ -12,6 +12,7 @@ from types import MappingProxyType, TracebackType
 from typing import Protocol
 
 from cardfloor.aio.eager import start
+from cardfloor.aio.inline import InlineReading
 from cardfloor.aio.stream import READ_SIZE, peer_name, set_nodelay
 from cardfloor.iso7816.trace import command_trace, response_trace
 from cardfloor.log import Logger, get_logger
@@ -254,8 +255,12 @@ class Client:
         timeout: float,
         max_frame_size: int,
         card_reset: bool = True,
+        inline: InlineReading | None = None,
     ) -> None:
         self._stream_reader = stream_reader
+        # The connection's protocol when it is an InlineReading (as connect() makes): frames
+        # are then handled in the callback that received them (see _read_loop).
+        self._inline = inline
         self._writer = stream_writer
         self._timeout = timeout
         self._conn = ClientConnection(
@@ -419,15 +424,25 @@ class Client:
     def _forget(self, reader_id: int) -> None:
         self._readers.pop(reader_id, None)
 
+    async def _receive(self, data: bytes) -> None:
+        for event in self._conn.receive_data(data):
+            await self._dispatch(event)
+        await self._flush()
+        if self._conn.error is not None:  # a bad frame after the good ones
+            raise self._conn.error
+
+    async def _read(self) -> bytes:
+        if self._inline is not None:
+            # What arrives while this waits is handled at once (_receive, started inline): no
+            # task wake-up between a host's APDU and the card, nor a loop turn.
+            return await self._inline.read(READ_SIZE, self._receive)
+        return await self._stream_reader.read(READ_SIZE)
+
     async def _read_loop(self) -> None:
         error: BaseException | None = None
         try:
-            while data := await self._stream_reader.read(READ_SIZE):
-                for event in self._conn.receive_data(data):
-                    await self._dispatch(event)
-                await self._flush()
-                if self._conn.error is not None:  # a bad frame after the good ones
-                    raise self._conn.error
+            while data := await self._read():
+                await self._receive(data)
             self._log.info("vscard.disconnected")
         except RemoteProtocolError as exc:
             self._log.warning(
@@ -504,10 +519,20 @@ async def connect(
     :attr:`~vscard.Capability.CARD_RESET` (QEMU ignores it; our ccid-passthru then tells each
     reader's ``reset`` handler of the importer's power cycles, see :meth:`Client.add_reader`).
     """
+    loop = asyncio.get_running_loop()
+    # asyncio.open_connection's streams, with a protocol that hands the read loop's bytes to
+    # it in the callback that received them (cardfloor.aio.inline).
+    stream_reader = asyncio.StreamReader()
+    protocol = InlineReading(stream_reader)
     async with asyncio.timeout(timeout):
-        stream_reader, stream_writer = await asyncio.open_connection(
-            host, port, ssl=ssl, server_hostname=server_hostname if ssl is not None else None
+        transport, _ = await loop.create_connection(
+            lambda: protocol,
+            host,
+            port,
+            ssl=ssl,
+            server_hostname=server_hostname if ssl is not None else None,
         )
+    stream_writer = asyncio.StreamWriter(transport, protocol, stream_reader, loop)
     set_nodelay(stream_writer, keepalive=True)
     client = Client(
         stream_reader,
@@ -515,6 +540,7 @@ async def connect(
         timeout=timeout,
         max_frame_size=max_frame_size,
         card_reset=card_reset,
+        inline=protocol,
     )
     await client._handshake(reset=reset)
     return client

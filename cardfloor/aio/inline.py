@@ -1,0 +1,98 @@
+"""Handle a connection's bytes in the protocol callback that received them, instead of waking
+a task parked in ``StreamReader.read`` (one loop turn per read: a call_soon, the task's step,
+and under asyncio's loop an extra ``epoll_wait``).
+
+:class:`InlineReading` is a ``StreamReaderProtocol``, so ``StreamWriter``, ``drain()``, EOF,
+errors and TLS work as with ``asyncio.open_connection``. Its :meth:`~InlineReading.read` is
+the reading task's ``StreamReader.read`` with a handler: while the task waits there, bytes that
+arrive go straight to the handler, started with :func:`~cardfloor.aio.eager.start_eagerly`.
+Only when a handler has to wait (backpressure, a card working in a thread) does it become a
+task; bytes that arrive meanwhile are buffered in the ``StreamReader`` as before (bounded by its
+limit, the transport paused beyond it) and handed to the reading task once the handler is done,
+so the order of the bytes is kept and at most one handler runs at a time.
+
+A handler started inline runs outside any task, so it must not use
+:func:`asyncio.current_task` before its first wait (``asyncio.timeout`` does), as with
+:func:`~cardfloor.aio.eager.start_eagerly`. An exception it raises reaches the reading task:
+:meth:`~InlineReading.read` raises it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .eager import start_eagerly
+
+Handler = Callable[[bytes], Coroutine[Any, Any, None]]
+"""Consumes one read's bytes; may wait (then it becomes a task)."""
+
+
+class InlineReading(asyncio.StreamReaderProtocol):
+    """A stream protocol that hands bytes to :meth:`read`'s handler in ``data_received``."""
+
+    def __init__(self, stream_reader: asyncio.StreamReader) -> None:
+        super().__init__(stream_reader)
+        # StreamReaderProtocol holds its reader weakly; the reading task reads from it.
+        self.stream_reader = stream_reader
+        self._handler: Handler | None = None
+        # True while the reading task waits in read() with nothing buffered: only then may a
+        # handler run inline, after every byte that came before.
+        self._parked = False
+        self._busy: asyncio.Task[None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        handler = self._handler
+        if handler is None or not self._parked or self._busy is not None:
+            # The reading task takes these after what it has (or its handler's task) is done.
+            self._parked = False
+            super().data_received(data)
+            return
+        try:
+            task = start_eagerly(handler(data))
+        except Exception as error:
+            self._fail(error)
+            return
+        if task is not None:
+            self._busy = task
+            task.add_done_callback(self._handled)
+
+    def _handled(self, task: asyncio.Task[None]) -> None:
+        self._busy = None
+        if task.cancelled():
+            return
+        error = task.exception()
+        if isinstance(error, Exception) and self._parked:
+            # Else the reading task waits for this task in read() and raises it there.
+            self._fail(error)
+
+    def _fail(self, error: Exception) -> None:
+        self._parked = False
+        self._handler = None
+        self.stream_reader.set_exception(error)
+
+    async def read(self, size: int, handler: Handler) -> bytes:
+        """The next bytes (at most ``size``) that ``handler`` did not take, b"" at EOF; while
+        waiting, bytes that arrive go to ``handler`` (see the module)."""
+        self._handler = handler
+        self._parked = True
+        try:
+            data = await self.stream_reader.read(size)
+        except BaseException:
+            if self._busy is not None:
+                self._busy.cancel()  # the reading task is cancelled or failed: so is its work
+            raise
+        finally:
+            self._parked = False
+        busy = self._busy
+        if busy is not None:
+            # These bytes came after the handler's: they wait for it, and so does EOF.
+            try:
+                await asyncio.wait({busy})
+            except asyncio.CancelledError:
+                busy.cancel()
+                raise
+            if not busy.cancelled():
+                busy.result()  # its exception, if any
+        return data
