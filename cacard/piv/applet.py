@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Final, TypeAlias
@@ -255,10 +256,13 @@ def _pin_field(data: bytes) -> bytes | None:
     return pin if len(pin) >= MIN_PIV_PIN_LENGTH and pin.isdigit() else None
 
 
+_TEMPLATE_HEADER: Final = struct.Struct(">BBBB").pack
+
+
 def _template(tag: int, value: bytes) -> bytes:
     size = len(value)
     if size < 0x7E:  # both lengths one byte: every ECDSA signature and ECDH secret here
-        return bytes((DYNAMIC_AUTHENTICATION_TEMPLATE, size + 2, tag, size)) + value
+        return _TEMPLATE_HEADER(DYNAMIC_AUTHENTICATION_TEMPLATE, size + 2, tag, size) + value
     return ber_tlv(DYNAMIC_AUTHENTICATION_TEMPLATE, ber_tlv(tag, value))
 
 
