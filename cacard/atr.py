@@ -12,6 +12,16 @@ CAC driver builds only short APDUs (``cac_apdu_io`` in ``card-cac.c``), whatever
 and chains SIGN/DECRYPT input in 240-byte pieces; a 2048-bit result still arrives as ``61 00``
 and one GET RESPONSE.
 
+**Why no ATR announces extended length.** ISO/IEC 7816-4 §8.1.1.2.7 lets the historical
+bytes say "extended Lc and Le fields" (card capabilities, third software function byte), but
+OpenSC 0.23 does not read that bit: ``sc_connect_card`` (``card.c``) leaves
+``SC_CARD_CAP_APDU_EXT`` to the card driver, and without it ``sc_detect_apdu_cse``
+(``apdu.c``) sends short APDUs, whatever the reader (our CCID reader's extended level gives
+OpenSC 65,536-byte reader limits: ``reader-pcsc.c``, ``part10_detect_max_data``). Neither the
+PIV driver, which builds every command as a short case 3 or 4 APDU (``card-piv.c``,
+``piv_general_io``), nor the CAC driver sets it. So an ATR saying so would change no exchange;
+a PIV certificate of N bytes still takes one GET DATA and ceil(N / 256) - 1 GET RESPONSEs.
+
 **How it stays safe.** :data:`CAC_ATR_T1` keeps TA1, TB1, TC1 and the historical bytes of
 :data:`CAC_ATR` and adds TD1 = ``80`` (T=0, offered first, so it stays the default protocol) and
 TD2 = ``31`` (T=1, with TA3 = ``FE``: IFSC 254, TB3 = ``45``: BWI 4, CWI 5), then TCK. pcsc-lite

@@ -8,8 +8,11 @@ the class descriptor, and the CCID rev 1.1 specification's Table 5.1-1):
   libccid waits on the interrupt endpoint instead of polling GetSlotStatus every 400 ms;
 - the 54-byte class descriptor right after the interface descriptor (libusb "extra");
 - dwFeatures 0x000404FE: automatic everything, no PPS or SetParameters from libccid (0x40),
-  and the extended APDU exchange level (0x40000), so OpenSC gets 64 KiB APDUs and neither side
-  frames T=0/T=1 (QEMU's TPDU level makes the guest use GET RESPONSE and caps responses);
+  and the extended APDU exchange level (0x40000), so neither side frames T=0/T=1 (QEMU's TPDU
+  level makes the guest use GET RESPONSE and caps responses) and OpenSC's reader limits are
+  64 KiB (libccid reports dwMaxAPDUDataSize 0x10000); OpenSC still sends an extended APDU only
+  to a card whose driver sets ``SC_CARD_CAP_APDU_EXT``, which its PIV and CAC drivers do not
+  (see :mod:`cacard.atr`);
 - dwProtocols T=0 and T=1: libccid refuses a protocol the reader lacks, and pcscd chooses T=1
   when the card offers it (OpenSC sends extended APDUs only over T=1);
 - dwMaxCCIDMessageLength 65,554 by default; bPINSupport 0 (no keypad, so no Secure);
