@@ -3,7 +3,9 @@
 The module list is checked everywhere; the rest runs only when the installed build has those
 modules compiled (mypyc), and checks what the compiled path must keep of the pure one: the
 same wire values, still frozen, still equal to what their constructors build. Everything else
-is the whole suite, which runs unchanged on either build.
+is the whole suite, which runs unchanged on either build. scripts/test-compiled sets
+``VSCARD_EXPECT_COMPILED=1``: then a listed module that is not compiled fails the run instead
+of skipping these tests.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ import dataclasses
 import importlib
 import importlib.machinery
 import importlib.util
+import os
 import re
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -27,6 +33,7 @@ from ccid.usbip.codec import RequestDecoder
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "build-compiled"
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
 def listed_modules() -> list[str]:
@@ -58,6 +65,15 @@ def test_the_list_names_importable_modules() -> None:
 def test_either_every_listed_module_is_compiled_or_none() -> None:
     # A half-compiled tree (a stale .so beside its .py) tests neither build.
     assert {is_compiled(name) for name in MODULES} in ({True}, {False})
+
+
+@pytest.mark.skipif(
+    os.environ.get("VSCARD_EXPECT_COMPILED") != "1", reason="the compiled build is not expected"
+)
+def test_every_listed_module_is_compiled_when_the_compiled_build_is_tested() -> None:
+    # Otherwise a wheel that silently fell back to Python (or a run that imported the checkout's
+    # sources) would pass as the compiled build.
+    assert [name for name in MODULES if not is_compiled(name)] == []
 
 
 PAYLOAD = bytes(range(256)) + bytes(5)
@@ -106,3 +122,17 @@ def test_the_sans_io_connections_still_speak_vscard() -> None:
     client.send_response(0, bytes.fromhex("9000"))
     decoded = vscard.Decoder().feed(client.data_to_send())
     assert decoded == [vscard.APDU(0, bytes.fromhex("9000"))]
+
+
+@compiled_only
+@pytest.mark.parametrize("command", sorted(PROJECT["scripts"]))
+def test_every_command_says_it_is_the_compiled_build(command: str) -> None:
+    done = subprocess.run(
+        [Path(sys.executable).parent / command, "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.endswith(", compiled (mypyc)\n")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from cardfloor.iso7816.apdu import CommandAPDU, Response
+from cardfloor.native import mypyc_attr
 
 from ..pin import Pin
 from ..tlv import ber_tlv
@@ -51,6 +52,9 @@ class CardServices(Protocol):
         ...
 
 
+# Applets are the card's extension point: one written in Python may subclass these two on the
+# compiled build too (its own selection state, as PIV's, is a Selection subclass).
+@mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass(slots=True)
 class Selection:
     """An applet selected on one logical channel and what that selection remembers.
@@ -70,6 +74,7 @@ def fci(aid: bytes) -> bytes:
     return ber_tlv(TAG_FCI, ber_tlv(TAG_DF_NAME, aid) + ber_tlv(TAG_FCI_PROPRIETARY, b""))
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Applet(abc.ABC):
     """One application on the card, selected by its AID (:meth:`selected_by`)."""
 

@@ -67,7 +67,8 @@ def test_under_t1_a_command_without_le_gets_its_data_at_once() -> None:
     )
     # A present Le still bounds the answer, and without one a short command takes 256 bytes.
     assert hexsw(send(card, SELECT_CCC + " 05")) == "610D"
-    card.applets[bytes.fromhex(CCC_AID)].fci = lambda: bytes(300)  # type: ignore[method-assign]
+    card = Card([_LongFCI(bytes.fromhex(CCC_AID), "long")], pin_state())
+    card.protocol = 1
     long = send(card, SELECT_CCC)
     assert (long.data, hexsw(long)) == (b"", "6100")
     assert len(send(card, "00 C0 00 00 00").data) == 256
@@ -224,6 +225,14 @@ def test_malformed_apdus_answer_6700() -> None:
 class _Exploding(Applet):
     def process(self, command: object, selection: Selection, card: CardServices) -> Response | None:
         raise RuntimeError("bug")
+
+
+class _LongFCI(Applet):
+    def fci(self) -> bytes:
+        return bytes(300)
+
+    def process(self, command: object, selection: Selection, card: CardServices) -> Response | None:
+        return None
 
 
 def test_a_bug_in_an_applet_answers_6f00_and_is_logged() -> None:
