@@ -20,6 +20,7 @@ A handler started inline runs outside any task, so it must not use
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -32,10 +33,21 @@ Handler = Callable[[bytes], Coroutine[Any, Any, None]]
 class InlineReading(asyncio.StreamReaderProtocol):
     """A stream protocol that hands bytes to :meth:`read`'s handler in ``data_received``."""
 
-    def __init__(self, stream_reader: asyncio.StreamReader) -> None:
-        super().__init__(stream_reader)
-        # StreamReaderProtocol holds its reader weakly; the reading task reads from it.
-        self.stream_reader = stream_reader
+    def __init__(
+        self,
+        stream_reader: asyncio.StreamReader,
+        client_connected_cb: Callable[
+            [asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]
+        ]
+        | None = None,
+    ) -> None:
+        """``client_connected_cb`` as ``asyncio.StreamReaderProtocol``'s (a server's)."""
+        super().__init__(stream_reader, client_connected_cb)
+        # Weakly, as StreamReaderProtocol does: the reader refers to the transport, which
+        # refers to us, and a cycle would keep a closed connection's objects until the
+        # garbage collector's next full pass (the reading task holds the reader).
+        self._reader = weakref.ref(stream_reader)
+        # The reading task's, while it reads: dropped at the end for the same reason.
         self._handler: Handler | None = None
         # True while the reading task waits in read() with nothing buffered: only then may a
         # handler run inline, after every byte that came before.
@@ -67,19 +79,34 @@ class InlineReading(asyncio.StreamReaderProtocol):
             # Else the reading task waits for this task in read() and raises it there.
             self._fail(error)
 
+    def interrupt(self, error: Exception) -> None:
+        """Make the reading task's :meth:`read` raise ``error`` (now if it waits there, else at
+        its next call): for a deadline that a handler started inline armed."""
+        self._fail(error)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._handler = None
+
     def _fail(self, error: Exception) -> None:
         self._parked = False
         self._handler = None
-        self.stream_reader.set_exception(error)
+        reader = self._reader()
+        if reader is not None:
+            reader.set_exception(error)
 
     async def read(self, size: int, handler: Handler) -> bytes:
         """The next bytes (at most ``size``) that ``handler`` did not take, b"" at EOF; while
         waiting, bytes that arrive go to ``handler`` (see the module)."""
+        reader = self._reader()
+        if reader is None:
+            raise RuntimeError("InlineReading.read: its StreamReader is gone")
         self._handler = handler
         self._parked = True
         try:
-            data = await self.stream_reader.read(size)
+            data = await reader.read(size)
         except BaseException:
+            self._handler = None
             if self._busy is not None:
                 self._busy.cancel()  # the reading task is cancelled or failed: so is its work
             raise
@@ -95,4 +122,6 @@ class InlineReading(asyncio.StreamReaderProtocol):
                 raise
             if not busy.cancelled():
                 busy.result()  # its exception, if any
+        if not data:
+            self._handler = None
         return data

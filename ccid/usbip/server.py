@@ -27,6 +27,7 @@ from typing import Final
 
 from cardfloor.aio.admission import Admission
 from cardfloor.aio.eager import start
+from cardfloor.aio.inline import InlineReading
 from cardfloor.aio.log_limit import LogRateLimit
 from cardfloor.aio.stream import listen_backlog
 from cardfloor.log import get_logger
@@ -172,6 +173,9 @@ class _Session:
         self._config = config
         self._reader = stream_reader
         self._writer = stream_writer
+        protocol = stream_writer.transport.get_protocol()
+        # With USBIPServer's protocol, URBs are handled in the callback that received them.
+        self._inline_reading = protocol if isinstance(protocol, InlineReading) else None
         self._conn = USBIPServerConnection(
             max_pending_urbs=config.max_pending_urbs,
             max_transfer_length=config.max_transfer_length,
@@ -195,12 +199,18 @@ class _Session:
                     if not await self._receive():
                         return
             # From here on no deadline: an IN URB may rightly stay parked for minutes.
+            inline = self._inline_reading
             while self._conn.state is USBIPServerState.URB:
-                if not await self._receive():
+                if inline is None:
+                    data = await self._reader.read(READ_SIZE)
+                else:
+                    # While this waits, requests are handled as they arrive (_take, inline):
+                    # no task wake-up between a CMD_SUBMIT and the device.
+                    data = await inline.read(READ_SIZE, self._take)
+                if not data:
                     self._log.info("usbip.disconnected")
                     return
-                # Backpressure: a peer that does not read its replies stops being read.
-                await self._writer.drain()
+                await self._take(data)
         except USBIPRemoteProtocolError as error:
             # Replies to the requests before the bad one (the -12s of a spent budget) still go.
             self._write()
@@ -228,6 +238,16 @@ class _Session:
         data = await self._reader.read(READ_SIZE)
         if not data:
             return False
+        await self._handle_data(data)
+        return True
+
+    async def _take(self, data: bytes) -> None:
+        """The URB phase's handling of one read."""
+        await self._handle_data(data)
+        # Backpressure: a peer that does not read its replies stops being read.
+        await self._writer.drain()
+
+    async def _handle_data(self, data: bytes) -> None:
         events = self._conn.receive_data(data)
         while True:
             await self._handle_all(events)
@@ -235,7 +255,7 @@ class _Session:
             if self._conn.error is not None:  # a bad request after the good ones
                 raise self._conn.error
             if not self._conn.pending:
-                return True
+                return
             # One batch per loop turn, and nothing more read meanwhile: a peer that packs a
             # thousand URBs into one read delays the other connections by one batch.
             await self._writer.drain()
@@ -537,7 +557,15 @@ class USBIPServer:
 
     async def _listen(self, host: str | None, port: int, max_connections: int) -> None:
         backlog, wanted = listen_backlog(max_connections)
-        self._server = await asyncio.start_server(self._accept, host, port, backlog=backlog)
+        loop = asyncio.get_running_loop()
+        # asyncio.start_server's streams, with a protocol that can hand a connection's bytes
+        # to its session in the callback that received them (cardfloor.aio.inline).
+        self._server = await loop.create_server(
+            lambda: InlineReading(asyncio.StreamReader(), self._accept),
+            host,
+            port,
+            backlog=backlog,
+        )
         if backlog < wanted:
             log.warning(
                 "usbip.listen_backlog_cut",

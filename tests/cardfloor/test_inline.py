@@ -23,7 +23,8 @@ async def pair() -> AsyncIterator[tuple[InlineReading, asyncio.StreamWriter]]:
     server = await asyncio.start_server(on_client, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     loop = asyncio.get_running_loop()
-    protocol = InlineReading(asyncio.StreamReader())
+    stream_reader = asyncio.StreamReader()  # held by the reading side, as a Client does
+    protocol = InlineReading(stream_reader)
     transport, _ = await loop.create_connection(lambda: protocol, "127.0.0.1", port)
     peer = await accepted.get()
     try:
