@@ -13,6 +13,7 @@ from ssl import SSLContext
 from types import TracebackType
 
 from cardfloor.aio.admission import Admission
+from cardfloor.aio.inline import InlineReading
 from cardfloor.aio.log_limit import LogRateLimit
 from cardfloor.aio.stream import (
     READ_SIZE,
@@ -86,8 +87,14 @@ class Session:
     ) -> None:
         self._stream_reader = stream_reader
         self._writer = stream_writer
+        protocol = stream_writer.transport.get_protocol()
+        # With Server's protocol, frames are handled in the callback that received them once
+        # the client's Init is in (see _read).
+        self._inline = protocol if isinstance(protocol, InlineReading) else None
         self._frame_timeout = frame_timeout
         self._partial_deadline: float | None = None
+        # Ends a frame left incomplete by bytes handled inline (_take) at _partial_deadline.
+        self._frame_timer: asyncio.TimerHandle | None = None
         self._handshake_timeout = handshake_timeout
         # Cleared by the client's Init: until then the connection holds a slot on credit.
         self._init_deadline = (
@@ -222,6 +229,10 @@ class Session:
         if not self._conn.buffered:
             self._partial_deadline = None
             if self._init_deadline is None:
+                if self._inline is not None:
+                    # While this waits, frames are handled as they arrive (_take, inline): no
+                    # task wake-up between a client's answer and the reader waiting for it.
+                    return await self._inline.read(READ_SIZE, self._take)
                 return await self._stream_reader.read(READ_SIZE)
             deadline = self._init_deadline
         else:
@@ -233,23 +244,45 @@ class Session:
         async with asyncio.timeout_at(deadline):
             return await self._stream_reader.read(READ_SIZE)
 
-    async def _read_loop(self) -> None:
+    async def _handle(self, data: bytes) -> None:
         conn = self._conn
+        events = conn.receive_data(data)
+        while True:
+            await self._flush()
+            for event in events:
+                await self._dispatch(event)
+            if conn.error is not None:  # a bad frame after the good ones
+                raise conn.error
+            if not conn.pending:
+                return
+            # More frames of this read wait: let the other connections run first, and read
+            # no more of this one until they are handled (backpressure).
+            await asyncio.sleep(0)
+            events = conn.receive_data(b"")
+
+    async def _take(self, data: bytes) -> None:
+        """:meth:`_handle` for bytes handled inline: the reading task waits without a deadline
+        meanwhile, so a frame they leave incomplete gets its deadline here, as in _read."""
+        await self._handle(data)
+        if not self._conn.buffered:
+            self._partial_deadline = None
+            if self._frame_timer is not None:
+                self._frame_timer.cancel()
+                self._frame_timer = None
+        elif self._partial_deadline is None:
+            loop = asyncio.get_running_loop()
+            self._partial_deadline = loop.time() + self._frame_timeout
+            self._frame_timer = loop.call_at(self._partial_deadline, self._frame_overdue)
+
+    def _frame_overdue(self) -> None:
+        self._frame_timer = None
+        if self._conn.buffered and self._inline is not None:
+            self._inline.interrupt(TimeoutError())
+
+    async def _read_loop(self) -> None:
         try:
             while data := await self._read():
-                events = conn.receive_data(data)
-                while True:
-                    await self._flush()
-                    for event in events:
-                        await self._dispatch(event)
-                    if conn.error is not None:  # a bad frame after the good ones
-                        raise conn.error
-                    if not conn.pending:
-                        break
-                    # More frames of this read wait: let the other connections run first, and
-                    # read no more of this one until they are handled (backpressure).
-                    await asyncio.sleep(0)
-                    events = conn.receive_data(b"")
+                await self._handle(data)
             self._log.info("vscard.disconnected")
         except RemoteProtocolError as error:
             self._warn(
@@ -269,7 +302,7 @@ class Session:
             else:
                 self._warn(
                     "vscard.frame_timeout",
-                    buffered=conn.buffered,
+                    buffered=self._conn.buffered,
                     frame_timeout=self._frame_timeout,
                 )
             self.error = error
@@ -312,6 +345,9 @@ class Session:
 
     def _finish(self) -> None:
         self._closed.set()
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
+            self._frame_timer = None
         closed = ConnectionClosedError(f"VSCard client {self.peer} disconnected")
         futures: list[asyncio.Future[bytes] | asyncio.Future[None]]
         futures = [*self._apdus.values(), *self._flushes.values()]
@@ -565,7 +601,9 @@ class Server:
         """Streams over ``connection``, TLS from the first byte when on; None if refused."""
         loop = asyncio.get_running_loop()
         stream_reader = asyncio.StreamReader()
-        protocol = asyncio.StreamReaderProtocol(stream_reader)
+        # A StreamReaderProtocol that can hand the session its bytes in the callback that
+        # received them (cardfloor.aio.inline).
+        protocol = InlineReading(stream_reader)
         self._unopened.discard(connection)  # the loop owns it from here, also when it fails
         try:
             transport, _ = await loop.connect_accepted_socket(
