@@ -25,9 +25,13 @@ _T = TypeVar("_T")
 
 
 def start_eagerly(
-    coro: Coroutine[Any, Any, None], *, name: str | None = None
+    coro: Coroutine[Any, Any, None],
+    *,
+    name: str | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> asyncio.Task[None] | None:
-    """Run ``coro`` now until it finishes (return None) or first waits (return its task).
+    """Run ``coro`` now until it finishes (return None) or first waits (return its task, on
+    ``loop``: the running loop when None).
 
     An exception raised before the first wait propagates to the caller.
     """
@@ -35,16 +39,27 @@ def start_eagerly(
         yielded = coro.send(None)
     except StopIteration:
         return None
-    return asyncio.get_running_loop().create_task(_Resumed(coro, yielded), name=name)
+    if loop is None:
+        loop = asyncio.get_running_loop()
+    return loop.create_task(_Resumed(coro, yielded), name=name)
 
 
 def start(
-    coro: Coroutine[Any, Any, None], *, eager: bool, name: str | None = None
+    coro: Coroutine[Any, Any, None],
+    *,
+    eager: bool,
+    name: str | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> asyncio.Task[None] | None:
-    """:func:`start_eagerly` when the caller vouches for ``coro`` (``eager``), else a task."""
+    """:func:`start_eagerly` when the caller vouches for ``coro`` (``eager``), else a task.
+
+    A caller that keeps its ``loop`` saves a lookup (under Python 3.11 each
+    ``asyncio.get_running_loop()`` is a ``getpid()`` system call)."""
     if eager:
-        return start_eagerly(coro, name=name)
-    return asyncio.get_running_loop().create_task(coro, name=name)
+        return start_eagerly(coro, name=name, loop=loop)
+    if loop is None:
+        loop = asyncio.get_running_loop()
+    return loop.create_task(coro, name=name)
 
 
 class _Resumed(Coroutine[Any, Any, _T]):

@@ -187,6 +187,7 @@ class _Session:
         self._inline = False  # the imported device's UsbDevice.start_inline
         task = asyncio.current_task()
         assert task is not None
+        self._loop = task.get_loop()
         self.task = task
         """The task that serves this connection (the server's accept callback)."""
         self.peer = peer_name(stream_writer)
@@ -289,7 +290,7 @@ class _Session:
                     setup=submit.setup.hex() if submit.ep == 0 else None,
                 )
                 name = f"usbip-urb-{submit.seqnum}"
-                task = start(self._run(submit), eager=self._inline, name=name)
+                task = start(self._run(submit), eager=self._inline, name=name, loop=self._loop)
                 if task is not None:
                     self._urbs[submit.seqnum] = task
                     task.add_done_callback(functools.partial(self._forget, submit.seqnum))

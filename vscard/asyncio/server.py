@@ -96,11 +96,11 @@ class Session:
         # Ends a frame left incomplete by bytes handled inline (_take) at _partial_deadline.
         self._frame_timer: asyncio.TimerHandle | None = None
         self._handshake_timeout = handshake_timeout
+        # Kept: under Python 3.11 every asyncio.get_running_loop() is a getpid() system call.
+        self._loop = asyncio.get_running_loop()
         # Cleared by the client's Init: until then the connection holds a slot on credit.
         self._init_deadline = (
-            None
-            if handshake_timeout is None
-            else asyncio.get_running_loop().time() + handshake_timeout
+            None if handshake_timeout is None else self._loop.time() + handshake_timeout
         )
         self._log_limit = LogRateLimit() if log_limit is None else log_limit
         self._conn = HostConnection(
@@ -185,7 +185,7 @@ class Session:
             if self.closed:
                 raise ConnectionClosedError(f"VSCard client {self.peer} disconnected")
             self._conn.send_apdu(reader_id, apdu)
-            future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[bytes] = self._loop.create_future()
             self._apdus[reader_id] = future
             self._log.debug("vscard.apdu", reader_id=reader_id, command=command_trace(apdu))
             await self._flush()
@@ -196,7 +196,7 @@ class Session:
     async def flush(self, reader_id: int) -> None:
         """Send VSC_Flush and wait for the client's FlushComplete."""
         self._conn.send_flush(reader_id)
-        future = self._flushes.setdefault(reader_id, asyncio.get_running_loop().create_future())
+        future = self._flushes.setdefault(reader_id, self._loop.create_future())
         await self._flush()
         await future
 
@@ -237,7 +237,7 @@ class Session:
             deadline = self._init_deadline
         else:
             if self._partial_deadline is None:
-                self._partial_deadline = asyncio.get_running_loop().time() + self._frame_timeout
+                self._partial_deadline = self._loop.time() + self._frame_timeout
             deadline = self._partial_deadline
             if self._init_deadline is not None:
                 deadline = min(deadline, self._init_deadline)
@@ -270,9 +270,8 @@ class Session:
                 self._frame_timer.cancel()
                 self._frame_timer = None
         elif self._partial_deadline is None:
-            loop = asyncio.get_running_loop()
-            self._partial_deadline = loop.time() + self._frame_timeout
-            self._frame_timer = loop.call_at(self._partial_deadline, self._frame_overdue)
+            self._partial_deadline = self._loop.time() + self._frame_timeout
+            self._frame_timer = self._loop.call_at(self._partial_deadline, self._frame_overdue)
 
     def _frame_overdue(self) -> None:
         self._frame_timer = None
@@ -295,9 +294,7 @@ class Session:
         except TimeoutError as error:
             # A slow-loris client, or one that never sends Init, holds one connection slot,
             # never the others', and not long.
-            if self._init_deadline is not None and (
-                asyncio.get_running_loop().time() >= self._init_deadline
-            ):
+            if self._init_deadline is not None and (self._loop.time() >= self._init_deadline):
                 self._warn("vscard.handshake_timeout", handshake_timeout=self._handshake_timeout)
             else:
                 self._warn(
