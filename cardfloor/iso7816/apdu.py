@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from types import FunctionType
 from typing import Final
 
 from cardfloor.frozen import slot_setters
@@ -217,10 +218,18 @@ class CommandAPDU:
         raise APDUFormatError("extended Lc disagrees with the APDU length", field="Lc", value=word)
 
 
-# from_bytes builds commands field by field (cardfloor.frozen): its length rules already
-# guarantee what __post_init__ checks, and the generated __init__ was most of a short
-# command's parsing time. The class's own __new__, not object.__new__: compiled by mypyc
-# (docs/compiled.md) the class is native, and object.__new__ refuses it.
+def _is_compiled() -> bool:
+    """Whether mypyc compiled this module (docs/compiled.md): its functions are then built-in
+    functions, not Python ones."""
+    return not isinstance(_is_compiled, FunctionType)
+
+
+# from_bytes and success() build their values field by field, skipping the checks the wire
+# format already guarantees: the generated __init__ and __post_init__ were most of a short
+# command's parsing time. In Python through the slot setters (cardfloor.frozen); compiled, the
+# class is native, and a store to its field is a plain store (the frozen __setattr__ guards
+# Python callers, and object.__new__ refuses a native class, hence the class's own __new__).
+_COMPILED: Final = _is_compiled()
 _new_command: Final = CommandAPDU.__new__
 _SET_FIELDS: Final = slot_setters(CommandAPDU, ("cla", "ins", "p1", "p2", "data", "le", "extended"))
 
@@ -229,6 +238,15 @@ def _command(
     cla: int, ins: int, p1: int, p2: int, data: bytes, le: int | None, extended: bool
 ) -> CommandAPDU:
     command = _new_command(CommandAPDU)
+    if _COMPILED:
+        command.cla = cla  # type: ignore[misc]
+        command.ins = ins  # type: ignore[misc]
+        command.p1 = p1  # type: ignore[misc]
+        command.p2 = p2  # type: ignore[misc]
+        command.data = data  # type: ignore[misc]
+        command.le = le  # type: ignore[misc]
+        command.extended = extended  # type: ignore[misc]
+        return command
     set_cla, set_ins, set_p1, set_p2, set_data, set_le, set_extended = _SET_FIELDS
     set_cla(command, cla)
     set_ins(command, ins)
@@ -285,6 +303,10 @@ def status(sw: int) -> Response:
 def success(data: bytes = b"") -> Response:
     """``data`` followed by 9000."""
     response = _new_response(Response)
+    if _COMPILED:  # as _command
+        response.sw = _SUCCESS  # type: ignore[misc]
+        response.data = data  # type: ignore[misc]
+        return response
     _SET_SW(response, _SUCCESS)  # a plain int: to_bytes() on an enum member is slower
     _SET_DATA(response, data)
     return response
