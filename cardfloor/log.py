@@ -19,7 +19,7 @@ warnings through :data:`logging.lastResort` (the library guidelines of the loggi
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 DEBUG = logging.DEBUG
@@ -51,11 +51,14 @@ class Logger:
     debug lines stay cheap when debug is off.
     """
 
-    __slots__ = ("_context", "_logger")
+    __slots__ = ("_context", "_logger", "is_enabled_for")
 
     def __init__(self, logger: logging.Logger, context: Mapping[str, object] | None = None):
         self._logger = logger
         self._context: Mapping[str, object] = context or {}
+        #: Whether an event at ``level`` would be emitted: the stdlib logger's own method,
+        #: bound once, so a hot path's check costs one call, not two.
+        self.is_enabled_for: Callable[[int], bool] = logger.isEnabledFor
 
     @property
     def name(self) -> str:
@@ -64,9 +67,6 @@ class Logger:
     def bind(self, **fields: object) -> Logger:
         """The same logger, with ``fields`` added to every event."""
         return Logger(self._logger, {**self._context, **fields})
-
-    def is_enabled_for(self, level: int) -> bool:
-        return self._logger.isEnabledFor(level)
 
     def debug(self, event: str, /, **fields: object) -> None:
         if self._logger.isEnabledFor(DEBUG):
