@@ -104,8 +104,16 @@ from .piv.applet import (
     fasc_n,
     key_algorithm,
 )
-from .piv.objects import CHUID, CardCapabilityContainer, KeyReference, ObjectTag
-from .profile import PIV_KEYS, Applications, CardProfile, ProfileError, new_card, piv_applet
+from .piv.objects import CHUID, KeyReference, ObjectTag
+from .profile import (
+    PIV_KEYS,
+    Applications,
+    CardProfile,
+    ProfileError,
+    new_card,
+    piv_applet,
+    piv_capability_container,
+)
 from .rsa import UnsupportedKeyError
 from .software import software_key
 from .sources import (
@@ -146,8 +154,6 @@ MAX_PIV_GENERATION: Final = 10**12 - 1
 PIV_KEY_REFERENCES: Final = frozenset(KeyReference) - {KeyReference.CARD_MANAGEMENT}
 #: The FASC-N and expiry of the CHUID (the applet's test values).
 _CHUID_EXPIRATION: Final = datetime.date(2049, 12, 31)
-#: The CCC card identifier: GSC-RID, manufacturer and card type (the applet's), then the card id.
-_CCC_PREFIX: Final = bytes.fromhex("A000000079") + b"\x01\x02"
 
 #: The objects the PIV applet makes itself when the card keeps none.
 _APPLET_OBJECTS: Final = frozenset(
@@ -382,16 +388,18 @@ def _check_new(path: Path, card: NewCard) -> None:
         raise StoreError(error.reason, path=path, field=error.field, value=error.value) from None
 
 
-def stable_piv_objects(card_id: bytes) -> dict[ObjectTag, bytes]:
-    """The CCC and CHUID of the card with ``card_id``: the same at every start, as a real
-    card's, since hosts name the token after them (OpenSC's PIV serial is the CHUID's GUID)."""
+def stable_piv_objects(
+    card_id: bytes, applications: Applications = Applications.PIV
+) -> dict[ObjectTag, bytes]:
+    """The CCC and CHUID of the card with ``card_id`` and ``applications``: the same at every
+    start, as a real card's, since hosts name the token after them (OpenSC's PIV serial is the
+    CHUID's GUID). Neither is kept in the directory: an older one gets the CCC of its
+    applications too (:func:`~cacard.profile.piv_capability_container`), which names no token."""
     guid = bytearray(hashlib.sha256(b"cacard CHUID GUID" + card_id).digest()[:16])
     guid[6] = (guid[6] & 0x0F) | 0x40  # an RFC 4122 version 4 (random) UUID: it names the card
     guid[8] = (guid[8] & 0x3F) | 0x80
     return {
-        ObjectTag.CARD_CAPABILITY_CONTAINER: CardCapabilityContainer(
-            _CCC_PREFIX + card_id
-        ).to_bytes(),
+        ObjectTag.CARD_CAPABILITY_CONTAINER: piv_capability_container(card_id, applications),
         ObjectTag.CHUID: CHUID(fasc_n(), bytes(guid), _CHUID_EXPIRATION).to_bytes(),
     }
 
@@ -757,7 +765,7 @@ class CardStore:
                 slots[reference] = SlotKey(slot.key)
         objects = {
             tag: content
-            for tag, content in stable_piv_objects(profile.card_id).items()
+            for tag, content in stable_piv_objects(profile.card_id, profile.applications).items()
             if tag not in deleted
         }
         objects |= {tag: content for tag, content in kept.objects.items() if content is not None}

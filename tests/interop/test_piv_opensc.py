@@ -124,8 +124,16 @@ def test_rsa_decryption_on_the_key_management_key(rsa_card: RSACard) -> None:
 
 
 def test_pkcs11_tool_test_passes(rsa_card: RSACard) -> None:
-    out = rsa_card.card.run("pkcs11-tool", "--login", "--pin", PIN, "--test").stdout
-    assert "No errors" in out
+    result = rsa_card.card.run("pkcs11-tool", "--login", "--pin", PIN, "--test")
+    out = result.stdout
+    if rsa_card.store.load_profile().applications.cac:
+        # The CCC of a cac+piv card names a CAC PKI applet, so OpenSC takes it for a dual
+        # CAC/PIV card, to which it gives no random numbers (OpenSC, card-piv.c, piv_init:
+        # CI_NO_RANDOM): that is the one error.
+        assert "1 errors" in out
+        assert "C_GenerateRandom" in result.stderr
+    else:
+        assert "No errors" in out
     for line in ("RSA-X-509: OK", "SHA256-RSA-PKCS: OK", "RSA-PKCS-OAEP"):
         assert line in out
 
