@@ -22,6 +22,7 @@ import functools
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from logging import DEBUG
 from types import MappingProxyType, TracebackType
 from typing import Final
 
@@ -281,14 +282,15 @@ class _Session:
     async def _handle(self, event: USBIPServerEvent) -> None:
         match event:
             case URBSubmitted(submit):
-                self._log.debug(
-                    "usbip.urb",
-                    seqnum=submit.seqnum,
-                    ep=submit.ep,
-                    direction=submit.direction.name,
-                    length=submit.transfer_buffer_length,
-                    setup=submit.setup.hex() if submit.ep == 0 else None,
-                )
+                if self._log.is_enabled_for(DEBUG):  # its fields cost more than the check
+                    self._log.debug(
+                        "usbip.urb",
+                        seqnum=submit.seqnum,
+                        ep=submit.ep,
+                        direction=submit.direction.name,
+                        length=submit.transfer_buffer_length,
+                        setup=submit.setup.hex() if submit.ep == 0 else None,
+                    )
                 name = f"usbip-urb-{submit.seqnum}"
                 task = start(self._run(submit), eager=self._inline, name=name, loop=self._loop)
                 if task is not None:
@@ -339,12 +341,13 @@ class _Session:
         # No await between the device's return and complete(): an unlink read in between
         # would cancel a URB whose data the device has already handed over.
         if self._conn.complete(submit.seqnum, status=status, data=data, actual_length=accepted):
-            self._log.debug(
-                "usbip.ret_submit",
-                seqnum=submit.seqnum,
-                status=status,
-                actual_length=len(data) if submit.direction == Direction.IN else accepted,
-            )
+            if self._log.is_enabled_for(DEBUG):
+                self._log.debug(
+                    "usbip.ret_submit",
+                    seqnum=submit.seqnum,
+                    status=status,
+                    actual_length=len(data) if submit.direction == Direction.IN else accepted,
+                )
             # One write per RET_SUBMIT, as Linux's stub sends them: tshark 4.0's usbip dissector
             # loses the message boundaries when one TCP segment holds several RET_SUBMITs
             # with data (tests/interop/test_tshark_usbip.py).

@@ -7,6 +7,7 @@ import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from logging import DEBUG
 from ssl import SSLContext
 from types import MappingProxyType, TracebackType
 from typing import Protocol
@@ -229,7 +230,9 @@ class ClientReader:
 
     async def _answer(self, apdu: bytes) -> None:
         log = self._log
-        log.debug("vscard.apdu", reader_id=self.reader_id, command=command_trace(apdu))
+        debug = log.is_enabled_for(DEBUG)  # the traces cost more than the check
+        if debug:
+            log.debug("vscard.apdu", reader_id=self.reader_id, command=command_trace(apdu))
         if self._unreset:
             log.warning("vscard.apdu_refused", reader_id=self.reader_id, reason="reset failed")
             self._conn.send_failure(self.reader_id, ErrorCode.GENERAL_ERROR)
@@ -240,7 +243,10 @@ class ClientReader:
             log.warning("vscard.apdu_failed", reader_id=self.reader_id, error=repr(error))
             self._conn.send_failure(self.reader_id, ErrorCode.GENERAL_ERROR)
         else:
-            log.debug("vscard.apdu", reader_id=self.reader_id, response=response_trace(response))
+            if debug:
+                log.debug(
+                    "vscard.apdu", reader_id=self.reader_id, response=response_trace(response)
+                )
             self._conn.send_response(self.reader_id, response)
 
 

@@ -9,6 +9,7 @@ import errno
 import functools
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from logging import DEBUG
 from ssl import SSLContext
 from types import TracebackType
 
@@ -187,10 +188,15 @@ class Session:
             self._conn.send_apdu(reader_id, apdu)
             future: asyncio.Future[bytes] = self._loop.create_future()
             self._apdus[reader_id] = future
-            self._log.debug("vscard.apdu", reader_id=reader_id, command=command_trace(apdu))
+            debug = self._log.is_enabled_for(DEBUG)  # the traces cost more than the check
+            if debug:
+                self._log.debug("vscard.apdu", reader_id=reader_id, command=command_trace(apdu))
             await self._flush()
             response = await future
-            self._log.debug("vscard.apdu", reader_id=reader_id, response=response_trace(response))
+            if debug:
+                self._log.debug(
+                    "vscard.apdu", reader_id=reader_id, response=response_trace(response)
+                )
             return response
 
     async def flush(self, reader_id: int) -> None:
