@@ -7,7 +7,9 @@ The event loop's waits are split in two: a **wake-up** is an ``epoll_wait`` that
 timeout (the loop had callbacks ready: another hop through the loop before the answer). Every
 other call is counted by name (``sendto``/``write`` for writes, ``recvfrom``/``read`` for
 reads). strace slows every call down, so the round trip time it prints is not the chain's:
-``bench_chain`` is.
+``bench_chain`` is. Before tracing, as many untraced round trips give each process's exact CPU
+time per round trip (``/proc/PID/task/*/schedstat``) and its blocking waits (voluntary context
+switches): figures that other load on the machine hardly moves, unlike latencies.
 
 Run: ``python -m benchmarks.profile_chain [--count 2000] [--loop asyncio|uvloop|both]
 [--cpu 1]`` (needs ``strace`` and the right to trace one's own children).
@@ -113,9 +115,27 @@ async def traced(pid: int, out: Path) -> AsyncIterator[None]:
         await process.communicate()
 
 
-async def profile(count: int, loop: LoopName) -> tuple[list[Counts], float]:
-    """Counts for ccid-passthru and vscclient over ``count`` round trips (after a warm-up),
-    and the traced round trips' mean in microseconds."""
+def usage(pid: int) -> tuple[int, int]:
+    """CPU nanoseconds (every thread, from the scheduler: exact, unlike /proc/PID/stat's
+    ticks) and voluntary context switches (each a wait that blocked) of process ``pid``."""
+    cpu_ns = switches = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        cpu_ns += int((task / "schedstat").read_text().split()[0])
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                switches += int(line.split()[1])
+    return cpu_ns, switches
+
+
+#: Per process, untraced: CPU microseconds and blocking waits per round trip.
+Untraced = dict[str, tuple[float, float]]
+
+
+async def profile(count: int, loop: LoopName) -> tuple[list[Counts], float, Untraced]:
+    """Counts for ccid-passthru and vscclient over ``count`` traced round trips (after a
+    warm-up and ``count`` untraced ones), the traced round trips' mean in microseconds, and
+    the untraced ones' CPU time and blocking waits per round trip."""
+    untraced: Untraced = {}
     from tests.daemons.passthru_process import running_passthru
     from tests.interop.guest.nssdb import make_nssdb
     from tests.interop.libcacard.vscclient import soft_card_args
@@ -134,6 +154,13 @@ async def profile(count: int, loop: LoopName) -> tuple[list[Counts], float]:
             for _ in range(max(200, count // 10)):  # warm up
                 await reader.transmit()
             pids = {"ccid-passthru": passthru.pid, "vscclient": vscclient.process.pid}
+            # Untraced first: CPU time and blocking waits, exact, whatever else the machine runs.
+            before = {name: usage(pid) for name, pid in pids.items()}
+            for _ in range(count):
+                await reader.transmit()
+            for name, pid in pids.items():
+                cpu_ns, switches = (a - b for a, b in zip(usage(pid), before[name], strict=True))
+                untraced[name] = (cpu_ns / count / 1000, switches / count)
             outs = {name: Path(work) / f"{name}.strace" for name in pids}
             keep = os.environ.get("PROFILE_CHAIN_KEEP")
             async with contextlib.AsyncExitStack() as tracing:
@@ -148,10 +175,13 @@ async def profile(count: int, loop: LoopName) -> tuple[list[Counts], float]:
             if keep:  # the raw traces, to read
                 for name, out in outs.items():
                     out.rename(Path(keep) / f"{loop}-{name}.strace")
-    return counts, elapsed / count * 1e6
+    return counts, elapsed / count * 1e6, untraced
 
 
-def print_counts(counts: list[Counts], loop: LoopName, mean_us: float) -> None:
+def print_counts(counts: list[Counts], loop: LoopName, mean_us: float, untraced: Untraced) -> None:
+    print(f"{loop}, untraced: CPU us and blocking waits (voluntary switches) per round trip")
+    for name, (cpu_us, switches) in untraced.items():
+        print(f"  {name:16} {cpu_us:8.1f} us {switches:6.2f} waits")
     print(f"{loop}: system calls per APDU round trip (traced mean {mean_us:.0f} us)")
     names = sorted(
         {name for c in counts for name in c.calls},
@@ -181,8 +211,8 @@ def main() -> None:
         if loop == "uvloop" and not uvloop_available():
             print("uvloop is not installed: skipped")
             continue
-        counts, mean_us = run(profile(args.count, loop), loop)
-        print_counts(counts, loop, mean_us)
+        counts, mean_us, untraced = run(profile(args.count, loop), loop)
+        print_counts(counts, loop, mean_us, untraced)
 
 
 if __name__ == "__main__":
