@@ -25,6 +25,10 @@ host (QEMU's chardev, or ``ccid-passthru``'s VSCard port) with ``--delay`` ms ea
 has no such link. The proxy also decodes the VSCard stream, so each WAN run counts the login's
 APDUs, its GET RESPONSEs (INS C0) and the ``61xx`` answers that cost them.
 
+Over the WAN a login takes about its loopback time plus one round trip per APDU; a run that
+measured a over the WAN and c-t1 both ways says in its notes how many APDUs that model lets a
+c-t1 login take within the target.
+
 ``--trace DIR`` writes each login's exchanges, one line each (the login step, the command and
 the response in hex), to ``DIR/MODE-PATH-ROUND.txt``: what to read when asking where a
 login's round trips go. (On loopback, tracing puts a proxy without delay in the link.)
@@ -481,6 +485,8 @@ def section(
                 ],
             }
     result.series = series
+    if (budget := apdu_budget(series, delay)) is not None:
+        result.notes.append(budget)
     result.notes.append(
         f"load average {load[0]:.2f} at start, {load[1]:.2f} at the end (1 min; 2-core machine)"
     )
@@ -488,6 +494,35 @@ def section(
     if failures:
         result.notes.append(f"failed runs, left out: {', '.join(failures)}")
     return result
+
+
+#: The path the WAN target is judged on (the default card through ccid-passthru).
+TARGET_PATH = "c-t1"
+
+
+def apdu_budget(series: dict[str, dict[str, object]], delay: float) -> str | None:
+    """How many APDUs a :data:`TARGET_PATH` login may take to meet :data:`WAN_TARGET`, by the
+    model that a WAN login takes its loopback time plus one round trip per APDU; None unless
+    the run measured the reference over the WAN and the path on loopback and over the WAN."""
+    reference = series.get(f"wan {REFERENCE}")
+    loopback = series.get(f"loopback {TARGET_PATH}")
+    wan = series.get(f"wan {TARGET_PATH}")
+    if reference is None or loopback is None or wan is None:
+        return None
+    apdus = wan["apdus"]
+    if not isinstance(apdus, list) or not apdus:
+        return None
+    reference_s, loopback_s = reference["median_s"], loopback["median_s"]
+    assert isinstance(reference_s, float)
+    assert isinstance(loopback_s, float)
+    round_trip = 2 * delay
+    allowed = (WAN_TARGET * reference_s - loopback_s) / round_trip
+    return (
+        f"{TARGET_PATH} meets the WAN target with at most {max(allowed, 0):.0f} APDUs per login "
+        f"(model: WAN time = loopback time + APDUs x {round_trip * 1000:g} ms; "
+        f"{WAN_TARGET:g} x {reference_s:.2f} s - {loopback_s:.2f} s); it sent "
+        f"{apdus[0]['commands']}"
+    )
 
 
 def run_login(

@@ -132,3 +132,19 @@ def test_one_login_through_ccid_passthru_over_the_delay_proxy(
     (apdus,) = row["apdus"]
     assert apdus["commands"] > 0
     assert apdus["by_ins"]["A4"] > 0  # OpenSC selects the applications
+
+
+def test_the_report_says_how_many_apdus_the_target_allows_by_the_round_trip_model() -> None:
+    runs = [
+        run("a", "wan", 20.0),
+        run("c-t1", "loopback", 4.0),
+        run("c-t1", "wan", 15.0),
+    ]
+    notes = section(runs, 0.025, (1.0, 1.0)).notes
+    # 0.5 x 20 s - 4 s leaves 6 s, 120 round trips of 50 ms; the run() logins sent 300.
+    assert any(
+        note.startswith("c-t1 meets the WAN target with at most 120 APDUs") for note in notes
+    )
+    assert any(note.endswith("it sent 300") for note in notes)
+    without_loopback = section([run("a", "wan", 20.0), run("c-t1", "wan", 15.0)], 0.025, (1, 1))
+    assert not any("meets the WAN target" in note for note in without_loopback.notes)
