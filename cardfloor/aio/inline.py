@@ -52,6 +52,7 @@ class InlineReading(asyncio.StreamReaderProtocol):
         # True while the reading task waits in read() with nothing buffered: only then may a
         # handler run inline, after every byte that came before.
         self._parked = False
+        self._size = 0  # read()'s
         self._busy: asyncio.Task[None] | None = None
 
     def data_received(self, data: bytes) -> None:
@@ -61,6 +62,13 @@ class InlineReading(asyncio.StreamReaderProtocol):
             self._parked = False
             super().data_received(data)
             return
+        if len(data) > self._size:
+            # A handler gets no more than the reading task would have read (its size): what
+            # its connection buffers stays bounded as before. The rest waits in the
+            # StreamReader, and the reading task takes it after the handler is done.
+            self._parked = False
+            super().data_received(data[self._size :])
+            data = data[: self._size]
         try:
             task = start_eagerly(handler(data))
         except Exception as error:
@@ -97,11 +105,12 @@ class InlineReading(asyncio.StreamReaderProtocol):
 
     async def read(self, size: int, handler: Handler) -> bytes:
         """The next bytes (at most ``size``) that ``handler`` did not take, b"" at EOF; while
-        waiting, bytes that arrive go to ``handler`` (see the module)."""
+        waiting, bytes that arrive go to ``handler`` (see the module), ``size`` at a time."""
         reader = self._reader()
         if reader is None:
             raise RuntimeError("InlineReading.read: its StreamReader is gone")
         self._handler = handler
+        self._size = size
         self._parked = True
         try:
             data = await reader.read(size)

@@ -135,3 +135,26 @@ async def test_cancelling_the_reading_task_cancels_a_waiting_handler() -> None:
         with pytest.raises(asyncio.CancelledError):
             await reading
         await cancelled.wait()
+
+
+async def test_a_handler_gets_at_most_the_read_size_and_the_rest_follows_in_order() -> None:
+    pieces: list[bytes] = []  # whoever took them: the handler inline, or the reading task
+
+    async def handler(data: bytes) -> None:
+        pieces.append(data)
+
+    async with pair() as (protocol, peer):
+
+        async def read_all() -> None:
+            while data := await protocol.read(100, handler):
+                pieces.append(data)
+
+        reading = asyncio.create_task(read_all())
+        await until(lambda: protocol._parked)
+        payload = bytes(range(250)) * 40  # most likely one transport read
+        peer.write(payload)
+        await peer.drain()
+        peer.close()
+        await reading
+    assert b"".join(pieces) == payload
+    assert max(len(piece) for piece in pieces) <= 100
