@@ -10,10 +10,10 @@ uvloop when it is installed. The chain comparison runs pinned to one CPU (``--cp
 pcscd and is not part of this run (``python -m benchmarks.bench_vpcd``). The guest-login
 benchmark boots QEMU guests (minutes) and runs only with ``--guest``.
 
-With ``--compiled`` the codec, chain and scale benchmarks run on both builds in the same run,
-one after the other for each loop: pure Python (this checkout) and the compiled build (a wheel
-from ``scripts/build-compiled``, installed into its own venv, ``.cache/compiled/venv``; or
-``--compiled-python PY``, an interpreter that has it installed already). The compiled side runs
+With ``--compiled`` the codec, card, PIV, chain and scale benchmarks run on both builds in the
+same run, one after the other for each loop: pure Python (this checkout) and the compiled build
+(a wheel from ``scripts/build-compiled``, installed into its own venv, ``.cache/compiled/venv``;
+or ``--compiled-python PY``, an interpreter that has it installed already). The compiled side runs
 in processes that import the installed packages, with only ``benchmarks`` and ``tests`` taken
 from this checkout; they refuse to measure when ``ccid.codec`` is not a compiled module.
 
@@ -66,7 +66,9 @@ def pinned(cpu: int | None, measure: Callable[[], Section]) -> Section:
 
 
 #: The benchmarks ``--compiled`` measures on both builds.
-Dual = Literal["codec", "chain", "scale"]
+Dual = Literal["codec", "card", "piv", "chain", "scale"]
+#: Those of them that run once, not per event loop.
+LOOPLESS: tuple[Dual, ...] = ("codec", "card", "piv")
 #: The builds' labels, in section names and in :attr:`Figure.build`.
 PURE = "pure Python"
 COMPILED = "compiled"
@@ -77,8 +79,13 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 
 def measure_dual(kind: Dual, loop: LoopName, quick: bool) -> Section:
     """One run of a benchmark measured on both builds, in this process's build (unpinned)."""
+    seconds = 0.3 if quick else 1.0
     if kind == "codec":
-        return run_codec((0.3 if quick else 1.0) / 2)
+        return run_codec(seconds / 2)
+    if kind == "card":
+        return run_card(seconds)
+    if kind == "piv":
+        return run_piv(seconds)
     count = 800 if quick else 4000
     if kind == "chain":
         return run_chain(count, 8, loop)
@@ -193,18 +200,15 @@ def run_everything(
                 return labelled(compiled.measure(kind, loop, quick), build)
             return labelled(measure_dual(kind, loop, quick), build)
 
-        return pinned(cpu, one) if kind == "chain" else one()
+        return one() if kind in ("codec", "scale") else pinned(cpu, one)
 
     builds = [PURE] if compiled is None else [PURE, COMPILED]
     steps: list[tuple[str, Callable[[], Section]]] = [
-        (f"codec {b}" if compiled else "codec", functools.partial(dual, "codec", "asyncio", b))
+        (f"{kind} {b}" if compiled else kind, functools.partial(dual, kind, "asyncio", b))
+        for kind in LOOPLESS
         for b in builds
     ]
-    steps += [
-        ("rsa", lambda: pinned(cpu, lambda: run_rsa(seconds))),
-        ("card", lambda: pinned(cpu, lambda: run_card(seconds))),
-        ("piv", lambda: pinned(cpu, lambda: run_piv(seconds))),
-    ]
+    steps.insert(len(builds), ("rsa", lambda: pinned(cpu, lambda: run_rsa(seconds))))
     count = 800 if quick else 4000
 
     def usbip(loop: LoopName) -> Section:
@@ -216,7 +220,7 @@ def run_everything(
     for loop in loops:
         steps.append((f"usbip {loop}", functools.partial(usbip, loop)))
     for kind in get_args(Dual):
-        if kind == "codec":
+        if kind in LOOPLESS:
             continue
         for loop in loops:
             for build in builds:
@@ -487,8 +491,8 @@ def main() -> None:
     parser.add_argument(
         "--compiled",
         action="store_true",
-        help="also run the codec, chain and scale benchmarks on the compiled build: a wheel "
-        "from scripts/build-compiled (built now: a few minutes) installed into "
+        help="also run the codec, card, PIV, chain and scale benchmarks on the compiled build: "
+        "a wheel from scripts/build-compiled (built now: a few minutes) installed into "
         "--compiled-venv",
     )
     parser.add_argument(
