@@ -2,8 +2,15 @@
 
 It only moves bytes and time: ep0 requests go to :class:`~ccid.control.ControlPipe`, bulk-OUT
 bytes to :class:`~ccid.reader.CCIDReader`; IN transfers wait (parked, never answered empty) until
-the reader has a message for them; the card's ``transmit`` runs as a task, and a loop timer
-calls the reader when a time extension is due.
+the reader has a message for them; a loop timer calls the reader when a time extension is due.
+
+The card's ``transmit`` starts inline, in the bulk OUT that completed its XfrBlock
+(:func:`~cardfloor.aio.eager.start_eagerly`), and becomes a task only if it has to wait: an
+emulated card answers before the OUT transfer returns (no task, no loop turn), a remote card has
+the APDU on its way before the OUT's completion is sent. Either way the answer is only queued
+for bulk IN, so the host still sees the OUT complete first. A card whose ``transmit`` uses
+:func:`asyncio.current_task` before its first wait (``asyncio.timeout``) must say so with a
+class attribute ``start_inline = False``; its ``transmit`` then runs as a task from the start.
 
 Every IN transfer takes its bytes from the reader in the same step that returns them, with no
 await in between, so an IN transfer cancelled by CMD_UNLINK never loses data.
@@ -15,6 +22,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import ClassVar
 
+from cardfloor.aio.eager import start
 from cardfloor.log import get_logger
 
 from .card import ICC
@@ -46,6 +54,10 @@ class CCIDDevice:
         self._reader = CCIDReader(self.config)
         self._control = ControlPipe(self.descriptors, self._reader)
         self._card: ICC | None = None
+        self._card_inline = True  # the card's start_inline (see the module)
+        # Kept from the first call on the loop: under Python 3.11 each
+        # asyncio.get_running_loop() is a getpid() system call, and there were three per APDU.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._transmits: dict[int, asyncio.Task[None]] = {}
         self._bulk_in_ready = asyncio.Event()
         self._interrupt_ready = asyncio.Event()
@@ -77,6 +89,7 @@ class CCIDDevice:
         """
         events = self._reader.insert_card(card.atr)
         self._card = card
+        self._card_inline = getattr(card, "start_inline", True) is not False
         self._sync(events)
 
     def remove_card(self) -> None:
@@ -134,7 +147,7 @@ class CCIDDevice:
         raise Stall(f"no IN endpoint 0x{endpoint:02X}")
 
     async def transfer_out(self, endpoint: int, data: bytes) -> int:
-        """Bulk-OUT bytes, accepted whole at once (the card works on them in a task).
+        """Bulk-OUT bytes, accepted whole at once (the card starts on an APDU before this returns).
 
         A header announcing a message over dwMaxCCIDMessageLength stalls the transfer.
         """
@@ -142,7 +155,7 @@ class CCIDDevice:
             raise Stall(f"no OUT endpoint 0x{endpoint:02X}")
         reader = self._reader
         try:
-            events = reader.receive_bulk_out(data, asyncio.get_running_loop().time())
+            events = reader.receive_bulk_out(data, self._running_loop().time())
         except CCIDRemoteProtocolError as error:
             # The reader dropped the bytes; the next transfer starts a new message.
             self._sync()
@@ -161,6 +174,12 @@ class CCIDDevice:
 
     # -- internals ------------------------------------------------------------------------
 
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
     def _sync(self, events: Iterable[CCIDReaderEvent] = ()) -> None:
         """Act on the events a reader input returned; wake parked IN transfers; set the timer."""
         reader = self._reader
@@ -169,9 +188,15 @@ class CCIDDevice:
                 case APDURequested(request, apdu):
                     card = self._card
                     assert card is not None, "the reader sends APDUs only to a present card"
-                    self._transmits[request] = asyncio.get_running_loop().create_task(
-                        self._transmit(card, request, apdu), name=f"ccid-transmit-{request}"
+                    # Inline, the card may answer here (a nested _sync queues the answer).
+                    task = start(
+                        self._transmit(card, request, apdu),
+                        eager=self._card_inline,
+                        name=f"ccid-transmit-{request}",
+                        loop=self._running_loop(),
                     )
+                    if task is not None:
+                        self._transmits[request] = task
                 case APDUCancelled(request):
                     task = self._transmits.pop(request, None)
                     if task is not None:
@@ -210,7 +235,7 @@ class CCIDDevice:
             return
         self._cancel_timer()
         self._timer_deadline = deadline
-        self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+        self._timer = self._running_loop().call_at(deadline, self._on_timer)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -221,7 +246,7 @@ class CCIDDevice:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_deadline = 0.0
-        self._sync(self._reader.handle_timer(asyncio.get_running_loop().time()))
+        self._sync(self._reader.handle_timer(self._running_loop().time()))
 
 
 def _set(event: asyncio.Event, value: bool) -> None:

@@ -1,6 +1,7 @@
 """The asyncio device, driven the way the USB/IP server drives it: IN transfers parked until
 data exists and never answered with more than asked, OUT transfers accepted whole, cancelled
-IN transfers losing nothing, the card's work running as a task with time extensions."""
+IN transfers losing nothing, the card's work started inline (a task once it waits) with time
+extensions."""
 
 from __future__ import annotations
 
@@ -313,3 +314,39 @@ async def test_aclose_stops_the_card_work() -> None:
     await run_ready_tasks()
     await device.aclose()
     assert card.cancelled
+
+
+async def test_a_card_that_answers_at_once_has_its_answer_queued_before_the_out_returns() -> None:
+    device = make_device()
+    card = await powered(device, MemoryCard(respond=lambda apdu: b"\x01" + OK))
+    await send(device, PC_to_RDR_XfrBlock(0, 2, SELECT))
+    # No task and no loop turn between the XfrBlock and its answer.
+    assert device.reader.bulk_in_pending
+    assert list(card.apdus) == [SELECT]
+    assert await receive(device) == RDR_to_PC_DataBlock(0, 2, ACTIVE, abData=b"\x01" + OK)
+
+
+class TaskBoundCard(MemoryCard):
+    """A card whose transmit needs a task of its own from the start (asyncio.timeout)."""
+
+    start_inline = False
+
+    def __init__(self) -> None:
+        super().__init__(respond=self._answer)
+        self.in_a_task = False
+
+    async def _answer(self, apdu: bytes) -> bytes:
+        async with asyncio.timeout(10):  # needs asyncio.current_task()
+            self.in_a_task = asyncio.current_task() is not None
+            await asyncio.sleep(0)
+            return OK
+
+
+async def test_a_card_that_says_it_needs_a_task_gets_one() -> None:
+    device = make_device()
+    card = await powered(device, TaskBoundCard())
+    assert isinstance(card, TaskBoundCard)
+    await send(device, PC_to_RDR_XfrBlock(0, 3, SELECT))
+    assert not card.apdus  # not started inline
+    assert await receive(device) == RDR_to_PC_DataBlock(0, 3, ACTIVE, abData=OK)
+    assert card.in_a_task

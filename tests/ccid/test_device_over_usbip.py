@@ -139,3 +139,26 @@ async def test_a_new_import_finds_no_answer_left_from_the_last_one(
         0, 2, ICCStatus.NOT_PRESENT
     )
     await second.close()
+
+
+async def test_the_out_urb_completes_before_the_parked_in_urb_that_gets_its_answer(
+    exported: tuple[CCIDDevice, USBIPServer],
+) -> None:
+    # The card answers inside the bulk OUT (its transmit starts inline), yet the host must see
+    # the OUT complete first, as from a real reader.
+    device, server = exported
+    client = await attach(server)
+    device.insert_card(MemoryCard(respond=lambda apdu: b"\x2a" + OK))
+    await exchange(client, PC_to_RDR_IccPowerOn(0, 1), 43)
+    order: list[str] = []
+    parked = client.submit_in(BULK_IN, 65556)
+    out = client.submit_out(BULK_OUT, encode(PC_to_RDR_XfrBlock(0, 2, b"\x00\xb0\x00\x00\x01")))
+    waits = []
+    for name, urb in (("in", parked), ("out", out)):
+        wait = asyncio.create_task(urb.result())
+        wait.add_done_callback(lambda _, name=name: order.append(name))  # type: ignore[misc]
+        waits.append(wait)
+    ret_in, _ = await asyncio.gather(*waits)
+    assert order == ["out", "in"]
+    assert decode_response(ret_in.data) == RDR_to_PC_DataBlock(0, 2, ACTIVE, abData=b"\x2a" + OK)
+    await client.close()
