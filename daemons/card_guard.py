@@ -88,9 +88,9 @@ from __future__ import annotations
 
 import enum
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import structlog
 
@@ -155,11 +155,12 @@ class ApduPolicy:
 
     instructions: frozenset[int] = frozenset()
     aids: frozenset[bytes] = frozenset()
+    restricts: bool = field(init=False, repr=False, compare=False)
+    """Whether the policy refuses anything: only then does the guard follow ENVELOPEs for it.
+    (An attribute, not a property: the guard reads it on every APDU.)"""
 
-    @property
-    def restricts(self) -> bool:
-        """Whether the policy refuses anything: only then does the guard follow ENVELOPEs for it."""
-        return bool(self.instructions or self.aids)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "restricts", bool(self.instructions or self.aids))
 
     def refusal(self, apdu: bytes) -> bytes | None:
         """The status word to answer instead of forwarding ``apdu``, or None to forward it.
@@ -473,6 +474,17 @@ class _CardMemory:
             self.pending = None
 
 
+class _Recent:
+    """The card a guard last served and its memory: a guard serves one card APDU after APDU,
+    and finding it in the weak dictionary costs more than the rest of a plain command's check."""
+
+    __slots__ = ("card", "memory")
+
+    def __init__(self) -> None:
+        self.card: weakref.ref[LocalCard] | None = None
+        self.memory = _CardMemory()
+
+
 @dataclass(frozen=True)
 class CardGuard:
     """Stands between the host and a card: the PIN guard (``keep`` tries; 0 disables it) and
@@ -483,21 +495,43 @@ class CardGuard:
     _memory: weakref.WeakKeyDictionary[LocalCard, _CardMemory] = field(
         default_factory=weakref.WeakKeyDictionary, init=False, repr=False, compare=False
     )
+    _recent: _Recent = field(
+        default_factory=lambda: _Recent(), init=False, repr=False, compare=False
+    )
 
     def forget(self, card: LocalCard) -> None:
         """``card`` was reset: a chain, an ENVELOPE sequence or an attempt in flight ended on it,
         and another application may be selected now, so what the guard learned of its counters
         may not apply any more. It starts over and asks the card again, as after a SELECT."""
         self._memory.pop(card, None)
+        self._recent.card = None
 
-    async def transmit(self, card: LocalCard, apdu: bytes) -> bytes:
-        """Forward ``apdu`` to ``card``, unless the policy or the PIN guard answers it."""
-        refusal = self.policy.refusal(apdu)
-        if refusal is not None:
-            log.warning("vscclient.apdu_refused", ins=_hex(instruction(apdu)), sw=refusal.hex())
-            return refusal
-        if not self.keep and not self.policy.restricts:
-            return await card.transmit(apdu)
+    def _memory_of(self, card: LocalCard) -> _CardMemory:
+        """What the guard learned of ``card`` (new memory for a card it does not know)."""
+        recent = self._recent
+        if recent.card is not None and recent.card() is card:
+            return recent.memory
+        memory = self._memory.get(card)
+        if memory is None:
+            memory = self._memory[card] = _CardMemory()
+        recent.card, recent.memory = weakref.ref(card), memory
+        return memory
+
+    def transmit(self, card: LocalCard, apdu: bytes) -> Coroutine[Any, Any, bytes]:
+        """Forward ``apdu`` to ``card``, unless the policy or the PIN guard answers it.
+
+        It is on every APDU's path, so it judges at the call and returns the card's own
+        ``transmit`` for a command it lets through as it is: no coroutine of the guard's, and
+        each check at most once, around the card's work.
+        """
+        policy = self.policy
+        if policy.restricts:
+            refusal = policy.refusal(apdu)
+            if refusal is not None:
+                log.warning("vscclient.apdu_refused", ins=_hex(instruction(apdu)), sw=refusal.hex())
+                return _answer(refusal)
+        elif not self.keep:
+            return card.transmit(apdu)
         ins = instruction(apdu)
         if self.keep and ins == INS_ENVELOPE_ODD:
             log.warning(
@@ -505,34 +539,32 @@ class CardGuard:
                 ins="c3",
                 action="BER-TLV ENVELOPE answered 6d00: the guard does not read its data",
             )
-            return SW_INS_NOT_SUPPORTED
-        memory = self._memory.get(card)
-        if memory is None:
-            memory = self._memory[card] = _CardMemory()
+            return _answer(SW_INS_NOT_SUPPORTED)
+        memory = self._memory_of(card)
         if ins == INS_ENVELOPE:
             memory.chain = None  # another command: it ends a chain on the card
-            return await self._envelope(card, memory, apdu)
+            return self._envelope(card, memory, apdu)
         # Another command ends the host's ENVELOPE sequence.
         memory.pin_envelopes.refusing = memory.policy_envelopes.refusing = None
         if not self.keep:
-            return await card.transmit(apdu)
+            return card.transmit(apdu)
         try:
             attempt = pin_attempt(apdu)
         except APDUFormatError as error:
             log.warning(
                 "vscclient.pin_guard",
-                ins=_hex(instruction(apdu)),
+                ins=_hex(ins),
                 field=error.field,
                 value=error.value,
                 action="malformed PIN command answered 6700 without reaching the card",
             )
-            return SW_WRONG_LENGTH
+            return _answer(SW_WRONG_LENGTH)
         if attempt is None:
             memory.chain = None  # any other command ends a chain on the card
-            if instruction(apdu) in _FORGETTING_INSTRUCTIONS:
+            if ins in _FORGETTING_INSTRUCTIONS:
                 memory.counts.clear()
-            return await card.transmit(apdu)
-        return await self._attempt(card, memory, apdu, attempt)
+            return card.transmit(apdu)
+        return self._attempt(card, memory, apdu, attempt)
 
     async def _attempt(
         self, card: LocalCard, memory: _CardMemory, apdu: bytes, attempt: PinAttempt
@@ -695,6 +727,11 @@ class CardGuard:
             action=action,
         )
         return SW_BLOCKED
+
+
+async def _answer(status: bytes) -> bytes:
+    """The guard's own answer, as an awaitable like the card's."""
+    return status
 
 
 def _hex(value: int | None) -> str | None:

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import structlog
 
@@ -60,11 +61,13 @@ class LocalReader:
         """Whether a card is in the reader."""
         return self.inserted and self.card is not None
 
-    async def transmit(self, apdu: bytes) -> bytes:
+    def transmit(self, apdu: bytes) -> Coroutine[Any, Any, bytes]:
+        """What the guard makes of ``apdu`` (the card's own ``transmit`` when it lets it through:
+        no coroutine of ours on every APDU's path). Raises :class:`NoCardInReaderError` here."""
         card = self.card
         if card is None or not self.inserted:
             raise NoCardInReaderError(self.name)
-        return await self.guard.transmit(card, apdu)
+        return self.guard.transmit(card, apdu)
 
     async def cold_reset(self, protocol: int | None = None) -> bool:
         """Power the card off and on: the host's reader did, and runs ``protocol`` with it, or
@@ -259,12 +262,14 @@ class HostMirror:
         for reader in self.readers:
             reader.remote = None
 
-    async def _transmit(self, announced: LocalReader, apdu: bytes) -> bytes:
+    def _transmit(self, announced: LocalReader, apdu: bytes) -> Coroutine[Any, Any, bytes]:
         # On a host that holds one reader, its reader shows whichever local one is served.
+        # (The vscard client calls this inside its try: what it raises here is the card's
+        # failure as much as what the coroutine raises.)
         reader = announced if self._slot is None else self.served
         if reader is None:
             raise NoCardInReaderError("(no reader)")
-        return await reader.transmit(apdu)
+        return reader.transmit(apdu)
 
     def _target(self, announced: LocalReader) -> LocalReader | None:
         # On a host that holds one reader, its reader shows whichever local one is served.
