@@ -12,7 +12,10 @@ these deliberate differences:
   the card runs T=1 (:attr:`Card.protocol`), a command without Le gets its data at once, as a
   T=1 card answers (yubico-piv-tool's SELECT has no Le and wants ``9000``: yubico-piv-tool,
   ``lib/ykpiv.c``, ``_ykpiv_select_application``), up to 256 bytes (65,536 for an extended
-  command); data longer than that, or than a present Le, still go through ``61xx``.
+  command). Data longer than that, or than a present Le, come as their first Ne bytes with
+  ``61xx`` for the rest (response chaining, as PIV cards answer under T=1): OpenSC appends
+  what GET RESPONSE brings to what came (``apdu.c``, ``sc_get_response``) and sends none once
+  its buffer is full, so its PIV driver's 8-byte length probe of an object is one exchange.
 - A SELECT of an AID the card lacks leaves no applet selected, as on libcacard, unless the
   card is built with ``selection_survives_miss`` (a card with PIV): then the selection stays,
   as ISO/IEC 7816-4 has it and as PIV tools expect after probing an AID (yubico-piv-tool probes
@@ -259,6 +262,10 @@ class Card:
         if command.le is None and self.protocol == 1:
             limit = EXTENDED_MAX if command.extended else SHORT_MAX
         if answer.sw == StatusWord.SUCCESS and len(answer.data) > limit:
+            if self.protocol == 1:
+                # T=1 carries data and 61xx together (T=0's 61xx comes alone).
+                head, self._pending = answer.data[:limit], answer.data[limit:]
+                return Response(bytes_remaining(len(self._pending)), head)
             self._pending = answer.data
             return status(bytes_remaining(len(answer.data)))
         return answer

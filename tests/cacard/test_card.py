@@ -65,13 +65,19 @@ def test_under_t1_a_command_without_le_gets_its_data_at_once() -> None:
         bytes.fromhex("6F 0B 84 07" + CCC_AID + "A5 00"),
         "9000",
     )
-    # A present Le still bounds the answer, and without one a short command takes 256 bytes.
-    assert hexsw(send(card, SELECT_CCC + " 05")) == "610D"
+    # A present Le still bounds the answer, and without one a short command takes 256 bytes:
+    # the first Ne bytes come with 61xx, the rest through GET RESPONSE (response chaining).
+    fci = bytes.fromhex("6F 0B 84 07" + CCC_AID + "A5 00")
+    bounded = send(card, SELECT_CCC + " 05")
+    assert (bounded.data, hexsw(bounded)) == (fci[:5], "6108")
+    rest = send(card, "00 C0 00 00 08")
+    assert (rest.data, hexsw(rest)) == (fci[5:], "9000")
     card = Card([_LongFCI(bytes.fromhex(CCC_AID), "long")], pin_state())
     card.protocol = 1
     long = send(card, SELECT_CCC)
-    assert (long.data, hexsw(long)) == (b"", "6100")
-    assert len(send(card, "00 C0 00 00 00").data) == 256
+    assert (long.data, hexsw(long)) == (bytes(256), "612C")
+    rest = send(card, "00 C0 00 00 00")
+    assert (rest.data, hexsw(rest)) == (bytes(44), "9000")
     card.protocol = 0
     assert hexsw(send(card, SELECT_CCC)) == "6100"  # T=0: all through GET RESPONSE
 
