@@ -19,6 +19,7 @@ await in between, so an IN transfer cancelled by CMD_UNLINK never loses data.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Iterable
 from typing import ClassVar
 
@@ -59,8 +60,10 @@ class CCIDDevice:
         # asyncio.get_running_loop() is a getpid() system call, and there were three per APDU.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transmits: dict[int, asyncio.Task[None]] = {}
-        self._bulk_in_ready = asyncio.Event()
-        self._interrupt_ready = asyncio.Event()
+        # Parked IN transfers, woken when the reader has a message for them (as asyncio.Event
+        # would, without its loop lookup per wait). At most the USB/IP connection's pending URBs.
+        self._bulk_in_waiters: deque[asyncio.Future[None]] = deque()
+        self._interrupt_waiters: deque[asyncio.Future[None]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float = 0.0
 
@@ -134,7 +137,12 @@ class CCIDDevice:
                 if data:
                     self._sync()
                     return data
-                await self._bulk_in_ready.wait()
+                waiter = self._running_loop().create_future()
+                self._bulk_in_waiters.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    self._bulk_in_waiters.remove(waiter)
         if endpoint == INTERRUPT_IN:
             if length < NOTIFY_SLOT_CHANGE_SIZE:
                 raise Stall(f"interrupt IN of {length} bytes cannot hold a NotifySlotChange")
@@ -143,7 +151,12 @@ class CCIDDevice:
                 if message is not None:
                     self._sync()
                     return message
-                await self._interrupt_ready.wait()
+                waiter = self._running_loop().create_future()
+                self._interrupt_waiters.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    self._interrupt_waiters.remove(waiter)
         raise Stall(f"no IN endpoint 0x{endpoint:02X}")
 
     async def transfer_out(self, endpoint: int, data: bytes) -> int:
@@ -208,8 +221,10 @@ class CCIDDevice:
                             self._card.reset()
                         except Exception as error:  # a card's fault must not end the reader
                             log.warning("ccid.card_reset_failed", error=repr(error))
-        _set(self._bulk_in_ready, reader.bulk_in_pending)
-        _set(self._interrupt_ready, reader.interrupt_pending)
+        if reader.bulk_in_pending:
+            _wake(self._bulk_in_waiters)
+        if reader.interrupt_pending:
+            _wake(self._interrupt_waiters)
         self._schedule_timer(reader.get_timer())
 
     async def _transmit(self, card: ICC, request: int, apdu: bytes) -> None:
@@ -249,8 +264,8 @@ class CCIDDevice:
         self._sync(self._reader.handle_timer(self._running_loop().time()))
 
 
-def _set(event: asyncio.Event, value: bool) -> None:
-    if value:
-        event.set()
-    else:
-        event.clear()
+def _wake(waiters: deque[asyncio.Future[None]]) -> None:
+    # Every parked transfer looks again (each takes its waiter out); one finds the message.
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
