@@ -350,3 +350,54 @@ async def test_a_card_that_says_it_needs_a_task_gets_one() -> None:
     assert not card.apdus  # not started inline
     assert await receive(device) == RDR_to_PC_DataBlock(0, 3, ACTIVE, abData=OK)
     assert card.in_a_task
+
+
+class SteppingCard(MemoryCard):
+    """A card that waits on several futures and a bare yield before it answers."""
+
+    def __init__(self) -> None:
+        super().__init__(respond=self._answer)
+        self.gates: list[asyncio.Future[bytes]] = []
+
+    async def _answer(self, apdu: bytes) -> bytes:
+        loop = asyncio.get_running_loop()
+        parts = []
+        for _ in range(2):
+            gate: asyncio.Future[bytes] = loop.create_future()
+            self.gates.append(gate)
+            parts.append(await gate)
+            await asyncio.sleep(0)
+        return b"".join(parts) + OK
+
+
+async def test_a_card_that_waits_several_times_is_resumed_each_time() -> None:
+    device = make_device()
+    card = await powered(device, SteppingCard())
+    assert isinstance(card, SteppingCard)
+    await send(device, PC_to_RDR_XfrBlock(0, 1, SELECT))
+    reading = asyncio.create_task(receive(device))
+    card.gates[0].set_result(b"\x01")  # the first wait began inline, in the bulk OUT
+    await run_ready_tasks()
+    card.gates[1].set_result(b"\x02")
+    assert await reading == RDR_to_PC_DataBlock(0, 1, ACTIVE, abData=b"\x01\x02" + OK)
+
+
+async def test_a_card_removed_once_it_has_answered_but_before_it_resumed_is_cancelled() -> None:
+    device = make_device()
+    card = await powered(device, GatedCard())
+    assert isinstance(card, GatedCard)
+    await send(device, PC_to_RDR_XfrBlock(0, 5, SELECT))
+    card.gate.set_result(OK)
+    device.remove_card()  # in the same loop turn: the card's resumption is due, not run
+    assert await device.transfer_in(BULK_IN, 65556) == bytes.fromhex("80 00000000 00 05 42 FE 00")
+    await run_ready_tasks()
+    assert card.cancelled
+
+
+async def test_aclose_waits_for_the_card_it_stops() -> None:
+    device = make_device()
+    card = await powered(device, GatedCard())
+    assert isinstance(card, GatedCard)
+    await send(device, PC_to_RDR_XfrBlock(0, 1, SELECT))
+    await device.aclose()
+    assert card.cancelled
