@@ -32,6 +32,7 @@ from ccid import CCIDDevice, CCIDReader
 from ccid.configuration import ReaderConfiguration
 from ccid.usbip import DEFAULT_MAX_USBIP_CONNECTIONS, USBIPServer, serve_usbip
 from vscard.asyncio.server import DEFAULT_HANDSHAKE_TIMEOUT
+from vscard.response_chain import ChainHolder, Continue
 from vscard.tls import server_context
 
 from . import event_loop
@@ -92,6 +93,8 @@ class RemoteCard:
         # was last told (None: not yet).
         self._used = True
         self._told: int | None = None
+        # The rest of a 61xx answer the client read ahead (vscard.response_chain).
+        self._chain = ChainHolder()
 
     @property
     def atr(self) -> bytes:
@@ -107,13 +110,25 @@ class RemoteCard:
 
     async def transmit(self, apdu: bytes) -> bytes:
         session = self._session
+        chain = self._chain
+        prefix = b""
+        if chain.held is not None:
+            local = chain.answer(apdu)  # anything but the GET RESPONSE it awaits drops it
+            if isinstance(local, Continue):
+                prefix, apdu = local.prefix, local.command
+            elif local is not None:
+                return local
         if session.card_reset:
             protocol = self.protocol
             if protocol != self._told:
                 session.set_protocol(self._reader_id, protocol)
                 self._told = protocol
             self._used = True
-        return await session.transmit(self._reader_id, apdu)
+        response = await session.transmit(self._reader_id, apdu)
+        rest = session.take_response_chain(self._reader_id)
+        if rest is not None:
+            chain.hold(apdu, rest.data, rest.sw)
+        return prefix + response if prefix else response
 
     def reset(self) -> None:
         """The importer powered the card up or down: reset the client's card (see the class).
@@ -121,6 +136,7 @@ class RemoteCard:
         Without the extension, VSCard has no reset: the client's card keeps its state, as
         under QEMU.
         """
+        self._chain.drop()
         session = self._session
         if not self._used or not session.card_reset or session.closed:
             return
@@ -481,6 +497,7 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
                         handshake_timeout=args.handshake_timeout,
                         allow=args.allow,
                         ssl=tls,
+                        response_chain=True,
                     )
                 except OSError as error:
                     log.error("passthru.listen_failed", address=str(args.listen), error=str(error))

@@ -571,7 +571,13 @@ class Daemon:
                     return 0
                 delay = min(delay * 2, BACKOFF_CAP)
                 continue
-            log.info("vscclient.connected", host=plan.host, port=plan.port)
+            # prefetch: the host takes GET RESPONSE chains read ahead (vscard.response_chain).
+            log.info(
+                "vscclient.connected",
+                host=plan.host,
+                port=plan.port,
+                prefetch=client.response_chain,
+            )
             try:
                 await self.mirror.attach(client)
                 delay = BACKOFF_FIRST

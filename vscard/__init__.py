@@ -79,6 +79,7 @@ from .messages import (
     Message,
     ReaderAdd,
     ReaderRemove,
+    ResponseChain,
 )
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ __all__ = [
     "RequestAnswered",
     "RequestRefusedError",
     "ResetHandler",
+    "ResponseChain",
     "Server",
     "Session",
     "SessionHandler",

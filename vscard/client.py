@@ -64,6 +64,7 @@ from .messages import (
     Message,
     ReaderAdd,
     ReaderRemove,
+    ResponseChain,
 )
 
 # APDURequest events are built without their __init__ (see cardfloor.frozen): both fields
@@ -80,7 +81,7 @@ def _apdu_request(reader_id: int, apdu: bytes) -> APDURequest:
     return event
 
 
-_KNOWN: Final = int(Capability.CARD_RESET)
+_KNOWN: Final = int(Capability.CARD_RESET | Capability.RESPONSE_CHAIN)
 
 #: Requests in flight before the client must wait for replies. QEMU answers each at once;
 #: this only bounds memory against a host that never answers.
@@ -131,6 +132,12 @@ class ClientConnection:
         """True once both Inits announced :attr:`~vscard.Capability.CARD_RESET`: the host may
         send CardReset and CardProtocol."""
         return bool(self.capabilities & self.peer_capabilities & Capability.CARD_RESET)
+
+    @property
+    def response_chain(self) -> bool:
+        """True once both Inits announced :attr:`~vscard.Capability.RESPONSE_CHAIN`: the client
+        may send :meth:`send_response_chain`."""
+        return bool(self.capabilities & self.peer_capabilities & Capability.RESPONSE_CHAIN)
 
     @property
     def reader_ids(self) -> frozenset[int]:
@@ -186,6 +193,21 @@ class ClientConnection:
     def send_response(self, reader_id: int, response: bytes) -> None:
         """Queue the card's response (data and SW1 SW2) to the host's APDU."""
         self._send(APDU(reader_id, response))
+
+    def send_response_chain(self, reader_id: int, data: bytes, sw: int) -> None:
+        """Queue a ResponseChain: what GET RESPONSEs read ahead after the card's ``61xx``
+        answer. Send it just before that answer (:meth:`send_response`).
+
+        Raises :class:`~vscard.LocalProtocolError` (field ``capabilities``) unless
+        :attr:`response_chain`; nothing is queued then.
+        """
+        if not self.response_chain:
+            raise LocalProtocolError(
+                "ResponseChain needs Capability.RESPONSE_CHAIN announced by both sides",
+                field="capabilities",
+                value=int(self.peer_capabilities),
+            )
+        self._send(ResponseChain(reader_id, data, sw))
 
     def send_failure(self, reader_id: int, code: int = ErrorCode.GENERAL_ERROR) -> None:
         """Queue a VSC_Error in place of a response: the card could not answer the APDU."""

@@ -30,6 +30,7 @@ from .messages import (
     Message,
     ReaderAdd,
     ReaderRemove,
+    ResponseChain,
 )
 
 _HEADER: Final = struct.Struct(">III")
@@ -63,6 +64,7 @@ _CLASS_NAMES: Final[dict[int, str]] = {
         FlushComplete,
         CardReset,
         CardProtocol,
+        ResponseChain,
     )
 }
 _PROTOCOLS: Final = {protocol.value: protocol for protocol in TransmissionProtocol}
@@ -89,6 +91,8 @@ def encode(message: Message, *, max_frame_size: int = MAX_FRAME_SIZE) -> bytes:
         payload = message.name.encode()
     elif isinstance(message, CardReset | CardProtocol):
         payload = _U32.pack(message.protocol)
+    elif isinstance(message, ResponseChain):
+        payload = message.data + message.sw.to_bytes(2, "big")
     else:
         payload = b""
     if HEADER_SIZE + len(payload) > max_frame_size:
@@ -154,6 +158,10 @@ def _decode_card_protocol(reader_id: int, payload: bytes) -> CardProtocol:
     return CardProtocol(reader_id, _protocol("CardProtocol", payload))
 
 
+def _decode_response_chain(reader_id: int, payload: bytes) -> ResponseChain:
+    return ResponseChain(reader_id, payload[:-2], int.from_bytes(payload[-2:], "big"))
+
+
 # APDU frames are built without APDU.__init__ (see cardfloor.frozen): everything __post_init__
 # checks is already guaranteed by the wire (reader_id is a u32 read from the header).
 _new: Final = object.__new__
@@ -180,6 +188,7 @@ _DECODERS: Final[dict[int, Callable[[int, bytes], Message]]] = {
     int(MessageType.FLUSH_COMPLETE): _decode_flush_complete,
     int(MessageType.CARD_RESET): _decode_card_reset,
     int(MessageType.CARD_PROTOCOL): _decode_card_protocol,
+    int(MessageType.RESPONSE_CHAIN): _decode_response_chain,
 }
 
 
@@ -197,6 +206,12 @@ def _check_header(msg_type: int, length: int, max_payload: int) -> None:
         name = _CLASS_NAMES[msg_type]
         raise RemoteProtocolError(
             f"{name} payload must be {expected} bytes", field=f"{name}.length", value=length
+        )
+    if msg_type == MessageType.RESPONSE_CHAIN and length < 2:
+        raise RemoteProtocolError(
+            "ResponseChain payload must end with a 2-byte status word",
+            field="ResponseChain.length",
+            value=length,
         )
     if msg_type == MessageType.INIT and (length < 12 or length % 4):
         raise RemoteProtocolError(

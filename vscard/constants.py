@@ -48,6 +48,9 @@ class MessageType(enum.IntEnum):
     CARD_RESET = 0x8000_0001
     #: Our extension, as :attr:`CARD_RESET`: the reader now runs another protocol.
     CARD_PROTOCOL = 0x8000_0002
+    #: Our extension (client to host, only when both Inits announce
+    #: :attr:`Capability.RESPONSE_CHAIN`): the rest of a ``61xx`` answer, read ahead.
+    RESPONSE_CHAIN = 0x8000_0003
 
 
 class Capability(enum.IntFlag):
@@ -63,6 +66,11 @@ class Capability(enum.IntFlag):
     #: sides announced it; a client that announces it finishes a reset before it handles the
     #: next message for that reader (so no acknowledgement is needed).
     CARD_RESET = 0x8000_0000
+    #: The side understands ResponseChain. The client sends one, before the response it
+    #: belongs to, only when both sides announced it; the host then answers the GET RESPONSEs
+    #: that follow from it (see :mod:`vscard.response_chain`), so it may announce it only when
+    #: its application does.
+    RESPONSE_CHAIN = 0x4000_0000
 
 
 class TransmissionProtocol(enum.IntEnum):

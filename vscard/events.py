@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .messages import Message
+from .messages import Message, ResponseChain
 
 # --- both sides ----------------------------------------------------------------------------
 
@@ -65,10 +65,12 @@ class CardRemoved:
 
 @dataclass(frozen=True, slots=True)
 class APDUResponse:
-    """The response (data and SW1 SW2) to the APDU in flight on the reader."""
+    """The response (data and SW1 SW2) to the APDU in flight on the reader; ``chain``, the
+    ResponseChain the client sent just before it (see :mod:`vscard.response_chain`)."""
 
     reader_id: int
     data: bytes
+    chain: ResponseChain | None = None
 
 
 @dataclass(frozen=True, slots=True)

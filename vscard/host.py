@@ -71,9 +71,10 @@ from .messages import (
     Message,
     ReaderAdd,
     ReaderRemove,
+    ResponseChain,
 )
 
-_KNOWN = int(Capability.CARD_RESET)
+_KNOWN = int(Capability.CARD_RESET | Capability.RESPONSE_CHAIN)
 
 DEFAULT_MAX_READERS = 16
 #: Protocol violations a connection may commit beyond those its answered APDUs paid back.
@@ -89,6 +90,8 @@ class HostReader:
     atr: bytes | None = None
     apdu_in_flight: bool = False
     flush_in_flight: bool = False
+    chain: ResponseChain | None = None
+    """The ResponseChain received for the APDU in flight, until its response."""
 
     @property
     def card_present(self) -> bool:
@@ -141,6 +144,7 @@ class HostConnection:
         # Asked before every APDU a passthru forwards: kept, not recomputed with flag
         # arithmetic; it changes only at the client's (one) Init.
         self._card_reset = False
+        self._response_chain = False
 
     @property
     def capabilities(self) -> Capability:
@@ -156,6 +160,12 @@ class HostConnection:
     def card_reset(self) -> bool:
         """True once both Inits announced :attr:`~vscard.Capability.CARD_RESET`."""
         return self._card_reset
+
+    @property
+    def response_chain(self) -> bool:
+        """True once both Inits announced :attr:`~vscard.Capability.RESPONSE_CHAIN`: responses
+        may come with a chain (:attr:`APDUResponse.chain`)."""
+        return self._response_chain
 
     @property
     def buffered(self) -> int:
@@ -322,12 +332,18 @@ class HostConnection:
                 reader.apdu_in_flight = False
                 if self._violations:
                     self._violations -= 1
-                events.append(APDUResponse(reader_id, data))
+                chain = reader.chain
+                if chain is None:
+                    events.append(APDUResponse(reader_id, data))
+                else:
+                    reader.chain = None
+                    events.append(APDUResponse(reader_id, data, chain))
             case Error(reader_id, code):
                 if reader is None or not reader.apdu_in_flight:
                     self._unanswerable(message, events)
                     return
                 reader.apdu_in_flight = False
+                reader.chain = None
                 if self._violations:
                     self._violations -= 1
                 events.append(APDUFailed(reader_id, code))
@@ -340,6 +356,7 @@ class HostConnection:
                 self._initialized = True
                 peer = self._peer_capabilities = Capability(capabilities[0] & _KNOWN)
                 self._card_reset = bool(self._capabilities & peer & Capability.CARD_RESET)
+                self._response_chain = bool(self._capabilities & peer & Capability.RESPONSE_CHAIN)
                 events.append(PeerInit(version, capabilities))
             case ReaderAdd(request_id, name):
                 if len(self._readers) >= self._max_readers:
@@ -390,6 +407,19 @@ class HostConnection:
                 )
                 self._decoder.fail(error)
                 raise error
+            case ResponseChain(reader_id) if not self._response_chain:
+                error = RemoteProtocolError(
+                    "ResponseChain needs Capability.RESPONSE_CHAIN announced by both sides",
+                    field="header.type",
+                    value=message.TYPE,
+                )
+                self._decoder.fail(error)
+                raise error
+            case ResponseChain(reader_id):
+                if reader is None or not reader.apdu_in_flight:
+                    self._unanswerable_chain(message, events)
+                    return
+                reader.chain = message
             case FlushComplete(reader_id) if reader is not None and reader.flush_in_flight:
                 reader.flush_in_flight = False
                 events.append(FlushCompleted(reader_id))
@@ -402,7 +432,16 @@ class HostConnection:
                 )
                 self._violation(message, reason, "header.type", message.TYPE, events)
 
+    def _unanswerable_chain(self, message: ResponseChain, events: list[HostEvent]) -> None:
+        """A chain with no APDU in flight: ahead of an aborted APDU's late answer, or a
+        violation."""
+        if message.reader_id in self._aborted:
+            return  # the answer that follows clears the abort
+        reason = "no APDU in flight on this reader"
+        self._violation(message, reason, "ResponseChain.reader_id", message.reader_id, events)
+
     def _abort_apdu(self, reader: HostReader, events: list[HostEvent]) -> None:
+        reader.chain = None
         if reader.apdu_in_flight:
             reader.apdu_in_flight = False
             self._aborted.add(reader.reader_id)

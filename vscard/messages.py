@@ -1,4 +1,4 @@
-"""The nine VSCard messages, and our two extensions, as immutable values, one class per type.
+"""The nine VSCard messages, and our three extensions, as immutable values, one class per type.
 
 Every message carries the ``reader_id`` of its header. Values are checked when a message
 is built, so a message that exists can always be encoded.
@@ -190,6 +190,25 @@ class CardProtocol:
         _check_protocol("CardProtocol.protocol", self.protocol)
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseChain:
+    """Our extension, client to host, sent only when both Inits announced
+    :attr:`~vscard.Capability.RESPONSE_CHAIN`, just before the APDU response it belongs to:
+    the data the card gave to GET RESPONSEs after answering ``61xx``, and the status word of
+    the last one. On the wire: ``data`` then ``sw`` (2 bytes, big-endian)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.RESPONSE_CHAIN
+
+    reader_id: int
+    data: bytes
+    sw: int
+
+    def __post_init__(self) -> None:
+        _check_u32("reader_id", self.reader_id)
+        if not 0 <= self.sw <= 0xFFFF:
+            raise ValueError(f"ResponseChain.sw must fit in 2 bytes, got {self.sw}")
+
+
 Message = (
     Init
     | Error
@@ -202,5 +221,6 @@ Message = (
     | FlushComplete
     | CardReset
     | CardProtocol
+    | ResponseChain
 )
 """Any VSCard message."""

@@ -42,6 +42,7 @@ from ..events import (
     RequestAnswered,
     Unexpected,
 )
+from ..response_chain import Prefetch
 
 log = get_logger("vscard.client")
 
@@ -80,6 +81,8 @@ class ReaderIdInUseError(VSCardError):
         self.name = name
         self.reader_id = reader_id
 
+
+_SW1_BYTES_REMAINING = 0x61
 
 #: Host APDUs queued per reader. A host sends one at a time; this bounds a misbehaving one.
 _READER_QUEUE_SIZE = 8
@@ -247,7 +250,29 @@ class ClientReader:
                 log.debug(
                     "vscard.apdu", reader_id=self.reader_id, response=response_trace(response)
                 )
+            if len(response) >= 2 and response[-2] == _SW1_BYTES_REMAINING:
+                await self._prefetch(apdu, response)
             self._conn.send_response(self.reader_id, response)
+
+    async def _prefetch(self, apdu: bytes, response: bytes) -> None:
+        """Read a ``61xx`` answer's rest ahead and queue it as a ResponseChain, when the host
+        takes one (see :mod:`vscard.response_chain`).
+
+        It runs in the reader's worker right after the answer, before anything else reaches the
+        card: for a shared PC/SC card, inside the guest's hold that the answer renewed.
+        """
+        if not self._conn.response_chain:
+            return
+        prefetch = Prefetch()
+        command = prefetch.start(apdu, response)
+        try:
+            while command is not None:
+                command = prefetch.step(await self._transmit(command))
+        except Exception as error:  # the card's failure: the host's GET RESPONSEs will see it
+            self._log.debug("vscard.prefetch_failed", reader_id=self.reader_id, error=repr(error))
+            return
+        if prefetch.sw is not None:
+            self._conn.send_response_chain(self.reader_id, prefetch.data, prefetch.sw)
 
 
 class Client:
@@ -262,6 +287,7 @@ class Client:
         max_frame_size: int,
         card_reset: bool = True,
         inline: InlineReading | None = None,
+        response_chain: bool = True,
     ) -> None:
         self._stream_reader = stream_reader
         # The connection's protocol when it is an InlineReading (as connect() makes): frames
@@ -271,7 +297,8 @@ class Client:
         self._timeout = timeout
         self._conn = ClientConnection(
             max_frame_size=max_frame_size,
-            capabilities=Capability.CARD_RESET if card_reset else Capability(0),
+            capabilities=(Capability.CARD_RESET if card_reset else Capability(0))
+            | (Capability.RESPONSE_CHAIN if response_chain else Capability(0)),
         )
         self._replies: deque[tuple[asyncio.Future[RequestAnswered], _OnSuccess | None]] = deque()
         self._readers: dict[int, ClientReader] = {}
@@ -299,6 +326,12 @@ class Client:
         """True once both Inits announced :attr:`~vscard.Capability.CARD_RESET`: the host tells
         each reader's ``reset`` and ``protocol`` handlers what its reader does to the card."""
         return self._conn.card_reset
+
+    @property
+    def response_chain(self) -> bool:
+        """True once both Inits announced :attr:`~vscard.Capability.RESPONSE_CHAIN`: a ``61xx``
+        answer's rest is read from the card at once and sent ahead of it."""
+        return self._conn.response_chain
 
     @property
     def host_version(self) -> int | None:
@@ -394,7 +427,12 @@ class Client:
         except TimeoutError:
             await self._shutdown(TimeoutError("host sent no Init"))
             raise
-        self._log.info("vscard.connected", version=init.version, card_reset=self.card_reset)
+        self._log.info(
+            "vscard.connected",
+            version=init.version,
+            card_reset=self.card_reset,
+            response_chain=self.response_chain,
+        )
         if reset:
             # QEMU keeps a card across reconnects; forget whatever the last client left there.
             await self._request(lambda c: c.remove_reader(VSCARD_MINIMAL_READER_ID))
@@ -514,6 +552,7 @@ async def connect(
     ssl: SSLContext | None = None,
     server_hostname: str | None = None,
     card_reset: bool = True,
+    response_chain: bool = True,
 ) -> Client:
     """Connect to a VSCard host (QEMU's ccid-card-passthru, or :func:`vscard.serve`).
 
@@ -524,6 +563,9 @@ async def connect(
     must match ``server_hostname`` (default: ``host``). With ``card_reset`` our Init announces
     :attr:`~vscard.Capability.CARD_RESET` (QEMU ignores it; our ccid-passthru then tells each
     reader's ``reset`` handler of the importer's power cycles, see :meth:`Client.add_reader`).
+    With ``response_chain`` it announces :attr:`~vscard.Capability.RESPONSE_CHAIN`: with a
+    host that announces it too (our ccid-passthru), a card's ``61xx`` answer is followed at
+    once by GET RESPONSEs to the card and its data go to the host in one message.
     """
     loop = asyncio.get_running_loop()
     # asyncio.open_connection's streams, with a protocol that hands the read loop's bytes to
@@ -547,6 +589,7 @@ async def connect(
         max_frame_size=max_frame_size,
         card_reset=card_reset,
         inline=protocol,
+        response_chain=response_chain,
     )
     await client._handshake(reset=reset)
     return client

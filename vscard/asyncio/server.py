@@ -29,7 +29,7 @@ from cardfloor.aio.stream import (
 from cardfloor.iso7816.trace import command_trace, response_trace
 from cardfloor.log import Logger, get_logger
 
-from ..constants import MAX_FRAME_SIZE
+from ..constants import MAX_FRAME_SIZE, Capability
 from ..errors import (
     APDUFailedError,
     CardRemovedError,
@@ -50,6 +50,7 @@ from ..events import (
     Unexpected,
 )
 from ..host import DEFAULT_MAX_READERS, DEFAULT_MAX_VIOLATIONS, HostConnection, HostReader
+from ..messages import ResponseChain
 
 log = get_logger("vscard.server")
 
@@ -85,6 +86,7 @@ class Session:
         handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         max_violations: int = DEFAULT_MAX_VIOLATIONS,
         log_limit: LogRateLimit | None = None,
+        response_chain: bool = False,
     ) -> None:
         self._stream_reader = stream_reader
         self._writer = stream_writer
@@ -109,7 +111,11 @@ class Session:
             max_frame_size=max_frame_size,
             max_violations=max_violations,
             max_messages=MESSAGES_PER_TURN,
+            capabilities=Capability.CARD_RESET
+            | (Capability.RESPONSE_CHAIN if response_chain else Capability(0)),
         )
+        # The chain each reader's last response came with (see take_response_chain).
+        self._chains: dict[int, ResponseChain] = {}
         # Bounded: a client that produces events faster than the application reads them
         # stops being read (TCP backpressure) instead of growing this queue.
         self._events: asyncio.Queue[SessionEvent | object] = asyncio.Queue(event_queue_size)
@@ -137,6 +143,17 @@ class Session:
         """True once the client's Init announced :attr:`~vscard.Capability.CARD_RESET` as
         ours does: :meth:`reset_card` and :meth:`set_protocol` may be used."""
         return self._conn.card_reset
+
+    @property
+    def response_chain(self) -> bool:
+        """True once both Inits announced :attr:`~vscard.Capability.RESPONSE_CHAIN` (the server
+        was told ``response_chain=True``): responses may come with a chain, which the
+        application must answer GET RESPONSEs from (see :meth:`take_response_chain`)."""
+        return self._conn.response_chain
+
+    def take_response_chain(self, reader_id: int) -> ResponseChain | None:
+        """The chain the last :meth:`transmit` response on ``reader_id`` came with, once."""
+        return self._chains.pop(reader_id, None)
 
     def reset_card(self, reader_id: int, protocol: int = 0) -> None:
         """Tell the client that the reader powered its card off and on, and runs ``protocol``.
@@ -186,6 +203,7 @@ class Session:
             if self.closed:
                 raise ConnectionClosedError(f"VSCard client {self.peer} disconnected")
             self._conn.send_apdu(reader_id, apdu)
+            self._chains.pop(reader_id, None)
             future: asyncio.Future[bytes] = self._loop.create_future()
             self._apdus[reader_id] = future
             debug = self._log.is_enabled_for(DEBUG)  # the traces cost more than the check
@@ -317,7 +335,9 @@ class Session:
 
     async def _dispatch(self, event: HostEvent) -> None:
         match event:
-            case APDUResponse(reader_id, data):
+            case APDUResponse(reader_id, data, chain):
+                if chain is not None:
+                    self._chains[reader_id] = chain
                 self._resolve(reader_id, data)
             case APDUFailed(reader_id, code):
                 self._resolve(reader_id, APDUFailedError(reader_id, code))
@@ -419,6 +439,7 @@ class Server:
         handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         max_violations: int = DEFAULT_MAX_VIOLATIONS,
         log_limit: LogRateLimit | None = None,
+        response_chain: bool = False,
     ) -> None:
         self._handler = handler
         self._ssl = ssl
@@ -440,6 +461,7 @@ class Server:
             handshake_timeout=handshake_timeout,
             max_violations=max_violations,
             log_limit=self._log_limit,
+            response_chain=response_chain,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[socket.socket] = []
@@ -658,6 +680,7 @@ async def serve(
     handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
     max_violations: int = DEFAULT_MAX_VIOLATIONS,
     log_limit: LogRateLimit | None = None,
+    response_chain: bool = False,
 ) -> Server:
     """Listen for VSCard clients on ``host`` (all interfaces when None) and ``port``.
 
@@ -673,7 +696,9 @@ async def serve(
     idle, with or without readers. A client that keeps breaking the protocol is closed after
     ``max_violations`` (see :class:`vscard.host.HostConnection`). Repeated warnings about peers
     go through ``log_limit`` (default: ``LogRateLimit()``, 10 lines a second per event, the
-    rest counted as ``suppressed=``).
+    rest counted as ``suppressed=``). With ``response_chain`` the server announces
+    :attr:`~vscard.Capability.RESPONSE_CHAIN`: the handler must then answer GET RESPONSEs from
+    :meth:`Session.take_response_chain` (the client has read the card's data ahead).
 
     The listen backlog holds ``max_connections`` plus headroom (cut to the system's
     ``somaxconn``, with a warning), so a storm of reconnecting clients waits in the kernel's
@@ -692,6 +717,7 @@ async def serve(
         handshake_timeout=handshake_timeout,
         max_violations=max_violations,
         log_limit=log_limit,
+        response_chain=response_chain,
     )
     await server._listen(host, port)
     return server
