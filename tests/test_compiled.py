@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 import vscard
+from cardfloor.iso7816 import apdu
 from cardfloor.iso7816.apdu import CommandAPDU
 from ccid.codec import decode_command
 from ccid.codec import encode as encode_ccid
@@ -105,6 +106,9 @@ def test_command_apdu_parses_and_stays_frozen() -> None:
     assert command.data == bytes.fromhex("A0000000790100")
     with pytest.raises(dataclasses.FrozenInstanceError):
         command.ins = 0xB0  # type: ignore[misc]
+    # from_bytes and success() take their compiled path (native stores), not the slot setters.
+    assert apdu._COMPILED
+    assert apdu.success(b"\x01") == apdu.Response(0x9000, b"\x01")
 
 
 @compiled_only

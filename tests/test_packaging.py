@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from cardfloor.version import build
+
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
@@ -59,7 +61,9 @@ def test_version_option_prints_the_installed_version(command: str) -> None:
         timeout=60,
         check=False,
     )
-    assert (done.returncode, done.stdout, done.stderr) == (0, f"{command} {VERSION}\n", "")
+    # The compiled build says so after the version (tests/test_compiled.py checks that side).
+    suffix = "" if build() == "pure Python" else f", {build()}"
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{command} {VERSION}{suffix}\n", "")
 
 
 def test_every_package_of_the_repository_is_shipped() -> None:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks import run_all
 from benchmarks.profile_chain import parse
 from benchmarks.report import Figure, Section, Target
@@ -58,6 +60,9 @@ def test_the_build_gain_and_the_verdicts_compare_the_same_figure_and_loop() -> N
     assert run_all.verdicts({"sections": [chain("uvloop", 1.0).as_json()]}) == []
 
 
+@pytest.mark.skipif(
+    run_all.not_compiled() is None, reason="this interpreter runs the compiled build"
+)
 def test_the_compiled_side_refuses_an_interpreter_without_the_compiled_build(
     tmp_path: Path,
 ) -> None:
