@@ -22,34 +22,19 @@ from cardfloor.iso7816.apdu import (
     APDUFormatError,
     CommandAPDU,
     bytes_remaining,
-    plain_class,
+    get_response_class,
+    logical_channel,
 )
 from cardfloor.iso7816.instructions import INS_GET_RESPONSE
 
 from .constants import HEADER_SIZE, MAX_FRAME_SIZE
 
 _SW1_BYTES_REMAINING: Final = 0x61
-_FURTHER_INTERINDUSTRY: Final = 0x40
-_PROPRIETARY: Final = 0x80
 
 #: GET RESPONSEs a prefetch sends at most: a 3 KiB certificate takes 12 at 256 bytes each.
 MAX_PREFETCH_STEPS: Final = 64
 #: Chain bytes at most: what one ResponseChain frame carries beside its status word.
 MAX_CHAIN_BYTES: Final = MAX_FRAME_SIZE - HEADER_SIZE - 2
-
-
-def logical_channel(cla: int) -> int:
-    """The logical channel ``cla`` names (ISO/IEC 7816-4 §5.4.1); a proprietary class is read
-    as the first interindustry one, as cards that use it do."""
-    if _FURTHER_INTERINDUSTRY <= cla < _PROPRIETARY:
-        return 4 + (cla & 0x0F)
-    return cla & 0x03
-
-
-def get_response_class(cla: int) -> int:
-    """The CLA of a GET RESPONSE that follows a command of class ``cla``: interindustry, on
-    the same logical channel, without chaining or secure messaging."""
-    return plain_class(cla) if cla < _PROPRIETARY else cla & 0x03
 
 
 def _parse(raw: bytes) -> CommandAPDU | None:

@@ -95,6 +95,21 @@ def is_chained(cla: int) -> bool:
     return cla < _PROPRIETARY and bool(cla & CLA_CHAINING)
 
 
+def logical_channel(cla: int) -> int:
+    """The logical channel ``cla`` names (ISO/IEC 7816-4 §5.4.1): 0-3 in the first
+    interindustry classes, 4-19 in the further ones; a proprietary class is read as the first
+    interindustry one, as cards that use it do."""
+    if _FURTHER_INTERINDUSTRY <= cla < _PROPRIETARY:
+        return 4 + (cla & 0x0F)
+    return cla & _FIRST_INTERINDUSTRY_PLAIN
+
+
+def get_response_class(cla: int) -> int:
+    """The CLA of a GET RESPONSE that follows a command of class ``cla``: interindustry, on
+    the same logical channel, without chaining or secure messaging."""
+    return plain_class(cla) if cla < _PROPRIETARY else cla & _FIRST_INTERINDUSTRY_PLAIN
+
+
 def plain_class(cla: int) -> int:
     """``cla`` with the same class and channel, without chaining or secure messaging. A
     proprietary class is kept whole: its bits are the card's own."""

@@ -14,6 +14,8 @@ from cardfloor.iso7816.apdu import (
     APDUFormatError,
     CommandAPDU,
     bytes_remaining,
+    get_response_class,
+    logical_channel,
 )
 from vscard import (
     APDU,
@@ -36,8 +38,6 @@ from vscard.response_chain import (
     ChainHolder,
     Continue,
     Prefetch,
-    get_response_class,
-    logical_channel,
 )
 
 CARD_ATR = CAC_ATR
