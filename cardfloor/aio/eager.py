@@ -62,6 +62,12 @@ def start(
     return loop.create_task(coro, name=name)
 
 
+def resumed(coro: Coroutine[Any, Any, _T], yielded: Any) -> Coroutine[Any, Any, _T]:
+    """``coro``, which its caller drove with ``send(None)`` until it yielded ``yielded``, as a
+    coroutine to await or make a task of: its first step yields ``yielded`` again."""
+    return _Resumed(coro, yielded)
+
+
 class _Resumed(Coroutine[Any, Any, _T]):
     """A started coroutine, handed to a task: its first step replays what it last yielded.
 

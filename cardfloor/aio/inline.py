@@ -26,8 +26,9 @@ from typing import Any
 
 from .eager import start_eagerly
 
-Handler = Callable[[bytes], Coroutine[Any, Any, None]]
-"""Consumes one read's bytes; may wait (then it becomes a task)."""
+Handler = Callable[[bytes], Coroutine[Any, Any, None] | None]
+"""Consumes one read's bytes: a coroutine (started inline, a task once it waits), or a plain
+function that does the work at once and returns None, or a coroutine for what must wait."""
 
 
 class InlineReading(asyncio.StreamReaderProtocol):
@@ -70,7 +71,10 @@ class InlineReading(asyncio.StreamReaderProtocol):
             super().data_received(data[self._size :])
             data = data[: self._size]
         try:
-            task = start_eagerly(handler(data))
+            work = handler(data)
+            if work is None:
+                return
+            task = start_eagerly(work)
         except Exception as error:
             self._fail(error)
             return

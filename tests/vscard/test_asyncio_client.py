@@ -13,6 +13,7 @@ from tests.logs import capture_logs
 from vscard import APDU, Decoder, Error, ErrorCode, Flush, FlushComplete, Init, Message, encode
 
 SELECT = bytes.fromhex("00A4040007A0000000790100")
+ATR = bytes.fromhex("3BD518FF8091FE1FC38073C8211308")
 
 
 class ScriptedHost:
@@ -123,3 +124,103 @@ async def test_a_readers_atr_is_what_the_host_accepted() -> None:
         host.send(Error(0, ErrorCode.SUCCESS))
         await asyncio.wait_for(inserting, 5)
         assert reader.atr == atr
+
+
+async def add_eager_reader(
+    host: ScriptedHost, client: vscard.Client, transmit: vscard.APDUHandler
+) -> vscard.ClientReader:
+    adding = asyncio.create_task(client.add_reader("r", transmit=transmit, eager=True))
+    await host.next()  # the ReaderAdd
+    host.send(Error(0, ErrorCode.SUCCESS))
+    return await asyncio.wait_for(adding, 5)
+
+
+async def test_an_eager_readers_apdus_in_one_read_are_answered_in_order() -> None:
+    async def echo(apdu: bytes) -> bytes:
+        return apdu[1:2] + b"\x90\x00"
+
+    async with scripted() as (host, client):
+        await add_eager_reader(host, client, echo)
+        host.send(APDU(0, b"\x00\x01"), APDU(0, b"\x00\x02"), Flush(0), APDU(0, b"\x00\x03"))
+        assert [await host.next() for _ in range(4)] == [
+            APDU(0, b"\x01\x90\x00"),
+            APDU(0, b"\x02\x90\x00"),
+            FlushComplete(0),
+            APDU(0, b"\x03\x90\x00"),
+        ]
+
+
+async def test_what_follows_an_apdu_an_eager_card_waits_on_is_answered_after_it() -> None:
+    entered = asyncio.Event()
+    release = asyncio.Event()
+    seen: list[bytes] = []
+
+    async def slow_first(apdu: bytes) -> bytes:
+        seen.append(apdu)
+        if apdu == b"\x00\x01":
+            entered.set()
+            await release.wait()
+        return apdu[1:2] + b"\x90\x00"
+
+    async with scripted() as (host, client):
+        await add_eager_reader(host, client, slow_first)
+        host.send(APDU(0, b"\x00\x01"), APDU(0, b"\x00\x02"), Flush(0))
+        await asyncio.wait_for(entered.wait(), 5)
+        assert seen == [b"\x00\x01"]  # the card works on one APDU at a time
+        release.set()
+        assert [await host.next() for _ in range(3)] == [
+            APDU(0, b"\x01\x90\x00"),
+            APDU(0, b"\x02\x90\x00"),
+            FlushComplete(0),
+        ]
+        assert seen == [b"\x00\x01", b"\x00\x02"]
+
+
+async def test_a_card_removal_waits_for_the_apdu_an_eager_card_waits_on() -> None:
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(apdu: bytes) -> bytes:
+        entered.set()
+        await release.wait()
+        return b"\x90\x00"
+
+    async with scripted() as (host, client):
+        reader = await add_eager_reader(host, client, slow)
+        inserting = asyncio.create_task(reader.insert(ATR))
+        assert await host.next() == vscard.ATR(0, ATR)
+        host.send(Error(0, ErrorCode.SUCCESS), APDU(0, SELECT))
+        await asyncio.wait_for(inserting, 5)
+        await asyncio.wait_for(entered.wait(), 5)
+        # The removal's task runs first and finds the card busy.
+        removing = asyncio.create_task(reader.remove_card())
+        release.set()
+        assert await host.next() == APDU(0, b"\x90\x00")
+        assert await host.next() == vscard.CardRemove(0)
+        host.send(Error(0, ErrorCode.SUCCESS))
+        await asyncio.wait_for(removing, 5)
+
+
+async def test_an_eager_cards_failure_before_or_after_waiting_is_answered_vsc_error() -> None:
+    async def failing(apdu: bytes) -> bytes:
+        if apdu == b"\x00\x01":
+            raise RuntimeError("card fails at once")
+        if apdu == b"\x00\x02":
+            await asyncio.sleep(0)
+            raise RuntimeError("card fails after waiting")
+        return b"\x90\x00"
+
+    with capture_logs(logging.WARNING) as logs:
+        async with scripted() as (host, client):
+            await add_eager_reader(host, client, failing)
+            host.send(APDU(0, b"\x00\x01"), APDU(0, b"\x00\x02"), APDU(0, b"\x00\x03"))
+            assert [await host.next() for _ in range(3)] == [
+                Error(0, ErrorCode.GENERAL_ERROR),
+                Error(0, ErrorCode.GENERAL_ERROR),
+                APDU(0, b"\x90\x00"),
+            ]
+    failed = [entry["error"] for entry in logs if entry["event"] == "vscard.apdu_failed"]
+    assert failed == [
+        repr(RuntimeError("card fails at once")),
+        repr(RuntimeError("card fails after waiting")),
+    ]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from logging import DEBUG
 from ssl import SSLContext
-from types import MappingProxyType, TracebackType
-from typing import Protocol
+from types import CoroutineType, MappingProxyType, TracebackType
+from typing import Any, Protocol
 
-from cardfloor.aio.eager import start
+from cardfloor.aio.eager import resumed, start
 from cardfloor.aio.inline import InlineReading
 from cardfloor.aio.stream import READ_SIZE, peer_name, set_nodelay
 from cardfloor.iso7816.trace import command_trace, response_trace
@@ -141,6 +141,9 @@ class ClientReader:
         self._pending: deque[_ReaderItem] = deque()
         # Held while the card works on an APDU, so a removal never cuts one off.
         self._busy = asyncio.Lock()
+        # insert() and remove_card() calls holding or waiting for _busy: while there are
+        # none and no worker, _busy is free and nobody waits for it (see _answer_now).
+        self._changing = 0
         # Serves the pending requests; None when there are none. With ``eager`` it runs inline
         # in the read loop (start_eagerly) and is a task only while it waits: a card that
         # answers at once costs no task switch.
@@ -153,14 +156,22 @@ class ClientReader:
 
     async def insert(self, atr: bytes) -> None:
         """Announce a card (or a reset of it) with its ATR. The host may refuse the ATR."""
-        async with self._busy:
-            await self._link.request(lambda c: c.insert_card(self.reader_id, atr))
-            self._unreset = False
+        self._changing += 1
+        try:
+            async with self._busy:
+                await self._link.request(lambda c: c.insert_card(self.reader_id, atr))
+                self._unreset = False
+        finally:
+            self._changing -= 1
 
     async def remove_card(self) -> None:
         """Announce that the card left, once any APDU in progress has been answered."""
-        async with self._busy:
-            await self._link.request(lambda c: c.remove_card(self.reader_id))
+        self._changing += 1
+        try:
+            async with self._busy:
+                await self._link.request(lambda c: c.remove_card(self.reader_id))
+        finally:
+            self._changing -= 1
 
     async def remove(self) -> None:
         """Remove the card, if any, then the reader itself."""
@@ -180,17 +191,77 @@ class ClientReader:
             await asyncio.wait({self._worker})
         self._pending.append(item)
         if self._worker is None:
-            name = f"vscard-reader-{self.reader_id}"
-            self._worker = start(self._serve(), eager=self._eager, name=name)
+            self._start(self._serve())
+
+    def _start(self, serve: Coroutine[Any, Any, None]) -> None:
+        """Start the reader's worker (inline with ``eager``; None again once it is done)."""
+        self._worker = start(serve, eager=self._eager, name=f"vscard-reader-{self.reader_id}")
 
     def _stop(self) -> None:
         self._pending.clear()
         if self._worker is not None:
             self._worker.cancel()
 
-    async def _serve(self) -> None:
+    def _answer_now(self, apdu: bytes) -> bool:
+        """Answer a host APDU in the read callback when the reader is idle; False when it is not
+        (the APDU then goes through :meth:`_accept`).
+
+        The card's ``transmit`` runs here until it first waits: a card that answers at once has
+        its response queued before this returns, with no task, lock or coroutine of ours (the
+        read callback writes it). One that waits goes on in the reader's worker, which holds
+        ``_busy`` as :meth:`_serve` does and takes the APDUs that arrive meanwhile after it.
+        Idle means what :meth:`_serve` would find: no worker, ``_busy`` free with nobody
+        waiting for it, and a card whose reset did not fail (that refusal stays in
+        :meth:`_answer`). A ``61xx`` answer the host takes a ResponseChain for goes on in the
+        worker too (the prefetch may wait).
+        """
+        if self._worker is not None or self._changing or self._unreset or not self._eager:
+            return False
+        log = self._log
+        debug = log.is_enabled_for(DEBUG)
+        if debug:
+            log.debug("vscard.apdu", reader_id=self.reader_id, command=command_trace(apdu))
+        waiting: Awaitable[bytes]
+        try:
+            answer = self._transmit(apdu)
+            if type(answer) is CoroutineType:
+                waiting = resumed(answer, answer.send(None))
+            else:
+                waiting = answer  # another awaitable: the worker awaits it
+        except StopIteration as done:
+            response: bytes = done.value
+        except Exception as error:  # the card's failure must not end the client
+            log.warning("vscard.apdu_failed", reader_id=self.reader_id, error=repr(error))
+            self._conn.send_failure(self.reader_id, ErrorCode.GENERAL_ERROR)
+            return True
+        else:
+            # The card waits (a thread, a PC/SC hold): the reader's worker takes it from here.
+            self._start(self._serve(apdu, waiting, debug))
+            return True
+        if (
+            len(response) >= 2
+            and response[-2] == _SW1_BYTES_REMAINING
+            and self._conn.response_chain
+        ):
+            self._start(self._serve(apdu, _answered(response), debug))  # the prefetch may wait
+            return True
+        if debug:
+            log.debug("vscard.apdu", reader_id=self.reader_id, response=response_trace(response))
+        self._conn.send_response(self.reader_id, response)
+        return True
+
+    async def _serve(
+        self, apdu: bytes = b"", answer: Awaitable[bytes] | None = None, debug: bool = False
+    ) -> None:
+        """Serve the pending requests, after ``answer``: the card's answer to ``apdu``, which
+        :meth:`_answer_now` started."""
         send = self._link.send
         try:
+            if answer is not None:
+                # First, as _answer_now found it: free, nobody waiting.
+                async with self._busy:
+                    await self._answered(apdu, answer, debug)
+                await send()
             while self._pending:
                 item = self._pending.popleft()
                 async with self._busy:
@@ -241,7 +312,19 @@ class ClientReader:
             self._conn.send_failure(self.reader_id, ErrorCode.GENERAL_ERROR)
             return
         try:
-            response = await self._transmit(apdu)
+            answer = self._transmit(apdu)
+        except Exception as error:  # the card's failure must not end the client
+            log.warning("vscard.apdu_failed", reader_id=self.reader_id, error=repr(error))
+            self._conn.send_failure(self.reader_id, ErrorCode.GENERAL_ERROR)
+            return
+        await self._answered(apdu, answer, debug)
+
+    async def _answered(self, apdu: bytes, answer: Awaitable[bytes], debug: bool) -> None:
+        """Queue the card's ``answer`` to ``apdu`` (a failure: VSC_Error), after the rest of
+        a ``61xx`` answer when the host takes a ResponseChain."""
+        log = self._log
+        try:
+            response = await answer
         except Exception as error:  # the card's failure must not end the client
             log.warning("vscard.apdu_failed", reader_id=self.reader_id, error=repr(error))
             self._conn.send_failure(self.reader_id, ErrorCode.GENERAL_ERROR)
@@ -273,6 +356,11 @@ class ClientReader:
             return
         if prefetch.sw is not None:
             self._conn.send_response_chain(self.reader_id, prefetch.data, prefetch.sw)
+
+
+async def _answered(response: bytes) -> bytes:
+    """A response the card gave already, as an awaitable like its ``transmit``."""
+    return response
 
 
 class Client:
@@ -468,8 +556,32 @@ class Client:
     def _forget(self, reader_id: int) -> None:
         self._readers.pop(reader_id, None)
 
-    async def _receive(self, data: bytes) -> None:
-        for event in self._conn.receive_data(data):
+    def _take(self, data: bytes) -> Coroutine[Any, Any, None] | None:
+        """Handle the host's bytes: at once (None) while every message is an APDU that its
+        idle reader's card answers without waiting (one write for all answers), else a
+        coroutine for the rest (:meth:`_receive`)."""
+        conn = self._conn
+        events = conn.receive_data(data)
+        readers = self._readers
+        for index, event in enumerate(events):
+            if type(event) is APDURequest and readers[event.reader_id]._answer_now(event.apdu):
+                continue
+            return self._receive(events, index)
+        data = conn.data_to_send()
+        writer = self._writer
+        if data and not writer.is_closing():
+            writer.write(data)
+            if writer.transport.get_write_buffer_size():
+                # Not all sent: drain() applies backpressure (as _flush does).
+                return self._receive(events, len(events), drain=True)
+        if conn.error is not None:  # a bad frame after the good ones
+            raise conn.error
+        return None
+
+    async def _receive(self, events: list[ClientEvent], start: int, *, drain: bool = False) -> None:
+        if drain:
+            await self._writer.drain()
+        for event in events[start:]:
             await self._dispatch(event)
         await self._flush()
         if self._conn.error is not None:  # a bad frame after the good ones
@@ -477,16 +589,18 @@ class Client:
 
     async def _read(self) -> bytes:
         if self._inline is not None:
-            # What arrives while this waits is handled at once (_receive, started inline): no
+            # What arrives while this waits is handled at once (_take, in the callback): no
             # task wake-up between a host's APDU and the card, nor a loop turn.
-            return await self._inline.read(READ_SIZE, self._receive)
+            return await self._inline.read(READ_SIZE, self._take)
         return await self._stream_reader.read(READ_SIZE)
 
     async def _read_loop(self) -> None:
         error: BaseException | None = None
         try:
             while data := await self._read():
-                await self._receive(data)
+                rest = self._take(data)
+                if rest is not None:
+                    await rest
             self._log.info("vscard.disconnected")
         except RemoteProtocolError as exc:
             self._log.warning(
