@@ -10,7 +10,9 @@ build (the codecs' tests check it equals one and passes ``dataclasses.replace``)
 
 from __future__ import annotations
 
+import copyreg
 import dataclasses
+import functools
 from collections.abc import Callable
 
 SlotSetter = Callable[[object, object], None]
@@ -26,3 +28,21 @@ def slot_setters(cls: type, fields: tuple[str, ...]) -> tuple[SlotSetter, ...]:
     if actual != fields:
         raise TypeError(f"{cls.__qualname__} has fields {actual}; a decoder builds {fields}")
     return tuple(vars(cls)[name].__set__ for name in fields)
+
+
+def copy_by_constructor(*classes: type) -> None:
+    """Let :mod:`pickle`, :func:`copy.copy` and :func:`copy.deepcopy` rebuild ``classes``
+    (frozen dataclasses) through their constructors, from their ``init`` fields.
+
+    Python's frozen slots dataclasses restore their fields with ``object.__setattr__``; the
+    native classes of the compiled build (docs/compiled.md) restore them through ``setattr``,
+    which their frozen ``__setattr__`` refuses. Registered with :mod:`copyreg`, both builds copy
+    and pickle the same way, and a copy is checked as any new value is.
+    """
+    for cls in classes:
+        names = tuple(field.name for field in dataclasses.fields(cls) if field.init)
+        copyreg.pickle(cls, functools.partial(_reduce, names))
+
+
+def _reduce(names: tuple[str, ...], value: object) -> tuple[type, tuple[object, ...]]:
+    return type(value), tuple(getattr(value, name) for name in names)

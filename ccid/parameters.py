@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from cardfloor.frozen import copy_by_constructor
 from cardfloor.iso7816.atr import AnswerToReset
 
 #: abProtocolDataStructure sizes: T=0 has 5 bytes, T=1 has 7.
@@ -68,3 +69,7 @@ class ProtocolParameters:
                 ]
             ),
         )
+
+
+# Both builds copy and pickle these values alike (see copy_by_constructor).
+copy_by_constructor(ProtocolParameters)

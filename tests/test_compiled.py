@@ -100,6 +100,22 @@ def test_ccid_and_usbip_decoders_build_frozen_messages_equal_to_the_constructed(
 
 
 @compiled_only
+def test_the_vscard_and_usbip_decoders_take_their_native_path() -> None:
+    # The message classes are native too: the decoders store their fields directly (no slot
+    # setters), and what they build is the frozen value the constructor would build.
+    from ccid.usbip import codec as usbip_codec
+    from vscard import codec as vscard_codec
+
+    assert vscard_codec._NATIVE
+    assert usbip_codec._NATIVE
+    (message,) = vscard.Decoder().feed(vscard.encode(vscard.APDU(7, PAYLOAD)))
+    assert message == vscard.APDU(7, PAYLOAD)
+    assert hash(message) == hash(vscard.APDU(7, PAYLOAD))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        message.data = b""  # type: ignore[misc]
+
+
+@compiled_only
 def test_command_apdu_parses_and_stays_frozen() -> None:
     command = CommandAPDU.from_bytes(bytes.fromhex("00A4040007A000000079010000"))
     assert (command.cla, command.ins, command.p1, command.p2) == (0, 0xA4, 4, 0)

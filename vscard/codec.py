@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Final
 
 from cardfloor.frozen import slot_setters
+from cardfloor.native import is_compiled, is_native
 
 from .constants import (
     HEADER_SIZE,
@@ -163,17 +164,26 @@ def _decode_response_chain(reader_id: int, payload: bytes) -> ResponseChain:
 
 
 # APDU frames are built without APDU.__init__ (see cardfloor.frozen): everything __post_init__
-# checks is already guaranteed by the wire (reader_id is a u32 read from the header).
-_new: Final = object.__new__
+# checks is already guaranteed by the wire (reader_id is a u32 read from the header). In Python
+# through the slot setters; where this module and the messages are both compiled, the class is
+# native and a store to its field is a plain store (cardfloor.native.is_native).
+_new_apdu: Final = APDU.__new__
 _set_apdu_reader_id, _set_apdu_data = slot_setters(APDU, ("reader_id", "data"))
 
 
 def _build_apdu(reader_id: int, data: bytes) -> APDU:
     """``APDU(reader_id, data)`` for a ``reader_id`` read as a u32 (see above)."""
-    message: APDU = _new(APDU)
+    message = _new_apdu(APDU)
+    if _NATIVE:
+        message.reader_id = reader_id  # type: ignore[misc]
+        message.data = data  # type: ignore[misc]
+        return message
     _set_apdu_reader_id(message, reader_id)
     _set_apdu_data(message, data)
     return message
+
+
+_NATIVE: Final = is_compiled(_build_apdu) and is_native(APDU)
 
 
 _DECODERS: Final[dict[int, Callable[[int, bytes], Message]]] = {

@@ -1,13 +1,17 @@
 """The nine VSCard messages, and our three extensions, as immutable values, one class per type.
 
 Every message carries the ``reader_id`` of its header. Values are checked when a message
-is built, so a message that exists can always be encoded.
+is built, so a message that exists can always be encoded. A field that holds an enum member
+when the value is one is typed ``Enum | int``, not ``int``: the compiled build (docs/compiled.md)
+stores an ``int`` field as a machine integer, which would drop the member.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
+
+from cardfloor.frozen import copy_by_constructor
 
 from .constants import (
     U32_MAX,
@@ -58,7 +62,7 @@ class Error:
     TYPE: ClassVar[MessageType] = MessageType.ERROR
 
     reader_id: int
-    code: int = ErrorCode.SUCCESS
+    code: ErrorCode | int = ErrorCode.SUCCESS
 
     def __post_init__(self) -> None:
         _check_u32("reader_id", self.reader_id)
@@ -168,7 +172,7 @@ class CardReset:
     TYPE: ClassVar[MessageType] = MessageType.CARD_RESET
 
     reader_id: int
-    protocol: int = TransmissionProtocol.T0
+    protocol: TransmissionProtocol | int = TransmissionProtocol.T0
 
     def __post_init__(self) -> None:
         _check_u32("reader_id", self.reader_id)
@@ -183,7 +187,7 @@ class CardProtocol:
     TYPE: ClassVar[MessageType] = MessageType.CARD_PROTOCOL
 
     reader_id: int
-    protocol: int
+    protocol: TransmissionProtocol | int
 
     def __post_init__(self) -> None:
         _check_u32("reader_id", self.reader_id)
@@ -224,3 +228,19 @@ Message = (
     | ResponseChain
 )
 """Any VSCard message."""
+
+# Both builds copy and pickle these values alike (see copy_by_constructor).
+copy_by_constructor(
+    Init,
+    Error,
+    ReaderAdd,
+    ReaderRemove,
+    ATR,
+    CardRemove,
+    APDU,
+    Flush,
+    FlushComplete,
+    CardReset,
+    CardProtocol,
+    ResponseChain,
+)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import FunctionType
 from typing import Final
 
-from cardfloor.frozen import slot_setters
+from cardfloor.frozen import copy_by_constructor, slot_setters
 
 #: The largest Nc and Ne a short APDU can carry.
 SHORT_MAX: Final = 256
@@ -325,3 +325,7 @@ def success(data: bytes = b"") -> Response:
     _SET_SW(response, _SUCCESS)  # a plain int: to_bytes() on an enum member is slower
     _SET_DATA(response, data)
     return response
+
+
+# Both builds copy and pickle these values alike (see copy_by_constructor).
+copy_by_constructor(CommandAPDU, Response)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Final
 
 from cardfloor.frozen import slot_setters
+from cardfloor.native import is_compiled, is_native
 
 from ..usb import InterfaceSummary, Speed
 from .constants import (
@@ -85,8 +86,10 @@ _DIRECTIONS: Final = (Direction.OUT, Direction.IN)
 # CMD_SUBMITs (every URB) are built without CmdSubmit.__init__ (see cardfloor.frozen):
 # RequestDecoder checks what __post_init__ would (direction, ep, the length against the data
 # carried) before building, and the struct guarantees the rest (u32 and s32 fields, an 8-byte
-# setup).
-_new: Final = object.__new__
+# setup). In Python through the slot setters; where this module and the messages are both
+# compiled, the class is native and a store to its field is a plain store
+# (cardfloor.native.is_native).
+_new_cmd_submit: Final = CmdSubmit.__new__
 (
     _set_seqnum,
     _set_devid,
@@ -447,7 +450,20 @@ class RequestDecoder(_Decoder):
             return None
         data = bytes(buffer[URB_HEADER_SIZE:end])
         del buffer[:end]
-        message: CmdSubmit = _new(CmdSubmit)
+        message = _new_cmd_submit(CmdSubmit)
+        if _NATIVE:
+            message.seqnum = seqnum  # type: ignore[misc]
+            message.devid = devid  # type: ignore[misc]
+            message.direction = _DIRECTIONS[direction]  # type: ignore[misc]
+            message.ep = ep  # type: ignore[misc]
+            message.transfer_flags = transfer_flags  # type: ignore[misc]
+            message.transfer_buffer_length = length  # type: ignore[misc]
+            message.start_frame = start_frame  # type: ignore[misc]
+            message.number_of_packets = number_of_packets  # type: ignore[misc]
+            message.interval = interval  # type: ignore[misc]
+            message.setup = setup  # type: ignore[misc]
+            message.data = data  # type: ignore[misc]
+            return message
         _set_seqnum(message, seqnum)
         _set_devid(message, devid)
         _set_direction(message, _DIRECTIONS[direction])
@@ -472,6 +488,9 @@ class RequestDecoder(_Decoder):
             field="usbip_header_basic.command",
             value=command,
         )
+
+
+_NATIVE: Final = is_compiled(_check_packets) and is_native(CmdSubmit)
 
 
 class ReplyDecoder(_Decoder):

@@ -2,7 +2,9 @@
 
 OP messages (``OP_REQ_DEVLIST``...) open a connection; URB messages (``USBIP_CMD_SUBMIT``...)
 follow a successful import. Values are checked when a message is built, so a message that
-exists can always be encoded; field names are the kernel's.
+exists can always be encoded; field names are the kernel's. A field that holds an enum member
+when the value is one is typed ``Enum | int``, not ``int``: the compiled build (docs/compiled.md)
+stores an ``int`` field as a machine integer, which would drop the member.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..usb import DeviceSummary, InterfaceSummary, SetupPacket
+from cardfloor.frozen import copy_by_constructor
+
+from ..usb import DeviceSummary, InterfaceSummary, SetupPacket, Speed
 from .constants import BUSID_SIZE, MAX_ENDPOINT, PATH_SIZE, Command, Direction, OpCode, OpStatus
 
 _U8 = 0xFF
@@ -50,7 +54,7 @@ class ExportedDevice:
     busid: str
     busnum: int
     devnum: int
-    speed: int
+    speed: Speed | int
     idVendor: int
     idProduct: int
     bcdDevice: int
@@ -142,7 +146,7 @@ class OpRepDevlist:
     CODE: ClassVar[OpCode] = OpCode.OP_REP_DEVLIST
 
     devices: tuple[ExportedDevice, ...] = ()
-    status: int = OpStatus.OK
+    status: OpStatus | int = OpStatus.OK
 
     def __post_init__(self) -> None:
         _check("status", self.status, 0, _U32)
@@ -177,7 +181,7 @@ class OpRepImport:
 
     CODE: ClassVar[OpCode] = OpCode.OP_REP_IMPORT
 
-    status: int = OpStatus.OK
+    status: OpStatus | int = OpStatus.OK
     device: ExportedDevice | None = None
 
     def __post_init__(self) -> None:
@@ -329,3 +333,16 @@ Request = OpRequest | URBRequest
 Reply = OpReply | URBReply
 """What an exporter (server) sends."""
 USBIPMessage = Request | Reply
+
+# Both builds copy and pickle these values alike (see copy_by_constructor).
+copy_by_constructor(
+    ExportedDevice,
+    OpReqDevlist,
+    OpRepDevlist,
+    OpReqImport,
+    OpRepImport,
+    CmdSubmit,
+    RetSubmit,
+    CmdUnlink,
+    RetUnlink,
+)
