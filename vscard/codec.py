@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Final
+from typing import Final, NoReturn
 
 from cardfloor.frozen import slot_setters
 from cardfloor.native import is_compiled, is_native
@@ -36,6 +36,7 @@ from .messages import (
 
 _HEADER: Final = struct.Struct(">III")
 _unpack_header: Final = _HEADER.unpack_from
+_pack_header: Final = _HEADER.pack
 _U32: Final = struct.Struct(">I")
 _INIT_FIXED: Final = struct.Struct(">4sI")
 
@@ -78,9 +79,13 @@ def encode(message: Message, *, max_frame_size: int = MAX_FRAME_SIZE) -> bytes:
     65,536 bytes by default: a bigger frame wedges QEMU's chardev for good).
     """
     payload: bytes
-    if isinstance(message, APDU):
+    if isinstance(message, APDU):  # the commonest: packed with the plain type number
         payload = message.data
-    elif isinstance(message, Error):
+        size = len(payload)
+        if size > max_frame_size - HEADER_SIZE:
+            _refuse_size(message, size, max_frame_size)
+        return _pack_header(_APDU_TYPE, message.reader_id, size) + payload
+    if isinstance(message, Error):
         payload = _U32.pack(message.code)
     elif isinstance(message, ATR):
         payload = message.atr
@@ -97,11 +102,15 @@ def encode(message: Message, *, max_frame_size: int = MAX_FRAME_SIZE) -> bytes:
     else:
         payload = b""
     if HEADER_SIZE + len(payload) > max_frame_size:
-        raise ValueError(
-            f"{type(message).__name__} frame of {HEADER_SIZE + len(payload)} bytes exceeds "
-            f"max_frame_size={max_frame_size}"
-        )
+        _refuse_size(message, len(payload), max_frame_size)
     return _HEADER.pack(message.TYPE, message.reader_id, len(payload)) + payload
+
+
+def _refuse_size(message: Message, payload_size: int, max_frame_size: int) -> NoReturn:
+    raise ValueError(
+        f"{type(message).__name__} frame of {HEADER_SIZE + payload_size} bytes exceeds "
+        f"max_frame_size={max_frame_size}"
+    )
 
 
 def _decode_init(reader_id: int, payload: bytes) -> Init:
