@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import ClassVar
 
 from cardfloor.aio.eager import start
@@ -64,6 +64,9 @@ class CCIDDevice:
         # would, without its loop lookup per wait). At most the USB/IP connection's pending URBs.
         self._bulk_in_waiters: deque[asyncio.Future[None]] = deque()
         self._interrupt_waiters: deque[asyncio.Future[None]] = deque()
+        # The same for transports that park a transfer as a callback (park_in).
+        self._bulk_in_parked: deque[Callable[[], None]] = deque()
+        self._interrupt_parked: deque[Callable[[], None]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float = 0.0
 
@@ -125,6 +128,37 @@ class CCIDDevice:
             raise
         self._sync(events)
         return answer
+
+    def take_in(self, endpoint: int, length: int) -> bytes | None:
+        """``ccid.usb.ParkingDevice``: what :meth:`transfer_in` returns, None while it waits."""
+        if endpoint == BULK_IN:
+            if length <= 0:
+                return b""
+            data = self._reader.read_bulk_in(length)
+            if not data:
+                return None
+            self._sync()
+            return data
+        if endpoint == INTERRUPT_IN:
+            if length < NOTIFY_SLOT_CHANGE_SIZE:
+                raise Stall(f"interrupt IN of {length} bytes cannot hold a NotifySlotChange")
+            message = self._reader.read_interrupt_in()
+            if message is None:
+                return None
+            self._sync()
+            return message
+        raise Stall(f"no IN endpoint 0x{endpoint:02X}")
+
+    def park_in(self, endpoint: int, wake: Callable[[], None]) -> None:
+        """``ccid.usb.ParkingDevice``: call ``wake`` once ``endpoint`` may have data."""
+        parked = self._bulk_in_parked if endpoint == BULK_IN else self._interrupt_parked
+        parked.append(wake)
+
+    def unpark_in(self, endpoint: int, wake: Callable[[], None]) -> None:
+        """``ccid.usb.ParkingDevice``: forget ``wake``."""
+        parked = self._bulk_in_parked if endpoint == BULK_IN else self._interrupt_parked
+        if wake in parked:
+            parked.remove(wake)
 
     async def transfer_in(self, endpoint: int, length: int) -> bytes:
         """Bulk-IN: the next response, at most ``length`` bytes of it at a time. Interrupt-IN:
@@ -223,8 +257,12 @@ class CCIDDevice:
                             log.warning("ccid.card_reset_failed", error=repr(error))
         if reader.bulk_in_pending:
             _wake(self._bulk_in_waiters)
+            if self._bulk_in_parked:
+                _call_parked(self._bulk_in_parked)
         if reader.interrupt_pending:
             _wake(self._interrupt_waiters)
+            if self._interrupt_parked:
+                _call_parked(self._interrupt_parked)
         self._schedule_timer(reader.get_timer())
 
     async def _transmit(self, card: ICC, request: int, apdu: bytes) -> None:
@@ -269,3 +307,12 @@ def _wake(waiters: deque[asyncio.Future[None]]) -> None:
     for waiter in waiters:
         if not waiter.done():
             waiter.set_result(None)
+
+
+def _call_parked(parked: deque[Callable[[], None]]) -> None:
+    # In the order they parked: the first takes the message (a nested _sync may wake those
+    # parked again meanwhile), the others park again.
+    woken = list(parked)
+    parked.clear()
+    for wake in woken:
+        wake()

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Final, Protocol
+from typing import ClassVar, Final, Protocol, runtime_checkable
 
 _SETUP: Final = struct.Struct("<BBHHH")
 
@@ -117,4 +118,30 @@ class UsbDevice(Protocol):
 
     def reset(self) -> None:
         """A USB port reset: back to the default state, nothing in flight."""
+        ...
+
+
+@runtime_checkable
+class ParkingDevice(Protocol):
+    """A :class:`UsbDevice` whose IN endpoints also take a callback instead of a coroutine.
+
+    A transport serves an IN transfer with :meth:`take_in`; when it gets None, it parks the
+    transfer with :meth:`park_in` and tries again when ``wake`` is called, in the call that
+    made data ready (a card's answer), with no task and no loop turn in between. Data is
+    consumed only by :meth:`take_in`, which the transport completes the transfer with at once,
+    so a transfer unparked by CMD_UNLINK never loses data.
+    """
+
+    def take_in(self, endpoint: int, length: int) -> bytes | None:
+        """What :meth:`UsbDevice.transfer_in` would return now, or None while it would wait.
+        Raises :class:`Stall` as it does."""
+        ...
+
+    def park_in(self, endpoint: int, wake: Callable[[], None]) -> None:
+        """Call ``wake`` once (then forget it) when ``endpoint`` may have data: it calls
+        :meth:`take_in` again, and parks again if another transfer took the data."""
+        ...
+
+    def unpark_in(self, endpoint: int, wake: Callable[[], None]) -> None:
+        """Forget ``wake`` (a no-op once it was called)."""
         ...

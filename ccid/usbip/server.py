@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from logging import DEBUG
 from types import MappingProxyType, TracebackType
@@ -33,7 +34,7 @@ from cardfloor.aio.log_limit import LogRateLimit
 from cardfloor.aio.stream import listen_backlog
 from cardfloor.log import get_logger
 
-from ..usb import Stall, UsbDevice
+from ..usb import ParkingDevice, Stall, UsbDevice
 from .codec import DEFAULT_MAX_TRANSFER_LENGTH
 from .connection import (
     DEFAULT_MAX_PENDING_URBS,
@@ -186,6 +187,14 @@ class _Session:
         self._urbs: dict[int, asyncio.Task[None]] = {}
         self._detaching = False
         self._inline = False  # the imported device's UsbDevice.start_inline
+        # The imported device, when it is inline and a ParkingDevice: its IN URBs are served by
+        # callbacks (_serve_in), parked in the device by seqnum (endpoint, wake) while waiting.
+        self._parking: ParkingDevice | None = None
+        self._parked: dict[int, tuple[int, Callable[[], None]]] = {}
+        # Calls into the device in progress, and the parked URBs it woke meanwhile: those are
+        # served once the call is done, so the URB that made data ready completes first.
+        self._calls = 0
+        self._woken: deque[tuple[CmdSubmit, int]] = deque()
         task = asyncio.current_task()
         assert task is not None
         self._loop = task.get_loop()
@@ -291,11 +300,25 @@ class _Session:
                         length=submit.transfer_buffer_length,
                         setup=submit.setup.hex() if submit.ep == 0 else None,
                     )
-                name = f"usbip-urb-{submit.seqnum}"
-                task = start(self._run(submit), eager=self._inline, name=name, loop=self._loop)
-                if task is not None:
-                    self._urbs[submit.seqnum] = task
-                    task.add_done_callback(functools.partial(self._forget, submit.seqnum))
+                self._calls += 1
+                try:
+                    if (
+                        self._parking is not None
+                        and submit.direction == Direction.IN
+                        and submit.ep != 0
+                    ):
+                        self._serve_in(self._parking, submit, self._in_length(submit))
+                    else:
+                        name = f"usbip-urb-{submit.seqnum}"
+                        task = start(
+                            self._run(submit), eager=self._inline, name=name, loop=self._loop
+                        )
+                        if task is not None:
+                            self._urbs[submit.seqnum] = task
+                            task.add_done_callback(functools.partial(self._forget, submit.seqnum))
+                finally:
+                    self._calls -= 1
+                self._serve_woken()
             case UnlinkRequested(seqnum, unlink_seqnum, cancelled):
                 self._log.debug(
                     "usbip.unlink", seqnum=seqnum, unlink_seqnum=unlink_seqnum, cancelled=cancelled
@@ -303,6 +326,8 @@ class _Session:
                 victim = self._urbs.pop(unlink_seqnum, None) if cancelled else None
                 if victim is not None:
                     victim.cancel()
+                elif cancelled:
+                    self._unpark(unlink_seqnum)
             case PortReset(seqnum, cancelled):
                 await self._cancel(cancelled)
                 assert self._export is not None
@@ -325,6 +350,8 @@ class _Session:
                 if isinstance(claimed, Export):
                     self._export = claimed
                     self._inline = getattr(claimed.device, "start_inline", False) is True
+                    if self._inline and isinstance(claimed.device, ParkingDevice):
+                        self._parking = claimed.device
                     early = self._conn.accept_import(claimed.record)
                     self._log.info("usbip.imported", busid=busid)
                     await self._handle_all(early)  # the URBs that came with the request
@@ -336,10 +363,62 @@ class _Session:
         if self._urbs.get(seqnum) is task:
             del self._urbs[seqnum]
 
+    def _in_length(self, submit: CmdSubmit) -> int:
+        # A huge IN URB is legal; it is served in pieces of at most max_transfer_length.
+        return min(submit.transfer_buffer_length, self._config.max_transfer_length)
+
+    def _serve_in(self, device: ParkingDevice, submit: CmdSubmit, length: int) -> None:
+        """Complete an IN URB with the device's data now, or park it until the device wakes
+        it (no task: see :class:`~ccid.usb.ParkingDevice`)."""
+        endpoint = 0x80 | submit.ep
+        try:
+            data = device.take_in(endpoint, length)
+        except Stall:
+            self._log.debug("usbip.stall", seqnum=submit.seqnum, ep=submit.ep)
+            self._complete(submit, URBStatus.EPIPE, b"", 0)
+            return
+        except Exception as error:  # a device bug fails this URB, not the connection
+            self._log.exception("usbip.device_error", seqnum=submit.seqnum, error=repr(error))
+            self._complete(submit, URBStatus.EPROTO, b"", 0)
+            return
+        if data is None:
+            wake = functools.partial(self._wake_in, submit, length)
+            self._parked[submit.seqnum] = (endpoint, wake)
+            device.park_in(endpoint, wake)
+            return
+        self._complete(submit, URBStatus.OK, self._fit(submit, data, length), None)
+
+    def _wake_in(self, submit: CmdSubmit, length: int) -> None:
+        """The device may have data for a parked IN URB (it forgot the wake)."""
+        if self._parked.pop(submit.seqnum, None) is None:
+            return
+        self._woken.append((submit, length))
+        self._serve_woken()
+
+    def _serve_woken(self) -> None:
+        """Serve the woken IN URBs in order, unless a call into the device is in progress (that
+        call's URB goes first: see _handle)."""
+        device = self._parking
+        while self._woken and not self._calls and device is not None:
+            submit, length = self._woken.popleft()
+            self._calls += 1
+            try:
+                self._serve_in(device, submit, length)
+            finally:
+                self._calls -= 1
+
+    def _unpark(self, seqnum: int) -> None:
+        parked = self._parked.pop(seqnum, None)
+        if parked is not None and self._parking is not None:
+            self._parking.unpark_in(*parked)
+
     async def _run(self, submit: CmdSubmit) -> None:
         status, data, accepted = await self._call_device(submit)
         # No await between the device's return and complete(): an unlink read in between
         # would cancel a URB whose data the device has already handed over.
+        self._complete(submit, status, data, accepted)
+
+    def _complete(self, submit: CmdSubmit, status: int, data: bytes, accepted: int | None) -> None:
         if self._conn.complete(submit.seqnum, status=status, data=data, actual_length=accepted):
             if self._log.is_enabled_for(DEBUG):
                 self._log.debug(
@@ -364,8 +443,7 @@ class _Session:
                     return URBStatus.OK, self._fit(submit, answer, setup.wLength), None
                 return URBStatus.OK, b"", None
             if submit.direction == Direction.IN:
-                # A huge IN URB is legal; it is served in pieces of at most max_transfer_length.
-                length = min(submit.transfer_buffer_length, self._config.max_transfer_length)
+                length = self._in_length(submit)
                 data = await device.transfer_in(0x80 | submit.ep, length)
                 return URBStatus.OK, self._fit(submit, data, length), None
             accepted = await device.transfer_out(submit.ep, submit.data)
@@ -395,6 +473,9 @@ class _Session:
         return data
 
     async def _cancel(self, seqnums: Iterable[int]) -> None:
+        seqnums = list(seqnums)
+        for seqnum in seqnums:
+            self._unpark(seqnum)
         tasks = [task for seqnum in seqnums if (task := self._urbs.pop(seqnum, None)) is not None]
         for task in tasks:
             task.cancel()
@@ -410,7 +491,8 @@ class _Session:
     async def _detach(self) -> None:
         self._detaching = True
         left = self._conn.close()
-        await self._cancel(list(self._urbs))
+        self._woken.clear()
+        await self._cancel([*self._urbs, *self._parked])
         export = self._export
         if export is not None:
             self._reset_device(export)

@@ -162,3 +162,45 @@ async def test_the_out_urb_completes_before_the_parked_in_urb_that_gets_its_answ
     assert order == ["out", "in"]
     assert decode_response(ret_in.data) == RDR_to_PC_DataBlock(0, 2, ACTIVE, abData=b"\x2a" + OK)
     await client.close()
+
+
+async def test_parked_in_urbs_get_a_long_answer_in_order_as_it_is_split(
+    exported: tuple[CCIDDevice, USBIPServer],
+) -> None:
+    device, server = exported
+    gate: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def slow(apdu: bytes) -> bytes:
+        return await gate
+
+    client = await attach(server)
+    device.insert_card(MemoryCard(respond=slow))
+    await exchange(client, PC_to_RDR_IccPowerOn(0, 1), 43)
+    await client.transfer_out(BULK_OUT, encode(PC_to_RDR_XfrBlock(0, 2, b"\x00\xb0\x00\x00\x64")))
+    # Three transfers wait for the answer; the first two get a piece each, the third waits on.
+    first, second, third = (client.submit_in(BULK_IN, 64) for _ in range(3))
+    unlinked = client.submit_in(BULK_IN, 64)
+    assert await client.unlink(unlinked) == -104  # forgotten by the device: takes nothing
+    answer = bytes(range(100)) + OK
+    gate.set_result(answer)
+    pieces = [(await first.result()).data, (await second.result()).data]
+    assert [len(piece) for piece in pieces] == [64, 48]
+    assert decode_response(b"".join(pieces)) == RDR_to_PC_DataBlock(0, 2, ACTIVE, abData=answer)
+    await client.transfer_out(BULK_OUT, encode(PC_to_RDR_GetSlotStatus(0, 3)))
+    assert decode_response((await third.result()).data) == RDR_to_PC_SlotStatus(0, 3, ACTIVE)
+    await client.close()
+
+
+async def test_a_parked_interrupt_urb_gets_the_slot_change_of_a_card_inserted_later(
+    exported: tuple[CCIDDevice, USBIPServer],
+) -> None:
+    device, server = exported
+    client = await attach(server)
+    assert await exchange(client, PC_to_RDR_GetSlotStatus(0, 0), 10) == RDR_to_PC_SlotStatus(
+        0, 0, ICCStatus.NOT_PRESENT
+    )
+    notification = client.submit_in(INTERRUPT_IN, 8)
+    await exchange(client, PC_to_RDR_GetSlotStatus(0, 1), 10)  # the URB is parked by now
+    device.insert_card(MemoryCard(respond=lambda apdu: OK))
+    assert (await notification.result()).data == b"\x50\x03"
+    await client.close()
