@@ -12,6 +12,11 @@ for bulk IN, so the host still sees the OUT complete first. A card whose ``trans
 :func:`asyncio.current_task` before its first wait (``asyncio.timeout``) must say so with a
 class attribute ``start_inline = False``; its ``transmit`` then runs as a task from the start.
 
+A card may also offer ``transmit_soon(apdu, answered)`` (see :data:`TransmitSoon`): the APDU
+goes out at once and ``answered`` gets the response in the step that receives it (a remote
+card's VSCard read), so the answer reaches a parked IN transfer with no task at all. It
+returns a function that cancels: the answer is then dropped, as a cancelled ``transmit``'s is.
+
 Every IN transfer takes its bytes from the reader in the same step that returns them, with no
 await in between, so an IN transfer cancelled by CMD_UNLINK never loses data.
 """
@@ -19,6 +24,7 @@ await in between, so an IN transfer cancelled by CMD_UNLINK never loses data.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import ClassVar
@@ -39,6 +45,17 @@ from .usb import DeviceSummary, SetupPacket, Stall
 
 log = get_logger("ccid.device")
 
+Answered = Callable[[bytes | Exception], None]
+"""Gets a card's response to one APDU, or the exception its ``transmit`` would raise."""
+
+TransmitSoon = Callable[[bytes, Answered], Callable[[], object]]
+"""A card's optional ``transmit_soon(apdu, answered)``: ``transmit`` as a callback (see the
+module); returns what cancels it. ``answered`` may be called before it returns."""
+
+
+def _not_started() -> None:
+    """The cancel of a ``transmit_soon`` still starting (see CCIDDevice._sync)."""
+
 
 class CCIDDevice:
     """A virtual USB CCID reader with one slot. Cards come and go with :meth:`insert_card`
@@ -56,6 +73,9 @@ class CCIDDevice:
         self._control = ControlPipe(self.descriptors, self._reader)
         self._card: ICC | None = None
         self._card_inline = True  # the card's start_inline (see the module)
+        self._card_soon: TransmitSoon | None = None  # its transmit_soon, if inline
+        # The cancels of transmit_soon calls awaiting their answer, by request.
+        self._soon: dict[int, Callable[[], object]] = {}
         # Kept from the first call on the loop: under Python 3.11 each
         # asyncio.get_running_loop() is a getpid() system call, and there were three per APDU.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -96,6 +116,8 @@ class CCIDDevice:
         events = self._reader.insert_card(card.atr)
         self._card = card
         self._card_inline = getattr(card, "start_inline", True) is not False
+        soon: TransmitSoon | None = getattr(card, "transmit_soon", None)
+        self._card_soon = soon if self._card_inline else None
         self._sync(events)
 
     def remove_card(self) -> None:
@@ -235,6 +257,18 @@ class CCIDDevice:
                 case APDURequested(request, apdu):
                     card = self._card
                     assert card is not None, "the reader sends APDUs only to a present card"
+                    soon = self._card_soon
+                    if soon is not None:
+                        # It may answer here too (a nested _sync queues the answer).
+                        self._soon[request] = _not_started
+                        try:
+                            cancel = soon(apdu, functools.partial(self._answered, request))
+                        except Exception as error:  # as from transmit: the card failed
+                            self._answered(request, error)
+                            continue
+                        if request in self._soon:
+                            self._soon[request] = cancel
+                        continue
                     # Inline, the card may answer here (a nested _sync queues the answer).
                     task = start(
                         self._transmit(card, request, apdu),
@@ -248,6 +282,9 @@ class CCIDDevice:
                     task = self._transmits.pop(request, None)
                     if task is not None:
                         task.cancel()
+                    stop = self._soon.pop(request, None)
+                    if stop is not None:
+                        stop()
                 case ICCReset(active):
                     if self._card is not None:
                         log.debug("ccid.icc_reset", active=active)
@@ -277,6 +314,18 @@ class CCIDDevice:
         else:
             self._transmits.pop(request, None)
             events = self._reader.apdu_response(request, response)
+        self._sync(events)
+
+    def _answered(self, request: int, result: bytes | Exception) -> None:
+        """A ``transmit_soon`` card's answer to ``request`` (dropped once cancelled)."""
+        if request not in self._soon:
+            return
+        del self._soon[request]
+        if isinstance(result, Exception):
+            log.warning("ccid.card_failed", request=request, error=repr(result))
+            events = self._reader.apdu_failed(request)
+        else:
+            events = self._reader.apdu_response(request, result)
         self._sync(events)
 
     def _schedule_timer(self, deadline: float | None) -> None:

@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import sys
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass
 from ssl import SSLContext
+from typing import Any
 
 import structlog
 
@@ -31,7 +33,7 @@ from cardfloor.version import add_version_option
 from ccid import CCIDDevice, CCIDReader
 from ccid.configuration import ReaderConfiguration
 from ccid.usbip import DEFAULT_MAX_USBIP_CONNECTIONS, USBIPServer, serve_usbip
-from vscard.asyncio.server import DEFAULT_HANDSHAKE_TIMEOUT
+from vscard.asyncio.server import DEFAULT_HANDSHAKE_TIMEOUT, Answered
 from vscard.response_chain import ChainHolder, Continue
 from vscard.tls import server_context
 
@@ -109,6 +111,49 @@ class RemoteCard:
         return 1 if parameters is not None and parameters.bProtocolNum == 1 else 0
 
     async def transmit(self, apdu: bytes) -> bytes:
+        prepared = self._prepare(apdu)
+        if isinstance(prepared, bytes):
+            return prepared
+        prefix, command = prepared
+        response = await self._session.transmit(self._reader_id, command)
+        return self._complete(prefix, command, response)
+
+    def transmit_soon(self, apdu: bytes, answered: Answered) -> Callable[[], object]:
+        """:meth:`transmit` as a callback (``ccid.device.TransmitSoon``): the APDU goes to the
+        client now and ``answered`` gets the response in the session's read, with no task;
+        a task only when the session makes the APDU wait its turn. Returns what cancels it."""
+        try:
+            prepared = self._prepare(apdu)
+        except Exception as error:  # as transmit would raise it
+            answered(error)
+            return _nothing
+        if isinstance(prepared, bytes):
+            answered(prepared)
+            return _nothing
+        prefix, command = prepared
+        pending = _Pending(functools.partial(self._complete, prefix, command), answered)
+        try:
+            sent = self._session.transmit_soon(self._reader_id, command, pending.answer)
+        except Exception as error:  # as transmit would raise it
+            answered(error)
+            return _nothing
+        if sent:
+            return pending.cancel
+        later = self._transmit_later(command, pending.answer)
+        return asyncio.get_running_loop().create_task(later, name="passthru-transmit").cancel
+
+    async def _transmit_later(self, command: bytes, answer: Answered) -> None:
+        """``command`` through :meth:`vscard.Session.transmit`, which waits its turn."""
+        try:
+            response = await self._session.transmit(self._reader_id, command)
+        except Exception as error:
+            answer(error)
+        else:
+            answer(response)
+
+    def _prepare(self, apdu: bytes) -> bytes | tuple[bytes, bytes]:
+        """The answer from the chain the client read ahead, or what goes before the client's
+        response and the command to send it (telling the client the protocol first)."""
         session = self._session
         chain = self._chain
         prefix = b""
@@ -124,10 +169,13 @@ class RemoteCard:
                 session.set_protocol(self._reader_id, protocol)
                 self._told = protocol
             self._used = True
-        response = await session.transmit(self._reader_id, apdu)
-        rest = session.take_response_chain(self._reader_id)
+        return prefix, apdu
+
+    def _complete(self, prefix: bytes, command: bytes, response: bytes) -> bytes:
+        """The response to ``command``, after ``prefix``; holds the chain it came with."""
+        rest = self._session.take_response_chain(self._reader_id)
         if rest is not None:
-            chain.hold(apdu, rest.data, rest.sw)
+            self._chain.hold(command, rest.data, rest.sw)
         return prefix + response if prefix else response
 
     def reset(self) -> None:
@@ -150,6 +198,31 @@ class RemoteCard:
         self._told = protocol
 
 
+def _nothing() -> None:
+    """The cancel of an APDU answered already."""
+
+
+class _Pending:
+    """A :meth:`RemoteCard.transmit_soon` APDU awaiting the client's answer."""
+
+    __slots__ = ("_answered", "_cancelled", "_complete")
+
+    def __init__(self, complete: Callable[[bytes], bytes], answered: Answered) -> None:
+        self._complete = complete
+        self._answered = answered
+        self._cancelled = False
+
+    def answer(self, result: bytes | Exception) -> None:
+        """The session's answer: dropped once cancelled, as a cancelled transmit drops it
+        (the chain it came with stays in the session until the next APDU)."""
+        if self._cancelled:
+            return
+        self._answered(result if isinstance(result, Exception) else self._complete(result))
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+
 class GuardedCard:
     """An in-process card behind the PIN guard, as a :class:`ccid.ICC`: the importer is the
     host the guard keeps the card's last tries from.
@@ -170,8 +243,9 @@ class GuardedCard:
     def atr(self) -> bytes:
         return self._card.atr
 
-    async def transmit(self, apdu: bytes) -> bytes:
-        return await self._guard.transmit(self._card, apdu)
+    def transmit(self, apdu: bytes) -> Coroutine[Any, Any, bytes]:
+        """The guard's answer, or the card's own ``transmit`` (no coroutine of ours)."""
+        return self._guard.transmit(self._card, apdu)
 
     def reset(self) -> None:
         # As vscclient's readers do on a reset: a chain, an ENVELOPE attempt or a selection

@@ -4,7 +4,7 @@ the way libccid drives it: what the kernel and pcscd would see, without vhci-hcd
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -203,4 +203,60 @@ async def test_a_parked_interrupt_urb_gets_the_slot_change_of_a_card_inserted_la
     await exchange(client, PC_to_RDR_GetSlotStatus(0, 1), 10)  # the URB is parked by now
     device.insert_card(MemoryCard(respond=lambda apdu: OK))
     assert (await notification.result()).data == b"\x50\x03"
+    await client.close()
+
+
+class CallbackCard:
+    """A card that answers through ``transmit_soon`` when the test says so."""
+
+    atr = TEST_ATR
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[bytes, Callable[[bytes | Exception], None]]] = []
+        self.cancelled = 0
+
+    async def transmit(self, apdu: bytes) -> bytes:
+        raise AssertionError("the device uses transmit_soon")
+
+    def transmit_soon(
+        self, apdu: bytes, answered: Callable[[bytes | Exception], None]
+    ) -> Callable[[], None]:
+        self.calls.append((apdu, answered))
+        return self.cancel
+
+    def cancel(self) -> None:
+        self.cancelled += 1
+
+    def reset(self) -> None:
+        pass
+
+
+async def test_a_card_that_answers_by_callback_reaches_a_parked_in_urb(
+    exported: tuple[CCIDDevice, USBIPServer],
+) -> None:
+    device, server = exported
+    card = CallbackCard()
+    client = await attach(server)
+    device.insert_card(card)
+    await exchange(client, PC_to_RDR_IccPowerOn(0, 1), 43)
+    await client.transfer_out(BULK_OUT, encode(PC_to_RDR_XfrBlock(0, 2, b"\x00\xb0\x00\x00")))
+    parked = client.submit_in(BULK_IN, 65556)
+    await client.transfer_out(BULK_OUT, b"")  # a round trip: the IN URB is parked by now
+    ((apdu, answered),) = card.calls
+    assert apdu == b"\x00\xb0\x00\x00"
+    answered(b"\x2a" + OK)
+    assert decode_response((await parked.result()).data) == RDR_to_PC_DataBlock(
+        0, 2, ACTIVE, abData=b"\x2a" + OK
+    )
+    # A failure is the card mute, as from transmit; an answer after the removal is dropped.
+    await client.transfer_out(BULK_OUT, encode(PC_to_RDR_XfrBlock(0, 3, b"\x00\xb0\x00\x00")))
+    card.calls[-1][1](OSError("reader unplugged"))
+    failed = decode_response(await client.transfer_in(BULK_IN, 65556))
+    assert (failed.bSeq, failed.bStatus & 0x40) == (3, 0x40)
+    await client.transfer_out(BULK_OUT, encode(PC_to_RDR_XfrBlock(0, 4, b"\x00\xb0\x00\x00")))
+    device.remove_card()
+    assert card.cancelled == 1
+    card.calls[-1][1](b"\x2b" + OK)  # too late: nobody waits for it
+    removed = decode_response(await client.transfer_in(BULK_IN, 65556))
+    assert (removed.bSeq, removed.bStatus & 0x40) == (4, 0x40)
     await client.close()

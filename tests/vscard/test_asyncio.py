@@ -343,3 +343,89 @@ async def test_a_card_handler_may_use_asyncio_timeout(host: tuple[Host, vscard.S
         assert await session.transmit(reader.reader_id, SELECT) == b"\x6f\x00"
         assert await session.transmit(reader.reader_id, SELECT) == b"\x6f\x00"
         assert not client.closed
+
+
+def answers() -> tuple[asyncio.Future[bytes | Exception], vscard.asyncio.server.Answered]:
+    """A future that gets what a transmit_soon callback is given."""
+    future: asyncio.Future[bytes | Exception] = asyncio.get_running_loop().create_future()
+    return future, future.set_result
+
+
+async def test_transmit_soon_hands_the_response_or_the_failure_to_a_callback(
+    host: tuple[Host, vscard.Server],
+) -> None:
+    recorder, server = host
+
+    async def card(apdu: bytes) -> bytes:
+        if apdu == SELECT:
+            return b"\x90\x00"
+        raise OSError("card reader unplugged")
+
+    async with await vscard.connect("127.0.0.1", server.port) as client:
+        session = await asyncio.wait_for(recorder.sessions.get(), 5)
+        reader = await client.add_reader(transmit=card)
+        await reader.insert(ATR)
+        answered, answer = answers()
+        assert session.transmit_soon(reader.reader_id, SELECT, answer)
+        assert await asyncio.wait_for(answered, 5) == b"\x90\x00"
+        failed, fail = answers()
+        assert session.transmit_soon(reader.reader_id, b"\x00\xb0\x00\x00", fail)
+        error = await asyncio.wait_for(failed, 5)
+        assert isinstance(error, APDUFailedError)
+        assert error.code == vscard.ErrorCode.GENERAL_ERROR
+
+
+async def test_transmit_soon_leaves_the_reader_to_a_transmit_in_progress(
+    host: tuple[Host, vscard.Server],
+) -> None:
+    recorder, server = host
+    started, release = asyncio.Event(), asyncio.Event()
+    seen: list[bytes] = []
+
+    async def slow_card(apdu: bytes) -> bytes:
+        seen.append(apdu)
+        started.set()
+        await release.wait()
+        return b"\x90\x00"
+
+    async with await vscard.connect("127.0.0.1", server.port) as client:
+        session = await asyncio.wait_for(recorder.sessions.get(), 5)
+        reader = await client.add_reader(transmit=slow_card)
+        await reader.insert(ATR)
+        transmit = asyncio.create_task(session.transmit(reader.reader_id, SELECT))
+        await asyncio.wait_for(started.wait(), 5)
+        _, answer = answers()
+        assert not session.transmit_soon(reader.reader_id, b"\x00\xb0\x00\x00", answer)
+        release.set()
+        assert await asyncio.wait_for(transmit, 5) == b"\x90\x00"
+        assert seen == [SELECT]  # nothing was sent for the refused call
+
+
+async def test_transmit_soon_in_flight_fails_when_the_client_goes_after_events_end(
+    host: tuple[Host, vscard.Server],
+) -> None:
+    recorder, server = host
+    started = asyncio.Event()
+
+    async def stuck_card(apdu: bytes) -> bytes:
+        started.set()
+        await asyncio.Event().wait()
+        return b""
+
+    client = await vscard.connect("127.0.0.1", server.port)
+    session = await asyncio.wait_for(recorder.sessions.get(), 5)
+    reader = await client.add_reader(transmit=stuck_card)
+    await reader.insert(ATR)
+    ended = recorder.ended[session.peer]
+    answered: asyncio.Future[tuple[bytes | Exception, bool]]
+    answered = asyncio.get_running_loop().create_future()
+    # What the callback gets, and whether the handler had seen the session end by then.
+    assert session.transmit_soon(
+        reader.reader_id, SELECT, lambda result: answered.set_result((result, ended.is_set()))
+    )
+    await asyncio.wait_for(started.wait(), 5)
+    client._writer.transport.abort()  # the client is gone without a word
+    result, events_ended = await asyncio.wait_for(answered, 5)
+    assert isinstance(result, ConnectionClosedError)
+    assert events_ended
+    await client.close()

@@ -68,6 +68,10 @@ SessionEvent = PeerInit | ReaderAdded | ReaderRemoved | CardInserted | CardRemov
 SessionHandler = Callable[["Session"], Awaitable[None]]
 """Runs once per accepted connection; the connection closes when it returns."""
 
+Answered = Callable[[bytes | Exception], None]
+"""Gets the response to an APDU sent with :meth:`Session.transmit_soon`, or the error
+:meth:`Session.transmit` would have raised in its place."""
+
 _DONE = object()
 
 
@@ -122,6 +126,10 @@ class Session:
         self._apdus: dict[int, asyncio.Future[bytes]] = {}
         self._flushes: dict[int, asyncio.Future[None]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        # transmit() calls in progress (waiting for their turn or their answer), by reader, and
+        # the callbacks of APDUs sent by transmit_soon() awaiting theirs.
+        self._transmitting: dict[int, int] = {}
+        self._answers: dict[int, Answered] = {}
         self._closed = asyncio.Event()
         self.error: BaseException | None = None
         """Why the connection ended, when it was not a clean close."""
@@ -199,23 +207,60 @@ class Session:
         :class:`ConnectionClosedError`, :class:`UnknownReaderError` or :class:`NoCardError`.
         """
         lock = self._locks.setdefault(reader_id, asyncio.Lock())
-        async with lock:
-            if self.closed:
-                raise ConnectionClosedError(f"VSCard client {self.peer} disconnected")
-            self._conn.send_apdu(reader_id, apdu)
-            self._chains.pop(reader_id, None)
-            future: asyncio.Future[bytes] = self._loop.create_future()
-            self._apdus[reader_id] = future
-            debug = self._log.is_enabled_for(DEBUG)  # the traces cost more than the check
-            if debug:
-                self._log.debug("vscard.apdu", reader_id=reader_id, command=command_trace(apdu))
-            await self._flush()
-            response = await future
-            if debug:
-                self._log.debug(
-                    "vscard.apdu", reader_id=reader_id, response=response_trace(response)
-                )
-            return response
+        transmitting = self._transmitting
+        transmitting[reader_id] = transmitting.get(reader_id, 0) + 1
+        try:
+            async with lock:
+                if self.closed:
+                    raise ConnectionClosedError(f"VSCard client {self.peer} disconnected")
+                self._conn.send_apdu(reader_id, apdu)
+                self._chains.pop(reader_id, None)
+                future: asyncio.Future[bytes] = self._loop.create_future()
+                self._apdus[reader_id] = future
+                debug = self._log.is_enabled_for(DEBUG)  # the traces cost more than the check
+                if debug:
+                    self._log.debug("vscard.apdu", reader_id=reader_id, command=command_trace(apdu))
+                await self._flush()
+                response = await future
+                if debug:
+                    self._log.debug(
+                        "vscard.apdu", reader_id=reader_id, response=response_trace(response)
+                    )
+                return response
+        finally:
+            left = transmitting[reader_id] - 1
+            if left:
+                transmitting[reader_id] = left
+            else:
+                del transmitting[reader_id]
+
+    def transmit_soon(self, reader_id: int, apdu: bytes, answered: Answered) -> bool:
+        """:meth:`transmit` for a caller that cannot wait: send ``apdu`` now, and call
+        ``answered`` with the response (or the error :meth:`transmit` would raise) in the step
+        that receives it, with no task in between. ``answered`` must not raise.
+
+        False, with nothing sent, when the APDU would have to wait: for another
+        :meth:`transmit` or :meth:`transmit_soon` on the reader, or for the connection's
+        writes to drain (:meth:`transmit` then waits its turn). Raises as :meth:`transmit`
+        does before the APDU is sent. When the connection ends, ``answered`` gets
+        :class:`ConnectionClosedError` at the next loop turn, after a task waiting in
+        :meth:`events` has seen the end.
+        """
+        if (
+            reader_id in self._transmitting
+            or reader_id in self._answers
+            or self._writer.transport.get_write_buffer_size()
+        ):
+            return False
+        if self.closed:
+            raise ConnectionClosedError(f"VSCard client {self.peer} disconnected")
+        self._conn.send_apdu(reader_id, apdu)
+        self._chains.pop(reader_id, None)
+        self._answers[reader_id] = answered
+        if self._log.is_enabled_for(DEBUG):
+            self._log.debug("vscard.apdu", reader_id=reader_id, command=command_trace(apdu))
+        self._write_now()
+        return True
 
     async def flush(self, reader_id: int) -> None:
         """Send VSC_Flush and wait for the client's FlushComplete."""
@@ -357,7 +402,16 @@ class Session:
                 self._log.info(f"vscard.{_event_name(event)}", **_event_fields(event))
                 await self._events.put(event)
 
-    def _resolve(self, reader_id: int, result: bytes | BaseException) -> None:
+    def _resolve(self, reader_id: int, result: bytes | Exception) -> None:
+        answered = self._answers.pop(reader_id, None)
+        if answered is not None:
+            if isinstance(result, bytes) and self._log.is_enabled_for(DEBUG):
+                self._log.debug("vscard.apdu", reader_id=reader_id, response=response_trace(result))
+            try:
+                answered(result)
+            except Exception as error:  # the caller's bug must not end the connection
+                self._log.exception("vscard.answer_failed", reader_id=reader_id, error=repr(error))
+            return
         future = self._apdus.pop(reader_id, None)
         if future is None or future.done():
             return
@@ -384,6 +438,10 @@ class Session:
         while self._events.full():
             self._events.get_nowait()
         self._events.put_nowait(_DONE)
+        # After the end marker: the application learns that the session ended (and unplugs
+        # its readers) before the APDUs in flight fail, as with transmit's futures.
+        for reader_id in list(self._answers):
+            self._loop.call_soon(self._resolve, reader_id, closed)
         self._writer.close()
 
 
