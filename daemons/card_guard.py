@@ -548,17 +548,19 @@ class CardGuard:
         memory.pin_envelopes.refusing = memory.policy_envelopes.refusing = None
         if not self.keep:
             return card.transmit(apdu)
-        try:
-            attempt = pin_attempt(apdu)
-        except APDUFormatError as error:
-            log.warning(
-                "vscclient.pin_guard",
-                ins=_hex(ins),
-                field=error.field,
-                value=error.value,
-                action="malformed PIN command answered 6700 without reaching the card",
-            )
-            return _answer(SW_WRONG_LENGTH)
+        attempt = None
+        if ins in PIN_INSTRUCTIONS:  # pin_attempt's own first test: no call for other commands
+            try:
+                attempt = pin_attempt(apdu)
+            except APDUFormatError as error:
+                log.warning(
+                    "vscclient.pin_guard",
+                    ins=_hex(ins),
+                    field=error.field,
+                    value=error.value,
+                    action="malformed PIN command answered 6700 without reaching the card",
+                )
+                return _answer(SW_WRONG_LENGTH)
         if attempt is None:
             memory.chain = None  # any other command ends a chain on the card
             if ins in _FORGETTING_INSTRUCTIONS:

@@ -382,6 +382,7 @@ class Client:
         # are then handled in the callback that received them (see _read_loop).
         self._inline = inline
         self._writer = stream_writer
+        self._transport = stream_writer.transport  # _take writes to it directly
         self._timeout = timeout
         self._conn = ClientConnection(
             max_frame_size=max_frame_size,
@@ -568,10 +569,10 @@ class Client:
                 continue
             return self._receive(events, index)
         data = conn.data_to_send()
-        writer = self._writer
-        if data and not writer.is_closing():
-            writer.write(data)
-            if writer.transport.get_write_buffer_size():
+        transport = self._transport
+        if data and not transport.is_closing():
+            transport.write(data)
+            if transport.get_write_buffer_size():
                 # Not all sent: drain() applies backpressure (as _flush does).
                 return self._receive(events, len(events), drain=True)
         if conn.error is not None:  # a bad frame after the good ones
