@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Final, NoReturn
+from typing import Final, NoReturn, get_args
 
 from cardfloor.frozen import slot_setters
 from cardfloor.native import is_compiled, is_native
@@ -52,23 +52,7 @@ _FIXED_LENGTH: Final[dict[int, int]] = {
 }
 _APDU_TYPE: Final = int(MessageType.APDU)
 _ERROR_CODES: Final = {code.value: code for code in ErrorCode}
-_CLASS_NAMES: Final[dict[int, str]] = {
-    cls.TYPE: cls.__name__
-    for cls in (
-        Init,
-        Error,
-        ReaderAdd,
-        ReaderRemove,
-        ATR,
-        CardRemove,
-        APDU,
-        Flush,
-        FlushComplete,
-        CardReset,
-        CardProtocol,
-        ResponseChain,
-    )
-}
+_CLASS_NAMES: Final[dict[int, str]] = {cls.TYPE: cls.__name__ for cls in get_args(Message)}
 _PROTOCOLS: Final = {protocol.value: protocol for protocol in TransmissionProtocol}
 
 

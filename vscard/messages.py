@@ -9,7 +9,7 @@ stores an ``int`` field as a machine integer, which would drop the member.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, get_args
 
 from cardfloor.frozen import copy_by_constructor
 
@@ -230,17 +230,4 @@ Message = (
 """Any VSCard message."""
 
 # Both builds copy and pickle these values alike (see copy_by_constructor).
-copy_by_constructor(
-    Init,
-    Error,
-    ReaderAdd,
-    ReaderRemove,
-    ATR,
-    CardRemove,
-    APDU,
-    Flush,
-    FlushComplete,
-    CardReset,
-    CardProtocol,
-    ResponseChain,
-)
+copy_by_constructor(*get_args(Message))
