@@ -184,36 +184,19 @@ class CCIDDevice:
 
     async def transfer_in(self, endpoint: int, length: int) -> bytes:
         """Bulk-IN: the next response, at most ``length`` bytes of it at a time. Interrupt-IN:
-        the next NotifySlotChange. Both wait until there is one; neither returns b""."""
-        if endpoint == BULK_IN:
-            if length <= 0:
-                return b""
-            while True:
-                data = self._reader.read_bulk_in(length)
-                if data:
-                    self._sync()
-                    return data
-                waiter = self._running_loop().create_future()
-                self._bulk_in_waiters.append(waiter)
-                try:
-                    await waiter
-                finally:
-                    self._bulk_in_waiters.remove(waiter)
-        if endpoint == INTERRUPT_IN:
-            if length < NOTIFY_SLOT_CHANGE_SIZE:
-                raise Stall(f"interrupt IN of {length} bytes cannot hold a NotifySlotChange")
-            while True:
-                message = self._reader.read_interrupt_in()
-                if message is not None:
-                    self._sync()
-                    return message
-                waiter = self._running_loop().create_future()
-                self._interrupt_waiters.append(waiter)
-                try:
-                    await waiter
-                finally:
-                    self._interrupt_waiters.remove(waiter)
-        raise Stall(f"no IN endpoint 0x{endpoint:02X}")
+        the next NotifySlotChange. Both wait until there is one; neither returns b"" (but a
+        bulk IN of ``length`` 0)."""
+        waiters = self._bulk_in_waiters if endpoint == BULK_IN else self._interrupt_waiters
+        while True:
+            data = self.take_in(endpoint, length)  # raises Stall for a bad endpoint or length
+            if data is not None:
+                return data
+            waiter = self._running_loop().create_future()
+            waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                waiters.remove(waiter)
 
     async def transfer_out(self, endpoint: int, data: bytes) -> int:
         """Bulk-OUT bytes, accepted whole at once (the card starts on an APDU before this returns).

@@ -21,6 +21,7 @@ from cardfloor.iso7816.apdu import (
     SHORT_MAX,
     APDUFormatError,
     CommandAPDU,
+    StatusWord,
     bytes_remaining,
     get_response_class,
     logical_channel,
@@ -29,7 +30,7 @@ from cardfloor.iso7816.instructions import INS_GET_RESPONSE
 
 from .constants import HEADER_SIZE, MAX_FRAME_SIZE
 
-_SW1_BYTES_REMAINING: Final = 0x61
+_SW1_BYTES_REMAINING: Final = StatusWord.BYTES_REMAINING >> 8
 
 #: GET RESPONSEs a prefetch sends at most: a 3 KiB certificate takes 12 at 256 bytes each.
 MAX_PREFETCH_STEPS: Final = 64
@@ -44,11 +45,14 @@ def _parse(raw: bytes) -> CommandAPDU | None:
         return None
 
 
+def more_to_get(response: bytes) -> bool:
+    """Whether ``response`` ends in ``61xx``: the card holds more of it for GET RESPONSE."""
+    return len(response) >= 2 and response[-2] == _SW1_BYTES_REMAINING
+
+
 def _remaining_sw(response: bytes) -> int | None:
     """SW2 of a ``61xx`` response, or None for any other status."""
-    if len(response) >= 2 and response[-2] == _SW1_BYTES_REMAINING:
-        return response[-1]
-    return None
+    return response[-1] if more_to_get(response) else None
 
 
 class Prefetch:

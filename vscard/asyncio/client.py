@@ -42,7 +42,7 @@ from ..events import (
     RequestAnswered,
     Unexpected,
 )
-from ..response_chain import Prefetch
+from ..response_chain import Prefetch, more_to_get
 
 log = get_logger("vscard.client")
 
@@ -81,8 +81,6 @@ class ReaderIdInUseError(VSCardError):
         self.name = name
         self.reader_id = reader_id
 
-
-_SW1_BYTES_REMAINING = 0x61
 
 #: Host APDUs queued per reader. A host sends one at a time; this bounds a misbehaving one.
 _READER_QUEUE_SIZE = 8
@@ -238,11 +236,7 @@ class ClientReader:
             # The card waits (a thread, a PC/SC hold): the reader's worker takes it from here.
             self._start(self._serve(apdu, waiting, debug))
             return True
-        if (
-            len(response) >= 2
-            and response[-2] == _SW1_BYTES_REMAINING
-            and self._conn.response_chain
-        ):
+        if self._conn.response_chain and more_to_get(response):
             self._start(self._serve(apdu, _answered(response), debug))  # the prefetch may wait
             return True
         if debug:
@@ -333,7 +327,7 @@ class ClientReader:
                 log.debug(
                     "vscard.apdu", reader_id=self.reader_id, response=response_trace(response)
                 )
-            if len(response) >= 2 and response[-2] == _SW1_BYTES_REMAINING:
+            if more_to_get(response):
                 await self._prefetch(apdu, response)
             self._conn.send_response(self.reader_id, response)
 
