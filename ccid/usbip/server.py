@@ -373,13 +373,8 @@ class _Session:
         endpoint = 0x80 | submit.ep
         try:
             data = device.take_in(endpoint, length)
-        except Stall:
-            self._log.debug("usbip.stall", seqnum=submit.seqnum, ep=submit.ep)
-            self._complete(submit, URBStatus.EPIPE, b"", 0)
-            return
-        except Exception as error:  # a device bug fails this URB, not the connection
-            self._log.exception("usbip.device_error", seqnum=submit.seqnum, error=repr(error))
-            self._complete(submit, URBStatus.EPROTO, b"", 0)
+        except Exception as error:
+            self._complete(submit, *self._failed(submit, error))
             return
         if data is None:
             wake = functools.partial(self._wake_in, submit, length)
@@ -455,12 +450,18 @@ class _Session:
                 )
                 return URBStatus.EPROTO, b"", 0
             return URBStatus.OK, b"", accepted
-        except Stall:
+        except Exception as error:
+            return self._failed(submit, error)
+
+    def _failed(self, submit: CmdSubmit, error: Exception) -> tuple[int, bytes, int]:
+        """The URB's completion when the device raised ``error`` (called in the ``except``
+        block): a :class:`Stall` is EPIPE; anything else is a device bug, which fails this URB,
+        not the connection."""
+        if isinstance(error, Stall):
             self._log.debug("usbip.stall", seqnum=submit.seqnum, ep=submit.ep)
             return URBStatus.EPIPE, b"", 0
-        except Exception as error:  # a device bug fails this URB, not the connection
-            self._log.exception("usbip.device_error", seqnum=submit.seqnum, error=repr(error))
-            return URBStatus.EPROTO, b"", 0
+        self._log.exception("usbip.device_error", seqnum=submit.seqnum, error=repr(error))
+        return URBStatus.EPROTO, b"", 0
 
     def _fit(self, submit: CmdSubmit, data: bytes, asked: int) -> bytes:
         limit = min(asked, submit.transfer_buffer_length)
