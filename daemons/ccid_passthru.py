@@ -34,7 +34,8 @@ from ccid import CCIDDevice, CCIDReader
 from ccid.configuration import ReaderConfiguration
 from ccid.usbip import DEFAULT_MAX_USBIP_CONNECTIONS, USBIPServer, serve_usbip
 from vscard.asyncio.server import DEFAULT_HANDSHAKE_TIMEOUT, Answered
-from vscard.response_chain import ChainHolder, Continue
+from vscard.local_answers import LocalAnswers
+from vscard.response_chain import Continue
 from vscard.tls import server_context
 
 from . import event_loop
@@ -95,8 +96,9 @@ class RemoteCard:
         # was last told (None: not yet).
         self._used = True
         self._told: int | None = None
-        # The rest of a 61xx answer the client read ahead (vscard.response_chain).
-        self._chain = ChainHolder()
+        # The rest of a 61xx answer the client read ahead (vscard.response_chain), and the
+        # answers to the commands it expects next (vscard.read_ahead).
+        self._local = LocalAnswers()
 
     @property
     def atr(self) -> bytes:
@@ -152,17 +154,18 @@ class RemoteCard:
             answer(response)
 
     def _prepare(self, apdu: bytes) -> bytes | tuple[bytes, bytes]:
-        """The answer from the chain the client read ahead, or what goes before the client's
-        response and the command to send it (telling the client the protocol first)."""
+        """The answer from what the client read ahead (vscard.local_answers), or what goes
+        before the client's response and the command to send it (telling the client the
+        protocol first)."""
         session = self._session
-        chain = self._chain
         prefix = b""
-        if chain.held is not None:
-            local = chain.answer(apdu)  # anything but the GET RESPONSE it awaits drops it
-            if isinstance(local, Continue):
-                prefix, apdu = local.prefix, local.command
-            elif local is not None:
-                return local
+        local = self._local
+        if local.held:
+            answer = local.answer(apdu)
+            if isinstance(answer, Continue):
+                prefix, apdu = answer.prefix, answer.command
+            elif answer is not None:
+                return answer
         if session.card_reset:
             protocol = self.protocol
             if protocol != self._told:
@@ -172,10 +175,13 @@ class RemoteCard:
         return prefix, apdu
 
     def _complete(self, prefix: bytes, command: bytes, response: bytes) -> bytes:
-        """The response to ``command``, after ``prefix``; holds the chain it came with."""
-        rest = self._session.take_response_chain(self._reader_id)
-        if rest is not None:
-            self._chain.hold(command, rest.data, rest.sw)
+        """The response to ``command``, after ``prefix``; holds what it came with."""
+        session = self._session
+        reader_id = self._reader_id
+        rest = session.take_response_chain(reader_id)
+        ahead = session.take_read_ahead(reader_id)
+        if rest is not None or ahead:
+            self._local.took(command, rest, ahead)
         return prefix + response if prefix else response
 
     def reset(self) -> None:
@@ -184,7 +190,7 @@ class RemoteCard:
         Without the extension, VSCard has no reset: the client's card keeps its state, as
         under QEMU.
         """
-        self._chain.drop()
+        self._local.drop()
         session = self._session
         if not self._used or not session.card_reset or session.closed:
             return
@@ -572,6 +578,7 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
                         allow=args.allow,
                         ssl=tls,
                         response_chain=True,
+                        read_ahead=True,
                     )
                 except OSError as error:
                     log.error("passthru.listen_failed", address=str(args.listen), error=str(error))

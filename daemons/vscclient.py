@@ -571,12 +571,14 @@ class Daemon:
                     return 0
                 delay = min(delay * 2, BACKOFF_CAP)
                 continue
-            # prefetch: the host takes GET RESPONSE chains read ahead (vscard.response_chain).
+            # prefetch: the host takes GET RESPONSE chains read ahead (vscard.response_chain);
+            # read_ahead: and the answers to the reads it foresees (vscard.read_ahead).
             log.info(
                 "vscclient.connected",
                 host=plan.host,
                 port=plan.port,
                 prefetch=client.response_chain,
+                read_ahead=client.read_ahead,
             )
             try:
                 await self.mirror.attach(client)

@@ -62,6 +62,7 @@ from .messages import (
     FlushComplete,
     Init,
     Message,
+    ReadAhead,
     ReaderAdd,
     ReaderRemove,
     ResponseChain,
@@ -81,7 +82,7 @@ def _apdu_request(reader_id: int, apdu: bytes) -> APDURequest:
     return event
 
 
-_KNOWN: Final = int(Capability.CARD_RESET | Capability.RESPONSE_CHAIN)
+_KNOWN: Final = int(Capability.CARD_RESET | Capability.RESPONSE_CHAIN | Capability.READ_AHEAD)
 
 #: Requests in flight before the client must wait for replies. QEMU answers each at once;
 #: this only bounds memory against a host that never answers.
@@ -138,6 +139,12 @@ class ClientConnection:
         """True once both Inits announced :attr:`~vscard.Capability.RESPONSE_CHAIN`: the client
         may send :meth:`send_response_chain`."""
         return bool(self.capabilities & self.peer_capabilities & Capability.RESPONSE_CHAIN)
+
+    @property
+    def read_ahead(self) -> bool:
+        """True once both Inits announced :attr:`~vscard.Capability.READ_AHEAD`: the client
+        may send :meth:`send_read_ahead`."""
+        return bool(self.capabilities & self.peer_capabilities & Capability.READ_AHEAD)
 
     @property
     def reader_ids(self) -> frozenset[int]:
@@ -208,6 +215,22 @@ class ClientConnection:
                 value=int(self.peer_capabilities),
             )
         self._send(ResponseChain(reader_id, data, sw))
+
+    def send_read_ahead(self, entry: ReadAhead) -> None:
+        """Queue a ReadAhead: the card's answer to a command the host's guest is likely to send
+        next (see :mod:`vscard.read_ahead`). Send it before the response to the host's APDU in
+        flight (:meth:`send_response`), after its ResponseChain, if any.
+
+        Raises :class:`~vscard.LocalProtocolError` (field ``capabilities``) unless
+        :attr:`read_ahead`; nothing is queued then.
+        """
+        if not self.read_ahead:
+            raise LocalProtocolError(
+                "ReadAhead needs Capability.READ_AHEAD announced by both sides",
+                field="capabilities",
+                value=int(self.peer_capabilities),
+            )
+        self._send(entry)
 
     def send_failure(self, reader_id: int, code: int = ErrorCode.GENERAL_ERROR) -> None:
         """Queue a VSC_Error in place of a response: the card could not answer the APDU."""

@@ -29,6 +29,7 @@ from .messages import (
     FlushComplete,
     Init,
     Message,
+    ReadAhead,
     ReaderAdd,
     ReaderRemove,
     ResponseChain,
@@ -38,6 +39,8 @@ _HEADER: Final = struct.Struct(">III")
 _unpack_header: Final = _HEADER.unpack_from
 _pack_header: Final = _HEADER.pack
 _U32: Final = struct.Struct(">I")
+_U16: Final = struct.Struct(">H")
+_SW1_BYTES_REMAINING: Final = 0x61
 _INIT_FIXED: Final = struct.Struct(">4sI")
 
 # Exact payload sizes of the fixed-size messages; Init is checked on its own (12 + 4n).
@@ -83,6 +86,8 @@ def encode(message: Message, *, max_frame_size: int = MAX_FRAME_SIZE) -> bytes:
         payload = _U32.pack(message.protocol)
     elif isinstance(message, ResponseChain):
         payload = message.data + message.sw.to_bytes(2, "big")
+    elif isinstance(message, ReadAhead):
+        payload = _encode_read_ahead(message)
     else:
         payload = b""
     if HEADER_SIZE + len(payload) > max_frame_size:
@@ -156,6 +161,60 @@ def _decode_response_chain(reader_id: int, payload: bytes) -> ResponseChain:
     return ResponseChain(reader_id, payload[:-2], int.from_bytes(payload[-2:], "big"))
 
 
+def _encode_read_ahead(message: ReadAhead) -> bytes:
+    command, response = message.command, message.response
+    parts = [_U16.pack(len(command)), command, _U16.pack(len(response)), response]
+    if message.chain_sw is not None:
+        parts += (message.chain, _U16.pack(message.chain_sw))
+    return b"".join(parts)
+
+
+def _read_ahead_part(payload: bytes, offset: int, name: str, least: int) -> tuple[bytes, int]:
+    """The length-prefixed part of a ReadAhead at ``offset``, and the offset after it."""
+    if len(payload) - offset < 2:
+        raise RemoteProtocolError(
+            f"ReadAhead ends before its {name} length", field=f"ReadAhead.{name}_length", value=0
+        )
+    (length,) = _U16.unpack_from(payload, offset)
+    start = offset + 2
+    if length < least or start + length > len(payload):
+        raise RemoteProtocolError(
+            f"ReadAhead {name} must be {least} bytes or more, within the payload",
+            field=f"ReadAhead.{name}_length",
+            value=length,
+        )
+    return payload[start : start + length], start + length
+
+
+def _decode_read_ahead(reader_id: int, payload: bytes) -> ReadAhead:
+    command, offset = _read_ahead_part(payload, 0, "command", 4)
+    response, offset = _read_ahead_part(payload, offset, "response", 2)
+    remaining = response[-2] == _SW1_BYTES_REMAINING
+    rest = len(payload) - offset
+    if not remaining:
+        if rest:
+            raise RemoteProtocolError(
+                "ReadAhead of a response that is not 61xx has nothing after it",
+                field="ReadAhead.chain",
+                value=rest,
+            )
+        return ReadAhead(reader_id, command, response)
+    if rest < 2:
+        raise RemoteProtocolError(
+            "ReadAhead of a 61xx response must end with its chain's status word",
+            field="ReadAhead.chain_sw",
+            value=rest,
+        )
+    (chain_sw,) = _U16.unpack_from(payload, len(payload) - 2)
+    if chain_sw >> 8 == _SW1_BYTES_REMAINING:
+        raise RemoteProtocolError(
+            "ReadAhead chain must be complete: its status word cannot be 61xx",
+            field="ReadAhead.chain_sw",
+            value=chain_sw,
+        )
+    return ReadAhead(reader_id, command, response, payload[offset:-2], chain_sw)
+
+
 # APDU frames are built without APDU.__init__ (see cardfloor.frozen): everything __post_init__
 # checks is already guaranteed by the wire (reader_id is a u32 read from the header). In Python
 # through the slot setters; where this module and the messages are both compiled, the class is
@@ -192,6 +251,7 @@ _DECODERS: Final[dict[int, Callable[[int, bytes], Message]]] = {
     int(MessageType.CARD_RESET): _decode_card_reset,
     int(MessageType.CARD_PROTOCOL): _decode_card_protocol,
     int(MessageType.RESPONSE_CHAIN): _decode_response_chain,
+    int(MessageType.READ_AHEAD): _decode_read_ahead,
 }
 
 

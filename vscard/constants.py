@@ -51,6 +51,10 @@ class MessageType(enum.IntEnum):
     #: Our extension (client to host, only when both Inits announce
     #: :attr:`Capability.RESPONSE_CHAIN`): the rest of a ``61xx`` answer, read ahead.
     RESPONSE_CHAIN = 0x8000_0003
+    #: Our extension (client to host, only when both Inits announce
+    #: :attr:`Capability.READ_AHEAD`): the card's answer to a command the guest will likely
+    #: send next, read ahead.
+    READ_AHEAD = 0x8000_0004
 
 
 class Capability(enum.IntFlag):
@@ -71,6 +75,11 @@ class Capability(enum.IntFlag):
     #: that follow from it (see :mod:`vscard.response_chain`), so it may announce it only when
     #: its application does.
     RESPONSE_CHAIN = 0x4000_0000
+    #: The side understands ReadAhead. The client sends them, before the response they follow,
+    #: only when both sides announced it; the host then answers a later command from them when
+    #: it matches one byte for byte (see :mod:`vscard.read_ahead`), so it may announce it only
+    #: when its application does.
+    READ_AHEAD = 0x2000_0000
 
 
 class TransmissionProtocol(enum.IntEnum):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .messages import Message, ResponseChain
+from .messages import Message, ReadAhead, ResponseChain
 
 # --- both sides ----------------------------------------------------------------------------
 
@@ -66,11 +66,13 @@ class CardRemoved:
 @dataclass(frozen=True, slots=True)
 class APDUResponse:
     """The response (data and SW1 SW2) to the APDU in flight on the reader; ``chain``, the
-    ResponseChain the client sent just before it (see :mod:`vscard.response_chain`)."""
+    ResponseChain the client sent just before it (see :mod:`vscard.response_chain`);
+    ``read_ahead``, the ReadAheads it sent before it (see :mod:`vscard.read_ahead`)."""
 
     reader_id: int
     data: bytes
     chain: ResponseChain | None = None
+    read_ahead: tuple[ReadAhead, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

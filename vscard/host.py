@@ -26,8 +26,11 @@ and never see either message.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Final
+
+from cardfloor.iso7816.apdu import StatusWord
 
 from .atr import atr_problem
 from .codec import Decoder, encode
@@ -69,12 +72,15 @@ from .messages import (
     FlushComplete,
     Init,
     Message,
+    ReadAhead,
     ReaderAdd,
     ReaderRemove,
     ResponseChain,
 )
+from .read_ahead import MAX_READ_AHEAD, MAX_READ_AHEAD_BYTES
 
-_KNOWN = int(Capability.CARD_RESET | Capability.RESPONSE_CHAIN)
+_SW1_BYTES_REMAINING: Final = StatusWord.BYTES_REMAINING >> 8
+_KNOWN = int(Capability.CARD_RESET | Capability.RESPONSE_CHAIN | Capability.READ_AHEAD)
 
 DEFAULT_MAX_READERS = 16
 #: Protocol violations a connection may commit beyond those its answered APDUs paid back.
@@ -92,6 +98,9 @@ class HostReader:
     flush_in_flight: bool = False
     chain: ResponseChain | None = None
     """The ResponseChain received for the APDU in flight, until its response."""
+    read_ahead: list[ReadAhead] = field(default_factory=list)
+    """The ReadAheads received for the APDU in flight, until its response."""
+    read_ahead_bytes: int = 0
 
     @property
     def card_present(self) -> bool:
@@ -145,6 +154,7 @@ class HostConnection:
         # arithmetic; it changes only at the client's (one) Init.
         self._card_reset = False
         self._response_chain = False
+        self._read_ahead = False
 
     @property
     def capabilities(self) -> Capability:
@@ -166,6 +176,12 @@ class HostConnection:
         """True once both Inits announced :attr:`~vscard.Capability.RESPONSE_CHAIN`: responses
         may come with a chain (:attr:`APDUResponse.chain`)."""
         return self._response_chain
+
+    @property
+    def read_ahead(self) -> bool:
+        """True once both Inits announced :attr:`~vscard.Capability.READ_AHEAD`: responses may
+        come with ReadAheads (:attr:`APDUResponse.read_ahead`)."""
+        return self._read_ahead
 
     @property
     def buffered(self) -> int:
@@ -333,17 +349,18 @@ class HostConnection:
                 if self._violations:
                     self._violations -= 1
                 chain = reader.chain
-                if chain is None:
+                if chain is None and not reader.read_ahead:
                     events.append(APDUResponse(reader_id, data))
                 else:
-                    reader.chain = None
-                    events.append(APDUResponse(reader_id, data, chain))
+                    ahead = tuple(reader.read_ahead)
+                    self._forget_extras(reader)
+                    events.append(APDUResponse(reader_id, data, chain, ahead))
             case Error(reader_id, code):
                 if reader is None or not reader.apdu_in_flight:
                     self._unanswerable(message, events)
                     return
                 reader.apdu_in_flight = False
-                reader.chain = None
+                self._forget_extras(reader)
                 if self._violations:
                     self._violations -= 1
                 events.append(APDUFailed(reader_id, code))
@@ -357,6 +374,7 @@ class HostConnection:
                 peer = self._peer_capabilities = Capability(capabilities[0] & _KNOWN)
                 self._card_reset = bool(self._capabilities & peer & Capability.CARD_RESET)
                 self._response_chain = bool(self._capabilities & peer & Capability.RESPONSE_CHAIN)
+                self._read_ahead = bool(self._capabilities & peer & Capability.READ_AHEAD)
                 events.append(PeerInit(version, capabilities))
             case ReaderAdd(request_id, name):
                 if len(self._readers) >= self._max_readers:
@@ -420,6 +438,19 @@ class HostConnection:
                     self._unanswerable_chain(message, events)
                     return
                 reader.chain = message
+            case ReadAhead(reader_id) if not self._read_ahead:
+                error = RemoteProtocolError(
+                    "ReadAhead needs Capability.READ_AHEAD announced by both sides",
+                    field="header.type",
+                    value=message.TYPE,
+                )
+                self._decoder.fail(error)
+                raise error
+            case ReadAhead(reader_id):
+                if reader is None or not reader.apdu_in_flight:
+                    self._unanswerable_chain(message, events)
+                    return
+                self._take_read_ahead(reader, message, events)
             case FlushComplete(reader_id) if reader is not None and reader.flush_in_flight:
                 reader.flush_in_flight = False
                 events.append(FlushCompleted(reader_id))
@@ -432,16 +463,48 @@ class HostConnection:
                 )
                 self._violation(message, reason, "header.type", message.TYPE, events)
 
-    def _unanswerable_chain(self, message: ResponseChain, events: list[HostEvent]) -> None:
-        """A chain with no APDU in flight: ahead of an aborted APDU's late answer, or a
-        violation."""
+    def _unanswerable_chain(
+        self, message: ResponseChain | ReadAhead, events: list[HostEvent]
+    ) -> None:
+        """A chain or a ReadAhead with no APDU in flight: ahead of an aborted APDU's late
+        answer, or a violation."""
         if message.reader_id in self._aborted:
             return  # the answer that follows clears the abort
         reason = "no APDU in flight on this reader"
-        self._violation(message, reason, "ResponseChain.reader_id", message.reader_id, events)
+        name = type(message).__name__
+        self._violation(message, reason, f"{name}.reader_id", message.reader_id, events)
+
+    def _take_read_ahead(
+        self, reader: HostReader, message: ReadAhead, events: list[HostEvent]
+    ) -> None:
+        """Keep ``message`` for the response in flight, within the bounds of
+        :mod:`vscard.read_ahead`; past them, or after a chain the client cut short (the card
+        still held the rest, which reading ahead threw away), a violation, and dropped."""
+        chain = reader.chain
+        if chain is not None and chain.sw >> 8 == _SW1_BYTES_REMAINING:
+            reason = "a ReadAhead after a ResponseChain cut short"
+            self._violation(message, reason, "ResponseChain.sw", chain.sw, events)
+            return
+        size = reader.read_ahead_bytes + message.size
+        if len(reader.read_ahead) >= MAX_READ_AHEAD or size > MAX_READ_AHEAD_BYTES:
+            reason = (
+                f"past {MAX_READ_AHEAD} ReadAheads or {MAX_READ_AHEAD_BYTES} bytes for one APDU"
+            )
+            self._violation(message, reason, "ReadAhead.size", size, events)
+            return
+        reader.read_ahead.append(message)
+        reader.read_ahead_bytes = size
+
+    @staticmethod
+    def _forget_extras(reader: HostReader) -> None:
+        """Drop what came for the APDU in flight: its chain and ReadAheads."""
+        reader.chain = None
+        if reader.read_ahead:
+            reader.read_ahead = []
+            reader.read_ahead_bytes = 0
 
     def _abort_apdu(self, reader: HostReader, events: list[HostEvent]) -> None:
-        reader.chain = None
+        self._forget_extras(reader)
         if reader.apdu_in_flight:
             reader.apdu_in_flight = False
             self._aborted.add(reader.reader_id)

@@ -1,4 +1,4 @@
-"""The nine VSCard messages, and our three extensions, as immutable values, one class per type.
+"""The nine VSCard messages, and our four extensions, as immutable values, one class per type.
 
 Every message carries the ``reader_id`` of its header. Values are checked when a message
 is built, so a message that exists can always be encoded. A field that holds an enum member
@@ -213,6 +213,67 @@ class ResponseChain:
             raise ValueError(f"ResponseChain.sw must fit in 2 bytes, got {self.sw}")
 
 
+_SW1_BYTES_REMAINING = 0x61
+#: What a command or a response of a ReadAhead may take: its 2-byte length field.
+_MAX_PART = 0xFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAhead:
+    """Our extension, client to host, sent only when both Inits announced
+    :attr:`~vscard.Capability.READ_AHEAD`, just before the APDU response it follows: the card's
+    ``response`` to ``command``, which the client sent it after the guest's command because the
+    guest is likely to send it next (see :mod:`vscard.read_ahead`). When ``response`` is
+    ``61xx``, ``chain`` and ``chain_sw`` are what the card gave to the GET RESPONSEs after it,
+    complete: ``chain_sw`` is the last status word, never ``61xx`` (a ``61xx`` response always has
+    them).
+
+    On the wire: the command's length (u16, big-endian) and the command, the response's length
+    (u16) and the response, then, for a ``61xx`` response, the chain and ``chain_sw`` (2 bytes,
+    big-endian).
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.READ_AHEAD
+
+    reader_id: int
+    command: bytes
+    response: bytes
+    chain: bytes = b""
+    chain_sw: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_u32("reader_id", self.reader_id)
+        if not 4 <= len(self.command) <= _MAX_PART:
+            raise ValueError(
+                f"ReadAhead.command must be 4..{_MAX_PART} bytes, got {len(self.command)}"
+            )
+        if not 2 <= len(self.response) <= _MAX_PART:
+            raise ValueError(
+                f"ReadAhead.response must be 2..{_MAX_PART} bytes, got {len(self.response)}"
+            )
+        remaining = self.response[-2] == _SW1_BYTES_REMAINING
+        if self.chain_sw is None:
+            if remaining or self.chain:
+                raise ValueError(
+                    "ReadAhead.chain_sw must end the chain of a 61xx response, got None"
+                )
+            return
+        if not remaining:
+            raise ValueError(
+                f"ReadAhead.chain_sw is for a 61xx response, got {self.response[-2:].hex()}"
+            )
+        if not 0 <= self.chain_sw <= 0xFFFF or self.chain_sw >> 8 == _SW1_BYTES_REMAINING:
+            raise ValueError(
+                f"ReadAhead.chain_sw must be a 2-byte final status word, got {self.chain_sw:#x}"
+            )
+
+    @property
+    def size(self) -> int:
+        """Payload bytes on the wire: what read-ahead bounds count."""
+        tail = 0 if self.chain_sw is None else len(self.chain) + 2
+        return 4 + len(self.command) + len(self.response) + tail
+
+
 Message = (
     Init
     | Error
@@ -226,6 +287,7 @@ Message = (
     | CardReset
     | CardProtocol
     | ResponseChain
+    | ReadAhead
 )
 """Any VSCard message."""
 

@@ -35,6 +35,9 @@ VALUES = [
         + vscard.encode(vscard.ReaderAdd(0, "Virtual Reader"))
         + vscard.encode(vscard.APDU(3, bytes.fromhex("00A4040000")))  # the decoder's fast path
         + vscard.encode(vscard.ResponseChain(3, b"\x01\x02", 0x6104))
+        + vscard.encode(
+            vscard.ReadAhead(3, bytes.fromhex("00520000020102"), b"\x61\x02", b"\x0a\x00", 0x9000)
+        )
     ),
     vscard.Error(1, vscard.ErrorCode.GENERAL_ERROR),
     vscard.ATR(0, bytes.fromhex("3B00")),

@@ -112,7 +112,7 @@ async def test_session_sends_exactly_the_sequence_qemu_expects(
     assert await asyncio.wait_for(run, 10) == 0
     await host.wait_for(ReaderRemove, 2)
     assert host.received == [
-        Init(0xFFFFFFFF, 2, (0xC000_0000,)),  # CARD_RESET | RESPONSE_CHAIN; QEMU ignores the word
+        Init(0xFFFFFFFF, 2, (0xE000_0000,)),  # CARD_RESET | RESPONSE_CHAIN | READ_AHEAD
         ReaderRemove(0),  # clears what an earlier client left on a QEMU
         ReaderAdd(0xFFFFFFFF, "Virtual Reader"),
         ATR(0, CARD_ATR),

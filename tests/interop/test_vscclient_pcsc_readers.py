@@ -59,7 +59,7 @@ async def test_without_a_card_option_every_pcsc_reader_reaches_our_host(
     ):
         # Whether vscclient met the readers before or after connecting orders these.
         assert await first(5) == {
-            PeerInit(2, (0xC000_0000,)),  # Capability.CARD_RESET | RESPONSE_CHAIN
+            PeerInit(2, (0xE000_0000,)),  # CARD_RESET | RESPONSE_CHAIN | READ_AHEAD
             ReaderAdded(0, pcscd.reader_name(0)),
             ReaderAdded(1, pcscd.reader_name(1)),
             CardInserted(0, ISO7816_ATR),

@@ -88,7 +88,7 @@ async def test_full_reader_card_apdu_session() -> None:
         await reader.insert(ATR)
         seen = [await asyncio.wait_for(events.get(), 5) for _ in range(5)]
         assert seen == [
-            PeerInit(2, (0xC000_0000,)),  # our client announces CARD_RESET and RESPONSE_CHAIN
+            PeerInit(2, (0xE000_0000,)),  # our client: CARD_RESET, RESPONSE_CHAIN, READ_AHEAD
             ReaderAdded(0, "Virtual Reader"),
             CardInserted(0, ATR),
             b"\x90\x00",

@@ -42,6 +42,8 @@ from ..events import (
     RequestAnswered,
     Unexpected,
 )
+from ..messages import ReadAhead
+from ..read_ahead import Planner, foreseeable
 from ..response_chain import Prefetch, more_to_get
 
 log = get_logger("vscard.client")
@@ -236,8 +238,11 @@ class ClientReader:
             # The card waits (a thread, a PC/SC hold): the reader's worker takes it from here.
             self._start(self._serve(apdu, waiting, debug))
             return True
-        if self._conn.response_chain and more_to_get(response):
-            self._start(self._serve(apdu, _answered(response), debug))  # the prefetch may wait
+        if (self._conn.response_chain and more_to_get(response)) or (
+            foreseeable(apdu, response) and self._conn.read_ahead
+        ):
+            # The prefetch and the read-ahead may wait: the worker goes on.
+            self._start(self._serve(apdu, _answered(response), debug))
             return True
         if debug:
             log.debug("vscard.apdu", reader_id=self.reader_id, response=response_trace(response))
@@ -327,19 +332,33 @@ class ClientReader:
                 log.debug(
                     "vscard.apdu", reader_id=self.reader_id, response=response_trace(response)
                 )
+            whole: bytes | None = response
             if more_to_get(response):
-                await self._prefetch(apdu, response)
+                whole = await self._prefetch(apdu, response)
+            if whole is not None and foreseeable(apdu, response) and self._conn.read_ahead:
+                await self._read_ahead(apdu, whole)
             self._conn.send_response(self.reader_id, response)
 
-    async def _prefetch(self, apdu: bytes, response: bytes) -> None:
+    async def _prefetch(self, apdu: bytes, response: bytes) -> bytes | None:
         """Read a ``61xx`` answer's rest ahead and queue it as a ResponseChain, when the host
-        takes one (see :mod:`vscard.response_chain`).
+        takes one (see :mod:`vscard.response_chain`). Returns the whole answer (the chain's
+        data and its last status word) when the chain is complete, else None.
 
         It runs in the reader's worker right after the answer, before anything else reaches the
         card: for a shared PC/SC card, inside the guest's hold that the answer renewed.
         """
         if not self._conn.response_chain:
-            return
+            return None
+        chain = await self._read_chain(apdu, response)
+        if chain is None:
+            return None
+        data, sw = chain
+        self._conn.send_response_chain(self.reader_id, data, sw)
+        return None if more_to_get(sw.to_bytes(2, "big")) else data + sw.to_bytes(2, "big")
+
+    async def _read_chain(self, apdu: bytes, response: bytes) -> tuple[bytes, int] | None:
+        """The GET RESPONSEs after ``response`` to ``apdu``: their data and last status word,
+        within :class:`~vscard.response_chain.Prefetch`'s bounds; None when the card failed."""
         prefetch = Prefetch()
         command = prefetch.start(apdu, response)
         try:
@@ -347,9 +366,38 @@ class ClientReader:
                 command = prefetch.step(await self._transmit(command))
         except Exception as error:  # the card's failure: the host's GET RESPONSEs will see it
             self._log.debug("vscard.prefetch_failed", reader_id=self.reader_id, error=repr(error))
-            return
-        if prefetch.sw is not None:
-            self._conn.send_response_chain(self.reader_id, prefetch.data, prefetch.sw)
+            return None
+        return None if prefetch.sw is None else (prefetch.data, prefetch.sw)
+
+    async def _read_ahead(self, apdu: bytes, answer: bytes) -> None:
+        """Send the card the commands the host's guest is likely to send after ``apdu`` and
+        queue each answer as a ReadAhead (see :mod:`vscard.read_ahead`), within its bounds.
+
+        As :meth:`_prefetch`, in the reader's worker before the response, so inside the
+        guest's PC/SC hold; ``answer`` is the card's whole answer to ``apdu``. A read-ahead
+        whose own chain does not complete ends it: the host could not answer its GET RESPONSEs.
+        """
+        planner = Planner()
+        command = planner.start(apdu, answer)
+        reader_id = self.reader_id
+        try:
+            while command is not None:
+                response = await self._transmit(command)
+                if more_to_get(response):
+                    chain = await self._read_chain(command, response)
+                    if chain is None or more_to_get(chain[1].to_bytes(2, "big")):
+                        return
+                    entry = ReadAhead(reader_id, command, response, *chain)
+                    whole = chain[0] + chain[1].to_bytes(2, "big")
+                else:
+                    entry = ReadAhead(reader_id, command, response)
+                    whole = response
+                if not planner.take(entry):
+                    return
+                self._conn.send_read_ahead(entry)
+                command = planner.step(command, whole)
+        except Exception as error:  # the card's failure: the guest's own command will see it
+            self._log.debug("vscard.read_ahead_failed", reader_id=reader_id, error=repr(error))
 
 
 async def _answered(response: bytes) -> bytes:
@@ -370,6 +418,7 @@ class Client:
         card_reset: bool = True,
         inline: InlineReading | None = None,
         response_chain: bool = True,
+        read_ahead: bool = True,
     ) -> None:
         self._stream_reader = stream_reader
         # The connection's protocol when it is an InlineReading (as connect() makes): frames
@@ -381,7 +430,8 @@ class Client:
         self._conn = ClientConnection(
             max_frame_size=max_frame_size,
             capabilities=(Capability.CARD_RESET if card_reset else Capability(0))
-            | (Capability.RESPONSE_CHAIN if response_chain else Capability(0)),
+            | (Capability.RESPONSE_CHAIN if response_chain else Capability(0))
+            | (Capability.READ_AHEAD if read_ahead else Capability(0)),
         )
         self._replies: deque[tuple[asyncio.Future[RequestAnswered], _OnSuccess | None]] = deque()
         self._readers: dict[int, ClientReader] = {}
@@ -415,6 +465,13 @@ class Client:
         """True once both Inits announced :attr:`~vscard.Capability.RESPONSE_CHAIN`: a ``61xx``
         answer's rest is read from the card at once and sent ahead of it."""
         return self._conn.response_chain
+
+    @property
+    def read_ahead(self) -> bool:
+        """True once both Inits announced :attr:`~vscard.Capability.READ_AHEAD`: after an answer
+        that foretells the host's next commands, the card is sent them at once and the answers
+        go to the host ahead of that answer."""
+        return self._conn.read_ahead
 
     @property
     def host_version(self) -> int | None:
@@ -515,6 +572,7 @@ class Client:
             version=init.version,
             card_reset=self.card_reset,
             response_chain=self.response_chain,
+            read_ahead=self.read_ahead,
         )
         if reset:
             # QEMU keeps a card across reconnects; forget whatever the last client left there.
@@ -662,6 +720,7 @@ async def connect(
     server_hostname: str | None = None,
     card_reset: bool = True,
     response_chain: bool = True,
+    read_ahead: bool = True,
 ) -> Client:
     """Connect to a VSCard host (QEMU's ccid-card-passthru, or :func:`vscard.serve`).
 
@@ -674,7 +733,11 @@ async def connect(
     reader's ``reset`` handler of the importer's power cycles, see :meth:`Client.add_reader`).
     With ``response_chain`` it announces :attr:`~vscard.Capability.RESPONSE_CHAIN`: with a
     host that announces it too (our ccid-passthru), a card's ``61xx`` answer is followed at
-    once by GET RESPONSEs to the card and its data go to the host in one message.
+    once by GET RESPONSEs to the card and its data go to the host in one message. With
+    ``read_ahead`` it announces :attr:`~vscard.Capability.READ_AHEAD`: with a host that
+    announces it too, an answer that foretells the next reads (a ``6Cxx``, a CAC buffer's
+    length) is followed at once by those reads, and their answers go to the host with it
+    (see :mod:`vscard.read_ahead`).
     """
     loop = asyncio.get_running_loop()
     # asyncio.open_connection's streams, with a protocol that hands the read loop's bytes to
@@ -699,6 +762,7 @@ async def connect(
         card_reset=card_reset,
         inline=protocol,
         response_chain=response_chain,
+        read_ahead=read_ahead,
     )
     await client._handshake(reset=reset)
     return client

@@ -50,7 +50,7 @@ from ..events import (
     Unexpected,
 )
 from ..host import DEFAULT_MAX_READERS, DEFAULT_MAX_VIOLATIONS, HostConnection, HostReader
-from ..messages import ResponseChain
+from ..messages import ReadAhead, ResponseChain
 
 log = get_logger("vscard.server")
 
@@ -91,6 +91,7 @@ class Session:
         max_violations: int = DEFAULT_MAX_VIOLATIONS,
         log_limit: LogRateLimit | None = None,
         response_chain: bool = False,
+        read_ahead: bool = False,
     ) -> None:
         self._stream_reader = stream_reader
         self._writer = stream_writer
@@ -116,10 +117,13 @@ class Session:
             max_violations=max_violations,
             max_messages=MESSAGES_PER_TURN,
             capabilities=Capability.CARD_RESET
-            | (Capability.RESPONSE_CHAIN if response_chain else Capability(0)),
+            | (Capability.RESPONSE_CHAIN if response_chain else Capability(0))
+            | (Capability.READ_AHEAD if read_ahead else Capability(0)),
         )
-        # The chain each reader's last response came with (see take_response_chain).
+        # The chain and the ReadAheads each reader's last response came with (see
+        # take_response_chain, take_read_ahead).
         self._chains: dict[int, ResponseChain] = {}
+        self._ahead: dict[int, tuple[ReadAhead, ...]] = {}
         # Bounded: a client that produces events faster than the application reads them
         # stops being read (TCP backpressure) instead of growing this queue.
         self._events: asyncio.Queue[SessionEvent | object] = asyncio.Queue(event_queue_size)
@@ -162,6 +166,18 @@ class Session:
     def take_response_chain(self, reader_id: int) -> ResponseChain | None:
         """The chain the last :meth:`transmit` response on ``reader_id`` came with, once."""
         return self._chains.pop(reader_id, None)
+
+    @property
+    def read_ahead(self) -> bool:
+        """True once both Inits announced :attr:`~vscard.Capability.READ_AHEAD` (the server was
+        told ``read_ahead=True``): responses may come with ReadAheads, which the application
+        must answer the matching commands from (see :meth:`take_read_ahead`)."""
+        return self._conn.read_ahead
+
+    def take_read_ahead(self, reader_id: int) -> tuple[ReadAhead, ...]:
+        """The ReadAheads the last :meth:`transmit` response on ``reader_id`` came with, once
+        (see :class:`vscard.read_ahead.Lookahead`)."""
+        return self._ahead.pop(reader_id, ())
 
     def reset_card(self, reader_id: int, protocol: int = 0) -> None:
         """Tell the client that the reader powered its card off and on, and runs ``protocol``.
@@ -215,6 +231,7 @@ class Session:
                     raise ConnectionClosedError(f"VSCard client {self.peer} disconnected")
                 self._conn.send_apdu(reader_id, apdu)
                 self._chains.pop(reader_id, None)
+                self._ahead.pop(reader_id, None)
                 future: asyncio.Future[bytes] = self._loop.create_future()
                 self._apdus[reader_id] = future
                 debug = self._log.is_enabled_for(DEBUG)  # the traces cost more than the check
@@ -256,6 +273,7 @@ class Session:
             raise ConnectionClosedError(f"VSCard client {self.peer} disconnected")
         self._conn.send_apdu(reader_id, apdu)
         self._chains.pop(reader_id, None)
+        self._ahead.pop(reader_id, None)
         self._answers[reader_id] = answered
         if self._log.is_enabled_for(DEBUG):
             self._log.debug("vscard.apdu", reader_id=reader_id, command=command_trace(apdu))
@@ -380,9 +398,11 @@ class Session:
 
     async def _dispatch(self, event: HostEvent) -> None:
         match event:
-            case APDUResponse(reader_id, data, chain):
+            case APDUResponse(reader_id, data, chain, ahead):
                 if chain is not None:
                     self._chains[reader_id] = chain
+                if ahead:
+                    self._ahead[reader_id] = ahead
                 self._resolve(reader_id, data)
             case APDUFailed(reader_id, code):
                 self._resolve(reader_id, APDUFailedError(reader_id, code))
@@ -498,6 +518,7 @@ class Server:
         max_violations: int = DEFAULT_MAX_VIOLATIONS,
         log_limit: LogRateLimit | None = None,
         response_chain: bool = False,
+        read_ahead: bool = False,
     ) -> None:
         self._handler = handler
         self._ssl = ssl
@@ -520,6 +541,7 @@ class Server:
             max_violations=max_violations,
             log_limit=self._log_limit,
             response_chain=response_chain,
+            read_ahead=read_ahead,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[socket.socket] = []
@@ -739,6 +761,7 @@ async def serve(
     max_violations: int = DEFAULT_MAX_VIOLATIONS,
     log_limit: LogRateLimit | None = None,
     response_chain: bool = False,
+    read_ahead: bool = False,
 ) -> Server:
     """Listen for VSCard clients on ``host`` (all interfaces when None) and ``port``.
 
@@ -756,7 +779,9 @@ async def serve(
     go through ``log_limit`` (default: ``LogRateLimit()``, 10 lines a second per event, the
     rest counted as ``suppressed=``). With ``response_chain`` the server announces
     :attr:`~vscard.Capability.RESPONSE_CHAIN`: the handler must then answer GET RESPONSEs from
-    :meth:`Session.take_response_chain` (the client has read the card's data ahead).
+    :meth:`Session.take_response_chain` (the client has read the card's data ahead). With
+    ``read_ahead`` it announces :attr:`~vscard.Capability.READ_AHEAD`: the handler must then
+    answer the commands that match :meth:`Session.take_read_ahead`'s from them.
 
     The listen backlog holds ``max_connections`` plus headroom (cut to the system's
     ``somaxconn``, with a warning), so a storm of reconnecting clients waits in the kernel's
@@ -776,6 +801,7 @@ async def serve(
         max_violations=max_violations,
         log_limit=log_limit,
         response_chain=response_chain,
+        read_ahead=read_ahead,
     )
     await server._listen(host, port)
     return server
