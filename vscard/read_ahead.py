@@ -9,7 +9,12 @@ foretells, and read nothing but the card's data:
 * a CAC READ BUFFER of a buffer's 2-byte length (GSC-IS 2.1; offset 0, 2 bytes) comes before
   reads of the rest of that buffer in 240-byte pieces, and a T-buffer's before its object's
   V-buffer's (OpenSC's ``card-cac.c``: ``cac_read_file``, ``CAC_MAX_CHUNK_SIZE``, called by
-  ``cac_read_binary`` for the T-buffer and then the V-buffer).
+  ``cac_read_binary`` for the T-buffer and then the V-buffer);
+* a CAC GET PROPERTIES of the selected object comes before the read of its T-buffer's length
+  (``cac_select_file`` asks the properties, ``cac_read_binary`` reads next), which is asked as
+  OpenSC's ``cac_apdu_io`` asks it: Le = 2 under T=1, and no Le under T=0, where OpenSC's
+  ``apdu.c`` sends a case 4 command as case 3 and fetches the data with GET RESPONSE. This one
+  needs the protocol the reader runs (:class:`Planner`'s ``protocol``).
 
 The client (next to the card) sends such commands to the card right after the guest's, with
 :class:`Planner`, and sends the host each answer as a ReadAhead before the guest's response;
@@ -50,6 +55,8 @@ INS_GET_PROPERTIES: Final = 0x56
 INS_READ_BINARY: Final = 0xB0
 #: READ BINARY P1 bit 8: P1 names a short EF identifier, which selects that EF.
 _P1_SHORT_EF: Final = 0x80
+#: GET PROPERTIES P1: every property of the selected object.
+_PROPERTIES_ALL: Final = 0x01
 #: READ BUFFER's first data byte: the T-buffer or the V-buffer.
 _TAG_BUFFER: Final = 0x01
 _VALUE_BUFFER: Final = 0x02
@@ -62,6 +69,8 @@ _SW_SUCCESS: Final = int(StatusWord.SUCCESS)
 _SW1_WRONG_LE: Final = StatusWord.WRONG_LE >> 8
 _SW1_BYTES_REMAINING: Final = StatusWord.BYTES_REMAINING >> 8
 _READS: Final = frozenset({INS_READ_BUFFER, INS_GET_PROPERTIES, INS_GET_DATA, INS_GET_DATA_ODD})
+#: Instructions whose success foretells a read (:func:`foreseeable`).
+_FORETELLING: Final = frozenset({INS_READ_BUFFER, INS_GET_PROPERTIES})
 
 
 def reads_only(command: CommandAPDU) -> bool:
@@ -84,7 +93,7 @@ def foreseeable(command: bytes, response: bytes) -> bool:
         return False
     sw1 = response[-2]
     return sw1 == _SW1_WRONG_LE or (
-        instruction(command) == INS_READ_BUFFER and (sw1 == _SW1_BYTES_REMAINING or sw1 == 0x90)
+        instruction(command) in _FORETELLING and (sw1 == _SW1_BYTES_REMAINING or sw1 == 0x90)
     )
 
 
@@ -105,7 +114,16 @@ class Planner:
     :meth:`step` takes its whole answer and returns the next command, or None when done.
     """
 
-    __slots__ = ("_bytes", "_chunk", "_count", "_end", "_kind", "_max_bytes", "_max_count")
+    __slots__ = (
+        "_bytes",
+        "_chunk",
+        "_count",
+        "_end",
+        "_kind",
+        "_max_bytes",
+        "_max_count",
+        "_protocol",
+    )
 
     def __init__(
         self,
@@ -113,6 +131,7 @@ class Planner:
         max_count: int = MAX_READ_AHEAD,
         max_bytes: int = MAX_READ_AHEAD_BYTES,
         chunk: int = CAC_CHUNK,
+        protocol: int | None = None,
     ) -> None:
         if not 1 <= max_count <= MAX_READ_AHEAD:
             raise ValueError(f"max_count={max_count} must be 1..{MAX_READ_AHEAD}")
@@ -123,6 +142,7 @@ class Planner:
         self._max_count = max_count
         self._max_bytes = max_bytes
         self._chunk = chunk
+        self._protocol = protocol
         self._count = 0
         self._bytes = 0
         # The READ BUFFER run under way: the buffer read (1 T, 2 V) and where it ends.
@@ -157,9 +177,22 @@ class Planner:
         sw = int.from_bytes(answer[-2:], "big")
         if sw >> 8 == _SW1_WRONG_LE:
             return _with_le(command, sw & 0xFF or SHORT_MAX)
-        if command.ins == INS_READ_BUFFER and sw == _SW_SUCCESS:
+        if sw != _SW_SUCCESS:
+            return None
+        if command.ins == INS_READ_BUFFER:
             return self._next_read(command, answer[:-2])
+        if command.ins == INS_GET_PROPERTIES and command.p1 == _PROPERTIES_ALL:
+            return self._first_read(command)
         return None
+
+    def _first_read(self, properties: CommandAPDU) -> bytes | None:
+        """The T-buffer's length read after the object's ``properties``, when the protocol
+        says how it is asked (see the module docstring)."""
+        if self._protocol is None:
+            return None
+        le = None if self._protocol == 0 else _LENGTH_PREFIX
+        length = bytes((_TAG_BUFFER, _LENGTH_PREFIX))
+        return CommandAPDU(properties.cla, INS_READ_BUFFER, 0, 0, length, le).to_bytes()
 
     def _next_read(self, command: CommandAPDU, data: bytes) -> bytes | None:
         """The READ BUFFER after ``command`` answered ``data`` (see the module docstring)."""

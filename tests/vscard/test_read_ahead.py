@@ -428,7 +428,7 @@ class ReadAheadLink:
             whole = None if chain is None or chain.sw >> 8 == 0x61 else read_whole(chain)
         ahead: list[ReadAhead] = []
         if whole is not None and foreseeable(command, response):
-            planner = Planner()
+            planner = Planner(protocol=self.card.protocol)
             step = planner.start(command, whole)
             while step is not None:
                 answer = self.card.transmit(step)
@@ -580,6 +580,7 @@ def test_guest_sees_exactly_what_the_card_says(
         if isinstance(step, bytes):
             send(step)
         else:
+            opensc_properties(send)
             opensc_read(send, *step)
 
 
@@ -598,7 +599,29 @@ def test_an_opensc_object_read_is_one_round_trip(protocol: int) -> None:
     send(_hex("00a4040007a0000000790100"))  # the first PKI applet: its certificate
     send(_hex("00a40200020100"))
     start = link.round_trips
+    opensc_properties(send)
     opensc_read(send, 0x00, 1, protocol == 1)
     opensc_read(send, 0x00, 2, protocol == 1)
     assert len([command for command in sent[2:] if command[1] == 0x52]) >= 6
     assert link.round_trips - start == 1
+
+
+def opensc_properties(send: Send) -> None:
+    """OpenSC's ``cac_get_properties``: Le 255, then the exact Le a ``6Cxx`` names."""
+    answer = send(_hex("00560100ff"))
+    if answer[0] == 0x6C:
+        send(bytes.fromhex("00560100") + answer[1:])
+
+
+@pytest.mark.parametrize(
+    ("protocol", "expected"), [(0, "00520000020102"), (1, "0052000002010202"), (None, None)]
+)
+def test_properties_foretell_the_t_buffer_length_asked_as_under_the_protocol(
+    protocol: int | None, expected: str | None
+) -> None:
+    planner = Planner(protocol=protocol)
+    properties = _hex("005601001d")
+    assert foreseeable(properties, _hex("0105 9000"))
+    assert _plan("005601001d", "01050102 9000", planner) == expected
+    assert _plan("005602001d", "01050102 9000", planner) is None  # not all properties
+    assert _plan("005601001d", "6a82", planner) is None

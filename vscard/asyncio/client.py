@@ -137,6 +137,9 @@ class ClientReader:
         self._protocol = protocol
         # A reset failed: the card may keep what the host's power cycle should have cleared.
         self._unreset = False
+        # The protocol the host's reader runs, as its last CardReset or CardProtocol said
+        # (None: not told); the read-ahead asks some commands as the guest would under it.
+        self._runs: int | None = None
         self._eager = eager
         self._pending: deque[_ReaderItem] = deque()
         # Held while the card works on an APDU, so a removal never cuts one off.
@@ -277,6 +280,7 @@ class ClientReader:
             self._worker = None
 
     async def _card_reset(self, protocol: int) -> None:
+        self._runs = protocol
         log = self._log
         if self._reset is None:
             log.debug("vscard.card_reset_ignored", reader_id=self.reader_id, protocol=protocol)
@@ -291,6 +295,7 @@ class ClientReader:
             self._unreset = False
 
     async def _set_protocol(self, protocol: int) -> None:
+        self._runs = protocol
         self._log.info("vscard.card_protocol", reader_id=self.reader_id, protocol=protocol)
         if self._protocol is None:
             return
@@ -377,7 +382,7 @@ class ClientReader:
         guest's PC/SC hold; ``answer`` is the card's whole answer to ``apdu``. A read-ahead
         whose own chain does not complete ends it: the host could not answer its GET RESPONSEs.
         """
-        planner = Planner()
+        planner = Planner(protocol=self._runs)
         command = planner.start(apdu, answer)
         reader_id = self.reader_id
         try:
