@@ -59,7 +59,6 @@ from cardfloor.iso7816.instructions import (
     INS_RESET_RETRY_COUNTER,
     INS_SELECT,
     INS_VERIFY,
-    P1_SELECT_BY_AID,
 )
 from cardfloor.iso7816.trace import apdu_trace
 from cardfloor.log import get_logger
@@ -68,6 +67,7 @@ from .applets.applet import Applet, Selection
 from .applets.pki import INS_PRIVATE_KEY_OPERATION
 from .atr import CAC_ATR as CAC_ATR
 from .pin import SALT_SIZE, Pin, PinState
+from .select_commands import SelectForm, select_form
 
 log = get_logger(__name__)
 
@@ -242,7 +242,7 @@ class Card:
             return self._get_response(command)
         self._pending = b""
         channel = _channel(command.cla)
-        if command.ins == INS_SELECT and command.p1 == P1_SELECT_BY_AID:
+        if command.ins == INS_SELECT and select_form(command) is SelectForm.DF_NAME:
             answer = self._check_class(command.cla) or self._select(command, channel)
             return self._sized(command, answer)
         selection = self._channels[channel]

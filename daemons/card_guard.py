@@ -41,6 +41,18 @@ does not allow before the PIN guard looks:
   tells which applet that selects. A first-occurrence SELECT of a part of an AID picks an applet
   whose AID starts with that part, so with an allowed one too. Every chunk of a chained SELECT
   must start with an allowed AID, so whatever a card assembles from them does.
+- With ``--allow-aid``, every other SELECT is answered ``6A82`` as well, unless it selects an
+  EF under the current DF (P1=02, a CAC applet's SELECT OBJECT), which never leaves the applet
+  the host selected (:mod:`cacard.select_commands`): by file identifier (P1=00, which may find
+  the MF, the parent DF or a sibling DF), a child DF (01), the parent DF (03), a path (08, 09)
+  or an RFU P1 may reach another application on a card with a file system, and which one only
+  the card knows. ``6A82`` is what a card answers for a file it does not have: the host sees the
+  applet as missing, as it does for a refused AID. MANAGE CHANNEL opening a channel (any P1 but
+  ``80``) is answered ``6881`` (logical channel not supported): the card would select an
+  application of its own choosing on the new channel (the MF, a Java Card's default applet).
+  Closing one passes. Inside ENVELOPEs a SELECT or MANAGE CHANNEL is judged as soon as its
+  instruction is there, a P1 not yet sent read as ``00`` (a lenient card pads ``00 A4`` so):
+  split across ENVELOPEs, only a SELECT of an EF under the current DF passes.
 - ``C3`` (a BER-TLV ENVELOPE, whose data neither policy reads) is answered ``6D00`` by any allow
   list, even one that lists it.
 
@@ -63,7 +75,7 @@ and for what it cannot judge ``6D00`` with ``--allow-ins``, else ``6A82``):
   length, an empty ENVELOPE or any other command; so is a part of a command whose instruction the
   allow list does not list. So is a part that could turn a command in progress into one that
   cannot be judged: after ``00 20 00 80`` (a status query) more data would make it a VERIFY, after
-  a lone CLA or ``00 A4`` a SELECT by AID. A part carrying other commands, such as a long PUT DATA
+  a lone CLA a SELECT by AID. A part carrying other commands, such as a long PUT DATA
   sent over T=0, passes unchanged (a SELECT by AID fits one ENVELOPE).
 - An ENVELOPE answered with anything but a bare ``9000`` ended the sequence on the card (it
   executed or rejected what it held). An attempt answered ``9000`` may still be waiting for an
@@ -95,13 +107,18 @@ from typing import Any, Final
 import structlog
 
 from cacard.pin_commands import Counter, PinAttempt, pin_attempt
+from cacard.select_commands import (
+    SelectForm,
+    opens_channel,
+    select_form,
+    stays_in_current_application,
+)
 from cardfloor.iso7816.apdu import APDUFormatError, CommandAPDU, StatusWord, instruction
 from cardfloor.iso7816.instructions import (
     INS_ENVELOPE,
     INS_ENVELOPE_ODD,
     INS_MANAGE_CHANNEL,
     INS_SELECT,
-    P1_SELECT_BY_AID,
     PIN_INSTRUCTIONS,
 )
 
@@ -114,6 +131,9 @@ SW_BLOCKED: Final = StatusWord.AUTHENTICATION_METHOD_BLOCKED.to_bytes(2, "big")
 SW_WRONG_LENGTH: Final = StatusWord.WRONG_LENGTH.to_bytes(2, "big")
 SW_INS_NOT_SUPPORTED: Final = StatusWord.INS_NOT_SUPPORTED.to_bytes(2, "big")
 SW_FILE_NOT_FOUND: Final = StatusWord.FILE_NOT_FOUND.to_bytes(2, "big")
+SW_LOGICAL_CHANNEL_NOT_SUPPORTED: Final = StatusWord.LOGICAL_CHANNEL_NOT_SUPPORTED.to_bytes(
+    2, "big"
+)
 SW_SUCCESS: Final = StatusWord.SUCCESS.to_bytes(2, "big")
 #: Counters the guard remembers per card; the oldest is forgotten first (forgetting only makes
 #: the guard ask again, or refuse).
@@ -127,10 +147,12 @@ _SW1_WARNING_NVM_CHANGED: Final = 0x63
 #: The most tries ``63Cx`` can report.
 MAX_TRIES_NIBBLE: Final = 0x0F
 _FORGETTING_INSTRUCTIONS: Final = frozenset({INS_SELECT, INS_MANAGE_CHANNEL})
+#: The instructions that may select an applet, which an AID allow list judges.
+_SELECTING_INSTRUCTIONS: Final = frozenset({INS_SELECT, INS_MANAGE_CHANNEL})
 #: What the card's parser reads of a command besides its length: CLA INS P1 P2 and an extended Lc.
 _HEAD: Final = 7
-#: Where P1 sits in a command.
-_P1: Final = 2
+#: CLA INS P1 P2.
+_HEADER: Final = 4
 #: The longest command APDU: extended case 4, plus one byte for vicc's 3-byte Le.
 _LONGEST: Final = 4 + 3 + 65535 + 3
 #: SELECT P2 b2-b1: which applet among those whose AID starts with the data (00: the first).
@@ -174,15 +196,23 @@ class ApduPolicy:
             return SW_INS_NOT_SUPPORTED
         if ins == INS_ENVELOPE_ODD and self.restricts:
             return SW_INS_NOT_SUPPORTED  # its BER-TLV data is not read
-        if self.aids and ins == INS_SELECT:
+        if self.aids and ins in _SELECTING_INSTRUCTIONS:
             try:
                 command = CommandAPDU.from_bytes(apdu)
             except APDUFormatError:
                 # A lenient card may still select something with it.
                 return SW_WRONG_LENGTH
-            if command.p1 == P1_SELECT_BY_AID and not self._selects_allowed(command):
-                return SW_FILE_NOT_FOUND
+            return self._selection_refusal(command)
         return None
+
+    def _selection_refusal(self, command: CommandAPDU) -> bytes | None:
+        """What refuses a SELECT or MANAGE CHANNEL ``command`` that may leave the applets the
+        list allows (module docstring); a SELECT by AID is judged by its data."""
+        if command.ins == INS_MANAGE_CHANNEL:
+            return SW_LOGICAL_CHANNEL_NOT_SUPPORTED if opens_channel(command) else None
+        if select_form(command) is SelectForm.DF_NAME:
+            return None if self._selects_allowed(command) else SW_FILE_NOT_FOUND
+        return None if stays_in_current_application(command) else SW_FILE_NOT_FOUND
 
     def _selects_allowed(self, select: CommandAPDU) -> bool:
         """Whether a SELECT by AID can only pick an applet whose AID starts with an allowed one."""
@@ -200,17 +230,27 @@ class ApduPolicy:
         ins = instruction(inner.head)
         if self.instructions and ins not in self.instructions:
             return _refused("instruction not allowed", SW_INS_NOT_SUPPORTED)
-        if self.aids and ins == INS_SELECT:
-            if len(inner.head) <= _P1:
-                return _Verdict(_Kind.OPEN)  # a P1 of 04 would make it a SELECT by AID
-            if inner.head[_P1] == P1_SELECT_BY_AID:
+        if self.aids and ins in _SELECTING_INSTRUCTIONS:
+            header = _header(inner.head)
+            if ins == INS_SELECT and select_form(header) is SelectForm.DF_NAME:
                 if data is None or not inner.whole:
                     # Only the first bytes of a split command are kept: its AID is not.
                     return _refused("SELECT by AID split across ENVELOPEs", SW_FILE_NOT_FOUND)
                 refusal = self.refusal(data)
-                if refusal is not None:
-                    return _refused("SELECT of an applet not allowed", refusal)
+            else:
+                refusal = self._selection_refusal(header)  # P1 decides
+            if refusal is not None:
+                return _refused("selection of an applet not allowed", refusal)
         return _Verdict(_Kind.HARMLESS if inner.whole else _Kind.UNFINISHED)
+
+
+def _header(head: bytes) -> CommandAPDU:
+    """The header (CLA INS P1 P2) of a command whose first bytes are ``head``, read by the card's
+    parser as a command of that header alone. What is not sent yet reads 00, as a lenient card
+    that pads a short command reads it (an empty ENVELOPE may make it execute ``00 A4`` as a
+    SELECT of the MF). Of what the allow list judges, only the occurrence of a SELECT by AID
+    depends on P2, and a split one is refused whatever it is."""
+    return CommandAPDU.from_bytes(head[:_HEADER].ljust(_HEADER, b"\x00"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from cardfloor.iso7816.instructions import (
     INS_VERIFY,
 )
 
+from ..select_commands import SelectForm, select_form
 from ..tlv import TLV, encode, split_buffers
 from .acr import ACRID, APPLET_WIDE, AccessRule, ObjectRules
 from .applet import Applet, CardServices, Selection
@@ -39,7 +40,8 @@ INS_READ_BUFFER: Final = 0x52
 INS_UPDATE_BUFFER: Final = 0x58
 INS_GET_PROPERTIES: Final = 0x56
 
-P1_SELECT_OBJECT: Final = 0x02
+#: SELECT P1 of an object of the applet: ISO/IEC 7816-4's EF under the current DF.
+P1_SELECT_OBJECT: Final = SelectForm.EF_UNDER_CURRENT_DF
 
 #: Instructions a CAC applet leaves to the card's ISO/IEC 7816-4 layer.
 ISO_INSTRUCTIONS: Final = frozenset(
@@ -193,7 +195,7 @@ class CACApplet(Applet):
         return status(StatusWord.INS_NOT_SUPPORTED)
 
     def _select_object(self, command: CommandAPDU, selection: Selection) -> Response:
-        if command.p1 != P1_SELECT_OBJECT:
+        if select_form(command) is not P1_SELECT_OBJECT:
             return status(StatusWord.FUNCTION_NOT_SUPPORTED)
         if len(command.data) != 2:
             return status(StatusWord.DATA_INVALID)
