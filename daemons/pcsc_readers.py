@@ -175,9 +175,10 @@ class PcscCard:
             if lease.busy:
                 self._last_answer = answered = loop.time()
                 lease.answered(answered)
-                # A 61xx answer's prefetch (vscard.response_chain) calls transmit again in the
-                # same task step, so its lease.apdu comes before this timer can fire, even
-                # with a hold of 0: the chain is read inside the hold.
+                # A 61xx answer's prefetch (vscard.response_chain) and the read-ahead
+                # (vscard.read_ahead) call transmit again in the same task step, so their
+                # lease.apdu comes before this timer can fire, even with a hold of 0: they
+                # read inside the hold.
                 if self._release is None:
                     self._schedule_release(loop, lease)
 

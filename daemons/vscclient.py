@@ -241,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--reconnect", action="store_true", help="retry a lost connection with capped backoff"
     )
+    parser.add_argument(
+        "--no-read-ahead",
+        action="store_true",
+        help="do not send the card the reads the guest will likely send next (a CAC object's "
+        "buffers, a read again with the Le a 6Cxx named) ahead of its asking; with our "
+        "ccid-passthru that saves a round trip per read over a slow link",
+    )
     parser.add_argument("--log-format", choices=("console", "json"), default="console")
     parser.add_argument("--timeout", type=float, default=10.0, help=argparse.SUPPRESS)
     return parser
@@ -296,6 +303,8 @@ class Plan:
     """No card option was given, so ``pcsc`` is the client's PC/SC readers."""
     lease: LeasePolicy = field(default_factory=LeasePolicy)
     """How a real card is shared with the client's applications."""
+    read_ahead: bool = True
+    """Offer the host the answers to the reads its guest will likely send next."""
 
 
 def plan_from_args(args: argparse.Namespace) -> Plan:
@@ -378,6 +387,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         guard=CardGuard(args.pin_guard, ApduPolicy(args.allow_ins, frozenset(args.allow_aid))),
         pcsc_by_default=pcsc_by_default,
         lease=lease,
+        read_ahead=not args.no_read_ahead,
     )
 
 
@@ -557,6 +567,7 @@ class Daemon:
                     timeout=plan.timeout,
                     ssl=plan.ssl,
                     server_hostname=plan.server_hostname,
+                    read_ahead=plan.read_ahead,
                 )
             except (OSError, TimeoutError, vscard.VSCardError) as error:
                 log.warning(
