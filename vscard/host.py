@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final
+from typing import Final, NoReturn
 
 from cardfloor.iso7816.apdu import StatusWord
 
@@ -417,35 +417,16 @@ class HostConnection:
                 self._remove_card(reader, events)
                 self._reply(reader_id, ErrorCode.SUCCESS)
             case CardReset() | CardProtocol() if not self.card_reset:
-                error = RemoteProtocolError(
-                    f"{type(message).__name__} is a host's message, and needs "
-                    "Capability.CARD_RESET announced by both sides",
-                    field="header.type",
-                    value=message.TYPE,
-                )
-                self._decoder.fail(error)
-                raise error
+                self._unannounced(message, "is a host's message, and needs", "CARD_RESET")
             case ResponseChain(reader_id) if not self._response_chain:
-                error = RemoteProtocolError(
-                    "ResponseChain needs Capability.RESPONSE_CHAIN announced by both sides",
-                    field="header.type",
-                    value=message.TYPE,
-                )
-                self._decoder.fail(error)
-                raise error
+                self._unannounced(message, "needs", "RESPONSE_CHAIN")
             case ResponseChain(reader_id):
                 if reader is None or not reader.apdu_in_flight:
                     self._unanswerable_chain(message, events)
                     return
                 reader.chain = message
             case ReadAhead(reader_id) if not self._read_ahead:
-                error = RemoteProtocolError(
-                    "ReadAhead needs Capability.READ_AHEAD announced by both sides",
-                    field="header.type",
-                    value=message.TYPE,
-                )
-                self._decoder.fail(error)
-                raise error
+                self._unannounced(message, "needs", "READ_AHEAD")
             case ReadAhead(reader_id):
                 if reader is None or not reader.apdu_in_flight:
                     self._unanswerable_chain(message, events)
@@ -462,6 +443,17 @@ class HostConnection:
                     else "not a message a client sends"
                 )
                 self._violation(message, reason, "header.type", message.TYPE, events)
+
+    def _unannounced(self, message: Message, needs: str, capability: str) -> NoReturn:
+        """``message`` belongs to an extension the Inits did not both announce: the stream is
+        failed with an error naming the type."""
+        error = RemoteProtocolError(
+            f"{type(message).__name__} {needs} Capability.{capability} announced by both sides",
+            field="header.type",
+            value=message.TYPE,
+        )
+        self._decoder.fail(error)
+        raise error
 
     def _unanswerable_chain(
         self, message: ResponseChain | ReadAhead, events: list[HostEvent]

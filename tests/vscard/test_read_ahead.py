@@ -19,8 +19,6 @@ from vscard import (
     ATR,
     APDUResponse,
     Capability,
-    ClientConnection,
-    HostConnection,
     LocalProtocolError,
     MessageType,
     ReadAhead,
@@ -41,6 +39,7 @@ from vscard.read_ahead import (
 from vscard.response_chain import Continue, Prefetch, more_to_get
 
 from ..cacard.cards import PIN_HEX, WRONG_PIN_HEX, make_card, pin_state
+from .test_response_chain import pair
 
 ALL = Capability.CARD_RESET | Capability.RESPONSE_CHAIN | Capability.READ_AHEAD
 LENGTH_READ = bytes.fromhex("00520000020102")  # OpenSC: the T-buffer's length, T=0 form
@@ -138,21 +137,6 @@ def test_constructor_refuses_what_the_wire_cannot_carry(
 # -- negotiation and bounds ----------------------------------------------------------------
 
 
-def _pair(client_caps: int, host_caps: int) -> tuple[ClientConnection, HostConnection]:
-    client = ClientConnection(capabilities=client_caps)
-    host = HostConnection(capabilities=host_caps)
-    client.send_init()
-    host.receive_data(client.data_to_send())
-    client.receive_data(host.data_to_send())
-    client.add_reader("r")
-    host.receive_data(client.data_to_send())
-    client.receive_data(host.data_to_send())
-    client.insert_card(0, CAC_ATR)
-    host.receive_data(client.data_to_send())
-    client.receive_data(host.data_to_send())
-    return client, host
-
-
 def _entry(index: int, size: int = 0) -> ReadAhead:
     offset = 2 + index
     command = CommandAPDU(0, 0x52, offset >> 8, offset & 0xFF, b"\x02\x01").to_bytes()
@@ -160,7 +144,7 @@ def _entry(index: int, size: int = 0) -> ReadAhead:
 
 
 def test_read_aheads_come_with_the_response_they_preceded() -> None:
-    client, host = _pair(ALL, ALL)
+    client, host = pair(ALL, ALL)
     assert client.read_ahead
     assert host.read_ahead
     host.send_apdu(0, LENGTH_READ)
@@ -188,7 +172,7 @@ def test_read_aheads_come_with_the_response_they_preceded() -> None:
     ],
 )
 def test_without_both_nothing_is_sent(client_caps: int, host_caps: int) -> None:
-    client, host = _pair(client_caps, host_caps)
+    client, host = pair(client_caps, host_caps)
     assert not client.read_ahead
     assert not host.read_ahead
     with pytest.raises(LocalProtocolError) as caught:
@@ -198,7 +182,7 @@ def test_without_both_nothing_is_sent(client_caps: int, host_caps: int) -> None:
 
 
 def test_unannounced_read_ahead_is_a_protocol_error_naming_the_type() -> None:
-    _, host = _pair(Capability.CARD_RESET, ALL)
+    _, host = pair(Capability.CARD_RESET, ALL)
     host.send_apdu(0, LENGTH_READ)
     with pytest.raises(RemoteProtocolError) as caught:
         host.receive_data(encode(_entry(0)))
@@ -207,14 +191,14 @@ def test_unannounced_read_ahead_is_a_protocol_error_naming_the_type() -> None:
 
 
 def test_read_ahead_with_no_apdu_in_flight_is_a_violation() -> None:
-    _, host = _pair(ALL, ALL)
+    _, host = pair(ALL, ALL)
     events = host.receive_data(encode(_entry(0)))
     assert [type(event) for event in events] == [Unexpected]
     assert host.violations == 1
 
 
 def test_read_ahead_of_an_aborted_apdu_is_dropped_quietly() -> None:
-    _, host = _pair(ALL, ALL)
+    _, host = pair(ALL, ALL)
     host.send_apdu(0, LENGTH_READ)
     host.receive_data(encode(ATR(0, CAC_ATR)))  # the client reset the card: APDU aborted
     events = host.receive_data(encode(_entry(0)) + encode(APDU(0, b"\x90\x00")))
@@ -233,7 +217,7 @@ def test_read_ahead_of_an_aborted_apdu_is_dropped_quietly() -> None:
 def test_read_aheads_past_the_bounds_are_violations_and_dropped(
     entries: list[ReadAhead],
 ) -> None:
-    _, host = _pair(ALL, ALL)
+    _, host = pair(ALL, ALL)
     host.send_apdu(0, LENGTH_READ)
     data = b"".join(encode(entry) for entry in entries) + encode(APDU(0, b"\x90\x00"))
     events = host.receive_data(data)
@@ -246,7 +230,7 @@ def test_read_aheads_past_the_bounds_are_violations_and_dropped(
 
 
 def test_read_ahead_after_a_chain_cut_short_is_a_violation() -> None:
-    _, host = _pair(ALL, ALL)
+    _, host = pair(ALL, ALL)
     host.send_apdu(0, LENGTH_READ)
     cut = encode(ResponseChain(0, bytes(10), 0x6110))
     events = host.receive_data(cut + encode(_entry(0)) + encode(APDU(0, b"\x61\x10")))

@@ -79,7 +79,8 @@ def test_status_word_must_fit_two_bytes() -> None:
 # -- negotiation -------------------------------------------------------------------------
 
 
-def _pair(client_caps: int, host_caps: int) -> tuple[ClientConnection, HostConnection]:
+def pair(client_caps: int, host_caps: int) -> tuple[ClientConnection, HostConnection]:
+    """A client and a host after both Inits, with reader 0 and a card in it."""
     client = ClientConnection(capabilities=client_caps)
     host = HostConnection(capabilities=host_caps)
     client.send_init()
@@ -95,7 +96,7 @@ def _pair(client_caps: int, host_caps: int) -> tuple[ClientConnection, HostConne
 
 
 def test_both_announce_then_chain_comes_with_the_response() -> None:
-    client, host = _pair(BOTH, BOTH)
+    client, host = pair(BOTH, BOTH)
     assert client.response_chain
     assert host.response_chain
     host.send_apdu(0, bytes.fromhex("00CB3FFF055C035FC10500"))
@@ -121,7 +122,7 @@ def test_both_announce_then_chain_comes_with_the_response() -> None:
     ],
 )
 def test_without_both_nothing_new(client_caps: int, host_caps: int) -> None:
-    client, host = _pair(client_caps, host_caps)
+    client, host = pair(client_caps, host_caps)
     assert not client.response_chain
     assert not host.response_chain
     with pytest.raises(LocalProtocolError) as caught:
@@ -131,7 +132,7 @@ def test_without_both_nothing_new(client_caps: int, host_caps: int) -> None:
 
 
 def test_unannounced_chain_is_a_protocol_error_naming_the_type() -> None:
-    _, host = _pair(Capability.CARD_RESET, BOTH)
+    _, host = pair(Capability.CARD_RESET, BOTH)
     host.send_apdu(0, b"\x00\xb0\x00\x00\x00")
     with pytest.raises(RemoteProtocolError) as caught:
         host.receive_data(encode(ResponseChain(0, b"", 0x9000)))
@@ -148,14 +149,14 @@ def test_qemu_style_host_init_announces_nothing_new() -> None:
 
 
 def test_chain_with_no_apdu_in_flight_is_a_violation() -> None:
-    _, host = _pair(BOTH, BOTH)
+    _, host = pair(BOTH, BOTH)
     events = host.receive_data(encode(ResponseChain(0, b"x", 0x9000)))
     assert [type(event) for event in events] == [Unexpected]
     assert host.violations == 1
 
 
 def test_chain_of_an_aborted_apdu_is_dropped_quietly() -> None:
-    _, host = _pair(BOTH, BOTH)
+    _, host = pair(BOTH, BOTH)
     host.send_apdu(0, b"\x00\xb0\x00\x00\x00")
     host.receive_data(encode(ATR(0, CARD_ATR)))  # the client reset the card: APDU aborted
     events = host.receive_data(
@@ -166,7 +167,7 @@ def test_chain_of_an_aborted_apdu_is_dropped_quietly() -> None:
 
 
 def test_host_reader_add_unchanged() -> None:
-    _, host = _pair(BOTH, BOTH)
+    _, host = pair(BOTH, BOTH)
     host.receive_data(encode(ReaderAdd(name="second")))
     assert 1 in host.readers
 
