@@ -186,7 +186,9 @@ class _Session:
         self._export: Export | None = None
         self._urbs: dict[int, asyncio.Task[None]] = {}
         self._detaching = False
-        self._inline = False  # the imported device's UsbDevice.start_inline
+        # The imported device's UsbDevice.start_inline (not "_inline": mypyc names the C field
+        # "__inline", a gcc keyword).
+        self._start_inline = False
         # The imported device, when it is inline and a ParkingDevice: its IN URBs are served by
         # callbacks (_serve_in), parked in the device by seqnum (endpoint, wake) while waiting.
         self._parking: ParkingDevice | None = None
@@ -311,7 +313,7 @@ class _Session:
                     else:
                         name = f"usbip-urb-{submit.seqnum}"
                         task = start(
-                            self._run(submit), eager=self._inline, name=name, loop=self._loop
+                            self._run(submit), eager=self._start_inline, name=name, loop=self._loop
                         )
                         if task is not None:
                             self._urbs[submit.seqnum] = task
@@ -349,8 +351,8 @@ class _Session:
                 claimed = self._config.exports.claim(busid, self)
                 if isinstance(claimed, Export):
                     self._export = claimed
-                    self._inline = getattr(claimed.device, "start_inline", False) is True
-                    if self._inline and isinstance(claimed.device, ParkingDevice):
+                    self._start_inline = getattr(claimed.device, "start_inline", False) is True
+                    if self._start_inline and isinstance(claimed.device, ParkingDevice):
                         self._parking = claimed.device
                     early = self._conn.accept_import(claimed.record)
                     self._log.info("usbip.imported", busid=busid)
