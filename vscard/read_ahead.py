@@ -10,6 +10,9 @@ foretells, and read nothing but the card's data:
   reads of the rest of that buffer in 240-byte pieces, and a T-buffer's before its object's
   V-buffer's (OpenSC's ``card-cac.c``: ``cac_read_file``, ``CAC_MAX_CHUNK_SIZE``, called by
   ``cac_read_binary`` for the T-buffer and then the V-buffer);
+* a GET DATA answered with its first Ne bytes and ``61xx`` (more than Ne; T=1 response
+  chaining) is asked again whole, Le = the object's length, 256 at most (OpenSC's
+  ``card-piv.c`` reads 8 bytes of an object for its length, then the object);
 * a CAC GET PROPERTIES of the selected object comes before the read of its T-buffer's length
   (``cac_select_file`` asks the properties, ``cac_read_binary`` reads next), which is asked as
   OpenSC's ``cac_apdu_io`` asks it: Le = 2 under T=1, and no Le under T=0, where OpenSC's
@@ -71,6 +74,8 @@ _SW1_BYTES_REMAINING: Final = StatusWord.BYTES_REMAINING >> 8
 _READS: Final = frozenset({INS_READ_BUFFER, INS_GET_PROPERTIES, INS_GET_DATA, INS_GET_DATA_ODD})
 #: Instructions whose success foretells a read (:func:`foreseeable`).
 _FORETELLING: Final = frozenset({INS_READ_BUFFER, INS_GET_PROPERTIES})
+#: Reads of a whole data object, asked again whole when cut at Ne.
+_DATA_OBJECT_READS: Final = frozenset({INS_GET_DATA, INS_GET_DATA_ODD})
 
 
 def reads_only(command: CommandAPDU) -> bool:
@@ -92,9 +97,12 @@ def foreseeable(command: bytes, response: bytes) -> bool:
     if len(response) < 2:
         return False
     sw1 = response[-2]
-    return sw1 == _SW1_WRONG_LE or (
-        instruction(command) in _FORETELLING and (sw1 == _SW1_BYTES_REMAINING or sw1 == 0x90)
-    )
+    if sw1 == _SW1_WRONG_LE:
+        return True
+    ins = instruction(command)
+    if sw1 == _SW1_BYTES_REMAINING:
+        return ins in _FORETELLING or ins in _DATA_OBJECT_READS
+    return sw1 == 0x90 and ins in _FORETELLING
 
 
 def _parse(raw: bytes) -> CommandAPDU | None:
@@ -179,6 +187,12 @@ class Planner:
             return _with_le(command, sw & 0xFF or SHORT_MAX)
         if sw != _SW_SUCCESS:
             return None
+        ins = command.ins
+        if ins in _DATA_OBJECT_READS:
+            size = len(answer) - 2
+            if command.le is None or size <= command.le:
+                return None  # the guest has it all
+            return _with_le(command, min(size, SHORT_MAX))
         if command.ins == INS_READ_BUFFER:
             return self._next_read(command, answer[:-2])
         if command.ins == INS_GET_PROPERTIES and command.p1 == _PROPERTIES_ALL:

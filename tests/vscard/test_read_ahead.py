@@ -409,7 +409,7 @@ class ReadAheadLink:
         if more_to_get(response):
             read = self._chain(command, response)
             chain = None if read is None else ResponseChain(0, *read)
-            whole = None if chain is None or chain.sw >> 8 == 0x61 else read_whole(chain)
+            whole = None if chain is None else read_whole(response, chain)
         ahead: list[ReadAhead] = []
         if whole is not None and foreseeable(command, response):
             planner = Planner(protocol=self.card.protocol)
@@ -421,7 +421,7 @@ class ReadAheadLink:
                     if read is None or read[1] >> 8 == 0x61:
                         break
                     entry = ReadAhead(0, step, answer, *read)
-                    answer = read[0] + read[1].to_bytes(2, "big")
+                    answer = answer[:-2] + read[0] + read[1].to_bytes(2, "big")
                 else:
                     entry = ReadAhead(0, step, answer)
                 if not planner.take(entry):
@@ -439,8 +439,12 @@ class ReadAheadLink:
         return None if prefetch.sw is None else (prefetch.data, prefetch.sw)
 
 
-def read_whole(chain: ResponseChain) -> bytes:
-    return chain.data + chain.sw.to_bytes(2, "big")
+def read_whole(response: bytes, chain: ResponseChain) -> bytes | None:
+    """The card's whole answer: a ``61xx`` response's own data, then its chain; None when the
+    chain was cut short."""
+    if chain.sw >> 8 == 0x61:
+        return None
+    return response[:-2] + chain.data + chain.sw.to_bytes(2, "big")
 
 
 def _cards(protocol: int) -> tuple[Card, Card]:
@@ -609,3 +613,30 @@ def test_properties_foretell_the_t_buffer_length_asked_as_under_the_protocol(
     assert _plan("005601001d", "01050102 9000", planner) == expected
     assert _plan("005602001d", "01050102 9000", planner) is None  # not all properties
     assert _plan("005601001d", "6a82", planner) is None
+
+
+@pytest.mark.parametrize(
+    ("size", "le"),
+    [(0x45, "45"), (0x14, "14"), (255, "ff"), (256, "00"), (900, "00")],
+)
+def test_a_data_object_cut_at_ne_is_asked_again_whole(size: int, le: str) -> None:
+    probe = "00cb3fff055c035fc10708"  # OpenSC's PIV driver: 8 bytes for the length first
+    remaining = size - 8 if size - 8 < 256 else 0  # 61 00: 256 or more
+    response = _hex("53" + "00" * 7 + f"61{remaining:02x}")
+    assert foreseeable(_hex(probe), response)
+    whole = "ab" * size + "9000"  # what the chain read gives
+    assert _plan(probe, whole) == f"00cb3fff055c035fc107{le}"
+
+
+@pytest.mark.parametrize(
+    ("command", "whole"),
+    [
+        ("00cb3fff055c035fc10708", "ab" * 8 + "9000"),  # it has it all
+        ("00cb3fff055c035fc107", "ab" * 80 + "9000"),  # no Le: nothing was cut
+        ("00cb3fff055c035fc10700", "ab" * 900 + "9000"),  # already 256
+        ("00cb3fff055c035fc1070000", "ab" * 900 + "9000"),  # extended
+        ("00cb3fff055c035fc10708", "6a82"),
+    ],
+)
+def test_a_data_object_read_whole_is_not_read_again(command: str, whole: str) -> None:
+    assert _plan(command, whole) is None

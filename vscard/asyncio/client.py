@@ -346,8 +346,8 @@ class ClientReader:
 
     async def _prefetch(self, apdu: bytes, response: bytes) -> bytes | None:
         """Read a ``61xx`` answer's rest ahead and queue it as a ResponseChain, when the host
-        takes one (see :mod:`vscard.response_chain`). Returns the whole answer (the chain's
-        data and its last status word) when the chain is complete, else None.
+        takes one (see :mod:`vscard.response_chain`). Returns the whole answer (see
+        :func:`_whole`) when the chain is complete, else None.
 
         It runs in the reader's worker right after the answer, before anything else reaches the
         card: for a shared PC/SC card, inside the guest's hold that the answer renewed.
@@ -359,7 +359,7 @@ class ClientReader:
             return None
         data, sw = chain
         self._conn.send_response_chain(self.reader_id, data, sw)
-        return None if more_to_get(sw.to_bytes(2, "big")) else data + sw.to_bytes(2, "big")
+        return _whole(response, data, sw)
 
     async def _read_chain(self, apdu: bytes, response: bytes) -> tuple[bytes, int] | None:
         """The GET RESPONSEs after ``response`` to ``apdu``: their data and last status word,
@@ -388,21 +388,30 @@ class ClientReader:
         try:
             while command is not None:
                 response = await self._transmit(command)
+                whole = response
                 if more_to_get(response):
                     chain = await self._read_chain(command, response)
-                    if chain is None or more_to_get(chain[1].to_bytes(2, "big")):
+                    joined = None if chain is None else _whole(response, *chain)
+                    if chain is None or joined is None:
                         return
                     entry = ReadAhead(reader_id, command, response, *chain)
-                    whole = chain[0] + chain[1].to_bytes(2, "big")
+                    whole = joined
                 else:
                     entry = ReadAhead(reader_id, command, response)
-                    whole = response
                 if not planner.take(entry):
                     return
                 self._conn.send_read_ahead(entry)
                 command = planner.step(command, whole)
         except Exception as error:  # the card's failure: the guest's own command will see it
             self._log.debug("vscard.read_ahead_failed", reader_id=reader_id, error=repr(error))
+
+
+def _whole(response: bytes, chain: bytes, sw: int) -> bytes | None:
+    """The card's whole answer: the data of a ``61xx`` ``response`` (T=1 response chaining
+    gives some), then the ``chain`` read after it and its last status word ``sw``; None when
+    the chain was cut short (``sw`` is ``61xx``)."""
+    last = sw.to_bytes(2, "big")
+    return None if more_to_get(last) else response[:-2] + chain + last
 
 
 async def _answered(response: bytes) -> bytes:
@@ -428,7 +437,7 @@ class Client:
         self._stream_reader = stream_reader
         # The connection's protocol when it is an InlineReading (as connect() makes): frames
         # are then handled in the callback that received them (see _read_loop).
-        self._inline = inline
+        self._inline_reading = inline
         self._writer = stream_writer
         self._transport = stream_writer.transport  # _take writes to it directly
         self._timeout = timeout
@@ -646,10 +655,10 @@ class Client:
             raise self._conn.error
 
     async def _read(self) -> bytes:
-        if self._inline is not None:
+        if self._inline_reading is not None:
             # What arrives while this waits is handled at once (_take, in the callback): no
             # task wake-up between a host's APDU and the card, nor a loop turn.
-            return await self._inline.read(READ_SIZE, self._take)
+            return await self._inline_reading.read(READ_SIZE, self._take)
         return await self._stream_reader.read(READ_SIZE)
 
     async def _read_loop(self) -> None:

@@ -98,7 +98,7 @@ class Session:
         protocol = stream_writer.transport.get_protocol()
         # With Server's protocol, frames are handled in the callback that received them once
         # the client's Init is in (see _read).
-        self._inline = protocol if isinstance(protocol, InlineReading) else None
+        self._inline_reading = protocol if isinstance(protocol, InlineReading) else None
         self._frame_timeout = frame_timeout
         self._partial_deadline: float | None = None
         # Ends a frame left incomplete by bytes handled inline (_take) at _partial_deadline.
@@ -207,13 +207,9 @@ class Session:
         assert isinstance(item, PeerInit | ReaderAdded | ReaderRemoved | CardInserted | CardRemoved)
         return item
 
-    async def events(self) -> AsyncIterator[SessionEvent]:
+    def events(self) -> AsyncIterator[SessionEvent]:
         """Yield reader and card events until the connection closes."""
-        while True:
-            try:
-                yield await self.next_event()
-            except ConnectionClosedError:
-                return
+        return _Events(self)
 
     async def transmit(self, reader_id: int, apdu: bytes) -> bytes:
         """Send a command APDU to the card in ``reader_id``; return its response with SW1 SW2.
@@ -316,10 +312,10 @@ class Session:
         if not self._conn.buffered:
             self._partial_deadline = None
             if self._init_deadline is None:
-                if self._inline is not None:
+                if self._inline_reading is not None:
                     # While this waits, frames are handled as they arrive (_take, inline): no
                     # task wake-up between a client's answer and the reader waiting for it.
-                    return await self._inline.read(READ_SIZE, self._take)
+                    return await self._inline_reading.read(READ_SIZE, self._take)
                 return await self._stream_reader.read(READ_SIZE)
             deadline = self._init_deadline
         else:
@@ -362,8 +358,8 @@ class Session:
 
     def _frame_overdue(self) -> None:
         self._frame_timer = None
-        if self._conn.buffered and self._inline is not None:
-            self._inline.interrupt(TimeoutError())
+        if self._conn.buffered and self._inline_reading is not None:
+            self._inline_reading.interrupt(TimeoutError())
 
     async def _read_loop(self) -> None:
         try:
@@ -463,6 +459,23 @@ class Session:
         for reader_id in list(self._answers):
             self._loop.call_soon(self._resolve, reader_id, closed)
         self._writer.close()
+
+
+class _Events:
+    """:meth:`Session.events`: an async iterator class, not an async generator, which mypyc
+    does not compile (the compiled build, docs/compiled.md)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def __aiter__(self) -> _Events:
+        return self
+
+    async def __anext__(self) -> SessionEvent:
+        try:
+            return await self._session.next_event()
+        except ConnectionClosedError:
+            raise StopAsyncIteration from None
 
 
 def _warn(
