@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from cacard.atr import CAC_ATR
 from cacard.card import Card
+from cacard.profile import Applications, CardProfile, new_card
 from cardfloor.iso7816.apdu import CommandAPDU
 from vscard import (
     APDU,
@@ -38,7 +39,7 @@ from vscard.read_ahead import (
 )
 from vscard.response_chain import Continue, Prefetch, more_to_get
 
-from ..cacard.cards import PIN_HEX, WRONG_PIN_HEX, make_card, pin_state
+from ..cacard.cards import CARD_ID, PIN_HEX, WRONG_PIN_HEX, credential, make_card, pin_state
 from .test_response_chain import pair
 
 ALL = Capability.CARD_RESET | Capability.RESPONSE_CHAIN | Capability.READ_AHEAD
@@ -447,9 +448,16 @@ def read_whole(response: bytes, chain: ResponseChain) -> bytes | None:
     return response[:-2] + chain.data + chain.sw.to_bytes(2, "big")
 
 
-def _cards(protocol: int) -> tuple[Card, Card]:
+def _cards(protocol: int, piv: bool = False) -> tuple[Card, Card]:
+    """Two cards alike: CAC, or (``piv``) CAC and PIV over the same keys."""
     pin = pin_state()
-    cards = (make_card(3, pin=pin, random=bytes), make_card(3, pin=pin, random=bytes))
+    if piv:
+        profile = CardProfile(
+            tuple(credential(i) for i in range(4)), CARD_ID, applications=Applications.CAC_PIV
+        )
+        cards = (new_card(profile, pin, random=bytes), new_card(profile, pin, random=bytes))
+    else:
+        cards = (make_card(3, pin=pin, random=bytes), make_card(3, pin=pin, random=bytes))
     for card in cards:
         card.protocol = protocol
     return cards
@@ -536,8 +544,11 @@ _other = st.sampled_from(
     ]
 )
 _opensc_read = st.tuples(st.sampled_from([0x00, 0x80]), st.sampled_from([1, 2]), st.booleans())
+_piv_read = st.sampled_from(["5fc105", "5fc102", "5fc107", "5fc10a", "5fc1ff", "7e"])
 _steps = st.lists(
     st.one_of(
+        st.just(_hex("00a4040009a0000003080000100000")),  # SELECT PIV
+        _piv_read,
         _select,
         _select_object,
         _get_properties,
@@ -551,12 +562,12 @@ _steps = st.lists(
 )
 
 
-@settings(max_examples=200, deadline=None)
-@given(steps=_steps, protocol=st.sampled_from([0, 1]))
+@settings(max_examples=300, deadline=None)
+@given(steps=_steps, protocol=st.sampled_from([0, 1]), piv=st.booleans())
 def test_guest_sees_exactly_what_the_card_says(
-    steps: list[bytes | tuple[int, int, bool]], protocol: int
+    steps: list[bytes | str | tuple[int, int, bool]], protocol: int, piv: bool
 ) -> None:
-    direct, linked = _cards(protocol)
+    direct, linked = _cards(protocol, piv)
     link = ReadAheadLink(linked)
 
     def send(command: bytes) -> bytes:
@@ -567,9 +578,29 @@ def test_guest_sees_exactly_what_the_card_says(
     for step in steps:
         if isinstance(step, bytes):
             send(step)
+        elif isinstance(step, str):
+            opensc_piv_read(send, step)
         else:
             opensc_properties(send)
             opensc_read(send, *step)
+
+
+def opensc_piv_read(send: Send, tag: str) -> None:
+    """OpenSC's PIV driver reading an object: 8 bytes for its length, then all of it (Le = its
+    length, 256 at most), GET RESPONSE after each ``61xx``."""
+
+    def exchange(le: int) -> bytes:
+        body = _hex(f"5c{len(tag) // 2:02x}{tag}")
+        answer = send(CommandAPDU(0, 0xCB, 0x3F, 0xFF, body, le).to_bytes())
+        data = answer[:-2]
+        while more_to_get(answer):
+            answer = send(bytes((0, 0xC0, 0, 0, answer[-1])))
+            data += answer[:-2]
+        return data + answer[-2:]
+
+    head = exchange(8)
+    if head[-2:] == b"\x90\x00" and len(head) - 2 > 8:
+        exchange(min(len(head) - 2, 256))
 
 
 @pytest.mark.parametrize("protocol", [0, 1], ids=["T=0", "T=1"])
