@@ -385,9 +385,18 @@ class ClientReader:
         planner = Planner(protocol=self._runs)
         command = planner.start(apdu, answer)
         reader_id = self.reader_id
+        log = self._log
+        debug = log.is_enabled_for(DEBUG)
         try:
             while command is not None:
                 response = await self._transmit(command)
+                if debug:
+                    log.debug(
+                        "vscard.read_ahead",
+                        reader_id=reader_id,
+                        command=command_trace(command),
+                        response=response_trace(response),
+                    )
                 whole = response
                 if more_to_get(response):
                     chain = await self._read_chain(command, response)
@@ -403,7 +412,7 @@ class ClientReader:
                 self._conn.send_read_ahead(entry)
                 command = planner.step(command, whole)
         except Exception as error:  # the card's failure: the guest's own command will see it
-            self._log.debug("vscard.read_ahead_failed", reader_id=reader_id, error=repr(error))
+            log.debug("vscard.read_ahead_failed", reader_id=reader_id, error=repr(error))
 
 
 def _whole(response: bytes, chain: bytes, sw: int) -> bytes | None:
