@@ -16,6 +16,16 @@ these deliberate differences:
   ``61xx`` for the rest (response chaining, as PIV cards answer under T=1): OpenSC appends
   what GET RESPONSE brings to what came (``apdu.c``, ``sc_get_response``) and sends none once
   its buffer is full, so its PIV driver's 8-byte length probe of an object is one exchange.
+- The data kept for GET RESPONSE belong to the logical channel of the command that produced
+  them (a command names its channel in its class byte, GET RESPONSE too), where libcacard
+  keeps one buffer for the card: a GET RESPONSE on another channel gets none of them
+  (``6A88``, as with nothing pending). Only a GET RESPONSE the card accepts takes them: one it
+  refuses (P1-P2 other than ``0000``: ``6A86``; command data: ``6700``; secure messaging,
+  chaining or an unknown class, as any command) is another command and drops them, as does one
+  on another channel. That is T=0's rule (the card offers the data to the next command only,
+  ISO/IEC 7816-3 §12.2) and a Java Card's: its runtime fails a pending outgoing transfer when
+  the next command is not the GET RESPONSE it expects (``APDUException.NO_T0_GETRESPONSE``).
+  libcacard ignores P1-P2 (``card_7816.c``, ``vcard7816_vm_process_apdu``).
 - A SELECT of an AID the card lacks leaves no applet selected, as on libcacard, unless the
   card is built with ``selection_survives_miss`` (a card with PIV): then the selection stays,
   as ISO/IEC 7816-4 has it and as PIV tools expect after probing an AID (yubico-piv-tool probes
@@ -140,6 +150,8 @@ class Card:
         self._pin = Pin(pin, self._pin_changed)
         self._channels: list[Selection | None] = [None] * CHANNELS
         self._pending = b""
+        #: The channel whose command left ``_pending``.
+        self._pending_channel = 0
         self._selection_survives_miss = selection_survives_miss
         self.powered = True
         #: The transmission protocol the reader runs with the card: 0 (T=0) until a transport
@@ -262,6 +274,7 @@ class Card:
         if command.le is None and self.protocol == 1:
             limit = EXTENDED_MAX if command.extended else SHORT_MAX
         if answer.sw == StatusWord.SUCCESS and len(answer.data) > limit:
+            self._pending_channel = _channel(command.cla)
             if self.protocol == 1:
                 # T=1 carries data and 61xx together (T=0's 61xx comes alone).
                 head, self._pending = answer.data[:limit], answer.data[limit:]
@@ -271,12 +284,20 @@ class Card:
         return answer
 
     def _get_response(self, command: CommandAPDU) -> Response:
+        """The next part of the data kept for this channel; any GET RESPONSE that does not take
+        them drops them (module docstring)."""
+        pending, self._pending = self._pending, b""
+        refused = self._check_class(command.cla)
+        if refused is not None:
+            return refused
         if command.p1 or command.p2:
             return status(StatusWord.INCORRECT_P1_P2)
-        if not self._pending:
+        if command.data:
+            return status(StatusWord.WRONG_LENGTH)  # GET RESPONSE carries no command data
+        if not pending or _channel(command.cla) != self._pending_channel:
             return status(StatusWord.REFERENCED_DATA_NOT_FOUND)
         count = SHORT_MAX if command.le is None else command.le
-        chunk, self._pending = self._pending[:count], self._pending[count:]
+        chunk, self._pending = pending[:count], pending[count:]
         if self._pending:
             return Response(bytes_remaining(len(self._pending)), chunk)
         return success(chunk)

@@ -153,13 +153,6 @@ def test_any_other_command_drops_a_pending_response() -> None:
     assert hexsw(send(card, "00 C0 00 00 0D")) == "6A88"
 
 
-def test_get_response_with_parameters_is_refused_without_losing_the_data() -> None:
-    card = make_card()
-    send(card, SELECT_CCC)
-    assert hexsw(send(card, "00 C0 01 00 0D")) == "6A86"
-    assert hexsw(send(card, "00 C0 00 00 0D")) == "9000"
-
-
 def name(applet: Applet | None) -> str | None:
     return None if applet is None else applet.name
 
