@@ -218,11 +218,12 @@ Current = Application | bytes | None
 
 @dataclass(eq=False)  # hashed by identity: the guard keeps what it learns per card
 class FileSystemCard:
-    """An ISO/IEC 7816-4 card whose applications are DFs under the MF, read leniently (any
-    class, a malformed command as its header): SELECT by AID, file identifier, child or parent
-    DF and path all reach them, an RFU P1 selects the default applet, MANAGE CHANNEL opens
-    channels 1-19 with the default applet (from channel 0) or the origin's application, and
-    ENVELOPE runs its data per ``mode`` (as :class:`tests.daemons.test_card_guard.EnvelopeCard`)."""
+    """An ISO/IEC 7816-4 card whose applications are DFs under the MF, read leniently as vicc
+    reads commands (any class; a command shorter than a header padded to one): SELECT by AID,
+    file identifier, child or parent DF and path all reach them, an RFU P1 selects the default
+    applet, MANAGE CHANNEL opens channels 1-19 with the default applet (from channel 0) or the
+    origin's application, and ENVELOPE runs its data per ``mode`` (as
+    :class:`tests.daemons.test_card_guard.EnvelopeCard`)."""
 
     mode: str = "each"
     channels: dict[int, Current] = field(default_factory=lambda: dict.fromkeys(range(4)))
@@ -242,12 +243,12 @@ class FileSystemCard:
         return self._run(apdu, 0)
 
     def _run(self, apdu: bytes, depth: int) -> bytes:
+        if 2 <= len(apdu) < 4:
+            apdu = apdu.ljust(4, b"\x00")  # vicc's padding: 00 A4 is a SELECT of the MF
         try:
             command = CommandAPDU.from_bytes(apdu)
         except APDUFormatError:
-            if len(apdu) < 2:
-                return b"\x67\x00"
-            command = CommandAPDU.from_bytes(apdu[:4].ljust(4, b"\x00"))
+            return b"\x67\x00"
         if command.ins == INS_ENVELOPE and depth < 5:
             return self._envelope(command.data, depth)
         channel = logical_channel(command.cla)
