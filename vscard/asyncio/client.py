@@ -363,7 +363,11 @@ class ClientReader:
 
     async def _read_chain(self, apdu: bytes, response: bytes) -> tuple[bytes, int] | None:
         """The GET RESPONSEs after ``response`` to ``apdu``: their data and last status word,
-        within :class:`~vscard.response_chain.Prefetch`'s bounds; None when the card failed."""
+        within :class:`~vscard.response_chain.Prefetch`'s bounds; None when none was answered.
+
+        A card that fails partway leaves a chain cut short, ending with the last ``61xx`` it
+        gave: the host answers the guest from what was read, and sends the card a GET RESPONSE
+        for the rest, which the card's own answer to it then decides."""
         prefetch = Prefetch()
         command = prefetch.start(apdu, response)
         try:
@@ -371,7 +375,6 @@ class ClientReader:
                 command = prefetch.step(await self._transmit(command))
         except Exception as error:  # the card's failure: the host's GET RESPONSEs will see it
             self._log.debug("vscard.prefetch_failed", reader_id=self.reader_id, error=repr(error))
-            return None
         return None if prefetch.sw is None else (prefetch.data, prefetch.sw)
 
     async def _read_ahead(self, apdu: bytes, answer: bytes) -> None:
