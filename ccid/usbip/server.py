@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from logging import DEBUG
 from types import MappingProxyType, TracebackType
-from typing import Final
+from typing import Any, Final
 
 from cardfloor.aio.admission import Admission
 from cardfloor.aio.eager import start
@@ -596,8 +596,11 @@ class USBIPServer:
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
         """The listening sockets."""
-        assert self._server is not None
-        return tuple(self._server.sockets)
+        # As Any: typeshed's Server.sockets is a tuple, uvloop's a list, and the compiled build
+        # checks a declared tuple ("tuple object expected; got list").
+        server: Any = self._server
+        assert server is not None
+        return tuple(server.sockets)
 
     @property
     def port(self) -> int:
