@@ -41,13 +41,19 @@ def _read(path: str | os.PathLike[str]) -> bytes:
 
 def load_certificate(path: str | os.PathLike[str]) -> x509.Certificate:
     """The certificate in ``path``: PEM (the first one) or DER."""
-    data = _read(path)
+    return parse_certificate(_read(path), where=path)
+
+
+def parse_certificate(
+    data: bytes, *, where: str | os.PathLike[str] = "<memory>"
+) -> x509.Certificate:
+    """The certificate in ``data``, as :func:`load_certificate` takes it; errors name ``where``."""
     try:
         if _PEM_MARKER in data:
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
     except ValueError as error:
-        raise SourceError(f"not an X.509 certificate ({error})", path=path) from None
+        raise SourceError(f"not an X.509 certificate ({error})", path=where) from None
 
 
 def load_private_key(

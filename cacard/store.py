@@ -36,7 +36,11 @@ so older cacard releases still serve it, and version 2 only for a card with PIV,
 must refuse rather than serve as a CAC card.
 
 Certificates are PEM or DER; keys are unencrypted PEM or DER (PKCS#8 or traditional), mode
-0600: the directory is the card, so protect it like a private key.
+0600: the directory is the card, so protect it like a private key. The files card.json names
+must lie inside the directory (a subdirectory will do; a name or link leading out of it is
+refused, naming the field and the value) and be regular files of at most
+:data:`MAX_CREDENTIAL_FILE` bytes (certificates, keys) or :data:`MAX_DATA_OBJECT_FILE` (data
+objects); every file the card reads is bounded so (:class:`FileTooLargeError` gives the size).
 
 ``state.json``::
 
@@ -76,6 +80,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -119,10 +124,10 @@ from .software import software_key
 from .sources import (
     SourceError,
     credential,
-    load_certificate,
-    load_private_key,
+    parse_certificate,
     parse_private_key,
 )
+from .tlv import MAX_LENGTH as MAX_BUFFER
 
 log = get_logger(__name__)
 
@@ -144,12 +149,23 @@ DATA_OBJECT_FILES: Final = {
 }
 #: The largest PIV object a card keeps: what one command chain carries (the applet's bound).
 MAX_PIV_OBJECT: Final = MAX_CHAIN
-#: The largest card.json, state.json or piv.json read back (what cacard writes is a few KiB).
+#: The largest card.json, state.json or piv.json read back (what cacard writes is a few KiB:
+#: a card.json names at most ten credentials and a data object per DataObjectId).
 MAX_JSON_FILE: Final = 1024 * 1024
+#: The largest certificate or key file card.json may name. A CAC object buffer holds at most
+#: 64 KiB (:data:`cacard.tlv.MAX_LENGTH`), so the largest certificate a card serves is about
+#: 88 KiB as PEM; 1 MiB leaves room for its key in the same file, a chain after it and the
+#: text dump OpenSSL writes before it.
+MAX_CREDENTIAL_FILE: Final = 1024 * 1024
+#: The largest data object file card.json may name: what the object's T-buffer and V-buffer
+#: carry together (its SimpleTLV headers and values), no more is ever served.
+MAX_DATA_OBJECT_FILE: Final = 2 * MAX_BUFFER
 #: The largest key file read back (an RSA-4096 PKCS#8 PEM is about 3.3 KiB).
 MAX_PIV_KEY_FILE: Final = 16 * 1024
 #: The largest ``generation`` of ``piv.json``: its file names hold at most 12 digits.
 MAX_PIV_GENERATION: Final = 10**12 - 1
+#: The files of a credential entry in card.json.
+_PARTS: Final = ("certificate", "key")
 #: The key references GENERATE may fill (every asymmetric one).
 PIV_KEY_REFERENCES: Final = frozenset(KeyReference) - {KeyReference.CARD_MANAGEMENT}
 #: The FASC-N and expiry of the CHUID (the applet's test values).
@@ -186,6 +202,41 @@ class StoreError(Exception):
 
 class CardInUseError(StoreError):
     """Another process is serving this card."""
+
+
+class FileTooLargeError(StoreError):
+    """A file of the card directory is larger than the card reads: ``size`` bytes (at least,
+    for a file that grew while read), more than ``limit``."""
+
+    def __init__(self, path: Path, *, size: int, limit: int) -> None:
+        super().__init__(f"larger than {limit} bytes", path=path, field="size", value=size)
+        self.size = size
+        self.limit = limit
+
+
+def read_bounded(file: Path, limit: int) -> bytes:
+    """The content of the regular file ``file``, at most ``limit`` bytes, else
+    :class:`FileTooLargeError`. A named pipe or a device is refused without reading (opening a
+    pipe no one writes to would block, and a device may never end)."""
+    try:
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise  # the caller knows what a missing file means (no card.json: no card directory)
+    except OSError as error:
+        raise StoreError(f"unreadable ({error.strerror or error})", path=file) from None
+    with os.fdopen(fd, "rb") as opened:
+        status = os.fstat(opened.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise StoreError("not a regular file", path=file)
+        if status.st_size > limit:
+            raise FileTooLargeError(file, size=status.st_size, limit=limit)
+        try:
+            data = opened.read(limit + 1)
+        except OSError as error:
+            raise StoreError(f"unreadable ({error.strerror or error})", path=file) from None
+    if len(data) > limit:
+        raise FileTooLargeError(file, size=len(data), limit=limit)
+    return data
 
 
 @dataclass(frozen=True)
@@ -417,14 +468,9 @@ class CardStore:
     def _document(self, name: str, expected_format: str, versions: Sequence[int]) -> dict[str, Any]:
         file = self.path / name
         try:
-            with file.open("rb") as opened:
-                text = opened.read(MAX_JSON_FILE + 1)
+            text = read_bounded(file, MAX_JSON_FILE)
         except FileNotFoundError:
             raise StoreError(f"no {name}: not a card directory", path=self.path) from None
-        except OSError as error:
-            raise StoreError(f"unreadable ({error})", path=file) from None
-        if len(text) > MAX_JSON_FILE:
-            raise StoreError(f"larger than {MAX_JSON_FILE} bytes", path=file)
         try:
             document = json.loads(text)
         except ValueError as error:
@@ -493,24 +539,47 @@ class CardStore:
         where = f"credentials[{index}]"
         if not isinstance(entry, dict):
             raise StoreError("must be an object", path=file, field=where, value=entry)
-        names = {}
-        for part in ("certificate", "key"):
-            name = entry.get(part)
-            if not isinstance(name, str) or not name:
-                raise StoreError("must name a file", path=file, field=f"{where}.{part}", value=name)
-            names[part] = self.path / name
+        names = {part: self._named_file(entry.get(part), f"{where}.{part}") for part in _PARTS}
         label = entry.get("label", "")
         if not isinstance(label, str):
             raise StoreError("must be a string", path=file, field=f"{where}.label", value=label)
+        contents = {
+            part: self._read_named(name, MAX_CREDENTIAL_FILE) for part, name in names.items()
+        }
         try:
             return credential(
-                load_certificate(names["certificate"]),
-                load_private_key(names["key"]),
+                parse_certificate(contents["certificate"], where=names["certificate"]),
+                parse_private_key(contents["key"], where=names["key"]),
                 label=label,
                 where=names["key"],
             )
         except SourceError as error:
             raise StoreError(error.reason, path=Path(error.path), field=where) from None
+
+    def _named_file(self, name: object, where: str) -> Path:
+        """The file card.json's ``where`` names: a path inside the card directory, once links
+        are followed. The directory is the card: a file elsewhere would not move with it, and
+        a card.json from elsewhere could make the card read, and serve the guest as a data
+        object, any file this process may read."""
+        file = self.path / CARD_FILE
+        if not isinstance(name, str) or not name:
+            raise StoreError("must name a file", path=file, field=where, value=name)
+        try:
+            target = (self.path / name).resolve()
+            inside = target.is_relative_to(self.path.resolve()) and target != self.path.resolve()
+        except (OSError, ValueError, RuntimeError):  # a NUL byte, a link loop
+            inside = False
+        if not inside:
+            raise StoreError(
+                "must name a file inside the card directory", path=file, field=where, value=name
+            )
+        return self.path / name
+
+    def _read_named(self, file: Path, limit: int) -> bytes:
+        try:
+            return read_bounded(file, limit)
+        except FileNotFoundError as error:
+            raise StoreError(f"unreadable ({error.strerror})", path=file) from None
 
     def _data_objects(self, entries: object, file: Path) -> dict[DataObjectId, bytes]:
         if not isinstance(entries, dict):
@@ -526,14 +595,8 @@ class CardStore:
                     field="data_objects",
                     value=key,
                 )
-            if not isinstance(name, str):
-                raise StoreError(
-                    "must name a file", path=file, field=f"data_objects.{key}", value=name
-                )
-            try:
-                found[object_id] = (self.path / name).read_bytes()
-            except OSError as error:
-                raise StoreError(str(error), path=self.path / name) from None
+            named = self._named_file(name, f"data_objects.{key}")
+            found[object_id] = self._read_named(named, MAX_DATA_OBJECT_FILE)
         return found
 
     def _states(self) -> tuple[PinState, PinState | None]:
@@ -604,15 +667,7 @@ class CardStore:
         )
 
     def _read_bounded(self, name: str, limit: int) -> bytes:
-        file = self.path / name
-        try:
-            with file.open("rb") as opened:
-                data = opened.read(limit + 1)
-        except OSError as error:
-            raise StoreError(str(error), path=file) from None
-        if len(data) > limit:
-            raise StoreError(f"larger than {limit} bytes", path=file)
-        return data
+        return self._read_named(self.path / name, limit)
 
     def _kept_key(self, reference: KeyReference, name: str) -> PrivateKeyTypes:
         file = self.path / name
