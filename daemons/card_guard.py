@@ -51,8 +51,8 @@ does not allow before the PIN guard looks:
   ``80``) is answered ``6881`` (logical channel not supported): the card would select an
   application of its own choosing on the new channel (the MF, a Java Card's default applet).
   Closing one passes. Inside ENVELOPEs a SELECT or MANAGE CHANNEL is judged as soon as its
-  instruction is there, a P1 not yet sent read as ``00`` (a lenient card pads ``00 A4`` so):
-  split across ENVELOPEs, only a SELECT of an EF under the current DF passes.
+  instruction is there, a P1 not yet sent read as ``00`` (a lenient card pads ``00 A4`` so): of
+  a split one, only a SELECT of an EF under the current DF whose first part holds its P1 passes.
 - ``C3`` (a BER-TLV ENVELOPE, whose data neither policy reads) is answered ``6D00`` by any allow
   list, even one that lists it.
 

@@ -27,6 +27,7 @@ from tests.daemons.test_card_guard import (
     envelope_steps,
     enveloped,
     in_process,
+    select,
 )
 
 ALLOW_GSC_IS = ApduPolicy(aids=frozenset({RID_GSC_IS}))
@@ -174,6 +175,23 @@ async def test_a_select_by_file_identifier_split_across_envelopes_is_refused(
     if cut < 4:  # 00 A4 00 00 (02) is whole (a case 1 or 2), refused alone: the rest is new data
         assert answers[refused:2] == ["6a82"] * (2 - refused)
     assert not any(instruction(executed) == INS_SELECT for executed in card.executed)
+
+
+@pytest.mark.parametrize("mode", ["length", "terminator"])
+async def test_a_select_object_split_after_its_p1_passes(mode: str) -> None:
+    """A T=0 host that splits SELECT P1=02 after P1 still reaches its applet's object."""
+    card = enveloped(mode)
+    guard = CardGuard(keep=0, policy=ApduPolicy(aids=frozenset({CCC_AID})))
+    assert (await guard.transmit(card, select(CCC_AID))).hex() == "610d"
+    command = bytes.fromhex("00A4020002DB00")
+    answers = [
+        (await guard.transmit(card, envelope(part))).hex() for part in (command[:3], command[3:])
+    ]
+    if mode == "terminator":
+        answers.append((await guard.transmit(card, END)).hex())
+    assert answers[-1] == "9000"
+    assert card.executed == [command]
+    assert card.selected() == [CCC_AID]
 
 
 @pytest.mark.parametrize("mode", ENVELOPE_MODES)
