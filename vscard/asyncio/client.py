@@ -590,9 +590,11 @@ class Client:
         try:
             async with asyncio.timeout(self._timeout):
                 init = await asyncio.shield(self._peer_init)
-        except TimeoutError:
+        except TimeoutError as error:
             await self._shutdown(TimeoutError("host sent no Init"))
-            raise
+            # Named: compiled by mypyc (docs/compiled.md), a bare raise after this await
+            # raised a corrupt object ("TypeError: invalid exception object", then a crash).
+            raise error
         self._log.info(
             "vscard.connected",
             version=init.version,
@@ -616,10 +618,10 @@ class Client:
         try:
             async with asyncio.timeout(self._timeout):
                 reply = await asyncio.shield(future)
-        except TimeoutError:
+        except TimeoutError as error:
             # Replies carry no id: once one is missing, later ones cannot be paired.
             await self._shutdown(TimeoutError("host did not answer a request"))
-            raise
+            raise error  # named, as in _handshake
         if reply.code != ErrorCode.SUCCESS:
             raise RequestRefusedError(
                 type(reply.request).__name__, reply.request.reader_id, reply.code
