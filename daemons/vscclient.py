@@ -228,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="HEX",
-        help="allow SELECT of applets whose AID starts with HEX only (repeatable); others 6A82",
+        help="allow SELECT of applets whose AID starts with HEX only (repeatable); others 6A82, "
+        "as is a SELECT by file identifier or path, and MANAGE CHANNEL OPEN gets 6881",
     )
     parser.add_argument(
         "--tls-ca", metavar="FILE", help="speak TLS, trusting host certificates this CA signed"
