@@ -241,7 +241,8 @@ class ClientReader:
             # The card waits (a thread, a PC/SC hold): the reader's worker takes it from here.
             self._start(self._serve(apdu, waiting, debug))
             return True
-        if (self._conn.response_chain and more_to_get(response)) or (
+        # The cheap checks first: the connection's properties combine capability flags.
+        if (more_to_get(response) and self._conn.response_chain) or (
             foreseeable(apdu, response) and self._conn.read_ahead
         ):
             # The prefetch and the read-ahead may wait: the worker goes on.

@@ -8,10 +8,11 @@ import dataclasses
 import errno
 import functools
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from logging import DEBUG
 from ssl import SSLContext
 from types import TracebackType
+from typing import Any
 
 from cardfloor.aio.admission import Admission
 from cardfloor.aio.inline import InlineReading
@@ -95,6 +96,7 @@ class Session:
     ) -> None:
         self._stream_reader = stream_reader
         self._writer = stream_writer
+        self._transport = stream_writer.transport  # _write_now and _take write to it directly
         protocol = stream_writer.transport.get_protocol()
         # With Server's protocol, frames are handled in the callback that received them once
         # the client's Init is in (see _read).
@@ -262,7 +264,7 @@ class Session:
         if (
             reader_id in self._transmitting
             or reader_id in self._answers
-            or self._writer.transport.get_write_buffer_size()
+            or self._transport.get_write_buffer_size()
         ):
             return False
         if self.closed:
@@ -300,8 +302,9 @@ class Session:
     def _write_now(self) -> None:
         # Ordered after every APDU already written; the next _flush's drain pays for it.
         data = self._conn.data_to_send()
-        if data and not self._writer.is_closing():
-            self._writer.write(data)
+        transport = self._transport
+        if data and not transport.is_closing():
+            transport.write(data)
 
     def _warn(self, event: str, **fields: object) -> None:
         _warn(self._log, self._log_limit, event, fields)
@@ -343,10 +346,49 @@ class Session:
             await asyncio.sleep(0)
             events = conn.receive_data(b"")
 
-    async def _take(self, data: bytes) -> None:
-        """:meth:`_handle` for bytes handled inline: the reading task waits without a deadline
-        meanwhile, so a frame they leave incomplete gets its deadline here, as in _read."""
-        await self._handle(data)
+    def _take(self, data: bytes) -> Coroutine[Any, Any, None] | None:
+        """:meth:`_handle` for bytes handled inline: at once (None) while every message is an
+        answer (as a card's answers are) and what the connection writes meanwhile leaves
+        nothing buffered, else a coroutine for the rest (:meth:`_taken`). No coroutine or
+        task per answer, on either build (docs/compiled.md)."""
+        conn = self._conn
+        events = conn.receive_data(data)
+        data = conn.data_to_send()  # the automatic answers (as _handle's first _flush)
+        transport = self._transport
+        if data and not transport.is_closing():
+            transport.write(data)
+            if transport.get_write_buffer_size():
+                # Not all sent: drain() applies backpressure (as _flush does).
+                return self._taken(events, 0, drain=True)
+        for index, event in enumerate(events):
+            if not self._answer(event):
+                return self._taken(events, index)
+        if conn.error is not None:  # a bad frame after the good ones
+            raise conn.error
+        if conn.pending:
+            return self._taken([], 0)
+        self._frame_deadline()
+        return None
+
+    async def _taken(self, events: list[HostEvent], start: int, *, drain: bool = False) -> None:
+        """The rest of :meth:`_take`: ``events[start:]`` and what follows them, as in
+        :meth:`_handle`."""
+        if drain:
+            await self._writer.drain()
+        conn = self._conn
+        for event in events[start:]:
+            await self._dispatch(event)
+        if conn.error is not None:  # a bad frame after the good ones
+            raise conn.error
+        if conn.pending:
+            # As in _handle: the other connections run first.
+            await asyncio.sleep(0)
+            await self._handle(b"")
+        self._frame_deadline()
+
+    def _frame_deadline(self) -> None:
+        """After bytes handled inline: the reading task waits without a deadline meanwhile, so
+        a frame they leave incomplete gets its deadline here, as in _read."""
         if not self._conn.buffered:
             self._partial_deadline = None
             if self._frame_timer is not None:
@@ -394,6 +436,20 @@ class Session:
 
     async def _dispatch(self, event: HostEvent) -> None:
         match event:
+            case PeerInit():
+                self._init_deadline = None
+                self._log.info("vscard.peer_init", **_event_fields(event))
+                await self._events.put(event)
+            case ReaderAdded() | ReaderRemoved() | CardInserted() | CardRemoved():
+                self._log.info(f"vscard.{_event_name(event)}", **_event_fields(event))
+                await self._events.put(event)
+            case _:
+                self._answer(event)
+
+    def _answer(self, event: HostEvent) -> bool:
+        """Handle ``event`` when it needs no wait (all but reader and card events, which may
+        wait for room in the event queue); False when it needs one (see :meth:`_dispatch`)."""
+        match event:
             case APDUResponse(reader_id, data, chain, ahead):
                 if chain is not None:
                     self._chains[reader_id] = chain
@@ -410,13 +466,9 @@ class Session:
                     future.set_result(None)
             case Unexpected(message, reason):
                 self._warn("vscard.unexpected", message=repr(message), reason=reason)
-            case PeerInit():
-                self._init_deadline = None
-                self._log.info("vscard.peer_init", **_event_fields(event))
-                await self._events.put(event)
             case _:
-                self._log.info(f"vscard.{_event_name(event)}", **_event_fields(event))
-                await self._events.put(event)
+                return False
+        return True
 
     def _resolve(self, reader_id: int, result: bytes | Exception) -> None:
         answered = self._answers.pop(reader_id, None)
