@@ -11,6 +11,8 @@ import struct
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
+from cardfloor.frozen import copy_by_constructor
+
 # The protocols are defined in a module that stays Python on the compiled build (mypyc cannot
 # make a protocol class it compiles runtime-checkable); they are this module's API as before.
 from .usb_protocols import ParkingDevice as ParkingDevice
@@ -92,3 +94,7 @@ class DeviceSummary:
     bNumConfigurations: int
     speed: Speed
     interfaces: tuple[InterfaceSummary, ...]
+
+
+# Both builds copy and pickle these values alike (see copy_by_constructor).
+copy_by_constructor(SetupPacket, InterfaceSummary, DeviceSummary)
