@@ -117,6 +117,8 @@ class ClientConnection:
         # The ATR of each reader's card, once the host accepted it.
         self._cards: dict[int, bytes] = {}
         self._one_reader_host = False
+        # What both Inits announced, kept: asked on every APDU, it changes only at an Init.
+        self._card_reset = self._response_chain = self._read_ahead = False
 
     @property
     def error(self) -> RemoteProtocolError | None:
@@ -132,19 +134,19 @@ class ClientConnection:
     def card_reset(self) -> bool:
         """True once both Inits announced :attr:`~vscard.Capability.CARD_RESET`: the host may
         send CardReset and CardProtocol."""
-        return bool(self.capabilities & self.peer_capabilities & Capability.CARD_RESET)
+        return self._card_reset
 
     @property
     def response_chain(self) -> bool:
         """True once both Inits announced :attr:`~vscard.Capability.RESPONSE_CHAIN`: the client
         may send :meth:`send_response_chain`."""
-        return bool(self.capabilities & self.peer_capabilities & Capability.RESPONSE_CHAIN)
+        return self._response_chain
 
     @property
     def read_ahead(self) -> bool:
         """True once both Inits announced :attr:`~vscard.Capability.READ_AHEAD`: the client
         may send :meth:`send_read_ahead`."""
-        return bool(self.capabilities & self.peer_capabilities & Capability.READ_AHEAD)
+        return self._read_ahead
 
     @property
     def reader_ids(self) -> frozenset[int]:
@@ -272,6 +274,10 @@ class ClientConnection:
                         self.peer_version = version
                         # A second Init cannot take back what the first announced.
                         self.peer_capabilities |= Capability(capabilities[0] & _KNOWN)
+                        both = self.capabilities & self.peer_capabilities
+                        self._card_reset = bool(both & Capability.CARD_RESET)
+                        self._response_chain = bool(both & Capability.RESPONSE_CHAIN)
+                        self._read_ahead = bool(both & Capability.READ_AHEAD)
                         events.append(PeerInit(version, capabilities))
                     case Flush(reader_id):
                         if reader_id in readers:
