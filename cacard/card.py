@@ -77,7 +77,7 @@ from .applets.applet import Applet, Selection
 from .applets.pki import INS_PRIVATE_KEY_OPERATION
 from .atr import CAC_ATR as CAC_ATR
 from .pin import SALT_SIZE, Pin, PinState
-from .select_commands import SelectForm, select_form
+from .select_commands import SelectForm
 
 log = get_logger(__name__)
 
@@ -254,7 +254,7 @@ class Card:
             return self._get_response(command)
         self._pending = b""
         channel = _channel(command.cla)
-        if command.ins == INS_SELECT and select_form(command) is SelectForm.DF_NAME:
+        if command.ins == INS_SELECT and command.p1 == SelectForm.DF_NAME:
             answer = self._check_class(command.cla) or self._select(command, channel)
             return self._sized(command, answer)
         selection = self._channels[channel]

@@ -65,7 +65,7 @@ def select_form(command: CommandAPDU) -> SelectForm | None:
 def stays_in_current_application(command: CommandAPDU) -> bool:
     """Whether a SELECT ``command`` that is not by DF name selects only within the current
     application, on every card: an EF under the current DF (module docstring)."""
-    return select_form(command) is SelectForm.EF_UNDER_CURRENT_DF
+    return command.p1 == SelectForm.EF_UNDER_CURRENT_DF
 
 
 def opens_channel(command: CommandAPDU) -> bool:

@@ -110,7 +110,6 @@ from cacard.pin_commands import Counter, PinAttempt, pin_attempt
 from cacard.select_commands import (
     SelectForm,
     opens_channel,
-    select_form,
     stays_in_current_application,
 )
 from cardfloor.iso7816.apdu import APDUFormatError, CommandAPDU, StatusWord, instruction
@@ -146,8 +145,8 @@ ENVELOPE_STARTS: Final = 4
 _SW1_WARNING_NVM_CHANGED: Final = 0x63
 #: The most tries ``63Cx`` can report.
 MAX_TRIES_NIBBLE: Final = 0x0F
-_FORGETTING_INSTRUCTIONS: Final = frozenset({INS_SELECT, INS_MANAGE_CHANNEL})
-#: The instructions that may select an applet, which an AID allow list judges.
+#: The instructions that may select an applet: an AID allow list judges them, and the guard
+#: forgets the counters it learned after them.
 _SELECTING_INSTRUCTIONS: Final = frozenset({INS_SELECT, INS_MANAGE_CHANNEL})
 #: What the card's parser reads of a command besides its length: CLA INS P1 P2 and an extended Lc.
 _HEAD: Final = 7
@@ -210,7 +209,7 @@ class ApduPolicy:
         list allows (module docstring); a SELECT by AID is judged by its data."""
         if command.ins == INS_MANAGE_CHANNEL:
             return SW_LOGICAL_CHANNEL_NOT_SUPPORTED if opens_channel(command) else None
-        if select_form(command) is SelectForm.DF_NAME:
+        if command.p1 == SelectForm.DF_NAME:
             return None if self._selects_allowed(command) else SW_FILE_NOT_FOUND
         return None if stays_in_current_application(command) else SW_FILE_NOT_FOUND
 
@@ -232,7 +231,7 @@ class ApduPolicy:
             return _refused("instruction not allowed", SW_INS_NOT_SUPPORTED)
         if self.aids and ins in _SELECTING_INSTRUCTIONS:
             header = _header(inner.head)
-            if ins == INS_SELECT and select_form(header) is SelectForm.DF_NAME:
+            if ins == INS_SELECT and header.p1 == SelectForm.DF_NAME:
                 if data is None or not inner.whole:
                     # Only the first bytes of a split command are kept: its AID is not.
                     return _refused("SELECT by AID split across ENVELOPEs", SW_FILE_NOT_FOUND)
@@ -603,7 +602,7 @@ class CardGuard:
                 return _answer(SW_WRONG_LENGTH)
         if attempt is None:
             memory.chain = None  # any other command ends a chain on the card
-            if ins in _FORGETTING_INSTRUCTIONS:
+            if ins in _SELECTING_INSTRUCTIONS:
                 memory.counts.clear()
             return card.transmit(apdu)
         return self._attempt(card, memory, apdu, attempt)
@@ -705,7 +704,7 @@ class CardGuard:
         answer = await card.transmit(apdu)
         for _, follow, verdicts in judged:
             follow.answered(verdicts, answer)
-            if any(instruction(inner.head) in _FORGETTING_INSTRUCTIONS for inner, _ in verdicts):
+            if any(instruction(inner.head) in _SELECTING_INSTRUCTIONS for inner, _ in verdicts):
                 memory.counts.clear()
         if answer != SW_SUCCESS:
             memory.settle(answer)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Final, NoReturn, get_args
 
 from cardfloor.frozen import slot_setters
+from cardfloor.iso7816.apdu import more_remaining
 from cardfloor.native import is_compiled, is_native
 
 from .constants import (
@@ -40,7 +41,6 @@ _unpack_header: Final = _HEADER.unpack_from
 _pack_header: Final = _HEADER.pack
 _U32: Final = struct.Struct(">I")
 _U16: Final = struct.Struct(">H")
-_SW1_BYTES_REMAINING: Final = 0x61
 _INIT_FIXED: Final = struct.Struct(">4sI")
 
 # Exact payload sizes of the fixed-size messages; Init is checked on its own (12 + 4n).
@@ -189,7 +189,7 @@ def _read_ahead_part(payload: bytes, offset: int, name: str, least: int) -> tupl
 def _decode_read_ahead(reader_id: int, payload: bytes) -> ReadAhead:
     command, offset = _read_ahead_part(payload, 0, "command", 4)
     response, offset = _read_ahead_part(payload, offset, "response", 2)
-    remaining = response[-2] == _SW1_BYTES_REMAINING
+    remaining = more_remaining(int.from_bytes(response[-2:], "big"))
     rest = len(payload) - offset
     if not remaining:
         if rest:
@@ -206,7 +206,7 @@ def _decode_read_ahead(reader_id: int, payload: bytes) -> ReadAhead:
             value=rest,
         )
     (chain_sw,) = _U16.unpack_from(payload, len(payload) - 2)
-    if chain_sw >> 8 == _SW1_BYTES_REMAINING:
+    if more_remaining(chain_sw):
         raise RemoteProtocolError(
             "ReadAhead chain must be complete: its status word cannot be 61xx",
             field="ReadAhead.chain_sw",

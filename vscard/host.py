@@ -28,9 +28,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final, NoReturn
+from typing import NoReturn
 
-from cardfloor.iso7816.apdu import StatusWord
+from cardfloor.iso7816.apdu import more_remaining
 
 from .atr import atr_problem
 from .codec import Decoder, encode
@@ -79,7 +79,6 @@ from .messages import (
 )
 from .read_ahead import MAX_READ_AHEAD, MAX_READ_AHEAD_BYTES
 
-_SW1_BYTES_REMAINING: Final = StatusWord.BYTES_REMAINING >> 8
 _KNOWN = int(Capability.CARD_RESET | Capability.RESPONSE_CHAIN | Capability.READ_AHEAD)
 
 DEFAULT_MAX_READERS = 16
@@ -473,7 +472,7 @@ class HostConnection:
         :mod:`vscard.read_ahead`; past them, or after a chain the client cut short (the card
         still held the rest, which reading ahead threw away), a violation, and dropped."""
         chain = reader.chain
-        if chain is not None and chain.sw >> 8 == _SW1_BYTES_REMAINING:
+        if chain is not None and more_remaining(chain.sw):
             reason = "a ReadAhead after a ResponseChain cut short"
             self._violation(message, reason, "ResponseChain.sw", chain.sw, events)
             return

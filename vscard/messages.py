@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar, get_args
 
 from cardfloor.frozen import copy_by_constructor
+from cardfloor.iso7816.apdu import more_remaining
 
 from .constants import (
     U32_MAX,
@@ -213,7 +214,6 @@ class ResponseChain:
             raise ValueError(f"ResponseChain.sw must fit in 2 bytes, got {self.sw}")
 
 
-_SW1_BYTES_REMAINING = 0x61
 #: What a command or a response of a ReadAhead may take: its 2-byte length field.
 _MAX_PART = 0xFFFF
 
@@ -251,7 +251,7 @@ class ReadAhead:
             raise ValueError(
                 f"ReadAhead.response must be 2..{_MAX_PART} bytes, got {len(self.response)}"
             )
-        remaining = self.response[-2] == _SW1_BYTES_REMAINING
+        remaining = more_remaining(int.from_bytes(self.response[-2:], "big"))
         if self.chain_sw is None:
             if remaining or self.chain:
                 raise ValueError(
@@ -262,7 +262,7 @@ class ReadAhead:
             raise ValueError(
                 f"ReadAhead.chain_sw is for a 61xx response, got {self.response[-2:].hex()}"
             )
-        if not 0 <= self.chain_sw <= 0xFFFF or self.chain_sw >> 8 == _SW1_BYTES_REMAINING:
+        if not 0 <= self.chain_sw <= 0xFFFF or more_remaining(self.chain_sw):
             raise ValueError(
                 f"ReadAhead.chain_sw must be a 2-byte final status word, got {self.chain_sw:#x}"
             )

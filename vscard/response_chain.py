@@ -25,6 +25,7 @@ from cardfloor.iso7816.apdu import (
     bytes_remaining,
     get_response_class,
     logical_channel,
+    more_remaining,
 )
 from cardfloor.iso7816.instructions import INS_GET_RESPONSE
 
@@ -47,7 +48,7 @@ def _parse(raw: bytes) -> CommandAPDU | None:
 
 def more_to_get(response: bytes) -> bool:
     """Whether ``response`` ends in ``61xx``: the card holds more of it for GET RESPONSE."""
-    return len(response) >= 2 and response[-2] == _SW1_BYTES_REMAINING
+    return len(response) >= 2 and response[-2] == _SW1_BYTES_REMAINING  # no int built per APDU
 
 
 def _remaining_sw(response: bytes) -> int | None:
@@ -201,7 +202,7 @@ class ChainHolder:
         sw = self._sw
         # A chain cut short ends with the card's own 61xx: the card holds xx more (00: 256 or
         # more), and the guest must hear the total, as the card would have said it.
-        card_rest = (sw & 0xFF or SHORT_MAX) if sw >> 8 == _SW1_BYTES_REMAINING else 0
+        card_rest = (sw & 0xFF or SHORT_MAX) if more_remaining(sw) else 0
         if left:
             return chunk + bytes_remaining(left + card_rest).to_bytes(2, "big")
         self.drop()

@@ -31,7 +31,7 @@ from cardfloor.iso7816.instructions import (
     INS_VERIFY,
 )
 
-from ..select_commands import SelectForm, select_form
+from ..select_commands import SelectForm
 from ..tlv import TLV, encode, split_buffers
 from .acr import ACRID, APPLET_WIDE, AccessRule, ObjectRules
 from .applet import Applet, CardServices, Selection
@@ -195,7 +195,7 @@ class CACApplet(Applet):
         return status(StatusWord.INS_NOT_SUPPORTED)
 
     def _select_object(self, command: CommandAPDU, selection: Selection) -> Response:
-        if select_form(command) is not P1_SELECT_OBJECT:
+        if command.p1 != P1_SELECT_OBJECT:
             return status(StatusWord.FUNCTION_NOT_SUPPORTED)
         if len(command.data) != 2:
             return status(StatusWord.DATA_INVALID)

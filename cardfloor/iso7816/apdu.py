@@ -59,6 +59,7 @@ class StatusWord(enum.IntEnum):
 
 # SW1 values a card may answer with (ISO/IEC 7816-3 §10.3.3): 9000, or 61-6F except 60.
 _VALID_SW1: Final = frozenset(range(0x61, 0x70))
+_SW1_BYTES_REMAINING: Final = StatusWord.BYTES_REMAINING >> 8
 
 
 def is_valid_status(sw: int) -> bool:
@@ -69,6 +70,11 @@ def is_valid_status(sw: int) -> bool:
 def bytes_remaining(count: int) -> int:
     """``61xx``: ``count`` more bytes wait for GET RESPONSE (``6100`` for 256 or more)."""
     return StatusWord.BYTES_REMAINING | (count if count < SHORT_MAX else 0)
+
+
+def more_remaining(sw: int) -> bool:
+    """Whether ``sw`` is ``61xx``: the card holds more of its answer for GET RESPONSE."""
+    return sw >> 8 == _SW1_BYTES_REMAINING
 
 
 def wrong_le(exact: int) -> int:

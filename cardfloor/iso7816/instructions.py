@@ -30,8 +30,6 @@ INS_PUT_DATA_ODD: Final = 0xDB
 INS_GENERAL_AUTHENTICATE: Final = 0x87
 INS_GENERATE_ASYMMETRIC_KEY_PAIR: Final = 0x47
 
-#: SELECT P1: select by DF name (an application identifier).
-P1_SELECT_BY_AID: Final = 0x04
 #: VERIFY P1 of ISO/IEC 7816-4:2013: reset the verification status of the reference.
 P1_RESET_STATUS: Final = 0xFF
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from cardfloor.aio.eager import resumed, start
 from cardfloor.aio.inline import InlineReading
 from cardfloor.aio.stream import READ_SIZE, peer_name, set_nodelay
+from cardfloor.iso7816.apdu import more_remaining
 from cardfloor.iso7816.trace import command_trace, response_trace
 from cardfloor.log import Logger, get_logger
 
@@ -423,8 +424,9 @@ def _whole(response: bytes, chain: bytes, sw: int) -> bytes | None:
     """The card's whole answer: the data of a ``61xx`` ``response`` (T=1 response chaining
     gives some), then the ``chain`` read after it and its last status word ``sw``; None when
     the chain was cut short (``sw`` is ``61xx``)."""
-    last = sw.to_bytes(2, "big")
-    return None if more_to_get(last) else response[:-2] + chain + last
+    if more_remaining(sw):
+        return None
+    return response[:-2] + chain + sw.to_bytes(2, "big")
 
 
 async def _answered(response: bytes) -> bytes:
