@@ -331,10 +331,16 @@ class Session:
             return await self._stream_reader.read(READ_SIZE)
 
     async def _handle(self, data: bytes) -> None:
+        await self._handle_events(self._conn.receive_data(data))
+
+    async def _handle_events(self, events: list[HostEvent], *, flushed: bool = False) -> None:
+        """Dispatch ``events`` (after writing the connection's replies, unless ``flushed``),
+        then the frames of the same read still pending, a batch per loop turn."""
         conn = self._conn
-        events = conn.receive_data(data)
         while True:
-            await self._flush()
+            if not flushed:
+                await self._flush()
+            flushed = False
             for event in events:
                 await self._dispatch(event)
             if conn.error is not None:  # a bad frame after the good ones
@@ -375,15 +381,7 @@ class Session:
         :meth:`_handle`."""
         if drain:
             await self._writer.drain()
-        conn = self._conn
-        for event in events[start:]:
-            await self._dispatch(event)
-        if conn.error is not None:  # a bad frame after the good ones
-            raise conn.error
-        if conn.pending:
-            # As in _handle: the other connections run first.
-            await asyncio.sleep(0)
-            await self._handle(b"")
+        await self._handle_events(events[start:], flushed=True)
         self._frame_deadline()
 
     def _frame_deadline(self) -> None:
